@@ -1,0 +1,1 @@
+DELETE FROM flows WHERE end_unix_nano < ?;

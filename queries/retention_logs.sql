@@ -1,0 +1,1 @@
+DELETE FROM logs WHERE time_unix_nano < ?;

@@ -1,0 +1,1 @@
+DELETE FROM metric_points WHERE time_unix_nano < ?;

@@ -1,0 +1,1 @@
+DELETE FROM spans WHERE start_unix_nano < ?;

@@ -1,0 +1,17 @@
+-- Flows containing a trace id, span id, message id or correlation id equal to $1.
+SELECT f.flow_id, f.chain, f.start_unix_nano, f.duration_ms
+FROM flows f
+WHERE f.flow_id IN (
+    SELECT flow_id FROM flow_traces WHERE trace_id = lower($1)
+    UNION
+    SELECT ft.flow_id FROM spans s JOIN flow_traces ft ON ft.trace_id = s.trace_id
+    WHERE s.span_id = lower($1) OR s.message_id = $1 OR s.correlation_id = $1
+    UNION
+    SELECT ft.flow_id FROM span_links l JOIN flow_traces ft ON ft.trace_id = l.trace_id
+    WHERE l.message_id = $1
+    UNION
+    SELECT ft.flow_id FROM logs g JOIN flow_traces ft ON ft.trace_id = g.trace_id
+    WHERE g.correlation_id = $1 OR g.message_id = $1
+)
+ORDER BY f.start_unix_nano DESC
+LIMIT 100;

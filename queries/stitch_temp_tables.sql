@@ -1,0 +1,2 @@
+CREATE TEMP TABLE IF NOT EXISTS stitch_traces (trace_id VARCHAR);
+CREATE TEMP TABLE IF NOT EXISTS stale_flows (flow_id VARCHAR);

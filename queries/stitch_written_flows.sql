@@ -1,0 +1,1 @@
+SELECT flow_id, trace_id FROM flow_traces;

@@ -1,0 +1,222 @@
+//! Configuration: command-line flags, then `FLOWSCOPE_*` environment variables, then the
+//! optional TOML file, then the defaults documented in the README (first one set wins).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::flows::analysis::DeadLetterPatterns;
+use crate::flows::StitchConfig;
+use crate::store::WriterConfig;
+
+pub const DEFAULT_OTLP_GRPC: &str = "127.0.0.1:4317";
+pub const DEFAULT_OTLP_HTTP: &str = "127.0.0.1:4318";
+pub const DEFAULT_UI: &str = "127.0.0.1:8080";
+pub const DEFAULT_DB: &str = "./data/flowscope.duckdb";
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {setting}: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+/// The flags of `flowscope serve` (each also readable from its environment variable).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and environment variables override it.
+    #[arg(long, env = "FLOWSCOPE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317]
+    #[arg(long, env = "FLOWSCOPE_OTLP_GRPC", value_name = "ADDR")]
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318]
+    #[arg(long, env = "FLOWSCOPE_OTLP_HTTP", value_name = "ADDR")]
+    pub otlp_http: Option<SocketAddr>,
+    /// Dashboard and JSON API listen address [default: 127.0.0.1:8080]
+    #[arg(long, env = "FLOWSCOPE_UI", value_name = "ADDR")]
+    pub ui: Option<SocketAddr>,
+    /// DuckDB database file [default: ./data/flowscope.duckdb]
+    #[arg(long, env = "FLOWSCOPE_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Delete data older than this, e.g. 7d, 12h [default: 7d]
+    #[arg(long, env = "FLOWSCOPE_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
+    /// Rows that may wait for a commit before exporters are told to retry [default: 500000]
+    #[arg(long, env = "FLOWSCOPE_QUEUE_CAPACITY", value_name = "ROWS")]
+    pub queue_capacity: Option<usize>,
+    /// Longest wait before a group commit, e.g. 200ms [default: 200ms]
+    #[arg(long, env = "FLOWSCOPE_FLUSH_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// Commit as soon as this many rows are pending [default: 100000]
+    #[arg(long, env = "FLOWSCOPE_FLUSH_ROWS", value_name = "ROWS")]
+    pub flush_rows: Option<usize>,
+    /// Largest OTLP request body, compressed or decompressed, in bytes [default: 16777216]
+    #[arg(long, env = "FLOWSCOPE_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Extra attribute key that carries a correlation id (repeatable), e.g. app.order_id
+    #[arg(long = "correlation-key", env = "FLOWSCOPE_CORRELATION_KEYS", value_delimiter = ',', value_name = "KEY")]
+    pub correlation_keys: Vec<String>,
+    /// Require `Authorization: Bearer TOKEN` on ingest, UI and API
+    #[arg(long, env = "FLOWSCOPE_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Dead-letter destination name pattern, `*` wildcards (repeatable; replaces the defaults)
+    #[arg(long = "dead-letter-pattern", env = "FLOWSCOPE_DEAD_LETTER_PATTERNS", value_delimiter = ',', value_name = "GLOB")]
+    pub dead_letter_patterns: Vec<String>,
+    /// A flow with no new span for this long is settled [default: 30s]
+    #[arg(long, env = "FLOWSCOPE_SETTLE_AFTER", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub settle_after: Option<Duration>,
+    /// Ignore a message/correlation id for joining once this many traces share it [default: 1000]
+    #[arg(long, env = "FLOWSCOPE_JOIN_KEY_LIMIT", value_name = "TRACES")]
+    pub join_key_limit: Option<usize>,
+}
+
+/// The TOML file: the same settings, snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+    pub ui: Option<SocketAddr>,
+    pub db: Option<PathBuf>,
+    pub retention: Option<String>,
+    pub queue_capacity: Option<usize>,
+    pub flush_interval: Option<String>,
+    pub flush_rows: Option<usize>,
+    pub max_request_bytes: Option<usize>,
+    #[serde(default)]
+    pub correlation_keys: Vec<String>,
+    pub auth_token: Option<String>,
+    #[serde(default)]
+    pub dead_letter_patterns: Vec<String>,
+    pub settle_after: Option<String>,
+    pub join_key_limit: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub ui: SocketAddr,
+    pub db: PathBuf,
+    pub retention: Duration,
+    pub retention_sweep_every: Duration,
+    pub writer: WriterConfig,
+    pub max_request_bytes: usize,
+    pub correlation_keys: Vec<String>,
+    pub auth_token: Option<String>,
+    pub stitch: StitchConfig,
+}
+
+impl Config {
+    /// Defaults everywhere, with the database at `db`: what tests start from.
+    pub fn with_db(db: PathBuf) -> Config {
+        Config::resolve(ServeArgs { db: Some(db), ..Default::default() }, FileConfig::default())
+            .expect("defaults are valid")
+    }
+
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Config::resolve(args, file)
+    }
+
+    fn resolve(args: ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
+        let duration = |setting, text: Option<String>| -> Result<Option<Duration>, ConfigError> {
+            text.map(|t| humantime::parse_duration(&t).map_err(|e| ConfigError::Invalid { setting, message: format!("{t:?}: {e}") }))
+                .transpose()
+        };
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        let writer_default = WriterConfig::default();
+        let stitch_default = StitchConfig::default();
+        let mut correlation_keys = file.correlation_keys;
+        correlation_keys.extend(args.correlation_keys.into_iter().filter(|k| !k.trim().is_empty()));
+        let config = Config {
+            otlp_grpc: args.otlp_grpc.or(file.otlp_grpc).unwrap_or_else(|| addr(DEFAULT_OTLP_GRPC)),
+            otlp_http: args.otlp_http.or(file.otlp_http).unwrap_or_else(|| addr(DEFAULT_OTLP_HTTP)),
+            ui: args.ui.or(file.ui).unwrap_or_else(|| addr(DEFAULT_UI)),
+            db: args.db.or(file.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            retention: args.retention.or(duration("retention", file.retention)?).unwrap_or(DEFAULT_RETENTION),
+            retention_sweep_every: Duration::from_secs(600),
+            writer: WriterConfig {
+                queue_capacity_rows: args.queue_capacity.or(file.queue_capacity).unwrap_or(writer_default.queue_capacity_rows),
+                flush_interval: args
+                    .flush_interval
+                    .or(duration("flush_interval", file.flush_interval)?)
+                    .unwrap_or(writer_default.flush_interval),
+                flush_rows: args.flush_rows.or(file.flush_rows).unwrap_or(writer_default.flush_rows),
+            },
+            max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            correlation_keys,
+            auth_token: args.auth_token.or(file.auth_token).filter(|t| !t.is_empty()),
+            stitch: StitchConfig {
+                quiet_period: args
+                    .settle_after
+                    .or(duration("settle_after", file.settle_after)?)
+                    .unwrap_or(stitch_default.quiet_period),
+                key_trace_limit: args.join_key_limit.or(file.join_key_limit).unwrap_or(stitch_default.key_trace_limit),
+                dead_letter_patterns: match (args.dead_letter_patterns, file.dead_letter_patterns) {
+                    (a, _) if !a.is_empty() => DeadLetterPatterns::new(&a),
+                    (_, f) if !f.is_empty() => DeadLetterPatterns::new(&f),
+                    _ => stitch_default.dead_letter_patterns.clone(),
+                },
+                ..stitch_default
+            },
+        };
+        if config.writer.queue_capacity_rows == 0 {
+            return Err(ConfigError::Invalid { setting: "queue_capacity", message: "must be at least 1".into() });
+        }
+        if config.max_request_bytes < 1024 {
+            return Err(ConfigError::Invalid { setting: "max_request_bytes", message: "must be at least 1024".into() });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let file: FileConfig = toml::from_str(
+            "ui = \"127.0.0.1:9000\"\notlp_http = \"127.0.0.1:9001\"\nretention = \"2d\"\ncorrelation_keys = [\"app.order_id\"]\nflush_interval = \"50ms\"",
+        )
+        .unwrap();
+        let args = ServeArgs { ui: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() };
+        let c = Config::resolve(args, file).unwrap();
+        assert_eq!(c.ui.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.otlp_http.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.otlp_grpc.to_string(), DEFAULT_OTLP_GRPC);
+        assert_eq!(c.retention, Duration::from_secs(2 * 86400));
+        assert_eq!(c.writer.flush_interval, Duration::from_millis(50));
+        assert_eq!(c.correlation_keys, vec!["app.order_id".to_string()]);
+        assert_eq!(c.db, PathBuf::from(DEFAULT_DB));
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        assert!(toml::from_str::<FileConfig>("uii = \"x\"").unwrap_err().to_string().contains("uii"));
+        let file: FileConfig = toml::from_str("retention = \"soon\"").unwrap();
+        let err = Config::resolve(ServeArgs::default(), file).unwrap_err().to_string();
+        assert!(err.contains("retention"), "{err}");
+    }
+}

@@ -1,0 +1,614 @@
+//! What one flow is made of, computed from its spans alone (a pure function, so the
+//! stitcher and the flow page agree): its chain, hops with queue waits, retries, dead
+//! letters, the split of its duration, and its critical path.
+
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    pub fn parse(s: &str) -> SpanKind {
+        match s {
+            "INTERNAL" => SpanKind::Internal,
+            "SERVER" => SpanKind::Server,
+            "CLIENT" => SpanKind::Client,
+            "PRODUCER" => SpanKind::Producer,
+            "CONSUMER" => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
+/// The parts of a span that stitching needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanFacts {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub service: String,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start: i64,
+    pub end: i64,
+    pub error: bool,
+    pub status_message: Option<String>,
+    pub system: Option<String>,
+    pub operation: Option<String>,
+    pub destination: Option<String>,
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub attempt: Option<i32>,
+    pub dead_letter_evidence: bool,
+    pub links: Vec<LinkFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkFacts {
+    pub trace_id: String,
+    pub span_id: String,
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Producer,
+    Consumer,
+    Other,
+}
+
+fn role(s: &SpanFacts) -> Role {
+    match s.operation.as_deref() {
+        Some("create" | "send") => Role::Producer,
+        Some("receive" | "process") => Role::Consumer,
+        Some(_) => Role::Other,
+        None => match s.kind {
+            SpanKind::Producer => Role::Producer,
+            SpanKind::Consumer => Role::Consumer,
+            _ => Role::Other,
+        },
+    }
+}
+
+/// A delivery of the message to its consumer (as opposed to a `receive` wrapper).
+fn is_delivery(s: &SpanFacts) -> bool {
+    s.operation.as_deref() == Some("process") || (s.operation.is_none() && s.kind == SpanKind::Consumer)
+}
+
+/// One message crossing one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    pub system: Option<String>,
+    pub destination: Option<String>,
+    /// Index into the flow's spans.
+    pub producer: Option<usize>,
+    pub consumers: Vec<usize>,
+    /// Producer end to first consumer start, clamped at zero.
+    pub queue_wait_ns: i64,
+    /// The consumer started before the producer ended: the clocks disagree.
+    pub clock_skew: bool,
+    pub dead_letter: bool,
+    /// When the message was sent (or first seen, without a producer).
+    pub time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub span: usize,
+    pub time: i64,
+    pub service: String,
+    pub destination: Option<String>,
+    pub attempt: i32,
+    pub delay_ns: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub span: usize,
+    pub time: i64,
+    pub destination: String,
+    pub source_destination: Option<String>,
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowAnalysis {
+    pub root: usize,
+    pub chain: String,
+    /// Services and destinations in the order the flow visits them.
+    pub path: Vec<String>,
+    pub start: i64,
+    pub end: i64,
+    pub services: Vec<String>,
+    pub trace_ids: Vec<String>,
+    pub error: bool,
+    pub hops: Vec<Hop>,
+    pub retries: Vec<Retry>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub queue_wait_ns: i64,
+    pub retry_delay_ns: i64,
+    pub service_ns: i64,
+    pub critical: Vec<bool>,
+}
+
+/// Destination names that mean "dead-letter queue": `*` matches any run of characters,
+/// matching ignores case.
+#[derive(Debug, Clone)]
+pub struct DeadLetterPatterns(Vec<String>);
+
+pub const DEFAULT_DEAD_LETTER_PATTERNS: &[&str] =
+    &["*.DLT", "*-dlt", "*.dlq", "*_dlq", "*-dlq", "*dead-letter*", "*deadletter*", "*dead_letter*", "*.dead"];
+
+impl DeadLetterPatterns {
+    pub fn new(patterns: &[String]) -> Self {
+        DeadLetterPatterns(patterns.iter().map(|p| p.to_ascii_lowercase()).collect())
+    }
+
+    pub fn matches(&self, destination: &str) -> bool {
+        let d = destination.to_ascii_lowercase();
+        self.0.iter().any(|p| glob(p.as_bytes(), d.as_bytes()))
+    }
+}
+
+impl Default for DeadLetterPatterns {
+    fn default() -> Self {
+        Self::new(&DEFAULT_DEAD_LETTER_PATTERNS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+    }
+}
+
+/// `*`-only glob, the kind users write for queue names.
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] != b'*' && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == b'*')
+}
+
+/// Analyses one flow. `spans` must be non-empty; their order does not matter.
+pub fn analyze(spans: &[SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
+    assert!(!spans.is_empty(), "a flow has at least one span");
+    let by_id: HashMap<(&str, &str), usize> =
+        spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
+    let parent_of = |i: usize| -> Option<usize> {
+        let s = &spans[i];
+        s.parent_span_id.as_deref().and_then(|p| by_id.get(&(s.trace_id.as_str(), p)).copied())
+    };
+
+    let root = find_root(spans, &parent_of);
+    let mut hops = build_hops(spans, &by_id, &parent_of);
+    for hop in &mut hops {
+        hop.dead_letter = hop.destination.as_deref().is_some_and(|d| dead_letter_patterns.matches(d));
+    }
+    let retries = find_retries(spans, &hops, &parent_of);
+    let dead_letters = find_dead_letters(spans, &hops, &parent_of);
+
+    let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.end).max().unwrap_or(start).max(start);
+    let queue_intervals: Vec<(i64, i64)> = hops
+        .iter()
+        .filter_map(|h| {
+            let p = &spans[h.producer?];
+            let first = h.consumers.iter().map(|c| spans[*c].start).min()?;
+            (first > p.end).then_some((p.end, first))
+        })
+        .collect();
+    let retry_intervals: Vec<(i64, i64)> =
+        retries.iter().filter(|r| r.delay_ns > 0).map(|r| (r.time - r.delay_ns, r.time)).collect();
+    let queue_wait_ns = covered(&queue_intervals);
+    let waiting_ns = covered(&[queue_intervals, retry_intervals].concat());
+    let retry_delay_ns = waiting_ns - queue_wait_ns;
+    let service_ns = (end - start - waiting_ns).max(0);
+
+    let mut services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect();
+    services.sort();
+    services.dedup();
+    let mut trace_ids: Vec<String> = spans.iter().map(|s| s.trace_id.clone()).collect();
+    trace_ids.sort();
+    trace_ids.dedup();
+
+    let critical = critical_path(spans, root, &hops, &parent_of);
+    FlowAnalysis {
+        root,
+        chain: format!("{} {}", spans[root].service, spans[root].name),
+        path: hop_path(spans, root, &hops),
+        start,
+        end,
+        services,
+        trace_ids,
+        error: spans.iter().any(|s| s.error),
+        hops,
+        retries,
+        dead_letters,
+        queue_wait_ns,
+        retry_delay_ns,
+        service_ns,
+        critical,
+    }
+}
+
+/// The entry point: the earliest span with no parent, or a SERVER/PRODUCER/CONSUMER span
+/// whose parent was never stored; failing both, the earliest span.
+fn find_root(spans: &[SpanFacts], parent_of: &impl Fn(usize) -> Option<usize>) -> usize {
+    let earliest = |candidates: &mut dyn Iterator<Item = usize>| candidates.min_by_key(|i| (spans[*i].start, *i));
+    earliest(&mut (0..spans.len()).filter(|i| spans[*i].parent_span_id.is_none()))
+        .or_else(|| {
+            earliest(&mut (0..spans.len()).filter(|i| {
+                parent_of(*i).is_none()
+                    && matches!(spans[*i].kind, SpanKind::Server | SpanKind::Producer | SpanKind::Consumer)
+            }))
+        })
+        .or_else(|| earliest(&mut (0..spans.len())))
+        .expect("non-empty")
+}
+
+fn build_hops(
+    spans: &[SpanFacts],
+    by_id: &HashMap<(&str, &str), usize>,
+    parent_of: &impl Fn(usize) -> Option<usize>,
+) -> Vec<Hop> {
+    let producers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Producer).collect();
+    // The first send of a message id is its producer (a dead-letter republish keeps the id).
+    let mut by_message: HashMap<&str, usize> = HashMap::new();
+    for p in &producers {
+        if let Some(m) = spans[*p].message_id.as_deref() {
+            let e = by_message.entry(m).or_insert(*p);
+            if spans[*p].start < spans[*e].start {
+                *e = *p;
+            }
+        }
+    }
+    // hop index by producer span
+    let mut hop_of_producer: HashMap<usize, usize> = HashMap::new();
+    let mut hops: Vec<Hop> = Vec::new();
+    let mut hop_for = |hops: &mut Vec<Hop>, p: usize| -> usize {
+        *hop_of_producer.entry(p).or_insert_with(|| {
+            hops.push(Hop {
+                system: spans[p].system.clone(),
+                destination: spans[p].destination.clone(),
+                producer: Some(p),
+                consumers: Vec::new(),
+                queue_wait_ns: 0,
+                clock_skew: false,
+                dead_letter: false,
+                time: spans[p].end,
+            });
+            hops.len() - 1
+        })
+    };
+    for p in &producers {
+        hop_for(&mut hops, *p);
+    }
+
+    // Consumers in time order, so a `process` span finds its `receive` span's hop.
+    let mut consumers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Consumer).collect();
+    consumers.sort_by_key(|i| (spans[*i].start, *i));
+    let mut hops_of_consumer: HashMap<usize, Vec<usize>> = HashMap::new();
+    for c in consumers {
+        let s = &spans[c];
+        let mut found: Vec<usize> = Vec::new();
+        // 1. links to the creation context (one per message for batch consumers)
+        for link in &s.links {
+            let linked = by_id.get(&(link.trace_id.as_str(), link.span_id.as_str())).copied();
+            let producer = linked
+                .filter(|l| role(&spans[*l]) == Role::Producer)
+                .or_else(|| link.message_id.as_deref().and_then(|m| by_message.get(m).copied()));
+            if let Some(p) = producer {
+                found.push(hop_for(&mut hops, p));
+            }
+        }
+        // 2. parent-child across the queue, or a process span under its receive span
+        if found.is_empty() {
+            if let Some(parent) = parent_of(c) {
+                match role(&spans[parent]) {
+                    Role::Producer => found.push(hop_for(&mut hops, parent)),
+                    Role::Consumer => found.extend(hops_of_consumer.get(&parent).cloned().unwrap_or_default()),
+                    Role::Other => {}
+                }
+            }
+        }
+        // 3. the same message id
+        if found.is_empty() {
+            if let Some(p) = s.message_id.as_deref().and_then(|m| by_message.get(m)) {
+                found.push(hop_for(&mut hops, *p));
+            }
+        }
+        // 4. nothing propagated: the same correlation id to the same destination, sent
+        //    most recently before this consumer started
+        if found.is_empty() {
+            if let (Some(corr), Some(dest)) = (s.correlation_id.as_deref(), s.destination.as_deref()) {
+                let p = producers
+                    .iter()
+                    .filter(|p| {
+                        let ps = &spans[**p];
+                        ps.correlation_id.as_deref() == Some(corr) && ps.destination.as_deref() == Some(dest) && ps.start <= s.start
+                    })
+                    .max_by_key(|p| spans[**p].start);
+                if let Some(p) = p {
+                    found.push(hop_for(&mut hops, *p));
+                }
+            }
+        }
+        if found.is_empty() {
+            // A message whose producer is not in this flow: a hop without a producer.
+            hops.push(Hop {
+                system: s.system.clone(),
+                destination: s.destination.clone(),
+                producer: None,
+                consumers: Vec::new(),
+                queue_wait_ns: 0,
+                clock_skew: false,
+                dead_letter: false,
+                time: s.start,
+            });
+            found.push(hops.len() - 1);
+        }
+        found.dedup();
+        for h in &found {
+            hops[*h].consumers.push(c);
+            if hops[*h].destination.is_none() {
+                hops[*h].destination = s.destination.clone();
+            }
+            if hops[*h].system.is_none() {
+                hops[*h].system = s.system.clone();
+            }
+        }
+        hops_of_consumer.insert(c, found);
+    }
+    for hop in &mut hops {
+        if let (Some(p), Some(first)) = (hop.producer, hop.consumers.iter().map(|c| spans[*c].start).min()) {
+            let wait = first - spans[p].end;
+            hop.queue_wait_ns = wait.max(0);
+            hop.clock_skew = wait < 0;
+        }
+    }
+    hops.sort_by_key(|h| h.time);
+    hops
+}
+
+fn find_retries(spans: &[SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Retry> {
+    let mut retries = Vec::new();
+    let mut counted: HashSet<usize> = HashSet::new();
+    let push = |retries: &mut Vec<Retry>, i: usize, attempt: i32, previous: Option<usize>| {
+        let s = &spans[i];
+        retries.push(Retry {
+            span: i,
+            time: s.start,
+            service: s.service.clone(),
+            destination: s.destination.clone(),
+            attempt,
+            delay_ns: previous.map_or(0, |p| (s.start - spans[p].end).max(0)),
+        });
+    };
+    // Redeliveries: the same message delivered to its consumer again.
+    for hop in hops {
+        let mut deliveries: Vec<usize> = hop.consumers.iter().copied().filter(|c| is_delivery(&spans[*c])).collect();
+        deliveries.sort_by_key(|c| spans[*c].start);
+        for (n, pair) in deliveries.windows(2).enumerate() {
+            push(&mut retries, pair[1], n as i32 + 2, Some(pair[0]));
+            counted.insert(pair[1]);
+        }
+    }
+    // Attempt counters above 1 (delivery counts, celery.retries, http resend_count).
+    for (i, s) in spans.iter().enumerate() {
+        let Some(attempt) = s.attempt.filter(|a| *a > 1) else { continue };
+        if !counted.insert(i) {
+            continue;
+        }
+        let previous = (0..spans.len())
+            .filter(|p| *p != i && spans[*p].name == s.name && spans[*p].service == s.service && spans[*p].end <= s.start)
+            .max_by_key(|p| spans[*p].end);
+        push(&mut retries, i, attempt, previous);
+    }
+    // Client calls repeated to the same target after an error.
+    let mut siblings: HashMap<(Option<usize>, &str, &str), Vec<usize>> = HashMap::new();
+    for (i, s) in spans.iter().enumerate() {
+        if s.kind == SpanKind::Client && role(s) == Role::Other {
+            siblings.entry((parent_of(i), s.service.as_str(), s.name.as_str())).or_default().push(i);
+        }
+    }
+    for (_, mut calls) in siblings {
+        calls.sort_by_key(|c| spans[*c].start);
+        for (n, pair) in calls.windows(2).enumerate() {
+            if spans[pair[0]].error && counted.insert(pair[1]) {
+                push(&mut retries, pair[1], n as i32 + 2, Some(pair[0]));
+            }
+        }
+    }
+    retries.sort_by_key(|r| (r.time, r.span));
+    retries
+}
+
+fn find_dead_letters(spans: &[SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<DeadLetter> {
+    let mut out = Vec::new();
+    let mut seen: HashSet<usize> = HashSet::new();
+    let last_error_before = |t: i64| {
+        spans
+            .iter()
+            .filter(|s| s.error && s.start <= t)
+            .max_by_key(|s| s.end)
+            .map(|s| s.status_message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| format!("{} failed", s.name)))
+    };
+    // The queue the dead-lettered message came from: the consumer span above the
+    // dead-letter publish, or else the destination that was last consumed before it.
+    let source_of = |i: usize, dlq: &str| {
+        let mut at = parent_of(i);
+        while let Some(a) = at {
+            if role(&spans[a]) == Role::Consumer && spans[a].destination.as_deref() != Some(dlq) {
+                return spans[a].destination.clone();
+            }
+            at = parent_of(a);
+        }
+        spans
+            .iter()
+            .filter(|s| role(s) == Role::Consumer && s.start <= spans[i].start && s.destination.as_deref().is_some_and(|d| d != dlq))
+            .max_by_key(|s| s.start)
+            .and_then(|s| s.destination.clone())
+    };
+    for hop in hops.iter().filter(|h| h.dead_letter) {
+        let Some(span) = hop.producer.or_else(|| hop.consumers.first().copied()) else { continue };
+        let destination = hop.destination.clone().unwrap_or_default();
+        seen.insert(span);
+        seen.extend(&hop.consumers);
+        let s = &spans[span];
+        out.push(DeadLetter {
+            span,
+            time: s.start,
+            source_destination: source_of(span, &destination),
+            destination,
+            message_id: s.message_id.clone(),
+            correlation_id: s.correlation_id.clone(),
+            error: last_error_before(s.start),
+        });
+    }
+    // Broker-side dead-lettering recorded on a span (disposition, x-death, an event).
+    for (i, s) in spans.iter().enumerate() {
+        if s.dead_letter_evidence && seen.insert(i) {
+            let destination = s.destination.clone().unwrap_or_else(|| "(dead letter)".to_owned());
+            out.push(DeadLetter {
+                span: i,
+                time: s.end,
+                source_destination: s.destination.clone(),
+                destination,
+                message_id: s.message_id.clone(),
+                correlation_id: s.correlation_id.clone(),
+                error: last_error_before(s.end).or_else(|| s.status_message.clone()),
+            });
+        }
+    }
+    out.sort_by_key(|d| (d.time, d.span));
+    out
+}
+
+/// Total length covered by the union of the intervals.
+pub fn covered(intervals: &[(i64, i64)]) -> i64 {
+    let mut sorted: Vec<(i64, i64)> = intervals.iter().copied().filter(|(a, b)| b > a).collect();
+    sorted.sort();
+    let mut total = 0;
+    let mut current: Option<(i64, i64)> = None;
+    for (a, b) in sorted {
+        current = match current {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    total + current.map_or(0, |(a, b)| b - a)
+}
+
+/// The flow as a tree: parent-child within traces, plus consumer-under-producer across
+/// queues; other top-level spans hang under the root so the path can reach them.
+fn flow_children(spans: &[SpanFacts], root: usize, hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Vec<usize>> {
+    let mut parent: Vec<Option<usize>> = (0..spans.len()).map(parent_of).collect();
+    for hop in hops {
+        if let Some(p) = hop.producer {
+            for c in &hop.consumers {
+                if parent[*c].is_none() {
+                    parent[*c] = Some(p);
+                }
+            }
+        }
+    }
+    let mut children = vec![Vec::new(); spans.len()];
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) if *p != i => children[*p].push(i),
+            _ if i != root => children[root].push(i),
+            _ => {}
+        }
+    }
+    children
+}
+
+/// Marks the spans that determine when the flow ends: from the root, the child whose
+/// subtree finishes last, then, walking back in time, each earlier child that finished
+/// before the previous one started.
+fn critical_path(spans: &[SpanFacts], root: usize, hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<bool> {
+    let children = flow_children(spans, root, hops, parent_of);
+    // Subtree ends, computed bottom-up without recursion.
+    let mut order = Vec::with_capacity(spans.len());
+    let mut stack = vec![root];
+    let mut visited = vec![false; spans.len()];
+    while let Some(s) = stack.pop() {
+        if std::mem::replace(&mut visited[s], true) {
+            continue;
+        }
+        order.push(s);
+        stack.extend(children[s].iter().copied());
+    }
+    let mut subtree_end: Vec<i64> = spans.iter().map(|s| s.end).collect();
+    for s in order.iter().rev() {
+        for c in &children[*s] {
+            subtree_end[*s] = subtree_end[*s].max(subtree_end[*c]);
+        }
+    }
+    let mut critical = vec![false; spans.len()];
+    let mut stack = vec![root];
+    while let Some(s) = stack.pop() {
+        if std::mem::replace(&mut critical[s], true) {
+            continue;
+        }
+        let mut kids = children[s].clone();
+        kids.sort_by_key(|c| std::cmp::Reverse((subtree_end[*c], spans[*c].start)));
+        let mut cursor = subtree_end[s];
+        for c in kids {
+            if subtree_end[c] <= cursor {
+                stack.push(c);
+                cursor = spans[c].start;
+            }
+        }
+    }
+    critical
+}
+
+/// "checkout → orders → billing → payments → payments-worker": services and destinations
+/// in the order the flow's hops happen.
+fn hop_path(spans: &[SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
+    let mut path = vec![spans[root].service.clone()];
+    let push = |p: &mut Vec<String>, item: String| {
+        if p.last() != Some(&item) {
+            p.push(item);
+        }
+    };
+    for hop in hops {
+        if let Some(p) = hop.producer {
+            push(&mut path, spans[p].service.clone());
+        }
+        if let Some(d) = &hop.destination {
+            push(&mut path, d.clone());
+        }
+        if let Some(c) = hop.consumers.first() {
+            push(&mut path, spans[*c].service.clone());
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! Which traces belong to the same flow: a union-find over trace ids.
+//!
+//! Traces are the nodes (every span of a trace is in the trace's flow). Edges come from
+//! span links (trace to trace) and from join keys: a message id or correlation id seen in
+//! several traces ties all of them together. Components are kept with their member lists
+//! (union by size), so a merge costs O(smaller side) and everything stays linear overall.
+//!
+//! Giant-component guard: a key value shared by more than `key_trace_limit` traces (a
+//! constant "correlation id" such as `none`, a test fixture id) is not an identifier of one
+//! operation. When a key crosses the limit it is ignored from then on, recorded for the
+//! diagnostics page, and the component it had built is split again by recomputing it from
+//! its remaining edges.
+
+use std::collections::{HashMap, HashSet};
+
+pub type TraceId = String;
+
+/// A join key: the kind of evidence and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JoinKey {
+    MessageId(String),
+    Correlation(String),
+}
+
+impl JoinKey {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JoinKey::MessageId(_) => "message_id",
+            JoinKey::Correlation(_) => "correlation_id",
+        }
+    }
+    pub fn value(&self) -> &str {
+        match self {
+            JoinKey::MessageId(v) | JoinKey::Correlation(v) => v,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum KeyState {
+    Traces(Vec<usize>),
+    Ignored { traces: usize },
+}
+
+/// A key that was ignored for joining because too many traces share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredKey {
+    pub key: JoinKey,
+    pub traces: usize,
+}
+
+/// What a key crossing the limit did: the key, and every trace of the component it had
+/// built, whose flows must be recomputed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub ignored: IgnoredKey,
+    pub traces: Vec<TraceId>,
+}
+
+#[derive(Debug)]
+pub struct Joiner {
+    key_trace_limit: usize,
+    ids: HashMap<TraceId, usize>,
+    names: Vec<TraceId>,
+    parent: Vec<usize>,
+    /// Members of each component, kept at its root.
+    members: HashMap<usize, Vec<usize>>,
+    links: HashMap<usize, Vec<usize>>,
+    keys_of: HashMap<usize, Vec<JoinKey>>,
+    keys: HashMap<JoinKey, KeyState>,
+    ignored: Vec<IgnoredKey>,
+}
+
+impl Joiner {
+    pub fn new(key_trace_limit: usize) -> Self {
+        Joiner {
+            key_trace_limit: key_trace_limit.max(2),
+            ids: HashMap::new(),
+            names: Vec::new(),
+            parent: Vec::new(),
+            members: HashMap::new(),
+            links: HashMap::new(),
+            keys_of: HashMap::new(),
+            keys: HashMap::new(),
+            ignored: Vec::new(),
+        }
+    }
+
+    fn id(&mut self, trace: &str) -> usize {
+        if let Some(id) = self.ids.get(trace) {
+            return *id;
+        }
+        let id = self.names.len();
+        self.names.push(trace.to_owned());
+        self.parent.push(id);
+        self.members.insert(id, vec![id]);
+        self.ids.insert(trace.to_owned(), id);
+        id
+    }
+
+    fn root(&self, mut id: usize) -> usize {
+        while self.parent[id] != id {
+            id = self.parent[id];
+        }
+        id
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        if ra == rb {
+            return;
+        }
+        let (big, small) = if self.members[&ra].len() >= self.members[&rb].len() { (ra, rb) } else { (rb, ra) };
+        let moved = self.members.remove(&small).unwrap_or_default();
+        for m in &moved {
+            self.parent[*m] = big;
+        }
+        self.members.get_mut(&big).expect("root has members").extend(moved);
+    }
+
+    /// Registers a trace (idempotent).
+    pub fn add_trace(&mut self, trace: &str) {
+        self.id(trace);
+    }
+
+    /// A span link between two traces.
+    pub fn link(&mut self, a: &str, b: &str) {
+        let (ia, ib) = (self.id(a), self.id(b));
+        if ia == ib {
+            return;
+        }
+        self.links.entry(ia).or_default().push(ib);
+        self.links.entry(ib).or_default().push(ia);
+        self.union(ia, ib);
+    }
+
+    /// A join key seen in a trace. Returns the split if this call made it cross the limit.
+    pub fn key(&mut self, trace: &str, key: JoinKey) -> Option<Split> {
+        let id = self.id(trace);
+        let limit = self.key_trace_limit;
+        let state = self.keys.entry(key.clone()).or_insert_with(|| KeyState::Traces(Vec::new()));
+        let partner = match state {
+            KeyState::Ignored { traces } => {
+                *traces += 1;
+                return None;
+            }
+            KeyState::Traces(list) if list.contains(&id) => return None,
+            KeyState::Traces(list) if list.len() >= limit => {
+                let first = list[0];
+                let count = list.len() + 1;
+                *state = KeyState::Ignored { traces: count };
+                let ignored = IgnoredKey { key, traces: count };
+                self.ignored.push(ignored.clone());
+                let mut traces: Vec<TraceId> = self.split(first).into_iter().map(|m| self.names[m].clone()).collect();
+                traces.push(self.names[id].clone());
+                return Some(Split { ignored, traces });
+            }
+            KeyState::Traces(list) => {
+                list.push(id);
+                list.first().copied().filter(|f| *f != id)
+            }
+        };
+        self.keys_of.entry(id).or_default().push(key);
+        if let Some(p) = partner {
+            self.union(id, p);
+        }
+        None
+    }
+
+    /// Recomputes the component containing `any` from its links and non-ignored keys;
+    /// returns its former members.
+    fn split(&mut self, any: usize) -> Vec<usize> {
+        let root = self.root(any);
+        let members = self.members.remove(&root).unwrap_or_default();
+        for m in &members {
+            self.parent[*m] = *m;
+            self.members.insert(*m, vec![*m]);
+        }
+        for m in &members {
+            for other in self.links.get(m).cloned().unwrap_or_default() {
+                self.union(*m, other);
+            }
+            for key in self.keys_of.get(m).cloned().unwrap_or_default() {
+                if let Some(KeyState::Traces(list)) = self.keys.get(&key) {
+                    if let Some(first) = list.first().copied() {
+                        self.union(*m, first);
+                    }
+                }
+            }
+        }
+        members
+    }
+
+    /// The traces of the flow `trace` belongs to (just itself when unknown).
+    pub fn flow_of(&self, trace: &str) -> Vec<TraceId> {
+        match self.ids.get(trace) {
+            None => vec![trace.to_owned()],
+            Some(id) => {
+                let mut traces: Vec<TraceId> =
+                    self.members[&self.root(*id)].iter().map(|m| self.names[*m].clone()).collect();
+                traces.sort();
+                traces
+            }
+        }
+    }
+
+    /// The distinct flows (as sorted member lists) that the given traces belong to now.
+    pub fn flows_of<'a>(&self, traces: impl IntoIterator<Item = &'a str>) -> Vec<Vec<TraceId>> {
+        let mut seen = HashSet::new();
+        let mut flows = Vec::new();
+        for t in traces {
+            let root = self.ids.get(t).map(|id| self.root(*id));
+            if root.is_none_or(|r| seen.insert(r)) {
+                flows.push(self.flow_of(t));
+            }
+        }
+        flows
+    }
+
+    pub fn ignored_keys(&self) -> &[IgnoredKey] {
+        &self.ignored
+    }
+
+    pub fn trace_count(&self) -> usize {
+        self.names.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(v: &str) -> JoinKey {
+        JoinKey::MessageId(v.into())
+    }
+    fn c(v: &str) -> JoinKey {
+        JoinKey::Correlation(v.into())
+    }
+
+    enum Op {
+        Trace(&'static str),
+        Link(&'static str, &'static str),
+        Key(&'static str, JoinKey),
+    }
+    use Op::*;
+
+    #[test]
+    fn components_by_each_join_kind() {
+        struct Case {
+            name: &'static str,
+            ops: Vec<Op>,
+            limit: usize,
+            /// Expected flows of the traces named, as sorted member lists.
+            want: Vec<(&'static str, Vec<&'static str>)>,
+        }
+        let cases = vec![
+            Case { name: "lonely trace", ops: vec![Trace("a")], limit: 10, want: vec![("a", vec!["a"])] },
+            Case { name: "link joins", ops: vec![Link("a", "b"), Trace("c")], limit: 10, want: vec![("a", vec!["a", "b"]), ("c", vec!["c"])] },
+            Case {
+                name: "message id joins producer and consumer traces",
+                ops: vec![Key("p", m("42")), Key("q", m("42")), Key("r", m("43"))],
+                limit: 10,
+                want: vec![("q", vec!["p", "q"]), ("r", vec!["r"])],
+            },
+            Case {
+                name: "correlation id chains through several traces",
+                ops: vec![Key("a", c("o1")), Key("b", c("o1")), Link("b", "c"), Key("d", m("x")), Key("c", m("x"))],
+                limit: 10,
+                want: vec![("a", vec!["a", "b", "c", "d"])],
+            },
+            Case {
+                name: "late arrival merges two flows",
+                ops: vec![Link("a", "b"), Link("c", "d"), Key("b", c("k")), Key("d", c("k"))],
+                limit: 10,
+                want: vec![("a", vec!["a", "b", "c", "d"])],
+            },
+            Case {
+                name: "the same key twice in one trace changes nothing",
+                ops: vec![Key("a", c("k")), Key("a", c("k")), Trace("b")],
+                limit: 10,
+                want: vec![("a", vec!["a"]), ("b", vec!["b"])],
+            },
+            Case {
+                name: "giant key is ignored and its merges undone",
+                ops: vec![Key("a", c("none")), Key("b", c("none")), Key("c", c("none")), Link("c", "d"), Key("e", c("none"))],
+                limit: 3,
+                want: vec![("a", vec!["a"]), ("b", vec!["b"]), ("c", vec!["c", "d"]), ("e", vec!["e"])],
+            },
+            Case {
+                name: "splitting keeps the other keys' joins",
+                ops: vec![Key("a", c("none")), Key("b", c("none")), Key("a", m("1")), Key("b", m("1")), Key("c", c("none"))],
+                limit: 2,
+                want: vec![("a", vec!["a", "b"]), ("c", vec!["c"])],
+            },
+        ];
+        for case in cases {
+            let mut j = Joiner::new(case.limit);
+            for op in case.ops {
+                match op {
+                    Trace(t) => j.add_trace(t),
+                    Link(a, b) => j.link(a, b),
+                    Key(t, k) => {
+                        j.key(t, k);
+                    }
+                }
+            }
+            for (trace, want) in case.want {
+                assert_eq!(j.flow_of(trace), want, "{}: flow of {trace}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn giant_keys_are_reported_once() {
+        let mut j = Joiner::new(2);
+        assert_eq!(j.key("a", c("x")), None);
+        assert_eq!(j.key("b", c("x")), None);
+        let split = j.key("c", c("x")).unwrap();
+        assert_eq!(split.ignored, IgnoredKey { key: c("x"), traces: 3 });
+        assert_eq!(split.traces, vec!["a", "b", "c"]);
+        assert_eq!(j.key("d", c("x")), None);
+        assert_eq!(j.ignored_keys().len(), 1);
+        assert_eq!(j.flows_of(["a", "b", "c", "d"]).len(), 4);
+    }
+}

@@ -1,0 +1,336 @@
+//! Ingest: OTLP in, rows out. gRPC ([`grpc`]) and HTTP ([`http`]) both hand the raw request
+//! body to [`Ingest::export`], which decodes it, validates and flattens it into table rows
+//! ([`traces`], [`logs`], [`metrics`]) on the caller's task, and waits until the store's
+//! writer has committed them. A success therefore always means "in the database file".
+
+pub mod attributes;
+pub mod grpc;
+pub mod http;
+mod logs;
+mod metrics;
+mod traces;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use crate::store::tables::TableBatch;
+use crate::store::{StoreError, Writer};
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// What one item of this signal is called in OTLP's partial-success fields.
+    fn item(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "data points",
+            Signal::Logs => "log records",
+        }
+    }
+}
+
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body could not be decoded at all: nothing of it was stored.
+    #[error("cannot decode OTLP {signal} request as {encoding}: {message}")]
+    Malformed { signal: &'static str, encoding: &'static str, message: String },
+    /// The write queue is full: retry later.
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("flowscope is shutting down; retry against the restarted instance")]
+    ShuttingDown,
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Overloaded { .. } => IngestError::Overloaded(e.to_string()),
+            StoreError::ShuttingDown => IngestError::ShuttingDown,
+            other => IngestError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The outcome of a stored request: how many items were refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub signal: Signal,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub reason: Option<String>,
+}
+
+impl Accepted {
+    /// The OTLP Export*ServiceResponse in the request's encoding; `partial_success` is set
+    /// only when something was rejected, as the spec asks.
+    pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
+        let rejected = self.rejected as i64;
+        let message = self.reason.clone().unwrap_or_default();
+        let partial = self.rejected > 0;
+        match self.signal {
+            Signal::Traces => encode(
+                encoding,
+                &ExportTraceServiceResponse {
+                    partial_success: partial
+                        .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+                },
+            ),
+            Signal::Metrics => encode(
+                encoding,
+                &ExportMetricsServiceResponse {
+                    partial_success: partial
+                        .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+                },
+            ),
+            Signal::Logs => encode(
+                encoding,
+                &ExportLogsServiceResponse {
+                    partial_success: partial
+                        .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
+                },
+            ),
+        }
+    }
+}
+
+fn encode<T: Message + serde::Serialize>(encoding: Encoding, msg: &T) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => msg.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(msg).expect("OTLP responses serialize"),
+    }
+}
+
+/// Rows produced from one request, with the count of items refused by validation.
+#[derive(Debug, Default)]
+pub(crate) struct Flattened {
+    pub batches: Vec<TableBatch>,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub reason: Option<String>,
+}
+
+impl Flattened {
+    pub fn reject(&mut self, why: impl FnOnce() -> String) {
+        self.rejected += 1;
+        if self.reason.is_none() {
+            self.reason = Some(why());
+        }
+    }
+}
+
+/// Per-signal counters for the self-metrics page.
+#[derive(Debug, Default)]
+pub struct SignalStats {
+    pub requests: AtomicU64,
+    pub malformed_requests: AtomicU64,
+    pub refused_requests: AtomicU64,
+    pub received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub committed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub traces: SignalStats,
+    pub metrics: SignalStats,
+    pub logs: SignalStats,
+}
+
+impl IngestStats {
+    pub fn of(&self, signal: Signal) -> &SignalStats {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
+        }
+    }
+}
+
+/// Attribute keys whose value joins spans, events and log records into one flow.
+#[derive(Debug, Clone)]
+pub struct CorrelationKeys(Vec<String>);
+
+impl CorrelationKeys {
+    /// The conventional keys plus the user's own (such as `app.order_id`).
+    pub fn with_extra(extra: &[String]) -> Self {
+        let mut keys: Vec<String> = attributes::keys::DEFAULT_CORRELATION.iter().map(|k| k.to_string()).collect();
+        for k in extra {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        CorrelationKeys(keys)
+    }
+
+    pub fn find(&self, attrs: &[KeyValue]) -> Option<String> {
+        self.0
+            .iter()
+            .filter_map(|k| attrs.iter().find(|kv| &kv.key == k))
+            .filter_map(|kv| kv.value.as_ref())
+            .find_map(attributes::as_text)
+    }
+}
+
+impl Default for CorrelationKeys {
+    fn default() -> Self {
+        Self::with_extra(&[])
+    }
+}
+
+/// What every row of one OTLP resource shares, computed once per resource.
+pub(crate) struct ResourceContext<'a> {
+    pub attributes: &'a [KeyValue],
+    pub service_name: String,
+    pub attributes_json: String,
+}
+
+impl<'a> ResourceContext<'a> {
+    pub fn new(resource: Option<&'a Resource>) -> Self {
+        let attributes = resource.map(|r| &r.attributes[..]).unwrap_or(&[]);
+        ResourceContext {
+            attributes,
+            service_name: attributes::text_of(attributes, attributes::keys::SERVICE_NAME)
+                .unwrap_or_else(|| "unknown_service".to_owned()),
+            attributes_json: attributes::json_object(attributes),
+        }
+    }
+}
+
+/// Appends an id as lower-case hex, or null when empty.
+pub(crate) fn append_hex(builder: &mut duckdb::arrow::array::StringBuilder, id: &[u8]) {
+    if id.is_empty() {
+        builder.append_null();
+        return;
+    }
+    let mut buf = [0u8; 32];
+    match buf.get_mut(..id.len() * 2) {
+        Some(out) => {
+            hex::encode_to_slice(id, out).expect("output is twice the input");
+            builder.append_value(std::str::from_utf8(out).expect("hex is ascii"));
+        }
+        None => builder.append_value(hex::encode(id)),
+    }
+}
+
+/// OTLP times are u64 nanoseconds; DuckDB's BIGINT holds them until the year 2262.
+pub(crate) fn nanos(t: u64) -> Option<i64> {
+    i64::try_from(t).ok()
+}
+
+pub(crate) fn check_id(what: &str, id: &[u8], len: usize, required: bool) -> Result<(), String> {
+    if id.is_empty() {
+        return if required { Err(format!("{what} is missing")) } else { Ok(()) };
+    }
+    if id.len() != len {
+        return Err(format!("{what} must be {len} bytes, got {}", id.len()));
+    }
+    if id.iter().all(|b| *b == 0) {
+        return Err(format!("{what} is all zeros"));
+    }
+    Ok(())
+}
+
+/// The shared decode-and-store path behind both transports.
+pub struct Ingest {
+    writer: Arc<Writer>,
+    correlation: CorrelationKeys,
+    stats: IngestStats,
+}
+
+impl Ingest {
+    pub fn new(writer: Arc<Writer>, correlation: CorrelationKeys) -> Self {
+        Ingest { writer, correlation, stats: IngestStats::default() }
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
+    /// Decodes, validates and stores one export request body; returns once it is committed.
+    pub async fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Accepted, IngestError> {
+        let stats = self.stats.of(signal);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let flat = match self.flatten(signal, encoding, body) {
+            Ok(flat) => flat,
+            Err(e) => {
+                stats.malformed_requests.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        stats.received.fetch_add(flat.accepted + flat.rejected, Ordering::Relaxed);
+        stats.rejected.fetch_add(flat.rejected, Ordering::Relaxed);
+        if let Err(e) = self.writer.write(flat.batches).await {
+            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        stats.committed.fetch_add(flat.accepted, Ordering::Relaxed);
+        let reason = flat.reason.map(|r| format!("rejected {} {}: {r}", flat.rejected, signal.item()));
+        Ok(Accepted { signal, accepted: flat.accepted, rejected: flat.rejected, reason })
+    }
+
+    fn flatten(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Flattened, IngestError> {
+        Ok(match signal {
+            Signal::Traces => traces::flatten(&decode::<ExportTraceServiceRequest>(signal, encoding, body)?, &self.correlation),
+            Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(signal, encoding, body)?),
+            Signal::Logs => logs::flatten(&decode::<ExportLogsServiceRequest>(signal, encoding, body)?, &self.correlation),
+        })
+    }
+}
+
+fn decode<T>(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<T, IngestError>
+where
+    T: Message + Default + serde::de::DeserializeOwned,
+{
+    let result = match encoding {
+        Encoding::Protobuf => T::decode(body).map_err(|e| e.to_string()),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    };
+    result.map_err(|message| IngestError::Malformed {
+        signal: signal.name(),
+        encoding: match encoding {
+            Encoding::Protobuf => "protobuf",
+            Encoding::Json => "JSON",
+        },
+        message,
+    })
+}

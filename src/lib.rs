@@ -1,0 +1,20 @@
+//! flowscope: an OpenTelemetry collector and dashboard that follows requests across
+//! synchronous calls and message queues.
+//!
+//! The data's journey, one module per stage:
+//! - [`ingest`]: OTLP over gRPC and HTTP, decoded once, flattened into table rows;
+//! - [`store`]: the DuckDB file, its schema, the group-commit writer and retention;
+//! - [`flows`]: spans stitched across traces into flows, hops, retries, dead letters;
+//! - [`web`]: the dashboard, JSON API, health and self-metrics;
+//!
+//! [`server`] wires them together; [`config`] resolves flags, environment and file;
+//! [`demo`] generates realistic traffic.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod flows;
+pub mod ingest;
+pub mod server;
+pub mod store;
+pub mod web;

@@ -1,0 +1,57 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flowscope::config::{Config, ServeArgs};
+
+/// OpenTelemetry collector and dashboard for flows across HTTP, gRPC and message queues.
+#[derive(Debug, Parser)]
+#[command(name = "flowscope", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive OTLP and serve the dashboard (the default).
+    Serve(ServeArgs),
+    /// Send realistic demo traffic to a running flowscope.
+    Demo(flowscope::demo::DemoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        None => runtime.block_on(serve(cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Demo(args)) => Ok(runtime.block_on(flowscope::demo::run(args))?),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(args)?;
+    tracing::info!(db = %config.db.display(), "starting flowscope");
+    let running = flowscope::server::start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

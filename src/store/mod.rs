@@ -1,0 +1,167 @@
+//! Storage: the embedded DuckDB file, its versioned schema, the single group-commit writer
+//! and a small pool of read connections for the API and background stages.
+//!
+//! Public face: [`Store::open`], [`Store::start_writer`] (-> [`Writer`]), [`Store::read`],
+//! [`retention`], and the row builders in [`tables`].
+
+pub mod retention;
+pub mod tables;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use duckdb::Connection;
+use parking_lot::Mutex;
+
+pub use writer::{CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("write queue is full ({queued_rows} rows waiting); retry later")]
+    Overloaded { queued_rows: usize },
+    #[error("flowscope is shutting down")]
+    ShuttingDown,
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "signals", include_str!("../../queries/migrations/001_signals.sql")),
+    (2, "flows", include_str!("../../queries/migrations/002_flows.sql")),
+];
+
+/// How many read connections the pool keeps. DuckDB parallelises each query internally,
+/// so a few connections are enough to keep pages from queueing behind each other.
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct Store {
+    path: PathBuf,
+    /// Kept open for the life of the store; every other connection is cloned from it.
+    root: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating when missing) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+        }
+        let conn = Connection::open(path)?;
+        migrate(&conn)?;
+        Ok(Arc::new(Store { path: path.to_owned(), root: Mutex::new(conn), readers: Mutex::new(Vec::new()) }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A connection of its own, for a background stage that writes its own tables.
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        Ok(self.root.lock().try_clone()?)
+    }
+
+    /// Starts the single writer thread; every signal's rows go through it.
+    pub fn start_writer(&self, config: WriterConfig) -> Result<Writer, StoreError> {
+        Writer::start(self.connect()?, config)
+    }
+
+    /// Runs `f` on a pooled read connection off the async runtime.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// The blocking form of [`Store::read`], for background threads and tools.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = match self.readers.lock().pop() {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = f(&conn);
+        let mut idle = self.readers.lock();
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    /// Folds the write-ahead log into the database file, so the file alone is complete
+    /// for other DuckDB clients. Called on shutdown.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.root.lock().execute_batch("CHECKPOINT")?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(include_str!("../../queries/schema_migrations_init.sql"))?;
+    let applied: Vec<i32> = conn
+        .prepare(include_str!("../../queries/schema_migrations_applied.sql"))?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let result = conn
+            .execute_batch(sql)
+            .and_then(|_| conn.execute(include_str!("../../queries/schema_migrations_record.sql"), duckdb::params![version, name]));
+        match result {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+        tracing::info!(version, name, "applied schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_builders_match_the_migrated_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x.duckdb")).unwrap();
+        for (table, columns) in tables::ALL {
+            let actual: Vec<String> = store
+                .read_blocking(|c| {
+                    let mut stmt = c.prepare("SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position")?;
+                    let names = stmt.query_map([table], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+                    Ok(names)
+                })
+                .unwrap();
+            let mut expected: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+            expected.push("commit_seq".into());
+            assert_eq!(actual, expected, "columns of {table}");
+        }
+    }
+
+    #[test]
+    fn reopening_applies_no_migration_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/x.duckdb");
+        drop(Store::open(&path).unwrap());
+        let store = Store::open(&path).unwrap();
+        let n: i64 = store
+            .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,256 @@
+//! The single writer: every export request's rows are appended here, many requests per
+//! transaction (group commit), and each request is acknowledged only once its transaction
+//! has committed. In front of it sits a bounded queue measured in rows: when it is full,
+//! `write` fails at once with `Overloaded`, which ingest turns into a retryable error.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duckdb::arrow::array::{ArrayRef, Int64Array};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::tables::{TableBatch, ALL};
+use super::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Rows that may wait for a commit before new requests are turned away.
+    pub queue_capacity_rows: usize,
+    /// Longest time a request waits for others to share its commit.
+    pub flush_interval: Duration,
+    /// Commit as soon as this many rows are pending.
+    pub flush_rows: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig { queue_capacity_rows: 500_000, flush_interval: Duration::from_millis(200), flush_rows: 100_000 }
+    }
+}
+
+/// Counters for the self-metrics page.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub commits: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub rows: AtomicU64,
+    /// Sum of commit durations in microseconds, and a histogram by upper bound.
+    pub commit_micros_sum: AtomicU64,
+    pub commit_micros_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
+    pub last_commit_seq: AtomicU64,
+}
+
+/// Upper bounds (milliseconds) of the commit-latency histogram buckets.
+pub const COMMIT_BUCKETS_MS: [u64; 8] = [5, 10, 25, 50, 100, 250, 1000, 5000];
+
+impl CommitStats {
+    fn record(&self, rows: usize, took: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let micros = took.as_micros() as u64;
+        self.commit_micros_sum.fetch_add(micros, Ordering::Relaxed);
+        for (bound, bucket) in COMMIT_BUCKETS_MS.iter().zip(&self.commit_micros_buckets) {
+            if micros <= bound * 1000 {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+struct Job {
+    batches: Vec<TableBatch>,
+    rows: usize,
+    done: oneshot::Sender<Result<i64, StoreError>>,
+    /// Held until the job is committed, so queued rows count against the capacity.
+    _permit: OwnedSemaphorePermit,
+}
+
+enum Msg {
+    Write(Job),
+    Stop(oneshot::Sender<()>),
+}
+
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    closed: AtomicBool,
+    stats: Arc<CommitStats>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection, config: WriterConfig) -> Result<Writer, StoreError> {
+        let next_seq: i64 = conn.query_row(include_str!("../../queries/max_commit_seq.sql"), [], |r| r.get(0))?;
+        let capacity = config.queue_capacity_rows.max(1);
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(CommitStats::default());
+        stats.last_commit_seq.store(next_seq as u64, Ordering::Relaxed);
+        let thread_stats = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name("flowscope-writer".into())
+            .spawn(move || run(conn, rx, config, next_seq, &thread_stats))
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        Ok(Writer { tx, permits: Arc::new(Semaphore::new(capacity)), capacity, closed: AtomicBool::new(false), stats })
+    }
+
+    /// Queues the batches and waits until they are committed. Returns the commit sequence
+    /// number the rows were stored under.
+    pub async fn write(&self, batches: Vec<TableBatch>) -> Result<i64, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::ShuttingDown);
+        }
+        let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
+        if rows == 0 {
+            return Ok(self.stats.last_commit_seq.load(Ordering::Relaxed) as i64);
+        }
+        // A request larger than the whole queue takes the whole queue rather than never fitting.
+        let wanted = rows.min(self.capacity) as u32;
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| StoreError::Overloaded { queued_rows: self.queued_rows() })?;
+        let (done, committed) = oneshot::channel();
+        self.tx
+            .send(Msg::Write(Job { batches, rows, done, _permit: permit }))
+            .map_err(|_| StoreError::ShuttingDown)?;
+        committed.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    pub fn queued_rows(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    pub fn capacity_rows(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn stats(&self) -> &Arc<CommitStats> {
+        &self.stats
+    }
+
+    /// Refuses new writes, commits everything queued, and waits for the writer to finish.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, stats: &CommitStats) {
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    while stop.is_none() {
+        let first = match rx.recv() {
+            Ok(Msg::Write(job)) => job,
+            Ok(Msg::Stop(ack)) => {
+                stop = Some(ack);
+                break;
+            }
+            Err(_) => break,
+        };
+        let deadline = Instant::now() + config.flush_interval;
+        let mut rows = first.rows;
+        let mut jobs = vec![first];
+        while rows < config.flush_rows {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Write(job)) => {
+                    rows += job.rows;
+                    jobs.push(job);
+                }
+                Ok(Msg::Stop(ack)) => {
+                    stop = Some(ack);
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        commit_jobs(&conn, jobs, &mut seq, stats);
+    }
+    // Shutting down: whatever was queued behind the stop request still gets committed.
+    let rest: Vec<Job> = rx
+        .try_iter()
+        .filter_map(|m| match m {
+            Msg::Write(job) => Some(job),
+            Msg::Stop(_) => None,
+        })
+        .collect();
+    if !rest.is_empty() {
+        commit_jobs(&conn, rest, &mut seq, stats);
+    }
+    drop(conn);
+    if let Some(ack) = stop {
+        let _ = ack.send(());
+    }
+}
+
+/// Commits the jobs in one transaction. Should that fail, each job is tried alone so that
+/// one bad request cannot take the others down with it.
+fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitStats) {
+    *seq += 1;
+    let started = Instant::now();
+    let all: Vec<&TableBatch> = jobs.iter().flat_map(|j| &j.batches).collect();
+    match append_in_transaction(conn, &all, *seq) {
+        Ok(()) => {
+            let rows = jobs.iter().map(|j| j.rows).sum();
+            stats.record(rows, started.elapsed());
+            stats.last_commit_seq.store(*seq as u64, Ordering::Relaxed);
+            for job in jobs {
+                let _ = job.done.send(Ok(*seq));
+            }
+        }
+        Err(err) if jobs.len() == 1 => {
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "commit failed");
+            let _ = jobs.into_iter().next().map(|j| j.done.send(Err(err)));
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; committing requests one by one");
+            for job in jobs {
+                commit_jobs(conn, vec![job], seq, stats);
+            }
+        }
+    }
+}
+
+fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let appended = (|| -> Result<(), StoreError> {
+        for (table, _) in ALL {
+            let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
+            if of_table.peek().is_none() {
+                continue;
+            }
+            let mut appender = conn.appender(table)?;
+            for b in of_table {
+                appender.append_record_batch(with_commit_seq(&b.batch, seq))?;
+            }
+            appender.flush()?;
+        }
+        Ok(())
+    })();
+    match appended {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn with_commit_seq(batch: &RecordBatch, seq: i64) -> RecordBatch {
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("commit_seq", DataType::Int64, false));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_value(seq, batch.num_rows())));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("one more column of the same length")
+}

@@ -1,0 +1,104 @@
+//! The UI and JSON API listener: the dashboard pages ([`pages`], drawn with [`charts`]),
+//! the JSON API ([`api`]), static assets, health probes and self-metrics.
+
+pub mod api;
+pub mod charts;
+pub mod pages;
+mod self_metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Router};
+
+use crate::auth::{self, BearerToken};
+use crate::flows::analysis::DeadLetterPatterns;
+use crate::flows::StitchProgress;
+use crate::ingest::Ingest;
+use crate::store::Store;
+
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub ingest: Arc<Ingest>,
+    pub flows: FlowsState,
+}
+
+/// What the pages need to know about stitching.
+pub struct FlowsState {
+    pub progress: watch::Receiver<StitchProgress>,
+    pub dead_letter_patterns: DeadLetterPatterns,
+    pub quiet_period: Duration,
+}
+
+impl FlowsState {
+    pub fn quiet_period_ns(&self) -> i64 {
+        self.quiet_period.as_nanos().min(i64::MAX as u128) as i64
+    }
+}
+
+pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .merge(api::router())
+        .merge(pages::router())
+        .layer(middleware::from_fn_with_state(token, auth::require));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/static/{*file}", get(static_file))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
+        .layer(middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Pages load only their own scripts and styles (inline style attributes position the
+/// timeline bars), cannot be framed, and are not content-sniffed.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// Ready when the database answers and the writer is accepting work.
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let db = state.store.read(|c| Ok(c.execute_batch("SELECT 1")?)).await;
+    let writer = state.ingest.writer();
+    match db {
+        Ok(()) if writer.queued_rows() < writer.capacity_rows() => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "write queue is full\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], self_metrics::render(&state.ingest))
+}
+
+#[derive(rust_embed::Embed)]
+#[folder = "static/"]
+struct Assets;
+
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
+    match Assets::get(&file) {
+        Some(content) => {
+            let mime = mime_guess::from_path(&file).first_or_octet_stream();
+            ([(header::CONTENT_TYPE, mime.as_ref().to_owned()), (header::CACHE_CONTROL, "max-age=300".to_owned())], content.data)
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    }
+}

@@ -1,0 +1,818 @@
+//! The dashboard: server-rendered pages (askama templates in `templates/`) that work with
+//! JavaScript off. Each handler gathers its data through `flows::queries` (the same calls
+//! the JSON API makes), shapes it into a small view model, and renders.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::api::{now_nanos, parse_bucket, ApiError, RangeParams};
+use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, LineSeries};
+use super::AppState;
+use crate::flows::backlog::QueueStatus;
+use crate::flows::queries::{self, FlowDetail, FlowOrder, Range};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/chains/{chain}", get(chain))
+        .route("/flows/{flow_id}", get(flow))
+        .route("/queues", get(queues))
+        .route("/retries", get(retries))
+        .route("/dead-letters", get(dead_letters))
+        .route("/alerts", get(alerts))
+        .route("/search", get(search))
+}
+
+/// Everything the shared layout needs: title, search box, time-range links, refresh.
+pub struct Layout {
+    pub title: String,
+    pub active: &'static str,
+    pub q: String,
+    pub ranges: Vec<(String, String, bool)>,
+    pub refresh_href: String,
+    pub refresh_on: bool,
+    pub range_text: String,
+    pub from_value: String,
+    pub to_value: String,
+    pub path: String,
+}
+
+/// The query string every page shares: the range and the refresh toggle.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PageParams {
+    #[serde(flatten)]
+    pub range: RangeParams,
+    pub refresh: Option<String>,
+    pub sort: Option<String>,
+    pub bucket: Option<String>,
+    pub q: Option<String>,
+}
+
+impl PageParams {
+    fn query_string(&self, last: Option<&str>, refresh: bool) -> String {
+        let mut parts = Vec::new();
+        match last {
+            Some(l) => parts.push(format!("last={l}")),
+            None => {
+                if let Some(l) = self.range.last.as_deref().filter(|s| !s.is_empty()) {
+                    parts.push(format!("last={}", urlencode(l)));
+                }
+                if let Some(f) = self.range.from.as_deref().filter(|s| !s.is_empty()) {
+                    parts.push(format!("from={}", urlencode(f)));
+                }
+                if let Some(t) = self.range.to.as_deref().filter(|s| !s.is_empty()) {
+                    parts.push(format!("to={}", urlencode(t)));
+                }
+            }
+        }
+        if refresh {
+            parts.push("refresh=on".into());
+        }
+        parts.join("&")
+    }
+
+    /// The range part of the URL, to carry over into links between pages.
+    pub fn range_query(&self) -> String {
+        self.query_string(None, false)
+    }
+
+    fn refresh_on(&self) -> bool {
+        self.refresh.as_deref() == Some("on")
+    }
+
+    fn layout(&self, title: impl Into<String>, active: &'static str, path: &str, range: Range) -> Layout {
+        let current = self.range.last.clone().unwrap_or_default();
+        let custom = self.range.from.is_some() || self.range.to.is_some();
+        let ranges = ["15m", "1h", "6h", "24h", "7d"]
+            .iter()
+            .map(|l| {
+                let on = !custom && (current == *l || (current.is_empty() && *l == "1h"));
+                (l.to_string(), format!("{path}?{}", self.query_string(Some(l), self.refresh_on())), on)
+            })
+            .collect();
+        let refresh_href = format!("{path}?{}", self.query_string(None, !self.refresh_on()));
+        Layout {
+            title: title.into(),
+            active,
+            q: self.q.clone().unwrap_or_default(),
+            ranges,
+            refresh_href,
+            refresh_on: self.refresh_on(),
+            range_text: format!("{} – {}", fmt_datetime(range.from), fmt_clock(range.to)),
+            from_value: range.from.to_string(),
+            to_value: range.to.to_string(),
+            path: path.to_string(),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    heading: String,
+    message: String,
+}
+
+/// A page that could not be shown: renders the error page with the right status.
+pub struct PageError(ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(e: crate::store::StoreError) -> Self {
+        PageError(ApiError::Store(e))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, heading) = match &self.0 {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+        };
+        let params = PageParams::default();
+        let range = Range { from: now_nanos() - 3_600_000_000_000, to: now_nanos() };
+        let page = ErrorPage {
+            layout: params.layout(heading, "", "/", range),
+            status: status.as_u16(),
+            heading: heading.into(),
+            message: self.0.to_string(),
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+fn render<T: Template>(t: &T) -> Html<String> {
+    Html(t.render().unwrap_or_else(|e| format!("<!doctype html><p>template error: {}</p>", esc(&e.to_string()))))
+}
+
+type PageResult = Result<Html<String>, PageError>;
+
+// ---------------------------------------------------------------- overview
+
+pub struct ChainRow {
+    pub chain: String,
+    pub href: String,
+    pub count: i64,
+    pub error_pct: String,
+    pub p50: String,
+    pub p95: String,
+    pub p99: String,
+    pub queue_share: String,
+    pub retries: i64,
+    pub dead_letters: i64,
+    pub path: String,
+    pub sparkline: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    layout: Layout,
+    empty: bool,
+    chains: Vec<ChainRow>,
+    sort_links: Vec<(String, String)>,
+    firing_alerts: usize,
+    troubled_queues: Vec<(String, String, String)>,
+    dead_letter_count: usize,
+    range_query: String,
+}
+
+async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    let mut chains = queries::chains(&state.store, range).await?;
+    let bucket = ((range.to - range.from) / 24).max(1);
+    let series = queries::chain_latency_series(&state.store, range, bucket, None).await?;
+    let queues = queries::queues(&state.store, range).await?;
+    let dead = queries::dead_letters(&state.store, range).await?;
+    let empty = chains.is_empty() && !queries::has_any_span(&state.store).await?;
+    let sort = p.sort.clone().unwrap_or_else(|| "p95".into());
+    let key = |c: &queries::ChainStats| -> f64 {
+        match sort.as_str() {
+            "count" => c.count as f64,
+            "errors" => c.error_rate,
+            "p50" => c.p50_ms,
+            "p99" => c.p99_ms,
+            "queue" => c.queue_wait_share,
+            "retries" => c.retries as f64,
+            "dead" => c.dead_letters as f64,
+            _ => c.p95_ms,
+        }
+    };
+    if sort == "chain" {
+        chains.sort_by(|a, b| a.chain.cmp(&b.chain));
+    } else {
+        chains.sort_by(|a, b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal));
+    }
+    let rq = p.range_query();
+    let rows = chains
+        .into_iter()
+        .map(|c| {
+            let p95s: Vec<f64> = series.get(&c.chain).map(|s| s.iter().map(|x| x.p95_ms).collect()).unwrap_or_default();
+            ChainRow {
+                href: format!("/chains/{}?{rq}", urlencode(&c.chain)),
+                sparkline: charts::sparkline(&p95s, &format!("p95 of {} over the range", c.chain)),
+                count: c.count,
+                error_pct: format!("{:.1}%", c.error_rate * 100.0),
+                p50: fmt_ms(c.p50_ms),
+                p95: fmt_ms(c.p95_ms),
+                p99: fmt_ms(c.p99_ms),
+                queue_share: format!("{:.0}%", c.queue_wait_share * 100.0),
+                retries: c.retries,
+                dead_letters: c.dead_letters,
+                path: c.path.join(" → "),
+                chain: c.chain,
+            }
+        })
+        .collect();
+    let sort_links = ["chain", "count", "errors", "p50", "p95", "p99", "queue", "retries", "dead"]
+        .iter()
+        .map(|k| (k.to_string(), format!("/?{}{}sort={k}", rq, if rq.is_empty() { "" } else { "&" })))
+        .collect();
+    let troubled_queues = queues
+        .iter()
+        .filter(|q| matches!(q.status, QueueStatus::Growing | QueueStatus::Stalled))
+        .map(|q| (q.destination.clone(), q.status.as_str().to_string(), fmt_count(q.depth)))
+        .collect();
+    let page = OverviewPage {
+        layout: p.layout("Overview", "overview", "/", range),
+        empty,
+        chains: rows,
+        sort_links,
+        firing_alerts: 0,
+        troubled_queues,
+        dead_letter_count: dead.len(),
+        range_query: rq,
+    };
+    Ok(render(&page))
+}
+
+// ---------------------------------------------------------------- chain
+
+pub struct FlowLinkRow {
+    pub href: String,
+    pub start: String,
+    pub duration: String,
+    pub error: bool,
+    pub hops: i32,
+    pub retries: i32,
+    pub dead_letters: i32,
+    pub queue_wait: String,
+    pub spans: i32,
+}
+
+#[derive(Template)]
+#[template(path = "chain.html")]
+struct ChainPage {
+    layout: Layout,
+    chain: String,
+    count: usize,
+    percentiles: Vec<(String, String)>,
+    histogram: String,
+    over_time: String,
+    breakdown: String,
+    slowest: Vec<FlowLinkRow>,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Log-scale buckets (powers of two from 1 ms) of end-to-end durations.
+pub fn log_buckets(durations_ms: &[f64]) -> Vec<(String, f64, String)> {
+    if durations_ms.is_empty() {
+        return Vec::new();
+    }
+    let bucket_of = |d: f64| if d <= 1.0 { 0 } else { d.log2().ceil() as usize };
+    let max = durations_ms.iter().map(|d| bucket_of(*d)).max().unwrap_or(0);
+    let min = durations_ms.iter().map(|d| bucket_of(*d)).min().unwrap_or(0);
+    let mut counts = vec![0.0; max + 1];
+    for d in durations_ms {
+        counts[bucket_of(*d)] += 1.0;
+    }
+    (min..=max)
+        .map(|b| {
+            let upper = 2f64.powi(b as i32);
+            let label = fmt_ms(upper);
+            let title = format!("≤ {}: {} flows", fmt_ms(upper), counts[b]);
+            (label, counts[b], title)
+        })
+        .collect()
+}
+
+async fn chain(State(state): State<Arc<AppState>>, Path(chain): Path<String>, Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    let durations = queries::chain_durations(&state.store, range, chain.clone()).await?;
+    if durations.is_empty() {
+        return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
+    }
+    let bucket = ((range.to - range.from) / 30).max(1);
+    let series = queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())).await?;
+    let hops = queries::chain_hop_waits(&state.store, range, chain.clone()).await?;
+    let slowest = queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20).await?;
+
+    let column = |i: usize| {
+        let mut v: Vec<f64> = durations.iter().map(|d| d[i]).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v
+    };
+    let (total, queue, service, retry) = (column(0), column(1), column(2), column(3));
+    let percentiles = vec![
+        ("p50".to_string(), fmt_ms(quantile(&total, 0.5))),
+        ("p95".to_string(), fmt_ms(quantile(&total, 0.95))),
+        ("p99".to_string(), fmt_ms(quantile(&total, 0.99))),
+        ("max".to_string(), fmt_ms(total.last().copied().unwrap_or(0.0))),
+    ];
+    let points = series.get(&chain).cloned().unwrap_or_default();
+    let p50: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p50_ms)).collect();
+    let p95: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p95_ms)).collect();
+    let p99: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p99_ms)).collect();
+    let over_time = charts::line_chart(
+        &[
+            LineSeries { name: "p50", class: "s0", points: &p50 },
+            LineSeries { name: "p95", class: "s1", points: &p95 },
+            LineSeries { name: "p99", class: "s2", points: &p99 },
+        ],
+        range.from,
+        range.to,
+        "latency",
+        fmt_ms,
+    );
+    let mut rows: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
+    for (label, q) in [("whole flow, p50", 0.5), ("whole flow, p95", 0.95)] {
+        rows.push((label.to_string(), vec![("svc", quantile(&service, q)), ("wait", quantile(&queue, q)), ("retry", quantile(&retry, q))]));
+    }
+    for h in &hops {
+        let dest = h.destination.clone().unwrap_or_else(|| "(unnamed)".into());
+        rows.push((format!("{dest} queue, p50"), vec![("wait", h.p50_ms)]));
+        rows.push((format!("{dest} queue, p95"), vec![("wait", h.p95_ms)]));
+    }
+    let breakdown =
+        charts::stacked_bars(&rows, &[("svc", "service time"), ("wait", "queue wait"), ("retry", "retry delay")], fmt_ms);
+    let page = ChainPage {
+        layout: p.layout(chain.clone(), "overview", &format!("/chains/{}", urlencode(&chain)), range),
+        count: durations.len(),
+        percentiles,
+        histogram: charts::histogram(&log_buckets(&total), "end-to-end duration (log scale)"),
+        over_time,
+        breakdown,
+        slowest: slowest.into_iter().map(|f| flow_link_row(f, &p.range_query())).collect(),
+        chain,
+    };
+    Ok(render(&page))
+}
+
+fn flow_link_row(f: queries::FlowRow, rq: &str) -> FlowLinkRow {
+    FlowLinkRow {
+        href: format!("/flows/{}?{rq}", f.flow_id),
+        start: fmt_datetime(f.start_unix_nano),
+        duration: fmt_ms(f.duration_ms),
+        error: f.error,
+        hops: f.hops,
+        retries: f.retries,
+        dead_letters: f.dead_letters,
+        queue_wait: fmt_ms(f.queue_wait_ms),
+        spans: f.span_count,
+    }
+}
+
+// ---------------------------------------------------------------- flow timeline
+
+pub struct TimelineRow {
+    pub depth: usize,
+    pub service: String,
+    pub service_class: String,
+    pub label: String,
+    pub kind: String,
+    pub left: String,
+    pub width: String,
+    pub duration: String,
+    pub classes: String,
+    pub is_wait: bool,
+    pub marks: Vec<String>,
+    pub details: Vec<(String, String)>,
+    pub events: Vec<String>,
+    pub links: Vec<String>,
+    pub span_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "flow.html")]
+struct FlowPage {
+    layout: Layout,
+    flow: FlowDetail,
+    duration: String,
+    service_time: String,
+    queue_wait: String,
+    retry_delay: String,
+    rows: Vec<TimelineRow>,
+    axis: Vec<(String, String)>,
+    chain_href: String,
+    dead_letters: Vec<(String, String, String)>,
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.3}%", v.clamp(0.0, 100.0))
+}
+
+/// Spans in tree order (children under parents, consumers under their producers), with
+/// a queue-wait row between each producer and its consumers.
+pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
+    let spans = &flow.spans;
+    let start = flow.start_unix_nano;
+    let total = (flow.end_unix_nano - start).max(1) as f64;
+    let index: HashMap<(&str, &str), usize> = spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
+    let by_span_id: HashMap<&str, usize> = spans.iter().enumerate().map(|(i, s)| (s.span_id.as_str(), i)).collect();
+    let mut parent: Vec<Option<usize>> = spans
+        .iter()
+        .map(|s| s.parent_span_id.as_deref().and_then(|p| index.get(&(s.trace_id.as_str(), p)).copied()))
+        .collect();
+    let mut waits: HashMap<usize, Vec<(usize, &queries::FlowHop)>> = HashMap::new();
+    for hop in &flow.hops {
+        let Some(p) = hop.producer_span_id.as_deref().and_then(|id| by_span_id.get(id).copied()) else { continue };
+        if let Some(first) = hop.consumer_span_ids.iter().filter_map(|id| by_span_id.get(id.as_str()).copied()).min_by_key(|c| spans[*c].start_unix_nano) {
+            waits.entry(p).or_default().push((first, hop));
+        }
+        for c in hop.consumer_span_ids.iter().filter_map(|id| by_span_id.get(id.as_str()).copied()) {
+            if parent[c].is_none() {
+                parent[c] = Some(p);
+            }
+        }
+    }
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut roots = Vec::new();
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) if *p != i => children[*p].push(i),
+            _ => roots.push(i),
+        }
+    }
+    let by_start = |v: &mut Vec<usize>| v.sort_by_key(|i| (spans[*i].start_unix_nano, *i));
+    by_start(&mut roots);
+    for c in &mut children {
+        by_start(c);
+    }
+    let services: Vec<&str> = {
+        let mut s: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let service_class = |name: &str| format!("svc{}", services.iter().position(|s| *s == name).unwrap_or(0) % 8);
+    let mut rows = Vec::with_capacity(spans.len() + flow.hops.len());
+    let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|r| (*r, 0)).collect();
+    let mut seen = HashSet::new();
+    while let Some((i, depth)) = stack.pop() {
+        if !seen.insert(i) {
+            continue;
+        }
+        let s = &spans[i];
+        let mut classes = vec!["bar".to_string(), service_class(&s.service)];
+        let mut marks = Vec::new();
+        if s.status == "ERROR" {
+            classes.push("error".into());
+            marks.push("error".into());
+        }
+        if s.critical {
+            classes.push("critical".into());
+        }
+        if let Some(a) = s.retry_attempt {
+            classes.push("retry".into());
+            marks.push(format!("retry #{a}"));
+        }
+        if s.dead_letter {
+            classes.push("dead".into());
+            marks.push("dead letter".into());
+        }
+        let mut details: Vec<(String, String)> = vec![
+            ("trace id".into(), s.trace_id.clone()),
+            ("span id".into(), s.span_id.clone()),
+            ("parent".into(), s.parent_span_id.clone().unwrap_or_else(|| "–".into())),
+            ("start".into(), fmt_datetime(s.start_unix_nano)),
+            ("status".into(), match &s.status_message { Some(m) => format!("{} {m}", s.status), None => s.status.clone() }),
+        ];
+        if let Some(obj) = s.attributes.as_object() {
+            details.extend(obj.iter().map(|(k, v)| (k.clone(), value_text(v))));
+        }
+        if let Some(obj) = s.resource_attributes.as_object() {
+            details.extend(obj.iter().map(|(k, v)| (format!("resource {k}"), value_text(v))));
+        }
+        let events = s
+            .events
+            .as_array()
+            .map(|evs| {
+                evs.iter()
+                    .map(|e| {
+                        let at = e["time_unix_nano"].as_i64().map(|t| fmt_ms((t - s.start_unix_nano) as f64 / 1e6)).unwrap_or_default();
+                        format!("+{at} {} {}", e["name"].as_str().unwrap_or(""), e["attributes"])
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let links = s.links.iter().map(|l| format!("{}/{} {}", l.trace_id, l.span_id, l.attributes)).collect();
+        let dur = (s.end_unix_nano - s.start_unix_nano) as f64;
+        rows.push(TimelineRow {
+            depth,
+            service: s.service.clone(),
+            service_class: service_class(&s.service),
+            label: s.name.clone(),
+            kind: s.kind.clone(),
+            left: pct((s.start_unix_nano - start) as f64 / total * 100.0),
+            width: pct((dur / total * 100.0).max(0.15)),
+            duration: fmt_ms(dur / 1e6),
+            classes: classes.join(" "),
+            is_wait: false,
+            marks,
+            details,
+            events,
+            links,
+            span_id: s.span_id.clone(),
+        });
+        for (consumer, hop) in waits.get(&i).map(Vec::as_slice).unwrap_or_default() {
+            let from = s.end_unix_nano;
+            let to = spans[*consumer].start_unix_nano.max(from);
+            let mut marks = vec![];
+            if hop.clock_skew {
+                marks.push("clock skew".into());
+            }
+            rows.push(TimelineRow {
+                depth: depth + 1,
+                service: String::new(),
+                service_class: String::new(),
+                label: format!("queue wait · {}", hop.destination.clone().unwrap_or_default()),
+                kind: "WAIT".into(),
+                left: pct((from - start) as f64 / total * 100.0),
+                width: pct(((to - from) as f64 / total * 100.0).max(0.15)),
+                duration: fmt_ms(hop.queue_wait_ms),
+                classes: if hop.dead_letter { "bar wait dead".into() } else { "bar wait".into() },
+                is_wait: true,
+                marks,
+                details: vec![],
+                events: vec![],
+                links: vec![],
+                span_id: String::new(),
+            });
+        }
+        for c in children[i].iter().rev() {
+            stack.push((*c, depth + 1));
+        }
+    }
+    rows
+}
+
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn flow(State(state): State<Arc<AppState>>, Path(flow_id): Path<String>, Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(format!("a flow id is 32 hex digits; {flow_id:?} is not one")).into());
+    }
+    let detail = queries::flow(&state.store, flow_id.clone(), state.flows.dead_letter_patterns.clone(), state.flows.quiet_period_ns())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))?;
+    let total = (detail.end_unix_nano - detail.start_unix_nano).max(1) as f64;
+    let axis = charts::nice_ticks(0.0, total / 1e6, 6)
+        .into_iter()
+        .map(|ms| (pct(ms * 1e6 / total * 100.0), fmt_ms(ms)))
+        .collect();
+    let rq = p.range_query();
+    let page = FlowPage {
+        layout: p.layout(format!("Flow {}", &detail.flow_id[..8]), "", &format!("/flows/{}", detail.flow_id), range),
+        duration: fmt_ms(detail.duration_ms),
+        service_time: fmt_ms(detail.service_ms),
+        queue_wait: fmt_ms(detail.queue_wait_ms),
+        retry_delay: fmt_ms(detail.retry_delay_ms),
+        rows: timeline_rows(&detail),
+        axis,
+        chain_href: format!("/chains/{}?{rq}", urlencode(&detail.chain)),
+        dead_letters: detail
+            .dead_letters
+            .iter()
+            .map(|d| (d.destination.clone(), d.source_destination.clone().unwrap_or_default(), d.error.clone().unwrap_or_default()))
+            .collect(),
+        flow: detail,
+    };
+    Ok(render(&page))
+}
+
+// ---------------------------------------------------------------- queues
+
+pub struct QueueCard {
+    pub destination: String,
+    pub system: String,
+    pub status: String,
+    pub depth: String,
+    pub source: String,
+    pub publish_rate: String,
+    pub consume_rate: String,
+    pub drain: String,
+    pub growth: String,
+    pub chart: String,
+}
+
+#[derive(Template)]
+#[template(path = "queues.html")]
+struct QueuesPage {
+    layout: Layout,
+    queues: Vec<QueueCard>,
+}
+
+fn fmt_rate(r: f64) -> String {
+    format!("{r:.2}/s")
+}
+
+async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    let queues = queries::queues(&state.store, range).await?;
+    let cards = queues
+        .iter()
+        .map(|q| QueueCard {
+            destination: q.destination.clone(),
+            system: if q.system.is_empty() { "–".into() } else { q.system.clone() },
+            status: q.status.as_str().into(),
+            depth: fmt_count(q.depth),
+            source: q.depth_source.into(),
+            publish_rate: fmt_rate(q.publish_rate),
+            consume_rate: fmt_rate(q.consume_rate),
+            drain: match q.drain_seconds {
+                Some(s) => fmt_ms(s * 1000.0),
+                None => "not draining".into(),
+            },
+            growth: format!("{:+.1} msgs/min", q.growth_per_minute),
+            chart: charts::line_chart(&[LineSeries { name: "depth", class: "s0", points: &q.series }], range.from, range.to, "messages", fmt_count),
+        })
+        .collect();
+    Ok(render(&QueuesPage { layout: p.layout("Queues", "queues", "/queues", range), queues: cards }))
+}
+
+// ---------------------------------------------------------------- retries
+
+#[derive(Template)]
+#[template(path = "retries.html")]
+struct RetriesPage {
+    layout: Layout,
+    heatmap: String,
+    attempts: String,
+    total: i64,
+}
+
+async fn retries(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    let bucket = parse_bucket(p.bucket.as_deref(), range)?;
+    let view = queries::retries(&state.store, range, bucket).await?;
+    let mut rows: Vec<String> = view.cells.iter().map(|c| c.row.clone()).collect();
+    rows.sort();
+    rows.dedup();
+    let columns = ((range.to - range.from) / bucket).max(1) as usize;
+    let cells: Vec<(usize, usize, i64)> = view
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let r = rows.iter().position(|x| *x == c.row)?;
+            let col = ((c.bucket_start_unix_nano - range.from) / bucket) as usize;
+            (col < columns).then_some((r, col, c.count))
+        })
+        .collect();
+    let total = view.cells.iter().filter(|c| c.row.starts_with("service:")).map(|c| c.count).sum();
+    let bars: Vec<(String, f64, String)> =
+        view.attempts.iter().map(|(a, n)| (format!("#{a}"), *n as f64, format!("attempt {a}: {n} retries"))).collect();
+    let page = RetriesPage {
+        layout: p.layout("Retries", "retries", "/retries", range),
+        heatmap: if rows.is_empty() { String::new() } else { charts::heatmap(&rows, range.from, bucket, columns, &cells) },
+        attempts: if bars.is_empty() { String::new() } else { charts::histogram(&bars, "attempt number") },
+        total,
+    };
+    Ok(render(&page))
+}
+
+// ---------------------------------------------------------------- dead letters
+
+pub struct DeadLetterView {
+    pub time: String,
+    pub destination: String,
+    pub source: String,
+    pub error: String,
+    pub message_id: String,
+    pub correlation_id: String,
+    pub href: String,
+}
+
+#[derive(Template)]
+#[template(path = "dead_letters.html")]
+struct DeadLettersPage {
+    layout: Layout,
+    rows: Vec<DeadLetterView>,
+}
+
+async fn dead_letters(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    let rq = p.range_query();
+    let rows = queries::dead_letters(&state.store, range)
+        .await?
+        .into_iter()
+        .map(|d| DeadLetterView {
+            time: fmt_datetime(d.time_unix_nano),
+            destination: d.destination,
+            source: d.source_destination.unwrap_or_else(|| "–".into()),
+            error: d.error.unwrap_or_else(|| "–".into()),
+            message_id: d.message_id.unwrap_or_else(|| "–".into()),
+            correlation_id: d.correlation_id.unwrap_or_else(|| "–".into()),
+            href: format!("/flows/{}?{rq}", d.flow_id),
+        })
+        .collect();
+    Ok(render(&DeadLettersPage { layout: p.layout("Dead letters", "dead", "/dead-letters", range), rows }))
+}
+
+// ---------------------------------------------------------------- alerts, search
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct AlertsPage {
+    layout: Layout,
+}
+
+async fn alerts(Query(p): Query<PageParams>) -> PageResult {
+    let range = p.range.resolve(now_nanos())?;
+    Ok(render(&AlertsPage { layout: p.layout("Alerts", "alerts", "/alerts", range) }))
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    layout: Layout,
+    q: String,
+    hits: Vec<(String, String, String, String)>,
+}
+
+async fn search(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> Result<Response, PageError> {
+    let range = p.range.resolve(now_nanos())?;
+    let q = p.q.clone().unwrap_or_default().trim().to_string();
+    if q.is_empty() {
+        return Err(ApiError::BadRequest("type a trace id, span id, message id or correlation id to search for".into()).into());
+    }
+    let hits = queries::search(&state.store, q.clone()).await?;
+    let rq = p.range_query();
+    if hits.len() == 1 {
+        return Ok(Redirect::to(&format!("/flows/{}?{rq}", hits[0].flow_id)).into_response());
+    }
+    let hits = hits
+        .into_iter()
+        .map(|h| (format!("/flows/{}?{rq}", h.flow_id), h.chain, fmt_datetime(h.start_unix_nano), fmt_ms(h.duration_ms)))
+        .collect();
+    Ok(render(&SearchPage { layout: p.layout("Search", "", "/search", range), q, hits }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_buckets_cover_the_range() {
+        let b = log_buckets(&[0.5, 3.0, 3.5, 100.0]);
+        assert_eq!(b.first().unwrap().0, "1.0 ms");
+        assert_eq!(b.iter().map(|x| x.1).sum::<f64>(), 4.0);
+        assert_eq!(b.last().unwrap().0, "128 ms");
+        assert!(log_buckets(&[]).is_empty());
+    }
+
+    #[test]
+    fn urlencoding() {
+        assert_eq!(urlencode("checkout POST /orders"), "checkout%20POST%20%2Forders");
+    }
+}
