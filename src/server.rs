@@ -23,7 +23,11 @@ pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {what} address {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A started flowscope. Addresses are the ones actually bound (port 0 resolved).
@@ -42,13 +46,18 @@ pub struct Running {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
 }
 
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let store = Store::open(&config.db)?;
     let writer = Arc::new(store.start_writer(config.writer.clone())?);
-    let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys)));
+    let ingest = Arc::new(Ingest::new(
+        writer,
+        CorrelationKeys::with_extra(&config.correlation_keys),
+    ));
     let token = BearerToken::new(config.auth_token.clone());
     let (stop, stopped) = watch::channel(false);
 
@@ -56,52 +65,117 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
     let ui_listener = bind("UI", config.ui).await?;
     let local = |l: &TcpListener| l.local_addr().expect("bound socket has an address");
-    let (otlp_grpc, otlp_http, ui) = (local(&grpc_listener), local(&http_listener), local(&ui_listener));
+    let (otlp_grpc, otlp_http, ui) = (
+        local(&grpc_listener),
+        local(&http_listener),
+        local(&ui_listener),
+    );
 
     let mut listeners = Vec::new();
     let max = config.max_request_bytes;
     let grpc = tonic::transport::Server::builder()
-        .add_service(OtlpGrpc::<TraceService>::new(Arc::clone(&ingest), max, token.clone()))
-        .add_service(OtlpGrpc::<MetricsService>::new(Arc::clone(&ingest), max, token.clone()))
-        .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(&ingest), max, token.clone()));
+        .add_service(OtlpGrpc::<TraceService>::new(
+            Arc::clone(&ingest),
+            max,
+            token.clone(),
+        ))
+        .add_service(OtlpGrpc::<MetricsService>::new(
+            Arc::clone(&ingest),
+            max,
+            token.clone(),
+        ))
+        .add_service(OtlpGrpc::<LogsService>::new(
+            Arc::clone(&ingest),
+            max,
+            token.clone(),
+        ));
     let mut grpc_stop = stopped.clone();
     listeners.push(tokio::spawn(async move {
         let incoming = TcpIncoming::from(grpc_listener);
-        if let Err(e) = grpc.serve_with_incoming_shutdown(incoming, async move { let _ = grpc_stop.wait_for(|s| *s).await; }).await {
+        if let Err(e) = grpc
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            })
+            .await
+        {
             tracing::error!(error = %e, "OTLP/gRPC listener failed");
         }
     }));
 
-    let http_app = crate::ingest::http::router(Arc::new(HttpIngest { ingest: Arc::clone(&ingest), max_body_bytes: max }))
-        .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
-    listeners.push(serve_axum("OTLP/HTTP", http_listener, http_app, stopped.clone()));
+    let http_app = crate::ingest::http::router(Arc::new(HttpIngest {
+        ingest: Arc::clone(&ingest),
+        max_body_bytes: max,
+    }))
+    .layer(axum::middleware::from_fn_with_state(
+        token.clone(),
+        auth::require,
+    ));
+    listeners.push(serve_axum(
+        "OTLP/HTTP",
+        http_listener,
+        http_app,
+        stopped.clone(),
+    ));
 
-    let (stitcher, progress) = flows::start(&store, Arc::clone(ingest.writer().stats()), config.stitch.clone())?;
+    let (stitcher, progress) = flows::start(
+        &store,
+        Arc::clone(ingest.writer().stats()),
+        config.stitch.clone(),
+    )?;
     let flows_state = FlowsState {
         progress: progress.clone(),
         dead_letter_patterns: config.stitch.dead_letter_patterns.clone(),
         quiet_period: config.stitch.quiet_period,
     };
-    let ui_app =
-        web::router(Arc::new(AppState { store: Arc::clone(&store), ingest: Arc::clone(&ingest), flows: flows_state }), token);
+    let ui_app = web::router(
+        Arc::new(AppState {
+            store: Arc::clone(&store),
+            ingest: Arc::clone(&ingest),
+            flows: flows_state,
+        }),
+        token,
+    );
     listeners.push(serve_axum("UI", ui_listener, ui_app, stopped.clone()));
 
     tracing::info!("OTLP/gRPC listening on {otlp_grpc}");
     tracing::info!("OTLP/HTTP listening on http://{otlp_http}");
     tracing::info!("UI and API listening on http://{ui}");
 
-    let background =
-        vec![tokio::spawn(retention::run(Arc::clone(&store), config.retention, config.retention_sweep_every, stopped))];
+    let background = vec![tokio::spawn(retention::run(
+        Arc::clone(&store),
+        config.retention,
+        config.retention_sweep_every,
+        stopped,
+    ))];
 
-    Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
+    Ok(Running {
+        otlp_grpc,
+        otlp_http,
+        ui,
+        store,
+        ingest,
+        progress,
+        stop,
+        listeners,
+        background,
+        stitcher,
+    })
 }
 
-fn serve_axum(what: &'static str, listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve_axum(
+    what: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "{what} listener failed");
         }
     })
@@ -110,9 +184,16 @@ fn serve_axum(what: &'static str, listener: TcpListener, app: axum::Router, mut 
 impl Running {
     /// Waits until every commit made so far has been stitched into flows.
     pub async fn wait_stitched(&self) {
-        let target = self.ingest.writer().stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;
+        let target = self
+            .ingest
+            .writer()
+            .stats()
+            .last_commit_seq
+            .load(std::sync::atomic::Ordering::Acquire) as i64;
         let mut progress = self.progress.clone();
-        let _ = progress.wait_for(|p| p.stitched_seq >= target && p.last_error.is_none()).await;
+        let _ = progress
+            .wait_for(|p| p.stitched_seq >= target && p.last_error.is_none())
+            .await;
     }
 
     /// Stops accepting, lets in-flight requests finish (they wait for their commit), commits
@@ -123,7 +204,9 @@ impl Running {
             let _ = task.await;
         }
         self.ingest.writer().shutdown().await;
-        tokio::task::spawn_blocking(move || self.stitcher.stop()).await.ok();
+        tokio::task::spawn_blocking(move || self.stitcher.stop())
+            .await
+            .ok();
         for task in self.background {
             let _ = task.await;
         }

@@ -17,7 +17,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
@@ -29,7 +31,11 @@ use scenarios::{Builder, Emission, Pending, MS};
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// OTLP/HTTP endpoint of the flowscope to feed
-    #[arg(long, default_value = "http://127.0.0.1:4318", env = "FLOWSCOPE_DEMO_TARGET")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:4318",
+        env = "FLOWSCOPE_DEMO_TARGET"
+    )]
     pub target: String,
     /// Checkout flows per second (the other scenarios scale with it)
     #[arg(long, default_value_t = 4.0)]
@@ -48,18 +54,35 @@ pub struct DemoArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("cannot reach {target}: {source}")]
-    Send { target: String, source: reqwest::Error },
+    Send {
+        target: String,
+        source: reqwest::Error,
+    },
     #[error("{target} refused the export with HTTP {status}: {body}")]
-    Refused { target: String, status: u16, body: String },
+    Refused {
+        target: String,
+        status: u16,
+        body: String,
+    },
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 fn resource(service: &str) -> Option<Resource> {
     Some(Resource {
-        attributes: vec![kv("service.name", service), kv("deployment.environment.name", "demo"), kv("telemetry.sdk.language", "rust")],
+        attributes: vec![
+            kv("service.name", service),
+            kv("deployment.environment.name", "demo"),
+            kv("telemetry.sdk.language", "rust"),
+        ],
         ..Default::default()
     })
 }
@@ -79,7 +102,10 @@ pub fn to_requests(e: Emission) -> (ExportTraceServiceRequest, ExportLogsService
             .into_iter()
             .map(|(service, spans)| ResourceSpans {
                 resource: resource(&service),
-                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .collect(),
@@ -89,7 +115,10 @@ pub fn to_requests(e: Emission) -> (ExportTraceServiceRequest, ExportLogsService
             .into_iter()
             .map(|(service, log_records)| ResourceLogs {
                 resource: resource(&service),
-                scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
+                scope_logs: vec![ScopeLogs {
+                    log_records,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .collect(),
@@ -98,7 +127,14 @@ pub fn to_requests(e: Emission) -> (ExportTraceServiceRequest, ExportLogsService
 }
 
 /// A depth gauge as a broker exporter would send it.
-pub fn depth_metric(service: &str, metric: &str, queue_attr: (&str, &str), extra: &[(&str, &str)], time: i64, depth: f64) -> ExportMetricsServiceRequest {
+pub fn depth_metric(
+    service: &str,
+    metric: &str,
+    queue_attr: (&str, &str),
+    extra: &[(&str, &str)],
+    time: i64,
+    depth: f64,
+) -> ExportMetricsServiceRequest {
     let mut attributes: Vec<KeyValue> = extra.iter().map(|(k, v)| kv(k, v)).collect();
     let mut res = resource(service).expect("resource");
     if queue_attr.0 == "rabbitmq.queue.name" {
@@ -131,31 +167,55 @@ pub fn depth_metric(service: &str, metric: &str, queue_attr: (&str, &str), extra
 }
 
 /// Posts one protobuf export, retrying (with the server's Retry-After) while it is busy.
-pub async fn post(client: &reqwest::Client, target: &str, path: &str, body: Vec<u8>, token: Option<&str>) -> Result<(), DemoError> {
+pub async fn post(
+    client: &reqwest::Client,
+    target: &str,
+    path: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> Result<(), DemoError> {
     let url = format!("{}{path}", target.trim_end_matches('/'));
     for attempt in 0.. {
-        let mut req = client.post(&url).header("content-type", "application/x-protobuf").body(body.clone());
+        let mut req = client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|source| DemoError::Send { target: url.clone(), source })?;
+        let resp = req.send().await.map_err(|source| DemoError::Send {
+            target: url.clone(),
+            source,
+        })?;
         let status = resp.status().as_u16();
         if status == 200 {
             return Ok(());
         }
         if (status == 503 || status == 429) && attempt < 20 {
-            let wait = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1u64);
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1u64);
             tokio::time::sleep(Duration::from_millis(wait * 1000 / 4 + 50 * attempt)).await;
             continue;
         }
         let body = resp.text().await.unwrap_or_default();
-        return Err(DemoError::Refused { target: url, status, body });
+        return Err(DemoError::Refused {
+            target: url,
+            status,
+            body,
+        });
     }
     unreachable!("the loop returns")
 }
 
 fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i64
 }
 
 /// How fast the mailer works in each part of a five-minute cycle: normal, slowed down
@@ -177,7 +237,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let tick = Duration::from_secs(1);
     let mut carry = 0.0;
     let (mut flows, mut spans) = (0u64, 0u64);
-    println!("flowscope demo: sending to {} at {} checkouts/s; open the dashboard and watch it fill", args.target, args.rate);
+    println!(
+        "flowscope demo: sending to {} at {} checkouts/s; open the dashboard and watch it fill",
+        args.target, args.rate
+    );
     for n in 0u64.. {
         if args.duration > 0 && started.elapsed().as_secs() >= args.duration {
             break;
@@ -208,19 +271,64 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         flows += (checkouts + (checkouts / 2).max(1)) as u64 + sent as u64;
         spans += b.out.spans.len() as u64;
         let (traces, logs) = to_requests(std::mem::take(&mut b.out));
-        post(&client, &args.target, "/v1/traces", traces.encode_to_vec(), token).await?;
-        post(&client, &args.target, "/v1/logs", logs.encode_to_vec(), token).await?;
+        post(
+            &client,
+            &args.target,
+            "/v1/traces",
+            traces.encode_to_vec(),
+            token,
+        )
+        .await?;
+        post(
+            &client,
+            &args.target,
+            "/v1/logs",
+            logs.encode_to_vec(),
+            token,
+        )
+        .await?;
         let now = now_nanos();
         let payments_ready = rng.random_range(0..4) as f64;
         for metrics in [
-            depth_metric("rabbitmq", "rabbitmq.message.current", ("rabbitmq.queue.name", "payments"), &[("state", "ready")], now, payments_ready),
-            depth_metric("rabbitmq", "rabbitmq.message.current", ("rabbitmq.queue.name", "payments"), &[("state", "unacknowledged")], now, 1.0),
-            depth_metric("mailer", "messaging.queue.depth", ("messaging.destination.name", "emails"), &[("messaging.system", "rabbitmq")], now, pending.len() as f64),
+            depth_metric(
+                "rabbitmq",
+                "rabbitmq.message.current",
+                ("rabbitmq.queue.name", "payments"),
+                &[("state", "ready")],
+                now,
+                payments_ready,
+            ),
+            depth_metric(
+                "rabbitmq",
+                "rabbitmq.message.current",
+                ("rabbitmq.queue.name", "payments"),
+                &[("state", "unacknowledged")],
+                now,
+                1.0,
+            ),
+            depth_metric(
+                "mailer",
+                "messaging.queue.depth",
+                ("messaging.destination.name", "emails"),
+                &[("messaging.system", "rabbitmq")],
+                now,
+                pending.len() as f64,
+            ),
         ] {
-            post(&client, &args.target, "/v1/metrics", metrics.encode_to_vec(), token).await?;
+            post(
+                &client,
+                &args.target,
+                "/v1/metrics",
+                metrics.encode_to_vec(),
+                token,
+            )
+            .await?;
         }
         if n % 10 == 0 {
-            println!("sent {flows} flows, {spans} spans; emails backlog {}", pending.len());
+            println!(
+                "sent {flows} flows, {spans} spans; emails backlog {}",
+                pending.len()
+            );
         }
         tokio::time::sleep(tick.saturating_sub(tick_start.elapsed())).await;
     }

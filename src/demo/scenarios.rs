@@ -33,11 +33,23 @@ pub struct Expected {
 }
 
 fn s(k: &str, v: impl Into<String>) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 fn i(k: &str, v: i64) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::IntValue(v)) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(v)),
+        }),
+        ..Default::default()
+    }
 }
 
 /// Creates ids and spans for one scenario run.
@@ -54,7 +66,10 @@ pub struct Ctx {
 
 impl<'a> Builder<'a> {
     pub fn new(rng: &'a mut StdRng) -> Self {
-        Builder { rng, out: Emission::default() }
+        Builder {
+            rng,
+            out: Emission::default(),
+        }
     }
 
     pub fn new_trace(&mut self) -> [u8; 16] {
@@ -74,7 +89,14 @@ impl<'a> Builder<'a> {
     pub fn uuid(&mut self) -> String {
         let a: u128 = self.rng.random();
         let h = format!("{a:032x}");
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 
     pub fn jitter(&mut self, base_ms: i64, spread_ms: i64) -> i64 {
@@ -117,14 +139,29 @@ impl<'a> Builder<'a> {
     }
 
     pub fn fail(&mut self, message: &str) {
-        self.last().status = Some(Status { code: StatusCode::Error as i32, message: message.into() });
+        self.last().status = Some(Status {
+            code: StatusCode::Error as i32,
+            message: message.into(),
+        });
     }
 
     pub fn link(&mut self, to: Ctx, attributes: Vec<KeyValue>) {
-        self.last().links.push(Link { trace_id: to.trace.to_vec(), span_id: to.span.to_vec(), attributes, ..Default::default() });
+        self.last().links.push(Link {
+            trace_id: to.trace.to_vec(),
+            span_id: to.span.to_vec(),
+            attributes,
+            ..Default::default()
+        });
     }
 
-    pub fn log(&mut self, service: &str, ctx: Option<Ctx>, time: i64, body: &str, attributes: Vec<KeyValue>) {
+    pub fn log(
+        &mut self,
+        service: &str,
+        ctx: Option<Ctx>,
+        time: i64,
+        body: &str,
+        attributes: Vec<KeyValue>,
+    ) {
         self.out.logs.push((
             service.into(),
             LogRecord {
@@ -132,7 +169,9 @@ impl<'a> Builder<'a> {
                 observed_time_unix_nano: time as u64,
                 severity_number: 9,
                 severity_text: "INFO".into(),
-                body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
+                body: Some(AnyValue {
+                    value: Some(Value::StringValue(body.into())),
+                }),
                 attributes,
                 trace_id: ctx.map(|c| c.trace.to_vec()).unwrap_or_default(),
                 span_id: ctx.map(|c| c.span.to_vec()).unwrap_or_default(),
@@ -157,26 +196,75 @@ fn hex(id: [u8; 16]) -> String {
 pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
     let order_id = format!("order-{}", &b.uuid()[..8]);
     let root_end = t0 + b.jitter(40, 20);
-    let root = b.span("checkout", "POST /orders", SERVER, None, t0, root_end, vec![
-        s("http.request.method", "POST"), s("http.route", "/orders"), i("http.response.status_code", 202), s("app.order_id", order_id.clone()),
-    ]);
+    let root = b.span(
+        "checkout",
+        "POST /orders",
+        SERVER,
+        None,
+        t0,
+        root_end,
+        vec![
+            s("http.request.method", "POST"),
+            s("http.route", "/orders"),
+            i("http.response.status_code", 202),
+            s("app.order_id", order_id.clone()),
+        ],
+    );
     let rpc_start = t0 + 2 * MS;
     let rpc_end = rpc_start + b.jitter(8, 6);
-    let rpc = b.span("checkout", "inventory.Inventory/Reserve", CLIENT, Some(root), rpc_start, rpc_end, vec![
-        s("rpc.system", "grpc"), s("rpc.service", "inventory.Inventory"), s("rpc.method", "Reserve"), s("server.address", "inventory"),
-    ]);
-    b.span("inventory", "inventory.Inventory/Reserve", SERVER, Some(rpc), rpc_start + MS, rpc_end - MS, vec![
-        s("rpc.system", "grpc"), s("rpc.service", "inventory.Inventory"), s("rpc.method", "Reserve"),
-    ]);
+    let rpc = b.span(
+        "checkout",
+        "inventory.Inventory/Reserve",
+        CLIENT,
+        Some(root),
+        rpc_start,
+        rpc_end,
+        vec![
+            s("rpc.system", "grpc"),
+            s("rpc.service", "inventory.Inventory"),
+            s("rpc.method", "Reserve"),
+            s("server.address", "inventory"),
+        ],
+    );
+    b.span(
+        "inventory",
+        "inventory.Inventory/Reserve",
+        SERVER,
+        Some(rpc),
+        rpc_start + MS,
+        rpc_end - MS,
+        vec![
+            s("rpc.system", "grpc"),
+            s("rpc.service", "inventory.Inventory"),
+            s("rpc.method", "Reserve"),
+        ],
+    );
     let message_id = b.uuid();
     let send_start = rpc_end + MS;
     let send_end = send_start + 2 * MS;
-    let send = b.span("checkout", "orders publish", PRODUCER, Some(root), send_start, send_end, vec![
-        s("messaging.system", "kafka"), s("messaging.operation.type", "send"), s("messaging.destination.name", "orders"),
-        s("messaging.message.id", message_id.clone()), s("messaging.message.conversation_id", order_id.clone()),
-        i("messaging.destination.partition.id", 3),
-    ]);
-    b.log("checkout", Some(root), t0 + MS, "order accepted", vec![s("correlation_id", order_id.clone())]);
+    let send = b.span(
+        "checkout",
+        "orders publish",
+        PRODUCER,
+        Some(root),
+        send_start,
+        send_end,
+        vec![
+            s("messaging.system", "kafka"),
+            s("messaging.operation.type", "send"),
+            s("messaging.destination.name", "orders"),
+            s("messaging.message.id", message_id.clone()),
+            s("messaging.message.conversation_id", order_id.clone()),
+            i("messaging.destination.partition.id", 3),
+        ],
+    );
+    b.log(
+        "checkout",
+        Some(root),
+        t0 + MS,
+        "order accepted",
+        vec![s("correlation_id", order_id.clone())],
+    );
 
     let orders_wait = b.jitter(15, 60);
     let mut deliver_at = send_end + orders_wait;
@@ -185,10 +273,22 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
     let mut last = None;
     for attempt in 1..=attempts {
         let end = deliver_at + b.jitter(12, 8);
-        let process = b.span("billing", "orders process", CONSUMER, None, deliver_at, end, vec![
-            s("messaging.system", "kafka"), s("messaging.operation.type", "process"), s("messaging.destination.name", "orders"),
-            s("messaging.consumer.group.name", "billing"), s("messaging.message.id", message_id.clone()), i("messaging.kafka.offset", 1000),
-        ]);
+        let process = b.span(
+            "billing",
+            "orders process",
+            CONSUMER,
+            None,
+            deliver_at,
+            end,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation.type", "process"),
+                s("messaging.destination.name", "orders"),
+                s("messaging.consumer.group.name", "billing"),
+                s("messaging.message.id", message_id.clone()),
+                i("messaging.kafka.offset", 1000),
+            ],
+        );
         b.link(send, vec![]);
         if poison {
             b.fail("invalid payment amount: -12.00");
@@ -199,10 +299,21 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
     }
     let (process, process_end) = last.expect("at least one delivery");
     if poison {
-        b.span("billing", "orders.DLT publish", PRODUCER, Some(process), process_end - 2 * MS, process_end - MS, vec![
-            s("messaging.system", "kafka"), s("messaging.operation.type", "send"), s("messaging.destination.name", "orders.DLT"),
-            s("messaging.message.id", message_id.clone()), s("messaging.message.conversation_id", order_id.clone()),
-        ]);
+        b.span(
+            "billing",
+            "orders.DLT publish",
+            PRODUCER,
+            Some(process),
+            process_end - 2 * MS,
+            process_end - MS,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation.type", "send"),
+                s("messaging.destination.name", "orders.DLT"),
+                s("messaging.message.id", message_id.clone()),
+                s("messaging.message.conversation_id", order_id.clone()),
+            ],
+        );
         return Expected {
             chain: "checkout POST /orders".into(),
             hops,
@@ -217,25 +328,59 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
     let pay_send_start = process_end - 4 * MS;
     let pay_send_end = pay_send_start + MS;
     let payment_message = b.uuid();
-    let pay_send = b.span("billing", "payments publish", PRODUCER, Some(process), pay_send_start, pay_send_end, vec![
-        s("messaging.system", "rabbitmq"), s("messaging.operation", "publish"), s("messaging.destination", ",payments"),
-        s("messaging.rabbitmq.routing_key", "payments"), s("messaging.message_id", payment_message), s("messaging.conversation_id", order_id.clone()),
-    ]);
+    let pay_send = b.span(
+        "billing",
+        "payments publish",
+        PRODUCER,
+        Some(process),
+        pay_send_start,
+        pay_send_end,
+        vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.operation", "publish"),
+            s("messaging.destination", ",payments"),
+            s("messaging.rabbitmq.routing_key", "payments"),
+            s("messaging.message_id", payment_message),
+            s("messaging.conversation_id", order_id.clone()),
+        ],
+    );
     let pay_wait = b.jitter(5, 40);
     let pay_start = pay_send_end + pay_wait;
     let pay_end = pay_start + b.jitter(20, 30);
-    let pay = b.span("payments-worker", "payments process", CONSUMER, Some(pay_send), pay_start, pay_end, vec![
-        s("messaging.system", "rabbitmq"), s("messaging.operation", "process"), s("messaging.destination", "payments"),
-    ]);
+    let pay = b.span(
+        "payments-worker",
+        "payments process",
+        CONSUMER,
+        Some(pay_send),
+        pay_start,
+        pay_end,
+        vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.operation", "process"),
+            s("messaging.destination", "payments"),
+        ],
+    );
     // One in five times the payment provider times out once and the client resends.
     let flaky = b.rng.random_bool(0.2);
     let mut charge_at = pay_start + MS;
     let charge = |b: &mut Builder<'_>, at: i64, resend: i64| {
-        let mut attrs = vec![s("http.request.method", "POST"), s("server.address", "psp.example"), s("url.full", "https://psp.example/charge")];
+        let mut attrs = vec![
+            s("http.request.method", "POST"),
+            s("server.address", "psp.example"),
+            s("url.full", "https://psp.example/charge"),
+        ];
         if resend > 0 {
             attrs.push(i("http.request.resend_count", resend));
         }
-        b.span("payments-worker", "POST", CLIENT, Some(pay), at, at + 8 * MS, attrs);
+        b.span(
+            "payments-worker",
+            "POST",
+            CLIENT,
+            Some(pay),
+            at,
+            at + 8 * MS,
+            attrs,
+        );
     };
     if flaky {
         charge(b, charge_at, 0);
@@ -244,7 +389,13 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
         charge_at += 40 * MS;
     }
     charge(b, charge_at, flaky as i64);
-    b.log("payments-worker", Some(pay), pay_end, "payment captured", vec![s("correlation_id", order_id.clone())]);
+    b.log(
+        "payments-worker",
+        Some(pay),
+        pay_end,
+        "payment captured",
+        vec![s("correlation_id", order_id.clone())],
+    );
     hops.push(("payments".to_string(), pay_wait));
     Expected {
         chain: "checkout POST /orders".into(),
@@ -261,34 +412,86 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
 /// the AMQP correlation id under its legacy name.
 pub fn quote(b: &mut Builder<'_>, t0: i64) -> Expected {
     let corr = b.uuid();
-    let root = b.span("quote-api", "GET /quote", SERVER, None, t0, t0 + 80 * MS, vec![s("http.route", "/quote")]);
+    let root = b.span(
+        "quote-api",
+        "GET /quote",
+        SERVER,
+        None,
+        t0,
+        t0 + 80 * MS,
+        vec![s("http.route", "/quote")],
+    );
     let req_end = t0 + 3 * MS;
     let request_message = b.uuid();
-    b.span("quote-api", ",pricing.requests send", PRODUCER, Some(root), t0 + 2 * MS, req_end, vec![
-        s("messaging.system", "rabbitmq"), s("messaging.operation", "publish"), s("messaging.destination", ",pricing.requests"),
-        s("messaging.conversation_id", corr.clone()), s("messaging.message_id", request_message),
-    ]);
+    b.span(
+        "quote-api",
+        ",pricing.requests send",
+        PRODUCER,
+        Some(root),
+        t0 + 2 * MS,
+        req_end,
+        vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.operation", "publish"),
+            s("messaging.destination", ",pricing.requests"),
+            s("messaging.conversation_id", corr.clone()),
+            s("messaging.message_id", request_message),
+        ],
+    );
     let req_wait = b.jitter(2, 20);
     let rcv_start = req_end + req_wait;
-    let rcv = b.span("pricing", "pricing.requests receive", CONSUMER, None, rcv_start, rcv_start + 10 * MS, vec![
-        s("messaging.system", "rabbitmq"), s("messaging.operation", "receive"), s("messaging.destination", "pricing.requests"),
-        s("messaging.conversation_id", corr.clone()),
-    ]);
+    let rcv = b.span(
+        "pricing",
+        "pricing.requests receive",
+        CONSUMER,
+        None,
+        rcv_start,
+        rcv_start + 10 * MS,
+        vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.operation", "receive"),
+            s("messaging.destination", "pricing.requests"),
+            s("messaging.conversation_id", corr.clone()),
+        ],
+    );
     let reply_start = rcv_start + 11 * MS;
-    b.span("pricing", ",quote.replies send", PRODUCER, None, reply_start, reply_start + MS, vec![
-        s("messaging.system", "rabbitmq"), s("messaging.operation", "publish"), s("messaging.destination", ",quote.replies"),
-        s("messaging.conversation_id", corr.clone()),
-    ]);
+    b.span(
+        "pricing",
+        ",quote.replies send",
+        PRODUCER,
+        None,
+        reply_start,
+        reply_start + MS,
+        vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.operation", "publish"),
+            s("messaging.destination", ",quote.replies"),
+            s("messaging.conversation_id", corr.clone()),
+        ],
+    );
     let reply_wait = b.jitter(1, 10);
     let rr_start = reply_start + MS + reply_wait;
-    b.span("quote-api", "quote.replies receive", CONSUMER, Some(root), rr_start, rr_start + MS, vec![
-        s("messaging.system", "rabbitmq"), s("messaging.operation", "receive"), s("messaging.destination", "quote.replies"),
-        s("messaging.conversation_id", corr.clone()),
-    ]);
+    b.span(
+        "quote-api",
+        "quote.replies receive",
+        CONSUMER,
+        Some(root),
+        rr_start,
+        rr_start + MS,
+        vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.operation", "receive"),
+            s("messaging.destination", "quote.replies"),
+            s("messaging.conversation_id", corr.clone()),
+        ],
+    );
     let _ = rcv;
     Expected {
         chain: "quote-api GET /quote".into(),
-        hops: vec![("pricing.requests".into(), req_wait), ("quote.replies".into(), reply_wait)],
+        hops: vec![
+            ("pricing.requests".into(), req_wait),
+            ("quote.replies".into(), reply_wait),
+        ],
         retries: 0,
         dead_letters: 0,
         error: false,
@@ -301,19 +504,53 @@ pub fn quote(b: &mut Builder<'_>, t0: i64) -> Expected {
 /// order's correlation id (the application's `correlation_id` key), on spans and logs.
 pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {
     let corr = format!("ship-{}", &b.uuid()[..8]);
-    let root = b.span("warehouse", "POST /dispatch", SERVER, None, t0, t0 + 20 * MS, vec![s("correlation_id", corr.clone())]);
+    let root = b.span(
+        "warehouse",
+        "POST /dispatch",
+        SERVER,
+        None,
+        t0,
+        t0 + 20 * MS,
+        vec![s("correlation_id", corr.clone())],
+    );
     let send_end = t0 + 6 * MS;
-    b.span("warehouse", "shipments send", PRODUCER, Some(root), t0 + 5 * MS, send_end, vec![
-        s("messaging.system", "aws.sqs"), s("messaging.operation", "publish"), s("messaging.destination", "shipments"),
-        s("correlation_id", corr.clone()),
-    ]);
+    b.span(
+        "warehouse",
+        "shipments send",
+        PRODUCER,
+        Some(root),
+        t0 + 5 * MS,
+        send_end,
+        vec![
+            s("messaging.system", "aws.sqs"),
+            s("messaging.operation", "publish"),
+            s("messaging.destination", "shipments"),
+            s("correlation_id", corr.clone()),
+        ],
+    );
     let wait = b.jitter(50, 200);
     let start = send_end + wait;
-    let ctx = b.span("shipping", "shipments process", CONSUMER, None, start, start + 15 * MS, vec![
-        s("messaging.system", "aws_sqs"), s("messaging.operation.type", "process"), s("messaging.destination.name", "shipments"),
-        s("correlation_id", corr.clone()),
-    ]);
-    b.log("shipping", Some(ctx), start + MS, "label printed", vec![s("correlation_id", corr.clone())]);
+    let ctx = b.span(
+        "shipping",
+        "shipments process",
+        CONSUMER,
+        None,
+        start,
+        start + 15 * MS,
+        vec![
+            s("messaging.system", "aws_sqs"),
+            s("messaging.operation.type", "process"),
+            s("messaging.destination.name", "shipments"),
+            s("correlation_id", corr.clone()),
+        ],
+    );
+    b.log(
+        "shipping",
+        Some(ctx),
+        start + MS,
+        "label printed",
+        vec![s("correlation_id", corr.clone())],
+    );
     Expected {
         chain: "warehouse POST /dispatch".into(),
         hops: vec![("shipments".into(), wait)],
@@ -333,24 +570,55 @@ pub fn analytics_batch(b: &mut Builder<'_>, t0: i64, messages: usize) -> Expecte
     for n in 0..messages {
         let start = t0 + n as i64 * 7 * MS;
         let id = b.uuid();
-        let root = b.span("clickstream", "POST /track", SERVER, None, start, start + 4 * MS, vec![s("http.route", "/track")]);
-        let p = b.span("clickstream", "events send", PRODUCER, Some(root), start + MS, start + 2 * MS, vec![
-            s("messaging.system", "kafka"), s("messaging.operation.type", "send"), s("messaging.destination.name", "events"),
-            s("messaging.message.id", id.clone()),
-        ]);
+        let root = b.span(
+            "clickstream",
+            "POST /track",
+            SERVER,
+            None,
+            start,
+            start + 4 * MS,
+            vec![s("http.route", "/track")],
+        );
+        let p = b.span(
+            "clickstream",
+            "events send",
+            PRODUCER,
+            Some(root),
+            start + MS,
+            start + 2 * MS,
+            vec![
+                s("messaging.system", "kafka"),
+                s("messaging.operation.type", "send"),
+                s("messaging.destination.name", "events"),
+                s("messaging.message.id", id.clone()),
+            ],
+        );
         producers.push((p, id, start + 2 * MS, root));
     }
     let receive_start = t0 + messages as i64 * 7 * MS + 30 * MS;
-    b.span("analytics", "events receive", CLIENT, None, receive_start, receive_start + 25 * MS, vec![
-        s("messaging.system", "kafka"), s("messaging.operation.type", "receive"), s("messaging.destination.name", "events"),
-        i("messaging.batch.message_count", messages as i64),
-    ]);
+    b.span(
+        "analytics",
+        "events receive",
+        CLIENT,
+        None,
+        receive_start,
+        receive_start + 25 * MS,
+        vec![
+            s("messaging.system", "kafka"),
+            s("messaging.operation.type", "receive"),
+            s("messaging.destination.name", "events"),
+            i("messaging.batch.message_count", messages as i64),
+        ],
+    );
     for (p, id, _, _) in &producers {
         b.link(*p, vec![s("messaging.message.id", id.clone())]);
     }
     Expected {
         chain: "clickstream POST /track".into(),
-        hops: producers.iter().map(|(_, _, sent, _)| ("events".to_string(), receive_start - sent)).collect(),
+        hops: producers
+            .iter()
+            .map(|(_, _, sent, _)| ("events".to_string(), receive_start - sent))
+            .collect(),
         retries: 0,
         dead_letters: 0,
         error: false,
@@ -365,21 +633,58 @@ pub type Pending = std::collections::VecDeque<(Ctx, i64)>;
 /// One tick of the `emails` queue: `sent` sign-ups publish a message, and the mailer
 /// processes `consumed` of the oldest waiting ones (linking to them). A mailer slower than
 /// the sign-ups makes the backlog grow; a faster one drains it.
-pub fn emails_tick(b: &mut Builder<'_>, t0: i64, tick: i64, sent: usize, consumed: usize, pending: &mut Pending) {
+pub fn emails_tick(
+    b: &mut Builder<'_>,
+    t0: i64,
+    tick: i64,
+    sent: usize,
+    consumed: usize,
+    pending: &mut Pending,
+) {
     for n in 0..sent {
         let start = t0 + n as i64 * tick / sent.max(1) as i64;
-        let root = b.span("accounts", "POST /signup", SERVER, None, start, start + 6 * MS, vec![s("http.route", "/signup")]);
-        let p = b.span("accounts", "emails publish", PRODUCER, Some(root), start + MS, start + 2 * MS, vec![
-            s("messaging.system", "rabbitmq"), s("messaging.operation.type", "send"), s("messaging.destination.name", "emails"),
-        ]);
+        let root = b.span(
+            "accounts",
+            "POST /signup",
+            SERVER,
+            None,
+            start,
+            start + 6 * MS,
+            vec![s("http.route", "/signup")],
+        );
+        let p = b.span(
+            "accounts",
+            "emails publish",
+            PRODUCER,
+            Some(root),
+            start + MS,
+            start + 2 * MS,
+            vec![
+                s("messaging.system", "rabbitmq"),
+                s("messaging.operation.type", "send"),
+                s("messaging.destination.name", "emails"),
+            ],
+        );
         pending.push_back((p, start + 2 * MS));
     }
     for n in 0..consumed {
-        let Some((producer, sent_at)) = pending.pop_front() else { break };
+        let Some((producer, sent_at)) = pending.pop_front() else {
+            break;
+        };
         let start = (t0 + n as i64 * tick / consumed.max(1) as i64).max(sent_at + MS);
-        b.span("mailer", "emails process", CONSUMER, None, start, start + 40 * MS, vec![
-            s("messaging.system", "rabbitmq"), s("messaging.operation.type", "process"), s("messaging.destination.name", "emails"),
-        ]);
+        b.span(
+            "mailer",
+            "emails process",
+            CONSUMER,
+            None,
+            start,
+            start + 40 * MS,
+            vec![
+                s("messaging.system", "rabbitmq"),
+                s("messaging.operation.type", "process"),
+                s("messaging.destination.name", "emails"),
+            ],
+        );
         b.link(producer, vec![]);
     }
 }

@@ -40,7 +40,8 @@ pub struct ChainStats {
 }
 
 fn json_list(text: Option<String>) -> Vec<String> {
-    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 pub async fn chains(store: &Arc<Store>, range: Range) -> Result<Vec<ChainStats>, StoreError> {
@@ -187,7 +188,8 @@ pub struct FlowDetail {
 }
 
 fn parse_json(text: Option<String>, empty: serde_json::Value) -> serde_json::Value {
-    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(empty)
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(empty)
 }
 
 fn ms(ns: i64) -> f64 {
@@ -202,16 +204,25 @@ pub async fn flow(
     patterns: DeadLetterPatterns,
     quiet_period_ns: i64,
 ) -> Result<Option<FlowDetail>, StoreError> {
-    store.read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &patterns, quiet_period_ns)).await
+    store
+        .read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &patterns, quiet_period_ns))
+        .await
 }
 
-fn flow_blocking(c: &Connection, id: &str, patterns: &DeadLetterPatterns, quiet_ns: i64) -> Result<Option<FlowDetail>, StoreError> {
+fn flow_blocking(
+    c: &Connection,
+    id: &str,
+    patterns: &DeadLetterPatterns,
+    quiet_ns: i64,
+) -> Result<Option<FlowDetail>, StoreError> {
     let summary = c
         .prepare_cached(include_str!("../../queries/flow_summary.sql"))?
         .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(12)?)))?
         .next()
         .transpose()?;
-    let Some((flow_id, updated)) = summary else { return Ok(None) };
+    let Some((flow_id, updated)) = summary else {
+        return Ok(None);
+    };
     struct Extra {
         kind: String,
         status: String,
@@ -246,7 +257,13 @@ fn flow_blocking(c: &Connection, id: &str, patterns: &DeadLetterPatterns, quiet_
                 dead_letter_evidence: r.get(16)?,
                 links: Vec::new(),
             });
-            extras.push(Extra { kind, status: r.get(17)?, attributes: r.get(18)?, events: r.get(19)?, resource: r.get(20)? });
+            extras.push(Extra {
+                kind,
+                status: r.get(17)?,
+                attributes: r.get(18)?,
+                events: r.get(19)?,
+                resource: r.get(20)?,
+            });
         }
     }
     if facts.is_empty() {
@@ -256,14 +273,26 @@ fn flow_blocking(c: &Connection, id: &str, patterns: &DeadLetterPatterns, quiet_
     {
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_links.sql"))?;
         let rows = stmt.query_map([&flow_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, LinkFacts { trace_id: r.get(2)?, span_id: r.get(3)?, message_id: r.get(4)? }, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                LinkFacts {
+                    trace_id: r.get(2)?,
+                    span_id: r.get(3)?,
+                    message_id: r.get(4)?,
+                },
+                r.get(5)?,
+            ))
         })?;
         for row in rows {
             link_rows.push(row?);
         }
     }
-    let index: std::collections::HashMap<(String, String), usize> =
-        facts.iter().enumerate().map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i)).collect();
+    let index: std::collections::HashMap<(String, String), usize> = facts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i))
+        .collect();
     let mut link_attrs: Vec<Vec<FlowLink>> = vec![Vec::new(); facts.len()];
     for (trace, span, link, attrs) in link_rows {
         if let Some(i) = index.get(&(trace, span)) {
@@ -318,7 +347,11 @@ fn flow_blocking(c: &Connection, id: &str, patterns: &DeadLetterPatterns, quiet_
             system: h.system.clone(),
             destination: h.destination.clone(),
             producer_span_id: h.producer.map(|p| facts[p].span_id.clone()),
-            consumer_span_ids: h.consumers.iter().map(|c| facts[*c].span_id.clone()).collect(),
+            consumer_span_ids: h
+                .consumers
+                .iter()
+                .map(|c| facts[*c].span_id.clone())
+                .collect(),
             sent_unix_nano: h.time,
             received_unix_nano: h.consumers.iter().map(|c| facts[*c].start).min(),
             queue_wait_ms: ms(h.queue_wait_ns),
@@ -339,7 +372,10 @@ fn flow_blocking(c: &Connection, id: &str, patterns: &DeadLetterPatterns, quiet_
             error: d.error.clone(),
         })
         .collect::<Vec<_>>();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i64;
     Ok(Some(FlowDetail {
         flow_id,
         chain: a.chain.clone(),
@@ -375,7 +411,12 @@ pub async fn search(store: &Arc<Store>, q: String) -> Result<Vec<SearchHit>, Sto
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/search.sql"))?;
             let rows = stmt.query_map([q.trim()], |r| {
-                Ok(SearchHit { flow_id: r.get(0)?, chain: r.get(1)?, start_unix_nano: r.get(2)?, duration_ms: r.get(3)? })
+                Ok(SearchHit {
+                    flow_id: r.get(0)?,
+                    chain: r.get(1)?,
+                    start_unix_nano: r.get(2)?,
+                    duration_ms: r.get(3)?,
+                })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -406,37 +447,65 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
     let (points, flows) = store
         .read(move |c| {
             let mut points: BTreeMap<(String, String), Vec<DepthPoint>> = BTreeMap::new();
-            let mut stmt = c.prepare_cached(include_str!("../../queries/queue_depth_points.sql"))?;
+            let mut stmt =
+                c.prepare_cached(include_str!("../../queries/queue_depth_points.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to])?;
             while let Some(r) = rows.next()? {
                 points
                     .entry((r.get(0)?, r.get(1)?))
                     .or_default()
-                    .push(DepthPoint { metric: r.get(2)?, time: r.get(3)?, depth: r.get(4)? });
+                    .push(DepthPoint {
+                        metric: r.get(2)?,
+                        time: r.get(3)?,
+                        depth: r.get(4)?,
+                    });
             }
             let mut flows: BTreeMap<(String, String), Vec<(i64, i64, i64)>> = BTreeMap::new();
             let mut stmt = c.prepare_cached(include_str!("../../queries/queue_span_flow.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to, bucket])?;
             while let Some(r) = rows.next()? {
-                flows.entry((r.get(0)?, r.get(1)?)).or_default().push((r.get(2)?, r.get(3)?, r.get(4)?));
+                flows.entry((r.get(0)?, r.get(1)?)).or_default().push((
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ));
             }
             Ok((points, flows))
         })
         .await?;
-    let mut destinations: Vec<(String, String)> = points.keys().chain(flows.keys()).cloned().collect();
+    let mut destinations: Vec<(String, String)> =
+        points.keys().chain(flows.keys()).cloned().collect();
     destinations.sort();
     destinations.dedup();
     let mut out = Vec::new();
     for key in destinations {
         let span_buckets = flows.get(&key).cloned().unwrap_or_default();
-        let before: i64 = span_buckets.iter().filter(|(b, _, _)| *b < 0).map(|(_, s, c)| s - c).sum();
-        let in_range: Vec<(i64, i64, i64)> =
-            span_buckets.iter().filter(|(b, _, _)| *b >= 0).map(|(b, s, c)| (range.from + b * bucket, *s, *c)).collect();
+        let before: i64 = span_buckets
+            .iter()
+            .filter(|(b, _, _)| *b < 0)
+            .map(|(_, s, c)| s - c)
+            .sum();
+        let in_range: Vec<(i64, i64, i64)> = span_buckets
+            .iter()
+            .filter(|(b, _, _)| *b >= 0)
+            .map(|(b, s, c)| (range.from + b * bucket, *s, *c))
+            .collect();
         let recent_from = range.to - bucket * RECENT_BUCKETS as i64;
-        let recent_sent: i64 = in_range.iter().filter(|(t, _, _)| *t >= recent_from).map(|(_, s, _)| s).sum();
-        let recent_consumed: i64 = in_range.iter().filter(|(t, _, _)| *t >= recent_from).map(|(_, _, c)| c).sum();
+        let recent_sent: i64 = in_range
+            .iter()
+            .filter(|(t, _, _)| *t >= recent_from)
+            .map(|(_, s, _)| s)
+            .sum();
+        let recent_consumed: i64 = in_range
+            .iter()
+            .filter(|(t, _, _)| *t >= recent_from)
+            .map(|(_, _, c)| c)
+            .sum();
         let window_s = (bucket * RECENT_BUCKETS as i64) as f64 / 1e9;
-        let metric_series = points.get(&key).map(|p| backlog::series_from_metrics(p, range.from, bucket)).unwrap_or_default();
+        let metric_series = points
+            .get(&key)
+            .map(|p| backlog::series_from_metrics(p, range.from, bucket))
+            .unwrap_or_default();
         let (series, source) = if metric_series.is_empty() {
             (backlog::series_from_spans(before, &in_range), "spans")
         } else {
@@ -446,8 +515,16 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
             continue;
         }
         let has_spans = !in_range.is_empty() || before != 0;
-        let recent: Vec<(i64, f64)> = series.iter().copied().filter(|(t, _)| *t >= recent_from).collect();
-        let recent = if recent.len() >= 2 { recent } else { series.iter().rev().take(2).rev().copied().collect() };
+        let recent: Vec<(i64, f64)> = series
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= recent_from)
+            .collect();
+        let recent = if recent.len() >= 2 {
+            recent
+        } else {
+            series.iter().rev().take(2).rev().copied().collect()
+        };
         let t = backlog::trend(&recent, has_spans.then_some(recent_consumed > 0));
         out.push(QueueView {
             system: key.0,
@@ -469,7 +546,11 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
         QueueStatus::Draining => 2,
         QueueStatus::Ok => 3,
     };
-    out.sort_by(|a, b| rank(a.status).cmp(&rank(b.status)).then(a.destination.cmp(&b.destination)));
+    out.sort_by(|a, b| {
+        rank(a.status)
+            .cmp(&rank(b.status))
+            .then(a.destination.cmp(&b.destination))
+    });
     Ok(out)
 }
 
@@ -487,18 +568,34 @@ pub struct RetryView {
     pub attempts: Vec<(i32, i64)>,
 }
 
-pub async fn retries(store: &Arc<Store>, range: Range, bucket_ns: i64) -> Result<RetryView, StoreError> {
+pub async fn retries(
+    store: &Arc<Store>,
+    range: Range,
+    bucket_ns: i64,
+) -> Result<RetryView, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/retry_heatmap.sql"))?;
             let cells = stmt
                 .query_map(params![range.from, range.to, bucket_ns], |r| {
-                    Ok(HeatCell { row: r.get(0)?, bucket_start_unix_nano: range.from + r.get::<_, i64>(1)? * bucket_ns, count: r.get(2)? })
+                    Ok(HeatCell {
+                        row: r.get(0)?,
+                        bucket_start_unix_nano: range.from + r.get::<_, i64>(1)? * bucket_ns,
+                        count: r.get(2)?,
+                    })
                 })?
                 .collect::<Result<_, _>>()?;
             let mut stmt = c.prepare_cached(include_str!("../../queries/retry_attempts.sql"))?;
-            let attempts = stmt.query_map(params![range.from, range.to], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-            Ok(RetryView { bucket_ns, cells, attempts })
+            let attempts = stmt
+                .query_map(params![range.from, range.to], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(RetryView {
+                bucket_ns,
+                cells,
+                attempts,
+            })
         })
         .await
 }
@@ -514,7 +611,10 @@ pub struct DeadLetterRow {
     pub error: Option<String>,
 }
 
-pub async fn dead_letters(store: &Arc<Store>, range: Range) -> Result<Vec<DeadLetterRow>, StoreError> {
+pub async fn dead_letters(
+    store: &Arc<Store>,
+    range: Range,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/dead_letters.sql"))?;
@@ -547,7 +647,12 @@ pub async fn ignored_keys(store: &Arc<Store>) -> Result<Vec<IgnoredKeyRow>, Stor
         .read(|c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/ignored_join_keys.sql"))?;
             let rows = stmt.query_map([], |r| {
-                Ok(IgnoredKeyRow { kind: r.get(0)?, value: r.get(1)?, traces: r.get(2)?, detected_unix_nano: r.get(3)? })
+                Ok(IgnoredKeyRow {
+                    kind: r.get(0)?,
+                    value: r.get(1)?,
+                    traces: r.get(2)?,
+                    detected_unix_nano: r.get(3)?,
+                })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -591,11 +696,17 @@ pub async fn chain_latency_series(
 }
 
 /// Every flow of a chain in the range: (duration, queue wait, service, retry delay) in ms.
-pub async fn chain_durations(store: &Arc<Store>, range: Range, chain: String) -> Result<Vec<[f64; 4]>, StoreError> {
+pub async fn chain_durations(
+    store: &Arc<Store>,
+    range: Range,
+    chain: String,
+) -> Result<Vec<[f64; 4]>, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/chain_durations.sql"))?;
-            let rows = stmt.query_map(params![range.from, range.to, chain], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))?;
+            let rows = stmt.query_map(params![range.from, range.to, chain], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -609,12 +720,21 @@ pub struct HopWait {
     pub p95_ms: f64,
 }
 
-pub async fn chain_hop_waits(store: &Arc<Store>, range: Range, chain: String) -> Result<Vec<HopWait>, StoreError> {
+pub async fn chain_hop_waits(
+    store: &Arc<Store>,
+    range: Range,
+    chain: String,
+) -> Result<Vec<HopWait>, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/chain_hop_waits.sql"))?;
             let rows = stmt.query_map(params![range.from, range.to, chain], |r| {
-                Ok(HopWait { destination: r.get(0)?, count: r.get(1)?, p50_ms: r.get(2)?, p95_ms: r.get(3)? })
+                Ok(HopWait {
+                    destination: r.get(0)?,
+                    count: r.get(1)?,
+                    p50_ms: r.get(2)?,
+                    p95_ms: r.get(3)?,
+                })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -623,5 +743,13 @@ pub async fn chain_hop_waits(store: &Arc<Store>, range: Range, chain: String) ->
 
 /// Whether anything was ever received: a fresh install shows the getting-started page.
 pub async fn has_any_span(store: &Arc<Store>) -> Result<bool, StoreError> {
-    store.read(|c| Ok(c.query_row(include_str!("../../queries/has_any_span.sql"), [], |r| r.get(0))?)).await
+    store
+        .read(|c| {
+            Ok(
+                c.query_row(include_str!("../../queries/has_any_span.sql"), [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
 }

@@ -158,7 +158,10 @@ pub mod keys {
         "messaging.kafka.consumer.group",
     ];
     pub const BATCH_COUNT: &[&str] = &["messaging.batch.message_count"];
-    pub const PARTITION: &[&str] = &["messaging.destination.partition.id", "messaging.kafka.partition"];
+    pub const PARTITION: &[&str] = &[
+        "messaging.destination.partition.id",
+        "messaging.kafka.partition",
+    ];
     /// Counters that already count the first delivery as 1.
     pub const DELIVERY_ATTEMPT: &[&str] = &[
         "messaging.servicebus.message.delivery_count",
@@ -209,8 +212,9 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
     let attempt = int_of(attrs, keys::DELIVERY_ATTEMPT)
         .filter(|n| *n > 0)
         .or_else(|| int_of(attrs, keys::RETRY_COUNT).map(|n| n.max(0) + 1));
-    let disposition_dead = text_of(attrs, keys::DISPOSITION)
-        .is_some_and(|d| d.eq_ignore_ascii_case("dead_letter") || d.eq_ignore_ascii_case("deadletter"));
+    let disposition_dead = text_of(attrs, keys::DISPOSITION).is_some_and(|d| {
+        d.eq_ignore_ascii_case("dead_letter") || d.eq_ignore_ascii_case("deadletter")
+    });
     let died = int_of(attrs, keys::DEATH_COUNT).is_some_and(|n| n > 0);
     Messaging {
         system,
@@ -259,7 +263,11 @@ mod tests {
         kv(k, Value::IntValue(v))
     }
     fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -273,10 +281,23 @@ mod tests {
             kv("bytes", Value::BytesValue(vec![0xab, 0x01])),
             kv(
                 "arr",
-                Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::IntValue(1)) }] }),
+                Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Value::IntValue(1)),
+                    }],
+                }),
             ),
-            kv("kv", Value::KvlistValue(KeyValueList { values: vec![s("x", "y")] })),
-            KeyValue { key: "none".into(), value: None, ..Default::default() },
+            kv(
+                "kv",
+                Value::KvlistValue(KeyValueList {
+                    values: vec![s("x", "y")],
+                }),
+            ),
+            KeyValue {
+                key: "none".into(),
+                value: None,
+                ..Default::default()
+            },
         ];
         let json = json_object(&attrs);
         let parsed: serde_json::Value = serde_json::from_str(&json).expect(&json);
@@ -338,7 +359,10 @@ mod tests {
             },
             Case {
                 // aio-pika: default exchange, destination is ",queue".
-                attrs: vec![s("messaging.destination", ",pricing.requests"), s("messaging.operation", "receive")],
+                attrs: vec![
+                    s("messaging.destination", ",pricing.requests"),
+                    s("messaging.operation", "receive"),
+                ],
                 want: Messaging {
                     destination: Some("pricing.requests".into()),
                     operation: Some("receive".into()),
@@ -347,31 +371,52 @@ mod tests {
             },
             Case {
                 attrs: vec![s("messaging.rabbitmq.destination.routing_key", "rk")],
-                want: Messaging { destination: Some("rk".into()), ..Default::default() },
+                want: Messaging {
+                    destination: Some("rk".into()),
+                    ..Default::default()
+                },
             },
             Case {
                 attrs: vec![i("messaging.servicebus.message.delivery_count", 3)],
-                want: Messaging { attempt: Some(3), ..Default::default() },
+                want: Messaging {
+                    attempt: Some(3),
+                    ..Default::default()
+                },
             },
             Case {
                 attrs: vec![i("celery.retries", 2)],
-                want: Messaging { attempt: Some(3), ..Default::default() },
+                want: Messaging {
+                    attempt: Some(3),
+                    ..Default::default()
+                },
             },
             Case {
                 attrs: vec![s("x-delivery-count", "1")],
-                want: Messaging { attempt: Some(2), ..Default::default() },
+                want: Messaging {
+                    attempt: Some(2),
+                    ..Default::default()
+                },
             },
             Case {
                 attrs: vec![i("http.request.resend_count", 0)],
-                want: Messaging { attempt: Some(1), ..Default::default() },
+                want: Messaging {
+                    attempt: Some(1),
+                    ..Default::default()
+                },
             },
             Case {
                 attrs: vec![s("messaging.servicebus.disposition_status", "dead_letter")],
-                want: Messaging { dead_letter_evidence: true, ..Default::default() },
+                want: Messaging {
+                    dead_letter_evidence: true,
+                    ..Default::default()
+                },
             },
             Case {
                 attrs: vec![i("x-death", 1)],
-                want: Messaging { dead_letter_evidence: true, ..Default::default() },
+                want: Messaging {
+                    dead_letter_evidence: true,
+                    ..Default::default()
+                },
             },
         ];
         for (n, c) in cases.into_iter().enumerate() {

@@ -13,7 +13,9 @@ mod traces;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -67,7 +69,11 @@ pub enum Encoding {
 pub enum IngestError {
     /// The body could not be decoded at all: nothing of it was stored.
     #[error("cannot decode OTLP {signal} request as {encoding}: {message}")]
-    Malformed { signal: &'static str, encoding: &'static str, message: String },
+    Malformed {
+        signal: &'static str,
+        encoding: &'static str,
+        message: String,
+    },
     /// The write queue is full: retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -107,22 +113,28 @@ impl Accepted {
             Signal::Traces => encode(
                 encoding,
                 &ExportTraceServiceResponse {
-                    partial_success: partial
-                        .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+                    partial_success: partial.then_some(ExportTracePartialSuccess {
+                        rejected_spans: rejected,
+                        error_message: message,
+                    }),
                 },
             ),
             Signal::Metrics => encode(
                 encoding,
                 &ExportMetricsServiceResponse {
-                    partial_success: partial
-                        .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+                    partial_success: partial.then_some(ExportMetricsPartialSuccess {
+                        rejected_data_points: rejected,
+                        error_message: message,
+                    }),
                 },
             ),
             Signal::Logs => encode(
                 encoding,
                 &ExportLogsServiceResponse {
-                    partial_success: partial
-                        .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
+                    partial_success: partial.then_some(ExportLogsPartialSuccess {
+                        rejected_log_records: rejected,
+                        error_message: message,
+                    }),
                 },
             ),
         }
@@ -132,7 +144,14 @@ impl Accepted {
 fn encode<T: Message + serde::Serialize>(encoding: Encoding, msg: &T) -> Vec<u8> {
     match encoding {
         Encoding::Protobuf => msg.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(msg).expect("OTLP responses serialize"),
+        // Unset fields are left out, as protobuf's JSON mapping does (not `null`).
+        Encoding::Json => {
+            let mut value = serde_json::to_value(msg).expect("OTLP responses serialize");
+            if let Some(obj) = value.as_object_mut() {
+                obj.retain(|_, v| !v.is_null());
+            }
+            serde_json::to_vec(&value).expect("JSON values serialize")
+        }
     }
 }
 
@@ -189,7 +208,10 @@ pub struct CorrelationKeys(Vec<String>);
 impl CorrelationKeys {
     /// The conventional keys plus the user's own (such as `app.order_id`).
     pub fn with_extra(extra: &[String]) -> Self {
-        let mut keys: Vec<String> = attributes::keys::DEFAULT_CORRELATION.iter().map(|k| k.to_string()).collect();
+        let mut keys: Vec<String> = attributes::keys::DEFAULT_CORRELATION
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         for k in extra {
             if !keys.contains(k) {
                 keys.push(k.clone());
@@ -255,7 +277,11 @@ pub(crate) fn nanos(t: u64) -> Option<i64> {
 
 pub(crate) fn check_id(what: &str, id: &[u8], len: usize, required: bool) -> Result<(), String> {
     if id.is_empty() {
-        return if required { Err(format!("{what} is missing")) } else { Ok(()) };
+        return if required {
+            Err(format!("{what} is missing"))
+        } else {
+            Ok(())
+        };
     }
     if id.len() != len {
         return Err(format!("{what} must be {len} bytes, got {}", id.len()));
@@ -275,7 +301,11 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(writer: Arc<Writer>, correlation: CorrelationKeys) -> Self {
-        Ingest { writer, correlation, stats: IngestStats::default() }
+        Ingest {
+            writer,
+            correlation,
+            stats: IngestStats::default(),
+        }
     }
 
     pub fn stats(&self) -> &IngestStats {
@@ -287,7 +317,12 @@ impl Ingest {
     }
 
     /// Decodes, validates and stores one export request body; returns once it is committed.
-    pub async fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Accepted, IngestError> {
+    pub async fn export(
+        &self,
+        signal: Signal,
+        encoding: Encoding,
+        body: &[u8],
+    ) -> Result<Accepted, IngestError> {
         let stats = self.stats.of(signal);
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let flat = match self.flatten(signal, encoding, body) {
@@ -297,22 +332,44 @@ impl Ingest {
                 return Err(e);
             }
         };
-        stats.received.fetch_add(flat.accepted + flat.rejected, Ordering::Relaxed);
+        stats
+            .received
+            .fetch_add(flat.accepted + flat.rejected, Ordering::Relaxed);
         stats.rejected.fetch_add(flat.rejected, Ordering::Relaxed);
         if let Err(e) = self.writer.write(flat.batches).await {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(e.into());
         }
         stats.committed.fetch_add(flat.accepted, Ordering::Relaxed);
-        let reason = flat.reason.map(|r| format!("rejected {} {}: {r}", flat.rejected, signal.item()));
-        Ok(Accepted { signal, accepted: flat.accepted, rejected: flat.rejected, reason })
+        let reason = flat
+            .reason
+            .map(|r| format!("rejected {} {}: {r}", flat.rejected, signal.item()));
+        Ok(Accepted {
+            signal,
+            accepted: flat.accepted,
+            rejected: flat.rejected,
+            reason,
+        })
     }
 
-    fn flatten(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Flattened, IngestError> {
+    fn flatten(
+        &self,
+        signal: Signal,
+        encoding: Encoding,
+        body: &[u8],
+    ) -> Result<Flattened, IngestError> {
         Ok(match signal {
-            Signal::Traces => traces::flatten(&decode::<ExportTraceServiceRequest>(signal, encoding, body)?, &self.correlation),
-            Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(signal, encoding, body)?),
-            Signal::Logs => logs::flatten(&decode::<ExportLogsServiceRequest>(signal, encoding, body)?, &self.correlation),
+            Signal::Traces => traces::flatten(
+                &decode::<ExportTraceServiceRequest>(signal, encoding, body)?,
+                &self.correlation,
+            ),
+            Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(
+                signal, encoding, body,
+            )?),
+            Signal::Logs => logs::flatten(
+                &decode::<ExportLogsServiceRequest>(signal, encoding, body)?,
+                &self.correlation,
+            ),
         })
     }
 }

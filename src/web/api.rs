@@ -45,12 +45,19 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
     }
 }
 
 pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i64
 }
 
 /// `from`/`to` in unix nanoseconds, or `last` as a duration (`15m`, `6h`); the default is
@@ -69,17 +76,26 @@ impl RangeParams {
         let nanos = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
             v.as_deref()
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{name} must be unix nanoseconds, got {s:?}"))))
+                .map(|s| {
+                    s.parse::<i64>().map_err(|_| {
+                        ApiError::BadRequest(format!("{name} must be unix nanoseconds, got {s:?}"))
+                    })
+                })
                 .transpose()
         };
         let to = nanos("to", &self.to)?.unwrap_or(now);
         let last = match self.last.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => humantime::parse_duration(s).map_err(|e| ApiError::BadRequest(format!("last must be a duration like 15m or 6h: {e}")))?,
+            Some(s) => humantime::parse_duration(s).map_err(|e| {
+                ApiError::BadRequest(format!("last must be a duration like 15m or 6h: {e}"))
+            })?,
             None => DEFAULT_RANGE,
         };
-        let from = nanos("from", &self.from)?.unwrap_or_else(|| to.saturating_sub(last.as_nanos().min(i64::MAX as u128) as i64));
+        let from = nanos("from", &self.from)?
+            .unwrap_or_else(|| to.saturating_sub(last.as_nanos().min(i64::MAX as u128) as i64));
         if from >= to {
-            return Err(ApiError::BadRequest(format!("from ({from}) must be before to ({to})")));
+            return Err(ApiError::BadRequest(format!(
+                "from ({from}) must be before to ({to})"
+            )));
         }
         Ok(Range { from, to })
     }
@@ -90,10 +106,15 @@ struct SearchParams {
     q: Option<String>,
 }
 
-async fn search(State(state): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn search(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<SearchParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let q = p.q.unwrap_or_default();
     if q.trim().is_empty() {
-        return Err(ApiError::BadRequest("q is required: a trace id, span id, message id or correlation id".into()));
+        return Err(ApiError::BadRequest(
+            "q is required: a trace id, span id, message id or correlation id".into(),
+        ));
     }
     let flows = queries::search(&state.store, q).await?;
     Ok(Json(serde_json::json!({ "flows": flows })))
@@ -113,7 +134,9 @@ pub fn parse_limit(limit: Option<&str>) -> Result<i64, ApiError> {
         None => Ok(100),
         Some(s) => match s.parse::<i64>() {
             Ok(n) if (1..=10_000).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!("limit must be a number from 1 to 10000, got {s:?}"))),
+            _ => Err(ApiError::BadRequest(format!(
+                "limit must be a number from 1 to 10000, got {s:?}"
+            ))),
         },
     }
 }
@@ -122,11 +145,16 @@ pub fn parse_sort(sort: Option<&str>) -> Result<FlowOrder, ApiError> {
     match sort.filter(|s| !s.is_empty()) {
         None | Some("time") | Some("start") => Ok(FlowOrder::Newest),
         Some("duration") => Ok(FlowOrder::Slowest),
-        Some(other) => Err(ApiError::BadRequest(format!("sort must be time or duration, got {other:?}"))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "sort must be time or duration, got {other:?}"
+        ))),
     }
 }
 
-async fn flows(State(state): State<Arc<AppState>>, Query(p): Query<FlowsParams>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn flows(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<FlowsParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.range.resolve(now_nanos())?;
     let limit = parse_limit(p.limit.as_deref())?;
     let order = parse_sort(p.sort.as_deref())?;
@@ -135,24 +163,44 @@ async fn flows(State(state): State<Arc<AppState>>, Query(p): Query<FlowsParams>)
     Ok(Json(serde_json::json!({ "flows": flows })))
 }
 
-async fn flow(State(state): State<Arc<AppState>>, Path(flow_id): Path<String>) -> Result<Json<queries::FlowDetail>, ApiError> {
+async fn flow(
+    State(state): State<Arc<AppState>>,
+    Path(flow_id): Path<String>,
+) -> Result<Json<queries::FlowDetail>, ApiError> {
     if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!("flow id must be 32 hex digits, got {flow_id:?}")));
+        return Err(ApiError::BadRequest(format!(
+            "flow id must be 32 hex digits, got {flow_id:?}"
+        )));
     }
-    let detail = queries::flow(&state.store, flow_id.clone(), state.flows.dead_letter_patterns.clone(), state.flows.quiet_period_ns())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))?;
+    let detail = queries::flow(
+        &state.store,
+        flow_id.clone(),
+        state.flows.dead_letter_patterns.clone(),
+        state.flows.quiet_period_ns(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))?;
     Ok(Json(detail))
 }
 
-async fn chains(State(state): State<Arc<AppState>>, Query(p): Query<RangeParams>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn chains(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<RangeParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(serde_json::json!({ "chains": queries::chains(&state.store, range).await? })))
+    Ok(Json(
+        serde_json::json!({ "chains": queries::chains(&state.store, range).await? }),
+    ))
 }
 
-async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<RangeParams>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn queues(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<RangeParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(serde_json::json!({ "queues": queries::queues(&state.store, range).await? })))
+    Ok(Json(
+        serde_json::json!({ "queues": queries::queues(&state.store, range).await? }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,29 +217,45 @@ pub fn parse_bucket(bucket: Option<&str>, range: Range) -> Result<i64, ApiError>
         Some(s) => match s.parse::<i64>() {
             Ok(n) => n,
             Err(_) => humantime::parse_duration(s)
-                .map_err(|_| ApiError::BadRequest(format!("bucket must be a duration like 1m or nanoseconds, got {s:?}")))?
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "bucket must be a duration like 1m or nanoseconds, got {s:?}"
+                    ))
+                })?
                 .as_nanos()
                 .min(i64::MAX as u128) as i64,
         },
     };
     if ns <= 0 || (range.to - range.from) / ns > 2000 {
-        return Err(ApiError::BadRequest("bucket must be positive and cut the range into at most 2000 columns".into()));
+        return Err(ApiError::BadRequest(
+            "bucket must be positive and cut the range into at most 2000 columns".into(),
+        ));
     }
     Ok(ns.max(1))
 }
 
-async fn retries(State(state): State<Arc<AppState>>, Query(p): Query<RetryParams>) -> Result<Json<queries::RetryView>, ApiError> {
+async fn retries(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<RetryParams>,
+) -> Result<Json<queries::RetryView>, ApiError> {
     let range = p.range.resolve(now_nanos())?;
     let bucket = parse_bucket(p.bucket.as_deref(), range)?;
     Ok(Json(queries::retries(&state.store, range, bucket).await?))
 }
 
-async fn dead_letters(State(state): State<Arc<AppState>>, Query(p): Query<RangeParams>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn dead_letters(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<RangeParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(serde_json::json!({ "dead_letters": queries::dead_letters(&state.store, range).await? })))
+    Ok(Json(
+        serde_json::json!({ "dead_letters": queries::dead_letters(&state.store, range).await? }),
+    ))
 }
 
-async fn stitching(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn stitching(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let progress = state.flows.progress.borrow().clone();
     let ignored = queries::ignored_keys(&state.store).await?;
     Ok(Json(serde_json::json!({
@@ -216,11 +280,34 @@ mod tests {
             last: last.map(Into::into),
         };
         let h = 3_600_000_000_000i64;
-        assert_eq!(p(None, None, None).resolve(10 * h).unwrap(), Range { from: 9 * h, to: 10 * h });
-        assert_eq!(p(None, None, Some("15m")).resolve(4 * h).unwrap(), Range { from: 4 * h - h / 4, to: 4 * h });
-        assert_eq!(p(Some("5"), Some("10"), None).resolve(0).unwrap(), Range { from: 5, to: 10 });
-        for bad in [p(Some("x"), None, None), p(None, Some("1.5"), None), p(None, None, Some("soon")), p(Some("10"), Some("5"), None)] {
-            assert!(matches!(bad.resolve(h), Err(ApiError::BadRequest(_))), "{bad:?}");
+        assert_eq!(
+            p(None, None, None).resolve(10 * h).unwrap(),
+            Range {
+                from: 9 * h,
+                to: 10 * h
+            }
+        );
+        assert_eq!(
+            p(None, None, Some("15m")).resolve(4 * h).unwrap(),
+            Range {
+                from: 4 * h - h / 4,
+                to: 4 * h
+            }
+        );
+        assert_eq!(
+            p(Some("5"), Some("10"), None).resolve(0).unwrap(),
+            Range { from: 5, to: 10 }
+        );
+        for bad in [
+            p(Some("x"), None, None),
+            p(None, Some("1.5"), None),
+            p(None, None, Some("soon")),
+            p(Some("10"), Some("5"), None),
+        ] {
+            assert!(
+                matches!(bad.resolve(h), Err(ApiError::BadRequest(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -231,7 +318,10 @@ mod tests {
         assert!(parse_limit(Some("abc")).is_err());
         assert_eq!(parse_sort(Some("duration")).unwrap(), FlowOrder::Slowest);
         assert!(parse_sort(Some("size")).is_err());
-        let r = Range { from: 0, to: 3_600_000_000_000 };
+        let r = Range {
+            from: 0,
+            to: 3_600_000_000_000,
+        };
         assert_eq!(parse_bucket(Some("1m"), r).unwrap(), 60_000_000_000);
         assert_eq!(parse_bucket(None, r).unwrap(), 90_000_000_000);
         assert!(parse_bucket(Some("1ms"), r).is_err());

@@ -67,9 +67,18 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
@@ -78,25 +87,44 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let db = state.store.read(|c| Ok(c.execute_batch("SELECT 1")?)).await;
     let writer = state.ingest.writer();
     match db {
-        Ok(()) if writer.queued_rows() < writer.capacity_rows() => (StatusCode::OK, "ready\n".to_owned()),
-        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "write queue is full\n".to_owned()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
+        Ok(()) if writer.queued_rows() < writer.capacity_rows() => {
+            (StatusCode::OK, "ready\n".to_owned())
+        }
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "write queue is full\n".to_owned(),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {e}\n"),
+        ),
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], self_metrics::render(&state.ingest))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        self_metrics::render(&state.ingest),
+    )
 }
 
 #[derive(rust_embed::Embed)]
 #[folder = "static/"]
 struct Assets;
 
-async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
+async fn static_file(
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> axum::response::Response {
     match Assets::get(&file) {
         Some(content) => {
             let mime = mime_guess::from_path(&file).first_or_octet_stream();
-            ([(header::CONTENT_TYPE, mime.as_ref().to_owned()), (header::CACHE_CONTROL, "max-age=300".to_owned())], content.data)
+            (
+                [
+                    (header::CONTENT_TYPE, mime.as_ref().to_owned()),
+                    (header::CACHE_CONTROL, "max-age=300".to_owned()),
+                ],
+                content.data,
+            )
                 .into_response()
         }
         None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),

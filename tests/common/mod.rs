@@ -41,7 +41,11 @@ impl TestServer {
         config.writer.flush_interval = std::time::Duration::from_millis(20);
         tweak(&mut config);
         let running = server::start(config).await.expect("server starts");
-        TestServer { running: Some(running), db, _dir: dir }
+        TestServer {
+            running: Some(running),
+            db,
+            _dir: dir,
+        }
     }
 
     pub fn running(&self) -> &Running {
@@ -62,7 +66,11 @@ impl TestServer {
 
     /// Runs a COUNT(*)-style query against the live store.
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.running().store.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).await.unwrap()
+        self.running()
+            .store
+            .read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap()
     }
 
     /// Shuts down gracefully and returns the database path, now free to open directly.
@@ -79,27 +87,55 @@ pub fn count_in_file(db: &std::path::Path, sql: &str) -> i64 {
 }
 
 pub fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::IntValue(value)) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
 }
 
 pub fn resource(service: &str) -> Option<Resource> {
-    Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() })
+    Some(Resource {
+        attributes: vec![kv("service.name", service)],
+        ..Default::default()
+    })
+}
+
+/// A minute ago: test data must be recent, or retention (7 days) deletes it on restart.
+pub fn recent_nanos() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    now - 60_000_000_000
 }
 
 /// A span with a distinct trace id derived from `seed`.
 pub fn span(seed: u8, index: u8, name: &str) -> Span {
+    let base = recent_nanos();
     Span {
         trace_id: trace_id(seed),
         span_id: vec![seed, index, 1, 1, 1, 1, 1, 1],
         name: name.into(),
         kind: 2,
-        start_time_unix_nano: 1_700_000_000_000_000_000 + index as u64 * 1_000_000,
-        end_time_unix_nano: 1_700_000_000_000_000_000 + index as u64 * 1_000_000 + 500_000,
-        attributes: vec![kv("http.route", "/orders"), kv_int("http.response.status_code", 200)],
+        start_time_unix_nano: base + index as u64 * 1_000_000,
+        end_time_unix_nano: base + index as u64 * 1_000_000 + 500_000,
+        attributes: vec![
+            kv("http.route", "/orders"),
+            kv_int("http.response.status_code", 200),
+        ],
         ..Default::default()
     }
 }
@@ -119,7 +155,10 @@ pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: resource(service),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -130,7 +169,7 @@ pub fn gauge(service: &str, name: &str, values: &[f64]) -> ExportMetricsServiceR
         .iter()
         .enumerate()
         .map(|(i, v)| NumberDataPoint {
-            time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+            time_unix_nano: recent_nanos() + i as u64,
             value: Some(number_data_point::Value::AsDouble(*v)),
             attributes: vec![kv("messaging.destination.name", "orders")],
             ..Default::default()
@@ -142,7 +181,9 @@ pub fn gauge(service: &str, name: &str, values: &[f64]) -> ExportMetricsServiceR
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
                     name: name.into(),
-                    data: Some(Data::Gauge(Gauge { data_points: points })),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -156,9 +197,11 @@ pub fn logs(service: &str, bodies: &[&str]) -> ExportLogsServiceRequest {
     let records = bodies
         .iter()
         .map(|b| LogRecord {
-            time_unix_nano: 1_700_000_000_000_000_000,
+            time_unix_nano: recent_nanos(),
             severity_number: 9,
-            body: Some(AnyValue { value: Some(Value::StringValue((*b).into())) }),
+            body: Some(AnyValue {
+                value: Some(Value::StringValue((*b).into())),
+            }),
             attributes: vec![kv("correlation_id", "corr-1")],
             trace_id: trace_id(9),
             span_id: vec![9; 8],
@@ -168,7 +211,10 @@ pub fn logs(service: &str, bodies: &[&str]) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: resource(service),
-            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -182,5 +228,7 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 pub fn shared_fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(rel)
 }
