@@ -288,7 +288,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         )
         .await?;
         let now = now_nanos();
-        let payments_ready = rng.random_range(0..4) as f64;
+        let payments_ready = rng.random_range(0..2) as f64;
         for metrics in [
             depth_metric(
                 "rabbitmq",

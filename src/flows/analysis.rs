@@ -690,23 +690,27 @@ fn critical_path(
 }
 
 /// "checkout → orders → billing → payments → payments-worker": services and destinations
-/// in the order the flow's hops happen.
+/// in the order the flow's hops happen. A hop repeating an earlier one (the same services
+/// and destination: batches, redeliveries) adds nothing.
 fn hop_path(spans: &[SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
     let mut path = vec![spans[root].service.clone()];
-    let push = |p: &mut Vec<String>, item: String| {
-        if p.last() != Some(&item) {
-            p.push(item);
+    let mut seen: HashSet<(Option<&str>, Option<&str>, Option<&str>)> = HashSet::new();
+    let push = |p: &mut Vec<String>, item: &str| {
+        if p.last().map(String::as_str) != Some(item) {
+            p.push(item.to_owned());
         }
     };
     for hop in hops {
-        if let Some(p) = hop.producer {
-            push(&mut path, spans[p].service.clone());
+        let producer = hop.producer.map(|p| spans[p].service.as_str());
+        let consumer = hop.consumers.first().map(|c| spans[*c].service.as_str());
+        if !seen.insert((producer, hop.destination.as_deref(), consumer)) {
+            continue;
         }
-        if let Some(d) = &hop.destination {
-            push(&mut path, d.clone());
-        }
-        if let Some(c) = hop.consumers.first() {
-            push(&mut path, spans[*c].service.clone());
+        for item in [producer, hop.destination.as_deref(), consumer]
+            .into_iter()
+            .flatten()
+        {
+            push(&mut path, item);
         }
     }
     path

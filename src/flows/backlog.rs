@@ -116,8 +116,9 @@ pub fn trend(recent: &[(i64, f64)], consumed_recently: Option<bool>) -> Trend {
     let depth = recent.last().map_or(0.0, |(_, d)| *d);
     let slope = slope_per_second(recent);
     let first = recent.first().map_or(0.0, |(_, d)| *d);
-    // A change of less than one message (or 5% of the depth) over the window is noise.
-    let threshold = (first.max(depth) * 0.05).max(1.0);
+    // A change of a few messages (or under 10% of the depth) over the window is noise:
+    // small queues flicker between 0 and 2 all day.
+    let threshold = (first.max(depth) * 0.1).max(3.0);
     let change = depth - first;
     let status = if depth > 0.0 && consumed_recently == Some(false) {
         QueueStatus::Stalled
@@ -210,6 +211,7 @@ mod tests {
                 None,
             ),
             (series(&[100.0, 101.0, 100.5]), None, QueueStatus::Ok, None),
+            (series(&[1.0, 3.0, 2.0]), None, QueueStatus::Ok, None),
             (
                 series(&[0.0, 0.0, 0.0]),
                 Some(false),

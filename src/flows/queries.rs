@@ -460,16 +460,31 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
                         depth: r.get(4)?,
                     });
             }
-            let mut flows: BTreeMap<(String, String), Vec<(i64, i64, i64)>> = BTreeMap::new();
+            let mut counted: BTreeMap<(String, String), Vec<(i64, i64, i64, i64)>> =
+                BTreeMap::new();
             let mut stmt = c.prepare_cached(include_str!("../../queries/queue_span_flow.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to, bucket])?;
             while let Some(r) = rows.next()? {
-                flows.entry((r.get(0)?, r.get(1)?)).or_default().push((
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                ));
+                let counts = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+                counted
+                    .entry((r.get(0)?, r.get(1)?))
+                    .or_default()
+                    .push(counts);
             }
+            // (bucket, sent, consumed): consumed by process spans where there are any.
+            let flows: BTreeMap<(String, String), Vec<(i64, i64, i64)>> = counted
+                .into_iter()
+                .map(|(key, buckets)| {
+                    let by_process = buckets.iter().any(|b| b.2 > 0);
+                    let flow = buckets
+                        .into_iter()
+                        .map(|(b, sent, processed, received)| {
+                            (b, sent, if by_process { processed } else { received })
+                        })
+                        .collect();
+                    (key, flow)
+                })
+                .collect();
             Ok((points, flows))
         })
         .await?;

@@ -25,6 +25,9 @@ pub fn fmt_ms(ms: f64) -> String {
     if !ms.is_finite() {
         return "–".into();
     }
+    if ms == 0.0 {
+        return "0".into();
+    }
     if ms >= 60_000.0 {
         format!("{:.1} min", ms / 60_000.0)
     } else if ms >= 1000.0 {
@@ -104,19 +107,21 @@ pub struct LineSeries<'a> {
 }
 
 /// A time-series line chart with axes, ticks, units, a legend and hover titles.
+/// `min_top` keeps small values from filling the whole height (4 messages for counts).
 pub fn line_chart(
     series: &[LineSeries<'_>],
     from: i64,
     to: i64,
     y_unit: &str,
+    min_top: f64,
     format_y: fn(f64) -> String,
 ) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 220.0, 56.0, 12.0, 12.0, 42.0);
+    let (w, h, left, right, top, bottom) = (640.0, 230.0, 56.0, 12.0, 22.0, 42.0);
     let max_y = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
-    let y_ticks = nice_ticks(0.0, if max_y > 0.0 { max_y } else { 1.0 }, 4);
+    let y_ticks = nice_ticks(0.0, max_y.max(min_top).max(1e-9), 4);
     let y_top = y_ticks.last().copied().unwrap_or(1.0).max(max_y).max(1e-9);
     let span = (to - from).max(1) as f64;
     let x = |t: i64| left + (t - from) as f64 / span * (w - left - right);
@@ -156,8 +161,7 @@ pub fn line_chart(
     );
     let _ = write!(
         svg,
-        r#"<text class="axis" x="4" y="{}">{}</text>"#,
-        top + 2.0,
+        r#"<text class="axis" x="4" y="12">{}</text>"#,
         esc(y_unit)
     );
     for s in series {
@@ -238,7 +242,7 @@ pub fn sparkline(values: &[f64], title: &str) -> String {
 }
 
 /// Vertical bars with a label under each: `(label, count, title)`.
-pub fn histogram(bars: &[(String, f64, String)], x_unit: &str) -> String {
+pub fn histogram(bars: &[(String, f64, String)], x_unit: &str, y_unit: &str) -> String {
     let (w, h, left, bottom, top) = (640.0, 200.0, 48.0, 42.0, 10.0);
     let max = bars.iter().map(|b| b.1).fold(0.0f64, f64::max);
     let ticks = nice_ticks(0.0, max.max(1.0), 4);
@@ -281,10 +285,11 @@ pub fn histogram(bars: &[(String, f64, String)], x_unit: &str) -> String {
     }
     let _ = write!(
         svg,
-        r#"<text class="axis" x="{left}" y="{}">{}</text><text class="axis" x="4" y="{}">flows</text></svg>"#,
+        r#"<text class="axis" x="{left}" y="{}">{}</text><text class="axis" x="4" y="{}">{}</text></svg>"#,
         h - 6.0,
         esc(x_unit),
-        top + 2.0
+        top + 2.0,
+        esc(y_unit)
     );
     svg
 }
@@ -396,9 +401,14 @@ pub fn heatmap(
     let axis_y = top + cell_h * rows.len() as f64 + 14.0;
     for k in 0..=4 {
         let c = columns * k / 4;
+        let anchor = match k {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
         let _ = write!(
             svg,
-            r#"<text class="tick" x="{:.1}" y="{axis_y:.1}" text-anchor="middle">{}</text>"#,
+            r#"<text class="tick" x="{:.1}" y="{axis_y:.1}" text-anchor="{anchor}">{}</text>"#,
             left + c as f64 * cell_w,
             fmt_clock(from + c as i64 * bucket_ns)
         );
@@ -447,7 +457,7 @@ mod tests {
     #[test]
     fn charts_escape_labels() {
         let bars = vec![("<b>".to_string(), 3.0, "<i>".to_string())];
-        let svg = histogram(&bars, "ms");
+        let svg = histogram(&bars, "ms", "flows");
         assert!(!svg.contains("<b>") && !svg.contains("<i>") && svg.contains("&lt;b&gt;"));
         let svg = heatmap(&["<x>".into()], 0, 10, 4, &[(0, 1, 5)]);
         assert!(svg.contains("&lt;x&gt;") && svg.contains("class=\"cell h4\""));
@@ -460,6 +470,7 @@ mod tests {
             0,
             10,
             "depth",
+            4.0,
             fmt_count,
         );
         assert!(svg.contains("polyline") && !svg.contains("<q>"));

@@ -459,6 +459,7 @@ async fn chain(
         range.from,
         range.to,
         "latency",
+        1.0,
         fmt_ms,
     );
     let mut rows: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
@@ -495,7 +496,11 @@ async fn chain(
         ),
         count: durations.len(),
         percentiles,
-        histogram: charts::histogram(&log_buckets(&total), "end-to-end duration (log scale)"),
+        histogram: charts::histogram(
+            &log_buckets(&total),
+            "end-to-end duration (log scale)",
+            "flows",
+        ),
         over_time,
         breakdown,
         slowest: slowest
@@ -531,6 +536,8 @@ pub struct TimelineRow {
     pub kind: String,
     pub left: String,
     pub width: String,
+    /// Where the duration label goes: just right of the bar.
+    pub after: String,
     pub duration: String,
     pub classes: String,
     pub is_wait: bool,
@@ -711,14 +718,16 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
             .map(|l| format!("{}/{} {}", l.trace_id, l.span_id, l.attributes))
             .collect();
         let dur = (s.end_unix_nano - s.start_unix_nano) as f64;
+        let (left, width) = bar_position(s.start_unix_nano - start, dur as i64, total);
         rows.push(TimelineRow {
             depth,
             service: s.service.clone(),
             service_class: service_class(&s.service),
             label: s.name.clone(),
             kind: s.kind.clone(),
-            left: pct((s.start_unix_nano - start) as f64 / total * 100.0),
-            width: pct((dur / total * 100.0).max(0.15)),
+            after: pct((left + width).min(92.0)),
+            left: pct(left),
+            width: pct(width),
             duration: fmt_ms(dur / 1e6),
             classes: classes.join(" "),
             is_wait: false,
@@ -735,6 +744,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
             if hop.clock_skew {
                 marks.push("clock skew".into());
             }
+            let (left, width) = bar_position(from - start, to - from, total);
             rows.push(TimelineRow {
                 depth: depth + 1,
                 service: String::new(),
@@ -744,8 +754,9 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
                     hop.destination.clone().unwrap_or_default()
                 ),
                 kind: "WAIT".into(),
-                left: pct((from - start) as f64 / total * 100.0),
-                width: pct(((to - from) as f64 / total * 100.0).max(0.15)),
+                after: pct((left + width).min(92.0)),
+                left: pct(left),
+                width: pct(width),
                 duration: fmt_ms(hop.queue_wait_ms),
                 classes: if hop.dead_letter {
                     "bar wait dead".into()
@@ -765,6 +776,15 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
         }
     }
     rows
+}
+
+/// Left offset and width, in percent of the flow, of a bar starting `offset` ns into it;
+/// at least a sliver wide so instant spans stay visible.
+fn bar_position(offset: i64, length: i64, total: f64) -> (f64, f64) {
+    (
+        offset as f64 / total * 100.0,
+        (length as f64 / total * 100.0).max(0.15),
+    )
 }
 
 fn value_text(v: &serde_json::Value) -> String {
@@ -887,6 +907,7 @@ async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>)
                 range.from,
                 range.to,
                 "messages",
+                4.0,
                 fmt_count,
             ),
         })
@@ -952,7 +973,7 @@ async fn retries(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>
         attempts: if bars.is_empty() {
             String::new()
         } else {
-            charts::histogram(&bars, "attempt number")
+            charts::histogram(&bars, "attempt number", "retries")
         },
         total,
     };
