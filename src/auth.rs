@@ -18,19 +18,12 @@ impl BearerToken {
     /// Whether the `authorization` header value lets the request in.
     pub fn allows(&self, authorization: Option<&str>) -> bool {
         let Some(expected) = &self.0 else { return true };
-        let presented = authorization.and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        });
+        let presented = authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
         presented.is_some_and(|p| constant_time_eq(p.trim().as_bytes(), expected.as_bytes()))
     }
 
     pub fn allows_headers(&self, headers: &HeaderMap) -> bool {
-        self.allows(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
+        self.allows(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
     }
 }
 
@@ -43,11 +36,7 @@ pub async fn require(State(token): State<BearerToken>, request: Request, next: N
     if token.allows_headers(request.headers()) {
         next.run(request).await
     } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token\n",
-        )
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n")
             .into_response()
     }
 }

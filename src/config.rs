@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::alerts::notify::{RetryPolicy, WebhookConfig};
+use crate::alerts::rules::{parse_rules_file, Rule};
+use crate::alerts::AlertConfig;
 use crate::flows::analysis::DeadLetterPatterns;
 use crate::flows::StitchConfig;
 use crate::store::WriterConfig;
@@ -22,17 +25,11 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {setting}: {message}")]
-    Invalid {
-        setting: &'static str,
-        message: String,
-    },
+    Invalid { setting: &'static str, message: String },
 }
 
 /// The flags of `flowscope serve` (each also readable from its environment variable).
@@ -69,20 +66,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOWSCOPE_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
     /// Extra attribute key that carries a correlation id (repeatable), e.g. app.order_id
-    #[arg(
-        long = "correlation-key",
-        env = "FLOWSCOPE_CORRELATION_KEYS",
-        value_delimiter = ',',
-        value_name = "KEY"
-    )]
+    #[arg(long = "correlation-key", env = "FLOWSCOPE_CORRELATION_KEYS", value_delimiter = ',', value_name = "KEY")]
     pub correlation_keys: Vec<String>,
     /// Require `Authorization: Bearer TOKEN` on ingest, UI and API
-    #[arg(
-        long,
-        env = "FLOWSCOPE_AUTH_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "FLOWSCOPE_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
     /// Dead-letter destination name pattern, `*` wildcards (repeatable; replaces the defaults)
     #[arg(
@@ -98,6 +85,18 @@ pub struct ServeArgs {
     /// Ignore a message/correlation id for joining once this many traces share it [default: 1000]
     #[arg(long, env = "FLOWSCOPE_JOIN_KEY_LIMIT", value_name = "TRACES")]
     pub join_key_limit: Option<usize>,
+    /// TOML file of alert rules (`[[rules]]`), shown read-only in the UI
+    #[arg(long, env = "FLOWSCOPE_RULES", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Webhook receiving alert notifications, Alertmanager format (repeatable)
+    #[arg(long = "webhook", env = "FLOWSCOPE_WEBHOOKS", value_delimiter = ',', value_name = "URL")]
+    pub webhooks: Vec<String>,
+    /// How often alert rules are evaluated [default: 15s]
+    #[arg(long, env = "FLOWSCOPE_ALERT_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub alert_interval: Option<Duration>,
+    /// flowscope's address as users reach it, for links in notifications [default: http://UI]
+    #[arg(long, env = "FLOWSCOPE_EXTERNAL_URL", value_name = "URL")]
+    pub external_url: Option<String>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -120,18 +119,18 @@ pub struct FileConfig {
     pub dead_letter_patterns: Vec<String>,
     pub settle_after: Option<String>,
     pub join_key_limit: Option<usize>,
+    pub rules: Option<PathBuf>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    pub alert_interval: Option<String>,
+    pub external_url: Option<String>,
 }
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
     }
 }
 
@@ -149,19 +148,16 @@ pub struct Config {
     pub correlation_keys: Vec<String>,
     pub auth_token: Option<String>,
     pub stitch: StitchConfig,
+    /// Rules from the rules file, already validated.
+    pub file_rules: Vec<Rule>,
+    pub alerts: AlertConfig,
 }
 
 impl Config {
     /// Defaults everywhere, with the database at `db`: what tests start from.
     pub fn with_db(db: PathBuf) -> Config {
-        Config::resolve(
-            ServeArgs {
-                db: Some(db),
-                ..Default::default()
-            },
-            FileConfig::default(),
-        )
-        .expect("defaults are valid")
+        Config::resolve(ServeArgs { db: Some(db), ..Default::default() }, FileConfig::default())
+            .expect("defaults are valid")
     }
 
     pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
@@ -175,10 +171,8 @@ impl Config {
     fn resolve(args: ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
         let duration = |setting, text: Option<String>| -> Result<Option<Duration>, ConfigError> {
             text.map(|t| {
-                humantime::parse_duration(&t).map_err(|e| ConfigError::Invalid {
-                    setting,
-                    message: format!("{t:?}: {e}"),
-                })
+                humantime::parse_duration(&t)
+                    .map_err(|e| ConfigError::Invalid { setting, message: format!("{t:?}: {e}") })
             })
             .transpose()
         };
@@ -186,29 +180,47 @@ impl Config {
         let writer_default = WriterConfig::default();
         let stitch_default = StitchConfig::default();
         let mut correlation_keys = file.correlation_keys;
-        correlation_keys.extend(
-            args.correlation_keys
-                .into_iter()
-                .filter(|k| !k.trim().is_empty()),
-        );
+        correlation_keys.extend(args.correlation_keys.into_iter().filter(|k| !k.trim().is_empty()));
+        let ui = args.ui.or(file.ui).unwrap_or_else(|| addr(DEFAULT_UI));
+        let rules_path = args.rules.or(file.rules);
+        let file_rules = match &rules_path {
+            None => Vec::new(),
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                parse_rules_file(&text).map_err(|message| ConfigError::Parse { path: path.clone(), message })?
+            }
+        };
+        let mut webhooks = file.webhooks;
+        webhooks.extend(args.webhooks.into_iter().filter(|u| !u.trim().is_empty()).map(|url| WebhookConfig {
+            url,
+            bearer_token: None,
+            timeout_seconds: 10.0,
+            name: None,
+        }));
+        for (i, hook) in webhooks.iter().enumerate() {
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    setting: "webhooks",
+                    message: format!("webhook {} url must start with http:// or https://, got {:?}", i + 1, hook.url),
+                });
+            }
+        }
+        let alerts = AlertConfig {
+            eval_interval: args
+                .alert_interval
+                .or(duration("alert_interval", file.alert_interval)?)
+                .unwrap_or(Duration::from_secs(15)),
+            webhooks,
+            external_url: args.external_url.or(file.external_url).unwrap_or_else(|| format!("http://{ui}")),
+            retry: RetryPolicy::default(),
+        };
         let config = Config {
-            otlp_grpc: args
-                .otlp_grpc
-                .or(file.otlp_grpc)
-                .unwrap_or_else(|| addr(DEFAULT_OTLP_GRPC)),
-            otlp_http: args
-                .otlp_http
-                .or(file.otlp_http)
-                .unwrap_or_else(|| addr(DEFAULT_OTLP_HTTP)),
-            ui: args.ui.or(file.ui).unwrap_or_else(|| addr(DEFAULT_UI)),
-            db: args
-                .db
-                .or(file.db)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
-            retention: args
-                .retention
-                .or(duration("retention", file.retention)?)
-                .unwrap_or(DEFAULT_RETENTION),
+            otlp_grpc: args.otlp_grpc.or(file.otlp_grpc).unwrap_or_else(|| addr(DEFAULT_OTLP_GRPC)),
+            otlp_http: args.otlp_http.or(file.otlp_http).unwrap_or_else(|| addr(DEFAULT_OTLP_HTTP)),
+            ui,
+            db: args.db.or(file.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            retention: args.retention.or(duration("retention", file.retention)?).unwrap_or(DEFAULT_RETENTION),
             retention_sweep_every: Duration::from_secs(600),
             writer: WriterConfig {
                 queue_capacity_rows: args
@@ -219,29 +231,17 @@ impl Config {
                     .flush_interval
                     .or(duration("flush_interval", file.flush_interval)?)
                     .unwrap_or(writer_default.flush_interval),
-                flush_rows: args
-                    .flush_rows
-                    .or(file.flush_rows)
-                    .unwrap_or(writer_default.flush_rows),
+                flush_rows: args.flush_rows.or(file.flush_rows).unwrap_or(writer_default.flush_rows),
             },
-            max_request_bytes: args
-                .max_request_bytes
-                .or(file.max_request_bytes)
-                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             correlation_keys,
-            auth_token: args
-                .auth_token
-                .or(file.auth_token)
-                .filter(|t| !t.is_empty()),
+            auth_token: args.auth_token.or(file.auth_token).filter(|t| !t.is_empty()),
             stitch: StitchConfig {
                 quiet_period: args
                     .settle_after
                     .or(duration("settle_after", file.settle_after)?)
                     .unwrap_or(stitch_default.quiet_period),
-                key_trace_limit: args
-                    .join_key_limit
-                    .or(file.join_key_limit)
-                    .unwrap_or(stitch_default.key_trace_limit),
+                key_trace_limit: args.join_key_limit.or(file.join_key_limit).unwrap_or(stitch_default.key_trace_limit),
                 dead_letter_patterns: match (args.dead_letter_patterns, file.dead_letter_patterns) {
                     (a, _) if !a.is_empty() => DeadLetterPatterns::new(&a),
                     (_, f) if !f.is_empty() => DeadLetterPatterns::new(&f),
@@ -249,18 +249,14 @@ impl Config {
                 },
                 ..stitch_default
             },
+            file_rules,
+            alerts,
         };
         if config.writer.queue_capacity_rows == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "queue_capacity",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::Invalid { setting: "queue_capacity", message: "must be at least 1".into() });
         }
         if config.max_request_bytes < 1024 {
-            return Err(ConfigError::Invalid {
-                setting: "max_request_bytes",
-                message: "must be at least 1024".into(),
-            });
+            return Err(ConfigError::Invalid { setting: "max_request_bytes", message: "must be at least 1024".into() });
         }
         Ok(config)
     }
@@ -276,10 +272,7 @@ mod tests {
             "ui = \"127.0.0.1:9000\"\notlp_http = \"127.0.0.1:9001\"\nretention = \"2d\"\ncorrelation_keys = [\"app.order_id\"]\nflush_interval = \"50ms\"",
         )
         .unwrap();
-        let args = ServeArgs {
-            ui: Some("127.0.0.1:7000".parse().unwrap()),
-            ..Default::default()
-        };
+        let args = ServeArgs { ui: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() };
         let c = Config::resolve(args, file).unwrap();
         assert_eq!(c.ui.to_string(), "127.0.0.1:7000");
         assert_eq!(c.otlp_http.to_string(), "127.0.0.1:9001");
@@ -292,14 +285,9 @@ mod tests {
 
     #[test]
     fn bad_files_name_the_problem() {
-        assert!(toml::from_str::<FileConfig>("uii = \"x\"")
-            .unwrap_err()
-            .to_string()
-            .contains("uii"));
+        assert!(toml::from_str::<FileConfig>("uii = \"x\"").unwrap_err().to_string().contains("uii"));
         let file: FileConfig = toml::from_str("retention = \"soon\"").unwrap();
-        let err = Config::resolve(ServeArgs::default(), file)
-            .unwrap_err()
-            .to_string();
+        let err = Config::resolve(ServeArgs::default(), file).unwrap_err().to_string();
         assert!(err.contains("retention"), "{err}");
     }
 }

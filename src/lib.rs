@@ -5,11 +5,13 @@
 //! - [`ingest`]: OTLP over gRPC and HTTP, decoded once, flattened into table rows;
 //! - [`store`]: the DuckDB file, its schema, the group-commit writer and retention;
 //! - [`flows`]: spans stitched across traces into flows, hops, retries, dead letters;
+//! - [`alerts`]: rules on queues, dead letters and chain latency, with webhooks;
 //! - [`web`]: the dashboard, JSON API, health and self-metrics;
 //!
 //! [`server`] wires them together; [`config`] resolves flags, environment and file;
 //! [`demo`] generates realistic traffic.
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -17,4 +19,5 @@ pub mod flows;
 pub mod ingest;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod web;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
+use crate::alerts::{AlertError, Alerts};
 use crate::auth::{self, BearerToken};
 use crate::config::Config;
 use crate::flows::{self, StitchProgress, StitcherHandle};
@@ -22,12 +23,10 @@ use crate::web::{self, AppState, FlowsState};
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
     #[error("cannot listen on {what} address {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
 /// A started flowscope. Addresses are the ones actually bound (port 0 resolved).
@@ -46,18 +45,13 @@ pub struct Running {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })
 }
 
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let store = Store::open(&config.db)?;
     let writer = Arc::new(store.start_writer(config.writer.clone())?);
-    let ingest = Arc::new(Ingest::new(
-        writer,
-        CorrelationKeys::with_extra(&config.correlation_keys),
-    ));
+    let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys)));
     let token = BearerToken::new(config.auth_token.clone());
     let (stop, stopped) = watch::channel(false);
 
@@ -65,30 +59,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
     let ui_listener = bind("UI", config.ui).await?;
     let local = |l: &TcpListener| l.local_addr().expect("bound socket has an address");
-    let (otlp_grpc, otlp_http, ui) = (
-        local(&grpc_listener),
-        local(&http_listener),
-        local(&ui_listener),
-    );
+    let (otlp_grpc, otlp_http, ui) = (local(&grpc_listener), local(&http_listener), local(&ui_listener));
 
     let mut listeners = Vec::new();
     let max = config.max_request_bytes;
     let grpc = tonic::transport::Server::builder()
-        .add_service(OtlpGrpc::<TraceService>::new(
-            Arc::clone(&ingest),
-            max,
-            token.clone(),
-        ))
-        .add_service(OtlpGrpc::<MetricsService>::new(
-            Arc::clone(&ingest),
-            max,
-            token.clone(),
-        ))
-        .add_service(OtlpGrpc::<LogsService>::new(
-            Arc::clone(&ingest),
-            max,
-            token.clone(),
-        ));
+        .add_service(OtlpGrpc::<TraceService>::new(Arc::clone(&ingest), max, token.clone()))
+        .add_service(OtlpGrpc::<MetricsService>::new(Arc::clone(&ingest), max, token.clone()))
+        .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(&ingest), max, token.clone()));
     let mut grpc_stop = stopped.clone();
     listeners.push(tokio::spawn(async move {
         let incoming = TcpIncoming::from(grpc_listener);
@@ -102,64 +80,37 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         }
     }));
 
-    let http_app = crate::ingest::http::router(Arc::new(HttpIngest {
-        ingest: Arc::clone(&ingest),
-        max_body_bytes: max,
-    }))
-    .layer(axum::middleware::from_fn_with_state(
-        token.clone(),
-        auth::require,
-    ));
-    listeners.push(serve_axum(
-        "OTLP/HTTP",
-        http_listener,
-        http_app,
-        stopped.clone(),
-    ));
+    let http_app =
+        crate::ingest::http::router(Arc::new(HttpIngest { ingest: Arc::clone(&ingest), max_body_bytes: max }))
+            .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
+    listeners.push(serve_axum("OTLP/HTTP", http_listener, http_app, stopped.clone()));
 
-    let (stitcher, progress) = flows::start(
-        &store,
-        Arc::clone(ingest.writer().stats()),
-        config.stitch.clone(),
-    )?;
+    let (stitcher, progress) = flows::start(&store, Arc::clone(ingest.writer().stats()), config.stitch.clone())?;
     let flows_state = FlowsState {
         progress: progress.clone(),
         dead_letter_patterns: config.stitch.dead_letter_patterns.clone(),
         quiet_period: config.stitch.quiet_period,
     };
-    let ui_app = web::router(
-        Arc::new(AppState {
-            store: Arc::clone(&store),
-            ingest: Arc::clone(&ingest),
-            flows: flows_state,
-        }),
-        token,
-    );
+    let alerts = Alerts::start(Arc::clone(&store), config.file_rules.clone(), config.alerts.clone()).await?;
+    let state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
+    let ui_app = web::router(Arc::new(state), token);
     listeners.push(serve_axum("UI", ui_listener, ui_app, stopped.clone()));
 
     tracing::info!("OTLP/gRPC listening on {otlp_grpc}");
     tracing::info!("OTLP/HTTP listening on http://{otlp_http}");
     tracing::info!("UI and API listening on http://{ui}");
 
-    let background = vec![tokio::spawn(retention::run(
-        Arc::clone(&store),
-        config.retention,
-        config.retention_sweep_every,
-        stopped,
-    ))];
+    let background = vec![
+        tokio::spawn(retention::run(
+            Arc::clone(&store),
+            config.retention,
+            config.retention_sweep_every,
+            stopped.clone(),
+        )),
+        tokio::spawn(alerts.run(stopped)),
+    ];
 
-    Ok(Running {
-        otlp_grpc,
-        otlp_http,
-        ui,
-        store,
-        ingest,
-        progress,
-        stop,
-        listeners,
-        background,
-        stitcher,
-    })
+    Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
 }
 
 fn serve_axum(
@@ -172,10 +123,7 @@ fn serve_axum(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "{what} listener failed");
         }
     })
@@ -184,16 +132,9 @@ fn serve_axum(
 impl Running {
     /// Waits until every commit made so far has been stitched into flows.
     pub async fn wait_stitched(&self) {
-        let target = self
-            .ingest
-            .writer()
-            .stats()
-            .last_commit_seq
-            .load(std::sync::atomic::Ordering::Acquire) as i64;
+        let target = self.ingest.writer().stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;
         let mut progress = self.progress.clone();
-        let _ = progress
-            .wait_for(|p| p.stitched_seq >= target && p.last_error.is_none())
-            .await;
+        let _ = progress.wait_for(|p| p.stitched_seq >= target && p.last_error.is_none()).await;
     }
 
     /// Stops accepting, lets in-flight requests finish (they wait for their commit), commits
@@ -204,9 +145,7 @@ impl Running {
             let _ = task.await;
         }
         self.ingest.writer().shutdown().await;
-        tokio::task::spawn_blocking(move || self.stitcher.stop())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || self.stitcher.stop()).await.ok();
         for task in self.background {
             let _ = task.await;
         }

@@ -25,3 +25,17 @@
     el.title = new Date(Number(el.dataset.unixNano) / 1e6).toString();
   });
 })();
+// The rule form shows only the parameters of the chosen kind.
+(function () {
+  document.querySelectorAll('form.rule').forEach(function (form) {
+    var kind = form.querySelector('select[name="kind"]');
+    if (!kind) return;
+    function sync() {
+      form.querySelectorAll('label.param').forEach(function (label) {
+        label.hidden = label.dataset.kinds.split(' ').indexOf(kind.value) < 0;
+      });
+    }
+    kind.addEventListener('change', sync);
+    sync();
+  });
+})();

@@ -40,11 +40,7 @@ fn chromium_run(extra: &[String], url: &str) -> std::process::Output {
     .args(extra)
     .arg(url);
     let out = cmd.output().expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "chromium failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "chromium failed on {url}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -58,19 +54,8 @@ fn screenshot(url: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.png"));
     let _ = std::fs::remove_file(&file);
-    chromium_run(
-        &[
-            format!("--screenshot={}", file.display()),
-            "--window-size=1400,1000".into(),
-        ],
-        url,
-    );
-    assert!(
-        std::fs::metadata(&file)
-            .map(|m| m.len() > 1000)
-            .unwrap_or(false),
-        "screenshot of {url} written"
-    );
+    chromium_run(&[format!("--screenshot={}", file.display()), "--window-size=1400,1000".into()], url);
+    assert!(std::fs::metadata(&file).map(|m| m.len() > 1000).unwrap_or(false), "screenshot of {url} written");
     file
 }
 
@@ -91,63 +76,24 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
     let mut pending = Pending::new();
     for tick in 0..10 {
         let (sent, consumed) = if tick < 4 { (3, 3) } else { (3, 1) };
-        scenarios::emails_tick(
-            &mut b,
-            t0 + tick * 60_000 * MS,
-            60_000 * MS,
-            sent,
-            consumed,
-            &mut pending,
-        );
+        scenarios::emails_tick(&mut b, t0 + tick * 60_000 * MS, 60_000 * MS, sent, consumed, &mut pending);
     }
     let (traces_req, logs_req) = flowscope::demo::to_requests(std::mem::take(&mut b.out));
     let client = reqwest::Client::new();
     let send = |path: &'static str, body: Vec<u8>| {
-        client
-            .post(server.http_url(path))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
+        client.post(server.http_url(path)).header("content-type", "application/x-protobuf").body(body).send()
     };
-    assert_eq!(
-        send("/v1/traces", traces_req.encode_to_vec())
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        send("/v1/logs", logs_req.encode_to_vec())
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(send("/v1/traces", traces_req.encode_to_vec()).await.unwrap().status(), 200);
+    assert_eq!(send("/v1/logs", logs_req.encode_to_vec()).await.unwrap().status(), 200);
     // A hostile span name must render as text.
     let mut evil = span(77, 0, "<script>alert(1)</script>");
     evil.start_time_unix_nano = (now - 60_000 * MS) as u64;
     evil.end_time_unix_nano = (now - 59_000 * MS) as u64;
-    assert_eq!(
-        send(
-            "/v1/traces",
-            traces("<b>evil</b>", vec![evil]).encode_to_vec()
-        )
-        .await
-        .unwrap()
-        .status(),
-        200
-    );
-    tokio::time::timeout(Duration::from_secs(60), server.running().wait_stitched())
-        .await
-        .unwrap();
+    assert_eq!(send("/v1/traces", traces("<b>evil</b>", vec![evil]).encode_to_vec()).await.unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(60), server.running().wait_stitched()).await.unwrap();
 
     let range = "last=1h";
-    let page = |path: &str| {
-        server.ui_url(&format!(
-            "{path}{}{range}",
-            if path.contains('?') { "&" } else { "?" }
-        ))
-    };
+    let page = |path: &str| server.ui_url(&format!("{path}{}{range}", if path.contains('?') { "&" } else { "?" }));
 
     let overview = tokio::task::spawn_blocking({
         let url = page("/");
@@ -155,32 +101,16 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
     })
     .await
     .unwrap();
-    assert!(
-        overview.contains("checkout POST /orders"),
-        "the chains table lists the demo chains"
-    );
-    assert!(
-        overview.contains("quote-api GET /quote") && overview.contains("warehouse POST /dispatch")
-    );
-    assert!(
-        overview.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "the hostile span name is shown as text"
-    );
-    assert!(
-        !overview.contains("<script>alert(1)</script>"),
-        "and never as markup"
-    );
+    assert!(overview.contains("checkout POST /orders"), "the chains table lists the demo chains");
+    assert!(overview.contains("quote-api GET /quote") && overview.contains("warehouse POST /dispatch"));
+    assert!(overview.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the hostile span name is shown as text");
+    assert!(!overview.contains("<script>alert(1)</script>"), "and never as markup");
     assert!(!overview.contains("<b>evil</b>"));
 
     let flow_id = &checkouts[0].flow_id;
     let (status, flow_json) = {
-        let resp = reqwest::get(server.ui_url(&format!("/api/flows/{flow_id}")))
-            .await
-            .unwrap();
-        (
-            resp.status(),
-            resp.json::<serde_json::Value>().await.unwrap(),
-        )
+        let resp = reqwest::get(server.ui_url(&format!("/api/flows/{flow_id}"))).await.unwrap();
+        (resp.status(), resp.json::<serde_json::Value>().await.unwrap())
     };
     assert_eq!(status, 200);
     let span_count = flow_json["spans"].as_array().unwrap().len();
@@ -188,10 +118,7 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|h| {
-            !h["producer_span_id"].is_null()
-                && !h["consumer_span_ids"].as_array().unwrap().is_empty()
-        })
+        .filter(|h| !h["producer_span_id"].is_null() && !h["consumer_span_ids"].as_array().unwrap().is_empty())
         .count();
     let flow_url = page(&format!("/flows/{flow_id}"));
     let chain_url = page("/chains/checkout%20POST%20%2Forders");
@@ -221,26 +148,14 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
     let flow = get("flow");
     let span_bars = flow.matches("<div class=\"bar svc").count();
     assert_eq!(span_bars, span_count, "one bar per span");
-    assert_eq!(
-        flow.matches("<div class=\"bar wait").count(),
-        wait_count,
-        "one queue-wait bar per hop"
-    );
+    assert_eq!(flow.matches("<div class=\"bar wait").count(), wait_count, "one queue-wait bar per hop");
     assert!(wait_count >= 2);
     assert!(flow.contains("critical"), "the critical path is marked");
-    assert!(
-        flow.contains("<details"),
-        "span details open without JavaScript"
-    );
+    assert!(flow.contains("<details"), "span details open without JavaScript");
 
     let chain = get("chain");
-    assert!(
-        chain.contains("Slowest flows") && chain.contains("<svg"),
-        "chain page draws its charts"
-    );
-    assert!(
-        chain.contains(&format!("/flows/{}", checkouts[0].flow_id)) || chain.contains("/flows/")
-    );
+    assert!(chain.contains("Slowest flows") && chain.contains("<svg"), "chain page draws its charts");
+    assert!(chain.contains(&format!("/flows/{}", checkouts[0].flow_id)) || chain.contains("/flows/"));
 
     let retries = get("retries");
     assert!(retries.contains("class=\"cell h"), "the heatmap has cells");
@@ -251,10 +166,7 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
     assert!(dead.contains(&format!("/flows/{}", checkouts[3].flow_id)));
 
     let queues = get("queues");
-    assert!(
-        queues.contains("emails") && queues.contains("growing"),
-        "the growing queue shows"
-    );
+    assert!(queues.contains("emails") && queues.contains("growing"), "the growing queue shows");
 
     assert!(get("alerts").contains("Alerts"));
 }
@@ -263,35 +175,17 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
 async fn empty_install_unknown_flow_and_bad_parameters() {
     let server = TestServer::start().await;
     let url = server.ui_url("/");
-    let html = tokio::task::spawn_blocking(move || dom(&url))
-        .await
-        .unwrap();
-    assert!(
-        html.contains("flowscope demo"),
-        "a fresh install explains how to send data"
-    );
+    let html = tokio::task::spawn_blocking(move || dom(&url)).await.unwrap();
+    assert!(html.contains("flowscope demo"), "a fresh install explains how to send data");
     assert!(html.contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
 
-    let resp = reqwest::get(server.ui_url(&format!("/flows/{}", "ab".repeat(16))))
-        .await
-        .unwrap();
+    let resp = reqwest::get(server.ui_url(&format!("/flows/{}", "ab".repeat(16)))).await.unwrap();
     assert_eq!(resp.status(), 404);
     assert!(resp.text().await.unwrap().contains("no flow contains"));
-    let resp = reqwest::get(server.ui_url("/queues?from=yesterday"))
-        .await
-        .unwrap();
+    let resp = reqwest::get(server.ui_url("/queues?from=yesterday")).await.unwrap();
     assert_eq!(resp.status(), 400);
-    assert!(resp
-        .text()
-        .await
-        .unwrap()
-        .contains("from must be unix nanoseconds"));
-    let resp = reqwest::get(server.ui_url("/static/style.css"))
-        .await
-        .unwrap();
+    assert!(resp.text().await.unwrap().contains("from must be unix nanoseconds"));
+    let resp = reqwest::get(server.ui_url("/static/style.css")).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/css"));
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
 }

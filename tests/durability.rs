@@ -14,15 +14,7 @@ use prost::Message;
 /// Starts the real binary on port-0 listeners and reads the OTLP/HTTP address it logs.
 fn spawn_flowscope(db: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
-        .args([
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--ui",
-            "127.0.0.1:0",
-            "--db",
-        ])
+        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db"])
         .arg(db)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -39,9 +31,7 @@ fn spawn_flowscope(db: &Path) -> (Child, SocketAddr) {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("flowscope logs its OTLP/HTTP address");
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("flowscope logs its OTLP/HTTP address");
     (child, addr)
 }
 
@@ -62,11 +52,7 @@ fn acknowledged_spans_survive_sigkill_and_restart() {
     let db = dir.path().join("flowscope.duckdb");
     let client = reqwest::blocking::Client::new();
     let send = |addr: SocketAddr, seed: u8| {
-        let body = traces(
-            "checkout",
-            (0..4).map(|i| span(seed, i, "GET /orders")).collect(),
-        )
-        .encode_to_vec();
+        let body = traces("checkout", (0..4).map(|i| span(seed, i, "GET /orders")).collect()).encode_to_vec();
         client
             .post(format!("http://{addr}/v1/traces"))
             .header("content-type", "application/x-protobuf")
@@ -85,26 +71,15 @@ fn acknowledged_spans_survive_sigkill_and_restart() {
 
     let (mut second, addr) = spawn_flowscope(&db);
     assert_eq!(send(addr, 4), 200);
-    let status = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
     assert!(status.success());
-    assert!(
-        wait_for_exit(&mut second, Duration::from_secs(60)).success(),
-        "graceful shutdown exits 0"
-    );
+    assert!(wait_for_exit(&mut second, Duration::from_secs(60)).success(), "graceful shutdown exits 0");
 
     assert_eq!(count_in_file(&db, "SELECT count(*) FROM spans"), 16);
     for seed in 1..=4 {
         let conn = duckdb::Connection::open(&db).unwrap();
-        let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM spans WHERE trace_id = ?",
-                [trace_hex(seed)],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n: i64 =
+            conn.query_row("SELECT count(*) FROM spans WHERE trace_id = ?", [trace_hex(seed)], |r| r.get(0)).unwrap();
         assert_eq!(n, 4, "request {seed}");
     }
 }

@@ -35,9 +35,7 @@ async fn wait_stitched(server: &TestServer) {
 async fn send_shuffled(server: &TestServer, emission: Emission, seed: u64) {
     let mut spans = emission.spans;
     spans.shuffle(&mut StdRng::seed_from_u64(seed));
-    let mut grpc = TraceServiceClient::connect(server.grpc_url())
-        .await
-        .unwrap();
+    let mut grpc = TraceServiceClient::connect(server.grpc_url()).await.unwrap();
     let client = reqwest::Client::new();
     for (n, chunk) in spans.chunks(7).enumerate() {
         let request = ExportTraceServiceRequest {
@@ -45,10 +43,7 @@ async fn send_shuffled(server: &TestServer, emission: Emission, seed: u64) {
                 .iter()
                 .map(|(service, span)| ResourceSpans {
                     resource: resource(service),
-                    scope_spans: vec![ScopeSpans {
-                        spans: vec![span.clone()],
-                        ..Default::default()
-                    }],
+                    scope_spans: vec![ScopeSpans { spans: vec![span.clone()], ..Default::default() }],
                     ..Default::default()
                 })
                 .collect(),
@@ -66,10 +61,7 @@ async fn send_shuffled(server: &TestServer, emission: Emission, seed: u64) {
             assert_eq!(resp.status(), 200);
         }
     }
-    let (_, logs) = flowscope::demo::to_requests(Emission {
-        spans: vec![],
-        logs: emission.logs,
-    });
+    let (_, logs) = flowscope::demo::to_requests(Emission { spans: vec![], logs: emission.logs });
     let resp = client
         .post(server.http_url("/v1/logs"))
         .header("content-type", "application/x-protobuf")
@@ -87,44 +79,17 @@ fn assert_flow(flow: &Value, want: &Expected) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|h| {
-            !h["producer_span_id"].is_null()
-                && !h["consumer_span_ids"].as_array().unwrap().is_empty()
-        })
-        .map(|h| {
-            (
-                h["destination"].as_str().unwrap().to_owned(),
-                h["queue_wait_ms"].as_f64().unwrap(),
-            )
-        })
+        .filter(|h| !h["producer_span_id"].is_null() && !h["consumer_span_ids"].as_array().unwrap().is_empty())
+        .map(|h| (h["destination"].as_str().unwrap().to_owned(), h["queue_wait_ms"].as_f64().unwrap()))
         .collect();
-    assert_eq!(
-        hops.len(),
-        want.hops.len(),
-        "hops of {}: {hops:?} vs {:?}",
-        want.chain,
-        want.hops
-    );
+    assert_eq!(hops.len(), want.hops.len(), "hops of {}: {hops:?} vs {:?}", want.chain, want.hops);
     for ((dest, wait), (want_dest, want_wait)) in hops.iter().zip(&want.hops) {
         assert_eq!(dest, want_dest);
         let want_ms = *want_wait as f64 / MS as f64;
-        assert!(
-            (wait - want_ms).abs() <= 1.0,
-            "{dest}: queue wait {wait} ms, generated {want_ms} ms"
-        );
+        assert!((wait - want_ms).abs() <= 1.0, "{dest}: queue wait {wait} ms, generated {want_ms} ms");
     }
-    assert_eq!(
-        flow["retries"].as_u64().unwrap() as usize,
-        want.retries,
-        "retries of {}",
-        want.chain
-    );
-    assert_eq!(
-        flow["dead_lettered"].as_bool().unwrap(),
-        want.dead_letters > 0,
-        "dead letters of {}",
-        want.chain
-    );
+    assert_eq!(flow["retries"].as_u64().unwrap() as usize, want.retries, "retries of {}", want.chain);
+    assert_eq!(flow["dead_lettered"].as_bool().unwrap(), want.dead_letters > 0, "dead letters of {}", want.chain);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,48 +111,28 @@ async fn demo_scenarios_become_one_flow_each_with_exact_hops_retries_and_dead_le
 
     let (status, list) = api(&server, &format!("/api/flows?{ALL_TIME}&limit=100")).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        list["flows"].as_array().unwrap().len(),
-        expected.len(),
-        "one flow per business operation: {list}"
-    );
+    assert_eq!(list["flows"].as_array().unwrap().len(), expected.len(), "one flow per business operation: {list}");
     for want in &expected {
         let (status, flow) = api(&server, &format!("/api/flows/{}", want.flow_id)).await;
         assert_eq!(status, 200, "{}", want.chain);
         assert_flow(&flow, want);
         if let Some(corr) = &want.correlation_id {
             let (_, found) = api(&server, &format!("/api/search?q={corr}")).await;
-            assert_eq!(
-                found["flows"][0]["flow_id"],
-                want.flow_id.as_str(),
-                "search by correlation id {corr}"
-            );
+            assert_eq!(found["flows"][0]["flow_id"], want.flow_id.as_str(), "search by correlation id {corr}");
         }
     }
 
     // The normal checkout: five services, both hops, the critical path ends in payments.
     let (_, checkout) = api(&server, &format!("/api/flows/{}", expected[0].flow_id)).await;
-    let services: Vec<&str> = checkout["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        services,
-        vec!["billing", "checkout", "inventory", "payments-worker"]
-    );
+    let services: Vec<&str> = checkout["services"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(services, vec!["billing", "checkout", "inventory", "payments-worker"]);
     assert_eq!(checkout["trace_ids"].as_array().unwrap().len(), 2);
     assert!(checkout["spans"]
         .as_array()
         .unwrap()
         .iter()
         .any(|s| s["critical"] == true && s["service"] == "payments-worker"));
-    assert!(checkout["spans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|s| s["critical"].is_boolean()));
+    assert!(checkout["spans"].as_array().unwrap().iter().all(|s| s["critical"].is_boolean()));
     let split = checkout["queue_wait_ms"].as_f64().unwrap()
         + checkout["service_ms"].as_f64().unwrap()
         + checkout["retry_delay_ms"].as_f64().unwrap();
@@ -206,11 +151,7 @@ async fn demo_scenarios_become_one_flow_each_with_exact_hops_retries_and_dead_le
     let (_, found) = api(&server, &format!("/api/search?q={consumer_trace}")).await;
     assert_eq!(found["flows"][0]["flow_id"], expected[0].flow_id.as_str());
     let (_, merged) = api(&server, &format!("/api/flows/{consumer_trace}")).await;
-    assert_eq!(
-        merged["flow_id"],
-        expected[0].flow_id.as_str(),
-        "any trace id of a flow opens the flow"
-    );
+    assert_eq!(merged["flow_id"], expected[0].flow_id.as_str(), "any trace id of a flow opens the flow");
 
     let (_, dead) = api(&server, &format!("/api/dead-letters?{ALL_TIME}")).await;
     let dead = dead["dead_letters"].as_array().unwrap();
@@ -221,39 +162,20 @@ async fn demo_scenarios_become_one_flow_each_with_exact_hops_retries_and_dead_le
     assert_eq!(dead[0]["error"], "invalid payment amount: -12.00");
 
     let (_, chains) = api(&server, &format!("/api/chains?{ALL_TIME}")).await;
-    let checkout_chain = chains["chains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["chain"] == "checkout POST /orders")
-        .unwrap()
-        .clone();
+    let checkout_chain =
+        chains["chains"].as_array().unwrap().iter().find(|c| c["chain"] == "checkout POST /orders").unwrap().clone();
     assert_eq!(checkout_chain["count"], 2);
-    assert_eq!(
-        checkout_chain["retries"].as_u64().unwrap() as usize,
-        expected[0].retries + expected[1].retries
-    );
+    assert_eq!(checkout_chain["retries"].as_u64().unwrap() as usize, expected[0].retries + expected[1].retries);
     assert_eq!(checkout_chain["dead_letters"], 1);
     let errors = expected[..2].iter().filter(|e| e.error).count() as f64;
     assert_eq!(checkout_chain["error_rate"].as_f64().unwrap(), errors / 2.0);
-    assert!(
-        checkout_chain["p99_ms"].as_f64().unwrap() >= checkout_chain["p50_ms"].as_f64().unwrap()
-    );
+    assert!(checkout_chain["p99_ms"].as_f64().unwrap() >= checkout_chain["p50_ms"].as_f64().unwrap());
 
-    let (_, retries) = api(
-        &server,
-        &format!("/api/retries?{ALL_TIME}&bucket=100000000000000000"),
-    )
-    .await;
+    let (_, retries) = api(&server, &format!("/api/retries?{ALL_TIME}&bucket=100000000000000000")).await;
     let cells = retries["cells"].as_array().unwrap();
-    let billing = cells
-        .iter()
-        .find(|c| c["row"] == "service:billing")
-        .unwrap();
+    let billing = cells.iter().find(|c| c["row"] == "service:billing").unwrap();
     assert_eq!(billing["count"], 2);
-    assert!(cells
-        .iter()
-        .any(|c| c["row"] == "destination:orders" && c["count"] == 2));
+    assert!(cells.iter().any(|c| c["row"] == "destination:orders" && c["count"] == 2));
     let psp_retries = cells
         .iter()
         .filter(|c| c["row"] == "service:payments-worker")
@@ -291,33 +213,18 @@ async fn recorded_aio_pika_request_reply_is_eight_flows_of_five_spans() {
     for f in flows {
         assert_eq!(f["chain"], "quote-api GET /quote");
         assert_eq!(f["span_count"], 5);
-        let (_, flow) = api(
-            &server,
-            &format!("/api/flows/{}", f["flow_id"].as_str().unwrap()),
-        )
-        .await;
+        let (_, flow) = api(&server, &format!("/api/flows/{}", f["flow_id"].as_str().unwrap())).await;
         let hops = flow["hops"].as_array().unwrap();
         assert_eq!(hops.len(), 2, "{}", flow["hops"]);
         assert_eq!(hops[0]["destination"], "pricing.requests");
-        assert!(hops[1]["destination"]
-            .as_str()
-            .unwrap()
-            .starts_with("amq.gen-"));
+        assert!(hops[1]["destination"].as_str().unwrap().starts_with("amq.gen-"));
         for h in hops {
-            assert!(
-                !h["producer_span_id"].is_null()
-                    && h["consumer_span_ids"].as_array().unwrap().len() == 1,
-                "{h}"
-            );
+            assert!(!h["producer_span_id"].is_null() && h["consumer_span_ids"].as_array().unwrap().len() == 1, "{h}");
         }
         if flow["error"] == true {
             errors += 1;
-            let root_end = flow["spans"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["name"] == "GET /quote")
-                .unwrap()["end_unix_nano"]
+            let root_end = flow["spans"].as_array().unwrap().iter().find(|s| s["name"] == "GET /quote").unwrap()
+                ["end_unix_nano"]
                 .as_i64()
                 .unwrap();
             assert!(
@@ -340,14 +247,7 @@ async fn queues_show_backlog_from_spans_and_from_broker_metrics() {
     // 20 one-minute ticks: 10 balanced, then a consumer 4x slower than the producers.
     for tick in 0..20 {
         let (sent, consumed) = if tick < 10 { (4, 4) } else { (4, 1) };
-        scenarios::emails_tick(
-            &mut b,
-            start + tick * 60_000 * MS,
-            60_000 * MS,
-            sent,
-            consumed,
-            &mut pending,
-        );
+        scenarios::emails_tick(&mut b, start + tick * 60_000 * MS, 60_000 * MS, sent, consumed, &mut pending);
     }
     send_shuffled(&server, std::mem::take(&mut b.out), 9).await;
     // Broker metrics for `payments`: stuck at 12 with nobody consuming (no consumer spans
@@ -377,31 +277,19 @@ async fn queues_show_backlog_from_spans_and_from_broker_metrics() {
     let (status, queues) = api(&server, "/api/queues?last=20m").await;
     assert_eq!(status, 200);
     let queues = queues["queues"].as_array().unwrap();
-    let emails = queues
-        .iter()
-        .find(|q| q["destination"] == "emails")
-        .expect("emails queue");
+    let emails = queues.iter().find(|q| q["destination"] == "emails").expect("emails queue");
     assert_eq!(emails["depth_source"], "spans");
     assert_eq!(emails["status"], "growing", "{emails}");
     assert_eq!(emails["depth"].as_f64().unwrap(), pending.len() as f64);
     assert!(emails["drain_seconds"].is_null());
     assert!(emails["publish_rate"].as_f64().unwrap() > emails["consume_rate"].as_f64().unwrap());
-    let payments = queues
-        .iter()
-        .find(|q| q["destination"] == "payments")
-        .expect("payments queue");
+    let payments = queues.iter().find(|q| q["destination"] == "payments").expect("payments queue");
     assert_eq!(payments["depth_source"], "metrics");
     assert_eq!(payments["system"], "rabbitmq");
     assert_eq!(payments["depth"], 18.0);
     assert_eq!(payments["status"], "growing");
     // Growing and stalled queues come first.
-    assert!(
-        queues
-            .iter()
-            .position(|q| q["destination"] == "emails")
-            .unwrap()
-            < 2
-    );
+    assert!(queues.iter().position(|q| q["destination"] == "emails").unwrap() < 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,11 +313,7 @@ async fn a_correlation_id_shared_by_too_many_traces_is_ignored_and_reported() {
     assert_eq!(resp.status(), 200);
     wait_stitched(&server).await;
     let (_, list) = api(&server, &format!("/api/flows?{ALL_TIME}")).await;
-    assert_eq!(
-        list["flows"].as_array().unwrap().len(),
-        5,
-        "no giant flow: {list}"
-    );
+    assert_eq!(list["flows"].as_array().unwrap().len(), 5, "no giant flow: {list}");
     let (_, diag) = api(&server, "/api/stitching").await;
     let ignored = diag["ignored_join_keys"].as_array().unwrap();
     assert_eq!(ignored.len(), 1);

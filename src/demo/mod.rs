@@ -9,7 +9,7 @@
 pub mod scenarios;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -26,16 +26,13 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::text::now_nanos;
 use scenarios::{Builder, Emission, Pending, MS};
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// OTLP/HTTP endpoint of the flowscope to feed
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:4318",
-        env = "FLOWSCOPE_DEMO_TARGET"
-    )]
+    #[arg(long, default_value = "http://127.0.0.1:4318", env = "FLOWSCOPE_DEMO_TARGET")]
     pub target: String,
     /// Checkout flows per second (the other scenarios scale with it)
     #[arg(long, default_value_t = 4.0)]
@@ -54,24 +51,15 @@ pub struct DemoArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("cannot reach {target}: {source}")]
-    Send {
-        target: String,
-        source: reqwest::Error,
-    },
+    Send { target: String, source: reqwest::Error },
     #[error("{target} refused the export with HTTP {status}: {body}")]
-    Refused {
-        target: String,
-        status: u16,
-        body: String,
-    },
+    Refused { target: String, status: u16, body: String },
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.into())),
-        }),
+        value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
         ..Default::default()
     }
 }
@@ -102,10 +90,7 @@ pub fn to_requests(e: Emission) -> (ExportTraceServiceRequest, ExportLogsService
             .into_iter()
             .map(|(service, spans)| ResourceSpans {
                 resource: resource(&service),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
                 ..Default::default()
             })
             .collect(),
@@ -115,10 +100,7 @@ pub fn to_requests(e: Emission) -> (ExportTraceServiceRequest, ExportLogsService
             .into_iter()
             .map(|(service, log_records)| ResourceLogs {
                 resource: resource(&service),
-                scope_logs: vec![ScopeLogs {
-                    log_records,
-                    ..Default::default()
-                }],
+                scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
                 ..Default::default()
             })
             .collect(),
@@ -176,17 +158,11 @@ pub async fn post(
 ) -> Result<(), DemoError> {
     let url = format!("{}{path}", target.trim_end_matches('/'));
     for attempt in 0.. {
-        let mut req = client
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(body.clone());
+        let mut req = client.post(&url).header("content-type", "application/x-protobuf").body(body.clone());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|source| DemoError::Send {
-            target: url.clone(),
-            source,
-        })?;
+        let resp = req.send().await.map_err(|source| DemoError::Send { target: url.clone(), source })?;
         let status = resp.status().as_u16();
         if status == 200 {
             return Ok(());
@@ -202,20 +178,9 @@ pub async fn post(
             continue;
         }
         let body = resp.text().await.unwrap_or_default();
-        return Err(DemoError::Refused {
-            target: url,
-            status,
-            body,
-        });
+        return Err(DemoError::Refused { target: url, status, body });
     }
     unreachable!("the loop returns")
-}
-
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64
 }
 
 /// How fast the mailer works in each part of a five-minute cycle: normal, slowed down
@@ -271,22 +236,8 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         flows += (checkouts + (checkouts / 2).max(1)) as u64 + sent as u64;
         spans += b.out.spans.len() as u64;
         let (traces, logs) = to_requests(std::mem::take(&mut b.out));
-        post(
-            &client,
-            &args.target,
-            "/v1/traces",
-            traces.encode_to_vec(),
-            token,
-        )
-        .await?;
-        post(
-            &client,
-            &args.target,
-            "/v1/logs",
-            logs.encode_to_vec(),
-            token,
-        )
-        .await?;
+        post(&client, &args.target, "/v1/traces", traces.encode_to_vec(), token).await?;
+        post(&client, &args.target, "/v1/logs", logs.encode_to_vec(), token).await?;
         let now = now_nanos();
         let payments_ready = rng.random_range(0..2) as f64;
         for metrics in [
@@ -315,20 +266,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
                 pending.len() as f64,
             ),
         ] {
-            post(
-                &client,
-                &args.target,
-                "/v1/metrics",
-                metrics.encode_to_vec(),
-                token,
-            )
-            .await?;
+            post(&client, &args.target, "/v1/metrics", metrics.encode_to_vec(), token).await?;
         }
         if n % 10 == 0 {
-            println!(
-                "sent {flows} flows, {spans} spans; emails backlog {}",
-                pending.len()
-            );
+            println!("sent {flows} flows, {spans} spans; emails backlog {}", pending.len());
         }
         tokio::time::sleep(tick.saturating_sub(tick_start.elapsed())).await;
     }

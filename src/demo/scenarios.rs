@@ -35,21 +35,13 @@ pub struct Expected {
 fn s(k: &str, v: impl Into<String>) -> KeyValue {
     KeyValue {
         key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.into())),
-        }),
+        value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
         ..Default::default()
     }
 }
 
 fn i(k: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::IntValue(v)),
-        }),
-        ..Default::default()
-    }
+    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::IntValue(v)) }), ..Default::default() }
 }
 
 /// Creates ids and spans for one scenario run.
@@ -66,10 +58,7 @@ pub struct Ctx {
 
 impl<'a> Builder<'a> {
     pub fn new(rng: &'a mut StdRng) -> Self {
-        Builder {
-            rng,
-            out: Emission::default(),
-        }
+        Builder { rng, out: Emission::default() }
     }
 
     pub fn new_trace(&mut self) -> [u8; 16] {
@@ -89,14 +78,7 @@ impl<'a> Builder<'a> {
     pub fn uuid(&mut self) -> String {
         let a: u128 = self.rng.random();
         let h = format!("{a:032x}");
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
     }
 
     pub fn jitter(&mut self, base_ms: i64, spread_ms: i64) -> i64 {
@@ -139,10 +121,7 @@ impl<'a> Builder<'a> {
     }
 
     pub fn fail(&mut self, message: &str) {
-        self.last().status = Some(Status {
-            code: StatusCode::Error as i32,
-            message: message.into(),
-        });
+        self.last().status = Some(Status { code: StatusCode::Error as i32, message: message.into() });
     }
 
     pub fn link(&mut self, to: Ctx, attributes: Vec<KeyValue>) {
@@ -154,14 +133,7 @@ impl<'a> Builder<'a> {
         });
     }
 
-    pub fn log(
-        &mut self,
-        service: &str,
-        ctx: Option<Ctx>,
-        time: i64,
-        body: &str,
-        attributes: Vec<KeyValue>,
-    ) {
+    pub fn log(&mut self, service: &str, ctx: Option<Ctx>, time: i64, body: &str, attributes: Vec<KeyValue>) {
         self.out.logs.push((
             service.into(),
             LogRecord {
@@ -169,9 +141,7 @@ impl<'a> Builder<'a> {
                 observed_time_unix_nano: time as u64,
                 severity_number: 9,
                 severity_text: "INFO".into(),
-                body: Some(AnyValue {
-                    value: Some(Value::StringValue(body.into())),
-                }),
+                body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
                 attributes,
                 trace_id: ctx.map(|c| c.trace.to_vec()).unwrap_or_default(),
                 span_id: ctx.map(|c| c.span.to_vec()).unwrap_or_default(),
@@ -233,11 +203,7 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
         Some(rpc),
         rpc_start + MS,
         rpc_end - MS,
-        vec![
-            s("rpc.system", "grpc"),
-            s("rpc.service", "inventory.Inventory"),
-            s("rpc.method", "Reserve"),
-        ],
+        vec![s("rpc.system", "grpc"), s("rpc.service", "inventory.Inventory"), s("rpc.method", "Reserve")],
     );
     let message_id = b.uuid();
     let send_start = rpc_end + MS;
@@ -258,13 +224,7 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
             i("messaging.destination.partition.id", 3),
         ],
     );
-    b.log(
-        "checkout",
-        Some(root),
-        t0 + MS,
-        "order accepted",
-        vec![s("correlation_id", order_id.clone())],
-    );
+    b.log("checkout", Some(root), t0 + MS, "order accepted", vec![s("correlation_id", order_id.clone())]);
 
     let orders_wait = b.jitter(15, 60);
     let mut deliver_at = send_end + orders_wait;
@@ -372,15 +332,7 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
         if resend > 0 {
             attrs.push(i("http.request.resend_count", resend));
         }
-        b.span(
-            "payments-worker",
-            "POST",
-            CLIENT,
-            Some(pay),
-            at,
-            at + 8 * MS,
-            attrs,
-        );
+        b.span("payments-worker", "POST", CLIENT, Some(pay), at, at + 8 * MS, attrs);
     };
     if flaky {
         charge(b, charge_at, 0);
@@ -389,13 +341,7 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
         charge_at += 40 * MS;
     }
     charge(b, charge_at, flaky as i64);
-    b.log(
-        "payments-worker",
-        Some(pay),
-        pay_end,
-        "payment captured",
-        vec![s("correlation_id", order_id.clone())],
-    );
+    b.log("payments-worker", Some(pay), pay_end, "payment captured", vec![s("correlation_id", order_id.clone())]);
     hops.push(("payments".to_string(), pay_wait));
     Expected {
         chain: "checkout POST /orders".into(),
@@ -412,15 +358,7 @@ pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
 /// the AMQP correlation id under its legacy name.
 pub fn quote(b: &mut Builder<'_>, t0: i64) -> Expected {
     let corr = b.uuid();
-    let root = b.span(
-        "quote-api",
-        "GET /quote",
-        SERVER,
-        None,
-        t0,
-        t0 + 80 * MS,
-        vec![s("http.route", "/quote")],
-    );
+    let root = b.span("quote-api", "GET /quote", SERVER, None, t0, t0 + 80 * MS, vec![s("http.route", "/quote")]);
     let req_end = t0 + 3 * MS;
     let request_message = b.uuid();
     b.span(
@@ -488,10 +426,7 @@ pub fn quote(b: &mut Builder<'_>, t0: i64) -> Expected {
     let _ = rcv;
     Expected {
         chain: "quote-api GET /quote".into(),
-        hops: vec![
-            ("pricing.requests".into(), req_wait),
-            ("quote.replies".into(), reply_wait),
-        ],
+        hops: vec![("pricing.requests".into(), req_wait), ("quote.replies".into(), reply_wait)],
         retries: 0,
         dead_letters: 0,
         error: false,
@@ -504,15 +439,8 @@ pub fn quote(b: &mut Builder<'_>, t0: i64) -> Expected {
 /// order's correlation id (the application's `correlation_id` key), on spans and logs.
 pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {
     let corr = format!("ship-{}", &b.uuid()[..8]);
-    let root = b.span(
-        "warehouse",
-        "POST /dispatch",
-        SERVER,
-        None,
-        t0,
-        t0 + 20 * MS,
-        vec![s("correlation_id", corr.clone())],
-    );
+    let root =
+        b.span("warehouse", "POST /dispatch", SERVER, None, t0, t0 + 20 * MS, vec![s("correlation_id", corr.clone())]);
     let send_end = t0 + 6 * MS;
     b.span(
         "warehouse",
@@ -544,13 +472,7 @@ pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {
             s("correlation_id", corr.clone()),
         ],
     );
-    b.log(
-        "shipping",
-        Some(ctx),
-        start + MS,
-        "label printed",
-        vec![s("correlation_id", corr.clone())],
-    );
+    b.log("shipping", Some(ctx), start + MS, "label printed", vec![s("correlation_id", corr.clone())]);
     Expected {
         chain: "warehouse POST /dispatch".into(),
         hops: vec![("shipments".into(), wait)],
@@ -570,15 +492,8 @@ pub fn analytics_batch(b: &mut Builder<'_>, t0: i64, messages: usize) -> Expecte
     for n in 0..messages {
         let start = t0 + n as i64 * 7 * MS;
         let id = b.uuid();
-        let root = b.span(
-            "clickstream",
-            "POST /track",
-            SERVER,
-            None,
-            start,
-            start + 4 * MS,
-            vec![s("http.route", "/track")],
-        );
+        let root =
+            b.span("clickstream", "POST /track", SERVER, None, start, start + 4 * MS, vec![s("http.route", "/track")]);
         let p = b.span(
             "clickstream",
             "events send",
@@ -615,10 +530,7 @@ pub fn analytics_batch(b: &mut Builder<'_>, t0: i64, messages: usize) -> Expecte
     }
     Expected {
         chain: "clickstream POST /track".into(),
-        hops: producers
-            .iter()
-            .map(|(_, _, sent, _)| ("events".to_string(), receive_start - sent))
-            .collect(),
+        hops: producers.iter().map(|(_, _, sent, _)| ("events".to_string(), receive_start - sent)).collect(),
         retries: 0,
         dead_letters: 0,
         error: false,
@@ -633,25 +545,11 @@ pub type Pending = std::collections::VecDeque<(Ctx, i64)>;
 /// One tick of the `emails` queue: `sent` sign-ups publish a message, and the mailer
 /// processes `consumed` of the oldest waiting ones (linking to them). A mailer slower than
 /// the sign-ups makes the backlog grow; a faster one drains it.
-pub fn emails_tick(
-    b: &mut Builder<'_>,
-    t0: i64,
-    tick: i64,
-    sent: usize,
-    consumed: usize,
-    pending: &mut Pending,
-) {
+pub fn emails_tick(b: &mut Builder<'_>, t0: i64, tick: i64, sent: usize, consumed: usize, pending: &mut Pending) {
     for n in 0..sent {
         let start = t0 + n as i64 * tick / sent.max(1) as i64;
-        let root = b.span(
-            "accounts",
-            "POST /signup",
-            SERVER,
-            None,
-            start,
-            start + 6 * MS,
-            vec![s("http.route", "/signup")],
-        );
+        let root =
+            b.span("accounts", "POST /signup", SERVER, None, start, start + 6 * MS, vec![s("http.route", "/signup")]);
         let p = b.span(
             "accounts",
             "emails publish",

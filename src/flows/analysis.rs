@@ -79,8 +79,7 @@ fn role(s: &SpanFacts) -> Role {
 
 /// A delivery of the message to its consumer (as opposed to a `receive` wrapper).
 fn is_delivery(s: &SpanFacts) -> bool {
-    s.operation.as_deref() == Some("process")
-        || (s.operation.is_none() && s.kind == SpanKind::Consumer)
+    s.operation.as_deref() == Some("process") || (s.operation.is_none() && s.kind == SpanKind::Consumer)
 }
 
 /// One message crossing one destination.
@@ -146,17 +145,8 @@ pub struct FlowAnalysis {
 #[derive(Debug, Clone)]
 pub struct DeadLetterPatterns(Vec<String>);
 
-pub const DEFAULT_DEAD_LETTER_PATTERNS: &[&str] = &[
-    "*.DLT",
-    "*-dlt",
-    "*.dlq",
-    "*_dlq",
-    "*-dlq",
-    "*dead-letter*",
-    "*deadletter*",
-    "*dead_letter*",
-    "*.dead",
-];
+pub const DEFAULT_DEAD_LETTER_PATTERNS: &[&str] =
+    &["*.DLT", "*-dlt", "*.dlq", "*_dlq", "*-dlq", "*dead-letter*", "*deadletter*", "*dead_letter*", "*.dead"];
 
 impl DeadLetterPatterns {
     pub fn new(patterns: &[String]) -> Self {
@@ -171,12 +161,7 @@ impl DeadLetterPatterns {
 
 impl Default for DeadLetterPatterns {
     fn default() -> Self {
-        Self::new(
-            &DEFAULT_DEAD_LETTER_PATTERNS
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
+        Self::new(&DEFAULT_DEAD_LETTER_PATTERNS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
     }
 }
 
@@ -206,36 +191,23 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
 /// Analyses one flow. `spans` must be non-empty; their order does not matter.
 pub fn analyze(spans: &[SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
     assert!(!spans.is_empty(), "a flow has at least one span");
-    let by_id: HashMap<(&str, &str), usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i))
-        .collect();
+    let by_id: HashMap<(&str, &str), usize> =
+        spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
     let parent_of = |i: usize| -> Option<usize> {
         let s = &spans[i];
-        s.parent_span_id
-            .as_deref()
-            .and_then(|p| by_id.get(&(s.trace_id.as_str(), p)).copied())
+        s.parent_span_id.as_deref().and_then(|p| by_id.get(&(s.trace_id.as_str(), p)).copied())
     };
 
     let root = find_root(spans, &parent_of);
     let mut hops = build_hops(spans, &by_id, &parent_of);
     for hop in &mut hops {
-        hop.dead_letter = hop
-            .destination
-            .as_deref()
-            .is_some_and(|d| dead_letter_patterns.matches(d));
+        hop.dead_letter = hop.destination.as_deref().is_some_and(|d| dead_letter_patterns.matches(d));
     }
     let retries = find_retries(spans, &hops, &parent_of);
     let dead_letters = find_dead_letters(spans, &hops, &parent_of);
 
     let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .map(|s| s.end)
-        .max()
-        .unwrap_or(start)
-        .max(start);
+    let end = spans.iter().map(|s| s.end).max().unwrap_or(start).max(start);
     let queue_intervals: Vec<(i64, i64)> = hops
         .iter()
         .filter_map(|h| {
@@ -244,11 +216,8 @@ pub fn analyze(spans: &[SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -
             (first > p.end).then_some((p.end, first))
         })
         .collect();
-    let retry_intervals: Vec<(i64, i64)> = retries
-        .iter()
-        .filter(|r| r.delay_ns > 0)
-        .map(|r| (r.time - r.delay_ns, r.time))
-        .collect();
+    let retry_intervals: Vec<(i64, i64)> =
+        retries.iter().filter(|r| r.delay_ns > 0).map(|r| (r.time - r.delay_ns, r.time)).collect();
     let queue_wait_ns = covered(&queue_intervals);
     let waiting_ns = covered(&[queue_intervals, retry_intervals].concat());
     let retry_delay_ns = waiting_ns - queue_wait_ns;
@@ -284,17 +253,12 @@ pub fn analyze(spans: &[SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -
 /// The entry point: the earliest span with no parent, or a SERVER/PRODUCER/CONSUMER span
 /// whose parent was never stored; failing both, the earliest span.
 fn find_root(spans: &[SpanFacts], parent_of: &impl Fn(usize) -> Option<usize>) -> usize {
-    let earliest = |candidates: &mut dyn Iterator<Item = usize>| {
-        candidates.min_by_key(|i| (spans[*i].start, *i))
-    };
+    let earliest = |candidates: &mut dyn Iterator<Item = usize>| candidates.min_by_key(|i| (spans[*i].start, *i));
     earliest(&mut (0..spans.len()).filter(|i| spans[*i].parent_span_id.is_none()))
         .or_else(|| {
             earliest(&mut (0..spans.len()).filter(|i| {
                 parent_of(*i).is_none()
-                    && matches!(
-                        spans[*i].kind,
-                        SpanKind::Server | SpanKind::Producer | SpanKind::Consumer
-                    )
+                    && matches!(spans[*i].kind, SpanKind::Server | SpanKind::Producer | SpanKind::Consumer)
             }))
         })
         .or_else(|| earliest(&mut (0..spans.len())))
@@ -306,9 +270,7 @@ fn build_hops(
     by_id: &HashMap<(&str, &str), usize>,
     parent_of: &impl Fn(usize) -> Option<usize>,
 ) -> Vec<Hop> {
-    let producers: Vec<usize> = (0..spans.len())
-        .filter(|i| role(&spans[*i]) == Role::Producer)
-        .collect();
+    let producers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Producer).collect();
     // The first send of a message id is its producer (a dead-letter republish keeps the id).
     let mut by_message: HashMap<&str, usize> = HashMap::new();
     for p in &producers {
@@ -342,9 +304,7 @@ fn build_hops(
     }
 
     // Consumers in time order, so a `process` span finds its `receive` span's hop.
-    let mut consumers: Vec<usize> = (0..spans.len())
-        .filter(|i| role(&spans[*i]) == Role::Consumer)
-        .collect();
+    let mut consumers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Consumer).collect();
     consumers.sort_by_key(|i| (spans[*i].start, *i));
     let mut hops_of_consumer: HashMap<usize, Vec<usize>> = HashMap::new();
     for c in consumers {
@@ -352,16 +312,10 @@ fn build_hops(
         let mut found: Vec<usize> = Vec::new();
         // 1. links to the creation context (one per message for batch consumers)
         for link in &s.links {
-            let linked = by_id
-                .get(&(link.trace_id.as_str(), link.span_id.as_str()))
-                .copied();
+            let linked = by_id.get(&(link.trace_id.as_str(), link.span_id.as_str())).copied();
             let producer = linked
                 .filter(|l| role(&spans[*l]) == Role::Producer)
-                .or_else(|| {
-                    link.message_id
-                        .as_deref()
-                        .and_then(|m| by_message.get(m).copied())
-                });
+                .or_else(|| link.message_id.as_deref().and_then(|m| by_message.get(m).copied()));
             if let Some(p) = producer {
                 found.push(hop_for(&mut hops, p));
             }
@@ -371,9 +325,7 @@ fn build_hops(
             if let Some(parent) = parent_of(c) {
                 match role(&spans[parent]) {
                     Role::Producer => found.push(hop_for(&mut hops, parent)),
-                    Role::Consumer => {
-                        found.extend(hops_of_consumer.get(&parent).cloned().unwrap_or_default())
-                    }
+                    Role::Consumer => found.extend(hops_of_consumer.get(&parent).cloned().unwrap_or_default()),
                     Role::Other => {}
                 }
             }
@@ -387,9 +339,7 @@ fn build_hops(
         // 4. nothing propagated: the same correlation id to the same destination, sent
         //    most recently before this consumer started
         if found.is_empty() {
-            if let (Some(corr), Some(dest)) =
-                (s.correlation_id.as_deref(), s.destination.as_deref())
-            {
+            if let (Some(corr), Some(dest)) = (s.correlation_id.as_deref(), s.destination.as_deref()) {
                 let p = producers
                     .iter()
                     .filter(|p| {
@@ -431,10 +381,7 @@ fn build_hops(
         hops_of_consumer.insert(c, found);
     }
     for hop in &mut hops {
-        if let (Some(p), Some(first)) = (
-            hop.producer,
-            hop.consumers.iter().map(|c| spans[*c].start).min(),
-        ) {
+        if let (Some(p), Some(first)) = (hop.producer, hop.consumers.iter().map(|c| spans[*c].start).min()) {
             let wait = first - spans[p].end;
             hop.queue_wait_ns = wait.max(0);
             hop.clock_skew = wait < 0;
@@ -444,11 +391,7 @@ fn build_hops(
     hops
 }
 
-fn find_retries(
-    spans: &[SpanFacts],
-    hops: &[Hop],
-    parent_of: &impl Fn(usize) -> Option<usize>,
-) -> Vec<Retry> {
+fn find_retries(spans: &[SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Retry> {
     let mut retries = Vec::new();
     let mut counted: HashSet<usize> = HashSet::new();
     let push = |retries: &mut Vec<Retry>, i: usize, attempt: i32, previous: Option<usize>| {
@@ -464,12 +407,7 @@ fn find_retries(
     };
     // Redeliveries: the same message delivered to its consumer again.
     for hop in hops {
-        let mut deliveries: Vec<usize> = hop
-            .consumers
-            .iter()
-            .copied()
-            .filter(|c| is_delivery(&spans[*c]))
-            .collect();
+        let mut deliveries: Vec<usize> = hop.consumers.iter().copied().filter(|c| is_delivery(&spans[*c])).collect();
         deliveries.sort_by_key(|c| spans[*c].start);
         for (n, pair) in deliveries.windows(2).enumerate() {
             push(&mut retries, pair[1], n as i32 + 2, Some(pair[0]));
@@ -486,10 +424,7 @@ fn find_retries(
         }
         let previous = (0..spans.len())
             .filter(|p| {
-                *p != i
-                    && spans[*p].name == s.name
-                    && spans[*p].service == s.service
-                    && spans[*p].end <= s.start
+                *p != i && spans[*p].name == s.name && spans[*p].service == s.service && spans[*p].end <= s.start
             })
             .max_by_key(|p| spans[*p].end);
         push(&mut retries, i, attempt, previous);
@@ -498,10 +433,7 @@ fn find_retries(
     let mut siblings: HashMap<(Option<usize>, &str, &str), Vec<usize>> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
         if s.kind == SpanKind::Client && role(s) == Role::Other {
-            siblings
-                .entry((parent_of(i), s.service.as_str(), s.name.as_str()))
-                .or_default()
-                .push(i);
+            siblings.entry((parent_of(i), s.service.as_str(), s.name.as_str())).or_default().push(i);
         }
     }
     for (_, mut calls) in siblings {
@@ -523,18 +455,12 @@ fn find_dead_letters(
 ) -> Vec<DeadLetter> {
     let mut out = Vec::new();
     let mut seen: HashSet<usize> = HashSet::new();
-    let last_error_before = |t: i64| {
-        spans
-            .iter()
-            .filter(|s| s.error && s.start <= t)
-            .max_by_key(|s| s.end)
-            .map(|s| {
-                s.status_message
-                    .clone()
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| format!("{} failed", s.name))
+    let last_error_before =
+        |t: i64| {
+            spans.iter().filter(|s| s.error && s.start <= t).max_by_key(|s| s.end).map(|s| {
+                s.status_message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| format!("{} failed", s.name))
             })
-    };
+        };
     // The queue the dead-lettered message came from: the consumer span above the
     // dead-letter publish, or else the destination that was last consumed before it.
     let source_of = |i: usize, dlq: &str| {
@@ -576,10 +502,7 @@ fn find_dead_letters(
     // Broker-side dead-lettering recorded on a span (disposition, x-death, an event).
     for (i, s) in spans.iter().enumerate() {
         if s.dead_letter_evidence && seen.insert(i) {
-            let destination = s
-                .destination
-                .clone()
-                .unwrap_or_else(|| "(dead letter)".to_owned());
+            let destination = s.destination.clone().unwrap_or_else(|| "(dead letter)".to_owned());
             out.push(DeadLetter {
                 span: i,
                 time: s.end,
@@ -706,10 +629,7 @@ fn hop_path(spans: &[SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
         if !seen.insert((producer, hop.destination.as_deref(), consumer)) {
             continue;
         }
-        for item in [producer, hop.destination.as_deref(), consumer]
-            .into_iter()
-            .flatten()
-        {
+        for item in [producer, hop.destination.as_deref(), consumer].into_iter().flatten() {
             push(&mut path, item);
         }
     }

@@ -45,10 +45,7 @@ pub struct DepthPoint {
 
 /// Picks the preferred metric and keeps the last value per bucket: `[bucket_start, depth]`.
 pub fn series_from_metrics(points: &[DepthPoint], from: i64, bucket: i64) -> Vec<(i64, f64)> {
-    let Some(metric) = DEPTH_METRICS
-        .iter()
-        .find(|m| points.iter().any(|p| p.metric == **m))
-    else {
+    let Some(metric) = DEPTH_METRICS.iter().find(|m| points.iter().any(|p| p.metric == **m)) else {
         return Vec::new();
     };
     let mut chosen: Vec<&DepthPoint> = points.iter().filter(|p| p.metric == *metric).collect();
@@ -84,10 +81,7 @@ pub fn slope_per_second(series: &[(i64, f64)]) -> f64 {
         return 0.0;
     }
     let n = series.len() as f64;
-    let xs: Vec<f64> = series
-        .iter()
-        .map(|(t, _)| (*t - series[0].0) as f64 / 1e9)
-        .collect();
+    let xs: Vec<f64> = series.iter().map(|(t, _)| (*t - series[0].0) as f64 / 1e9).collect();
     let mx = xs.iter().sum::<f64>() / n;
     let my = series.iter().map(|(_, d)| d).sum::<f64>() / n;
     let (mut num, mut den) = (0.0, 0.0);
@@ -136,11 +130,7 @@ pub fn trend(recent: &[(i64, f64)], consumed_recently: Option<bool>) -> Trend {
     } else {
         None
     };
-    Trend {
-        status,
-        drain_seconds,
-        slope_per_second: slope,
-    }
+    Trend { status, drain_seconds, slope_per_second: slope }
 }
 
 #[cfg(test)]
@@ -151,73 +141,33 @@ mod tests {
 
     #[test]
     fn metrics_series_prefers_one_metric_and_keeps_the_last_value_per_bucket() {
-        let p = |metric: &str, t: i64, d: f64| DepthPoint {
-            metric: metric.into(),
-            time: t * S,
-            depth: d,
-        };
+        let p = |metric: &str, t: i64, d: f64| DepthPoint { metric: metric.into(), time: t * S, depth: d };
         let points = vec![
             p("kafka.consumer_group.lag", 1, 100.0),
             p("kafka.consumer_group.lag_sum", 1, 7.0),
             p("kafka.consumer_group.lag_sum", 3, 9.0),
             p("kafka.consumer_group.lag_sum", 12, 4.0),
         ];
-        assert_eq!(
-            series_from_metrics(&points, 0, 10 * S),
-            vec![(0, 9.0), (10 * S, 4.0)]
-        );
+        assert_eq!(series_from_metrics(&points, 0, 10 * S), vec![(0, 9.0), (10 * S, 4.0)]);
         assert!(series_from_metrics(&[p("cpu", 1, 1.0)], 0, S).is_empty());
     }
 
     #[test]
     fn spans_series_accumulates_and_never_goes_negative() {
-        assert_eq!(
-            series_from_spans(2, &[(0, 3, 1), (10, 0, 10), (20, 5, 0)]),
-            vec![(0, 4.0), (10, 0.0), (20, 5.0)]
-        );
+        assert_eq!(series_from_spans(2, &[(0, 3, 1), (10, 0, 10), (20, 5, 0)]), vec![(0, 4.0), (10, 0.0), (20, 5.0)]);
     }
 
     #[test]
     fn trend_statuses() {
-        let series = |ds: &[f64]| {
-            ds.iter()
-                .enumerate()
-                .map(|(i, d)| (i as i64 * 10 * S, *d))
-                .collect::<Vec<_>>()
-        };
+        let series = |ds: &[f64]| ds.iter().enumerate().map(|(i, d)| (i as i64 * 10 * S, *d)).collect::<Vec<_>>();
         let table = [
-            (
-                series(&[0.0, 0.0, 0.0]),
-                Some(true),
-                QueueStatus::Ok,
-                Some(0.0),
-            ),
-            (
-                series(&[10.0, 20.0, 30.0]),
-                Some(true),
-                QueueStatus::Growing,
-                None,
-            ),
-            (
-                series(&[30.0, 20.0, 10.0]),
-                Some(true),
-                QueueStatus::Draining,
-                Some(10.0),
-            ),
-            (
-                series(&[5.0, 5.0, 5.0]),
-                Some(false),
-                QueueStatus::Stalled,
-                None,
-            ),
+            (series(&[0.0, 0.0, 0.0]), Some(true), QueueStatus::Ok, Some(0.0)),
+            (series(&[10.0, 20.0, 30.0]), Some(true), QueueStatus::Growing, None),
+            (series(&[30.0, 20.0, 10.0]), Some(true), QueueStatus::Draining, Some(10.0)),
+            (series(&[5.0, 5.0, 5.0]), Some(false), QueueStatus::Stalled, None),
             (series(&[100.0, 101.0, 100.5]), None, QueueStatus::Ok, None),
             (series(&[1.0, 3.0, 2.0]), None, QueueStatus::Ok, None),
-            (
-                series(&[0.0, 0.0, 0.0]),
-                Some(false),
-                QueueStatus::Ok,
-                Some(0.0),
-            ),
+            (series(&[0.0, 0.0, 0.0]), Some(false), QueueStatus::Ok, Some(0.0)),
         ];
         for (s, consumed, want, drain) in table {
             let t = trend(&s, consumed);

@@ -110,19 +110,12 @@ impl Joiner {
         if ra == rb {
             return;
         }
-        let (big, small) = if self.members[&ra].len() >= self.members[&rb].len() {
-            (ra, rb)
-        } else {
-            (rb, ra)
-        };
+        let (big, small) = if self.members[&ra].len() >= self.members[&rb].len() { (ra, rb) } else { (rb, ra) };
         let moved = self.members.remove(&small).unwrap_or_default();
         for m in &moved {
             self.parent[*m] = big;
         }
-        self.members
-            .get_mut(&big)
-            .expect("root has members")
-            .extend(moved);
+        self.members.get_mut(&big).expect("root has members").extend(moved);
     }
 
     /// Registers a trace (idempotent).
@@ -145,10 +138,7 @@ impl Joiner {
     pub fn key(&mut self, trace: &str, key: JoinKey) -> Option<Split> {
         let id = self.id(trace);
         let limit = self.key_trace_limit;
-        let state = self
-            .keys
-            .entry(key.clone())
-            .or_insert_with(|| KeyState::Traces(Vec::new()));
+        let state = self.keys.entry(key.clone()).or_insert_with(|| KeyState::Traces(Vec::new()));
         let partner = match state {
             KeyState::Ignored { traces } => {
                 *traces += 1;
@@ -161,11 +151,7 @@ impl Joiner {
                 *state = KeyState::Ignored { traces: count };
                 let ignored = IgnoredKey { key, traces: count };
                 self.ignored.push(ignored.clone());
-                let mut traces: Vec<TraceId> = self
-                    .split(first)
-                    .into_iter()
-                    .map(|m| self.names[m].clone())
-                    .collect();
+                let mut traces: Vec<TraceId> = self.split(first).into_iter().map(|m| self.names[m].clone()).collect();
                 traces.push(self.names[id].clone());
                 traces.sort();
                 return Some(Split { ignored, traces });
@@ -211,10 +197,8 @@ impl Joiner {
         match self.ids.get(trace) {
             None => vec![trace.to_owned()],
             Some(id) => {
-                let mut traces: Vec<TraceId> = self.members[&self.root(*id)]
-                    .iter()
-                    .map(|m| self.names[*m].clone())
-                    .collect();
+                let mut traces: Vec<TraceId> =
+                    self.members[&self.root(*id)].iter().map(|m| self.names[*m].clone()).collect();
                 traces.sort();
                 traces
             }
@@ -271,12 +255,7 @@ mod tests {
             want: Vec<(&'static str, Vec<&'static str>)>,
         }
         let cases = vec![
-            Case {
-                name: "lonely trace",
-                ops: vec![Trace("a")],
-                limit: 10,
-                want: vec![("a", vec!["a"])],
-            },
+            Case { name: "lonely trace", ops: vec![Trace("a")], limit: 10, want: vec![("a", vec!["a"])] },
             Case {
                 name: "link joins",
                 ops: vec![Link("a", "b"), Trace("c")],
@@ -291,24 +270,13 @@ mod tests {
             },
             Case {
                 name: "correlation id chains through several traces",
-                ops: vec![
-                    Key("a", c("o1")),
-                    Key("b", c("o1")),
-                    Link("b", "c"),
-                    Key("d", m("x")),
-                    Key("c", m("x")),
-                ],
+                ops: vec![Key("a", c("o1")), Key("b", c("o1")), Link("b", "c"), Key("d", m("x")), Key("c", m("x"))],
                 limit: 10,
                 want: vec![("a", vec!["a", "b", "c", "d"])],
             },
             Case {
                 name: "late arrival merges two flows",
-                ops: vec![
-                    Link("a", "b"),
-                    Link("c", "d"),
-                    Key("b", c("k")),
-                    Key("d", c("k")),
-                ],
+                ops: vec![Link("a", "b"), Link("c", "d"), Key("b", c("k")), Key("d", c("k"))],
                 limit: 10,
                 want: vec![("a", vec!["a", "b", "c", "d"])],
             },
@@ -328,12 +296,7 @@ mod tests {
                     Key("e", c("none")),
                 ],
                 limit: 3,
-                want: vec![
-                    ("a", vec!["a"]),
-                    ("b", vec!["b"]),
-                    ("c", vec!["c", "d"]),
-                    ("e", vec!["e"]),
-                ],
+                want: vec![("a", vec!["a"]), ("b", vec!["b"]), ("c", vec!["c", "d"]), ("e", vec!["e"])],
             },
             Case {
                 name: "splitting keeps the other keys' joins",
@@ -371,13 +334,7 @@ mod tests {
         assert_eq!(j.key("a", c("x")), None);
         assert_eq!(j.key("b", c("x")), None);
         let split = j.key("c", c("x")).unwrap();
-        assert_eq!(
-            split.ignored,
-            IgnoredKey {
-                key: c("x"),
-                traces: 3
-            }
-        );
+        assert_eq!(split.ignored, IgnoredKey { key: c("x"), traces: 3 });
         assert_eq!(split.traces, vec!["a", "b", "c"]);
         assert_eq!(j.key("d", c("x")), None);
         assert_eq!(j.ignored_keys().len(), 1);

@@ -30,8 +30,6 @@ pub fn start(
 ) -> Result<(StitcherHandle, watch::Receiver<StitchProgress>), StoreError> {
     let (progress, watcher) = watch::channel(StitchProgress::default());
     let stitcher = Stitcher::new(store, commits, config, progress)?;
-    let handle = stitcher
-        .spawn()
-        .map_err(|e| StoreError::Task(e.to_string()))?;
+    let handle = stitcher.spawn().map_err(|e| StoreError::Task(e.to_string()))?;
     Ok((handle, watcher))
 }

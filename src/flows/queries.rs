@@ -40,8 +40,7 @@ pub struct ChainStats {
 }
 
 fn json_list(text: Option<String>) -> Vec<String> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 pub async fn chains(store: &Arc<Store>, range: Range) -> Result<Vec<ChainStats>, StoreError> {
@@ -188,8 +187,7 @@ pub struct FlowDetail {
 }
 
 fn parse_json(text: Option<String>, empty: serde_json::Value) -> serde_json::Value {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(empty)
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(empty)
 }
 
 fn ms(ns: i64) -> f64 {
@@ -204,9 +202,7 @@ pub async fn flow(
     patterns: DeadLetterPatterns,
     quiet_period_ns: i64,
 ) -> Result<Option<FlowDetail>, StoreError> {
-    store
-        .read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &patterns, quiet_period_ns))
-        .await
+    store.read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &patterns, quiet_period_ns)).await
 }
 
 fn flow_blocking(
@@ -276,11 +272,7 @@ fn flow_blocking(
             Ok((
                 r.get(0)?,
                 r.get(1)?,
-                LinkFacts {
-                    trace_id: r.get(2)?,
-                    span_id: r.get(3)?,
-                    message_id: r.get(4)?,
-                },
+                LinkFacts { trace_id: r.get(2)?, span_id: r.get(3)?, message_id: r.get(4)? },
                 r.get(5)?,
             ))
         })?;
@@ -288,11 +280,8 @@ fn flow_blocking(
             link_rows.push(row?);
         }
     }
-    let index: std::collections::HashMap<(String, String), usize> = facts
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i))
-        .collect();
+    let index: std::collections::HashMap<(String, String), usize> =
+        facts.iter().enumerate().map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i)).collect();
     let mut link_attrs: Vec<Vec<FlowLink>> = vec![Vec::new(); facts.len()];
     for (trace, span, link, attrs) in link_rows {
         if let Some(i) = index.get(&(trace, span)) {
@@ -347,11 +336,7 @@ fn flow_blocking(
             system: h.system.clone(),
             destination: h.destination.clone(),
             producer_span_id: h.producer.map(|p| facts[p].span_id.clone()),
-            consumer_span_ids: h
-                .consumers
-                .iter()
-                .map(|c| facts[*c].span_id.clone())
-                .collect(),
+            consumer_span_ids: h.consumers.iter().map(|c| facts[*c].span_id.clone()).collect(),
             sent_unix_nano: h.time,
             received_unix_nano: h.consumers.iter().map(|c| facts[*c].start).min(),
             queue_wait_ms: ms(h.queue_wait_ns),
@@ -372,10 +357,7 @@ fn flow_blocking(
             error: d.error.clone(),
         })
         .collect::<Vec<_>>();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64;
+    let now = crate::text::now_nanos();
     Ok(Some(FlowDetail {
         flow_id,
         chain: a.chain.clone(),
@@ -447,29 +429,21 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
     let (points, flows) = store
         .read(move |c| {
             let mut points: BTreeMap<(String, String), Vec<DepthPoint>> = BTreeMap::new();
-            let mut stmt =
-                c.prepare_cached(include_str!("../../queries/queue_depth_points.sql"))?;
+            let mut stmt = c.prepare_cached(include_str!("../../queries/queue_depth_points.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to])?;
             while let Some(r) = rows.next()? {
-                points
-                    .entry((r.get(0)?, r.get(1)?))
-                    .or_default()
-                    .push(DepthPoint {
-                        metric: r.get(2)?,
-                        time: r.get(3)?,
-                        depth: r.get(4)?,
-                    });
+                points.entry((r.get(0)?, r.get(1)?)).or_default().push(DepthPoint {
+                    metric: r.get(2)?,
+                    time: r.get(3)?,
+                    depth: r.get(4)?,
+                });
             }
-            let mut counted: BTreeMap<(String, String), Vec<(i64, i64, i64, i64)>> =
-                BTreeMap::new();
+            let mut counted: BTreeMap<(String, String), Vec<(i64, i64, i64, i64)>> = BTreeMap::new();
             let mut stmt = c.prepare_cached(include_str!("../../queries/queue_span_flow.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to, bucket])?;
             while let Some(r) = rows.next()? {
                 let counts = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-                counted
-                    .entry((r.get(0)?, r.get(1)?))
-                    .or_default()
-                    .push(counts);
+                counted.entry((r.get(0)?, r.get(1)?)).or_default().push(counts);
             }
             // (bucket, sent, consumed): consumed by process spans where there are any.
             let flows: BTreeMap<(String, String), Vec<(i64, i64, i64)>> = counted
@@ -478,9 +452,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
                     let by_process = buckets.iter().any(|b| b.2 > 0);
                     let flow = buckets
                         .into_iter()
-                        .map(|(b, sent, processed, received)| {
-                            (b, sent, if by_process { processed } else { received })
-                        })
+                        .map(|(b, sent, processed, received)| (b, sent, if by_process { processed } else { received }))
                         .collect();
                     (key, flow)
                 })
@@ -488,39 +460,24 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
             Ok((points, flows))
         })
         .await?;
-    let mut destinations: Vec<(String, String)> =
-        points.keys().chain(flows.keys()).cloned().collect();
+    let mut destinations: Vec<(String, String)> = points.keys().chain(flows.keys()).cloned().collect();
     destinations.sort();
     destinations.dedup();
     let mut out = Vec::new();
     for key in destinations {
         let span_buckets = flows.get(&key).cloned().unwrap_or_default();
-        let before: i64 = span_buckets
-            .iter()
-            .filter(|(b, _, _)| *b < 0)
-            .map(|(_, s, c)| s - c)
-            .sum();
+        let before: i64 = span_buckets.iter().filter(|(b, _, _)| *b < 0).map(|(_, s, c)| s - c).sum();
         let in_range: Vec<(i64, i64, i64)> = span_buckets
             .iter()
             .filter(|(b, _, _)| *b >= 0)
             .map(|(b, s, c)| (range.from + b * bucket, *s, *c))
             .collect();
         let recent_from = range.to - bucket * RECENT_BUCKETS as i64;
-        let recent_sent: i64 = in_range
-            .iter()
-            .filter(|(t, _, _)| *t >= recent_from)
-            .map(|(_, s, _)| s)
-            .sum();
-        let recent_consumed: i64 = in_range
-            .iter()
-            .filter(|(t, _, _)| *t >= recent_from)
-            .map(|(_, _, c)| c)
-            .sum();
+        let recent_sent: i64 = in_range.iter().filter(|(t, _, _)| *t >= recent_from).map(|(_, s, _)| s).sum();
+        let recent_consumed: i64 = in_range.iter().filter(|(t, _, _)| *t >= recent_from).map(|(_, _, c)| c).sum();
         let window_s = (bucket * RECENT_BUCKETS as i64) as f64 / 1e9;
-        let metric_series = points
-            .get(&key)
-            .map(|p| backlog::series_from_metrics(p, range.from, bucket))
-            .unwrap_or_default();
+        let metric_series =
+            points.get(&key).map(|p| backlog::series_from_metrics(p, range.from, bucket)).unwrap_or_default();
         let (series, source) = if metric_series.is_empty() {
             (backlog::series_from_spans(before, &in_range), "spans")
         } else {
@@ -530,16 +487,8 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
             continue;
         }
         let has_spans = !in_range.is_empty() || before != 0;
-        let recent: Vec<(i64, f64)> = series
-            .iter()
-            .copied()
-            .filter(|(t, _)| *t >= recent_from)
-            .collect();
-        let recent = if recent.len() >= 2 {
-            recent
-        } else {
-            series.iter().rev().take(2).rev().copied().collect()
-        };
+        let recent: Vec<(i64, f64)> = series.iter().copied().filter(|(t, _)| *t >= recent_from).collect();
+        let recent = if recent.len() >= 2 { recent } else { series.iter().rev().take(2).rev().copied().collect() };
         let t = backlog::trend(&recent, has_spans.then_some(recent_consumed > 0));
         out.push(QueueView {
             system: key.0,
@@ -561,11 +510,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
         QueueStatus::Draining => 2,
         QueueStatus::Ok => 3,
     };
-    out.sort_by(|a, b| {
-        rank(a.status)
-            .cmp(&rank(b.status))
-            .then(a.destination.cmp(&b.destination))
-    });
+    out.sort_by(|a, b| rank(a.status).cmp(&rank(b.status)).then(a.destination.cmp(&b.destination)));
     Ok(out)
 }
 
@@ -583,11 +528,7 @@ pub struct RetryView {
     pub attempts: Vec<(i32, i64)>,
 }
 
-pub async fn retries(
-    store: &Arc<Store>,
-    range: Range,
-    bucket_ns: i64,
-) -> Result<RetryView, StoreError> {
+pub async fn retries(store: &Arc<Store>, range: Range, bucket_ns: i64) -> Result<RetryView, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/retry_heatmap.sql"))?;
@@ -602,15 +543,9 @@ pub async fn retries(
                 .collect::<Result<_, _>>()?;
             let mut stmt = c.prepare_cached(include_str!("../../queries/retry_attempts.sql"))?;
             let attempts = stmt
-                .query_map(params![range.from, range.to], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
+                .query_map(params![range.from, range.to], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            Ok(RetryView {
-                bucket_ns,
-                cells,
-                attempts,
-            })
+            Ok(RetryView { bucket_ns, cells, attempts })
         })
         .await
 }
@@ -626,10 +561,7 @@ pub struct DeadLetterRow {
     pub error: Option<String>,
 }
 
-pub async fn dead_letters(
-    store: &Arc<Store>,
-    range: Range,
-) -> Result<Vec<DeadLetterRow>, StoreError> {
+pub async fn dead_letters(store: &Arc<Store>, range: Range) -> Result<Vec<DeadLetterRow>, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/dead_letters.sql"))?;
@@ -711,11 +643,7 @@ pub async fn chain_latency_series(
 }
 
 /// Every flow of a chain in the range: (duration, queue wait, service, retry delay) in ms.
-pub async fn chain_durations(
-    store: &Arc<Store>,
-    range: Range,
-    chain: String,
-) -> Result<Vec<[f64; 4]>, StoreError> {
+pub async fn chain_durations(store: &Arc<Store>, range: Range, chain: String) -> Result<Vec<[f64; 4]>, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/chain_durations.sql"))?;
@@ -735,21 +663,12 @@ pub struct HopWait {
     pub p95_ms: f64,
 }
 
-pub async fn chain_hop_waits(
-    store: &Arc<Store>,
-    range: Range,
-    chain: String,
-) -> Result<Vec<HopWait>, StoreError> {
+pub async fn chain_hop_waits(store: &Arc<Store>, range: Range, chain: String) -> Result<Vec<HopWait>, StoreError> {
     store
         .read(move |c| {
             let mut stmt = c.prepare_cached(include_str!("../../queries/chain_hop_waits.sql"))?;
             let rows = stmt.query_map(params![range.from, range.to, chain], |r| {
-                Ok(HopWait {
-                    destination: r.get(0)?,
-                    count: r.get(1)?,
-                    p50_ms: r.get(2)?,
-                    p95_ms: r.get(3)?,
-                })
+                Ok(HopWait { destination: r.get(0)?, count: r.get(1)?, p50_ms: r.get(2)?, p95_ms: r.get(3)? })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -758,13 +677,20 @@ pub async fn chain_hop_waits(
 
 /// Whether anything was ever received: a fresh install shows the getting-started page.
 pub async fn has_any_span(store: &Arc<Store>) -> Result<bool, StoreError> {
+    store.read(|c| Ok(c.query_row(include_str!("../../queries/has_any_span.sql"), [], |r| r.get(0))?)).await
+}
+
+/// The given quantile of end-to-end duration per chain, over flows that ended in range.
+pub async fn chain_quantiles(
+    store: &Arc<Store>,
+    range: Range,
+    quantile: f64,
+) -> Result<Vec<(String, f64)>, StoreError> {
     store
-        .read(|c| {
-            Ok(
-                c.query_row(include_str!("../../queries/has_any_span.sql"), [], |r| {
-                    r.get(0)
-                })?,
-            )
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(include_str!("../../queries/chain_quantile.sql"))?;
+            let rows = stmt.query_map(params![range.from, range.to, quantile], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
 }

@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use duckdb::{params, Connection};
 use tokio::sync::watch;
@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, LinkFacts, SpanFacts, SpanKind};
 use super::joiner::{JoinKey, Joiner, TraceId};
 use crate::store::{CommitStats, Store, StoreError};
+use crate::text::now_nanos;
 
 #[derive(Debug, Clone)]
 pub struct StitchConfig {
@@ -110,13 +111,6 @@ pub struct Stitcher {
     progress: watch::Sender<StitchProgress>,
 }
 
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64
-}
-
 fn span_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
     Ok(SpanFacts {
         trace_id: row.get(0)?,
@@ -144,23 +138,12 @@ fn span_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
 type LinkRow = (String, String, LinkFacts);
 
 fn link_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<LinkRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        LinkFacts {
-            trace_id: row.get(2)?,
-            span_id: row.get(3)?,
-            message_id: row.get(4)?,
-        },
-    ))
+    Ok((row.get(0)?, row.get(1)?, LinkFacts { trace_id: row.get(2)?, span_id: row.get(3)?, message_id: row.get(4)? }))
 }
 
 fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
-    let index: HashMap<(String, String), usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i))
-        .collect();
+    let index: HashMap<(String, String), usize> =
+        spans.iter().enumerate().map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i)).collect();
     for (trace, span, link) in links {
         if let Some(i) = index.get(&(trace, span)) {
             spans[*i].links.push(link);
@@ -180,8 +163,7 @@ impl Stitcher {
         let mut written_as = HashMap::new();
         {
             let mut stmt = conn.prepare(include_str!("../../queries/stitch_written_flows.sql"))?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (flow, trace) = row?;
                 written_as.insert(trace, flow);
@@ -204,32 +186,22 @@ impl Stitcher {
     /// work) until the returned handle is stopped. Catching up runs rounds back to back.
     pub fn spawn(mut self) -> std::io::Result<StitcherHandle> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("flowscope-stitcher".into())
-            .spawn(move || loop {
-                let caught_up = match self.round() {
-                    Ok(more) => !more,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "stitching round failed; will retry");
-                        self.progress
-                            .send_modify(|p| p.last_error = Some(e.to_string()));
-                        true
-                    }
-                };
-                let wait = if caught_up {
-                    self.config.interval
-                } else {
-                    Duration::ZERO
-                };
-                match stopped.recv_timeout(wait) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
+        let thread = std::thread::Builder::new().name("flowscope-stitcher".into()).spawn(move || loop {
+            let caught_up = match self.round() {
+                Ok(more) => !more,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stitching round failed; will retry");
+                    self.progress.send_modify(|p| p.last_error = Some(e.to_string()));
+                    true
                 }
-            })?;
-        Ok(StitcherHandle {
-            stop,
-            thread: Some(thread),
-        })
+            };
+            let wait = if caught_up { self.config.interval } else { Duration::ZERO };
+            match stopped.recv_timeout(wait) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        })?;
+        Ok(StitcherHandle { stop, thread: Some(thread) })
     }
 
     /// One round. Returns whether more committed data is waiting.
@@ -256,23 +228,17 @@ impl Stitcher {
 
     fn ingest_new(&mut self, from: i64, to: i64) -> Result<usize, StoreError> {
         let mut spans: Vec<SpanFacts> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(include_str!("../../queries/stitch_new_spans.sql"))?;
+            let mut stmt = self.conn.prepare_cached(include_str!("../../queries/stitch_new_spans.sql"))?;
             let rows = stmt.query_map(params![from, to], span_from_row)?;
             rows.collect::<Result<_, _>>()?
         };
         let links: Vec<LinkRow> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(include_str!("../../queries/stitch_new_links.sql"))?;
+            let mut stmt = self.conn.prepare_cached(include_str!("../../queries/stitch_new_links.sql"))?;
             let rows = stmt.query_map(params![from, to], link_from_row)?;
             rows.collect::<Result<_, _>>()?
         };
         let log_keys: Vec<(String, String)> = {
-            let mut stmt = self.conn.prepare_cached(include_str!(
-                "../../queries/stitch_new_log_correlations.sql"
-            ))?;
+            let mut stmt = self.conn.prepare_cached(include_str!("../../queries/stitch_new_log_correlations.sql"))?;
             let rows = stmt.query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -316,10 +282,7 @@ impl Stitcher {
             let entry = self
                 .cache
                 .entry(s.trace_id.clone())
-                .or_insert_with(|| CachedTrace {
-                    spans: Vec::new(),
-                    last_end: i64::MIN,
-                });
+                .or_insert_with(|| CachedTrace { spans: Vec::new(), last_end: i64::MIN });
             entry.last_end = entry.last_end.max(s.end);
             entry.spans.push(s);
         }
@@ -337,12 +300,7 @@ impl Stitcher {
             );
             let _ = self.conn.execute(
                 include_str!("../../queries/ignored_join_key_insert.sql"),
-                params![
-                    split.ignored.key.kind(),
-                    split.ignored.key.value(),
-                    split.ignored.traces as i64,
-                    now_nanos()
-                ],
+                params![split.ignored.key.kind(), split.ignored.key.value(), split.ignored.traces as i64, now_nanos()],
             );
             self.dirty.extend(split.traces);
         }
@@ -362,34 +320,21 @@ impl Stitcher {
             app.flush()?;
         }
         let mut spans: Vec<SpanFacts> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(include_str!("../../queries/stitch_reload_spans.sql"))?;
+            let mut stmt = self.conn.prepare_cached(include_str!("../../queries/stitch_reload_spans.sql"))?;
             let rows = stmt.query_map([upto_seq], span_from_row)?;
             rows.collect::<Result<_, _>>()?
         };
         let links: Vec<LinkRow> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(include_str!("../../queries/stitch_reload_links.sql"))?;
+            let mut stmt = self.conn.prepare_cached(include_str!("../../queries/stitch_reload_links.sql"))?;
             let rows = stmt.query_map([upto_seq], link_from_row)?;
             rows.collect::<Result<_, _>>()?
         };
         attach_links(&mut spans, links);
         for t in traces {
-            self.cache.insert(
-                t.clone(),
-                CachedTrace {
-                    spans: Vec::new(),
-                    last_end: i64::MIN,
-                },
-            );
+            self.cache.insert(t.clone(), CachedTrace { spans: Vec::new(), last_end: i64::MIN });
         }
         for s in spans {
-            let entry = self
-                .cache
-                .get_mut(&s.trace_id)
-                .expect("reloaded trace has an entry");
+            let entry = self.cache.get_mut(&s.trace_id).expect("reloaded trace has an entry");
             entry.last_end = entry.last_end.max(s.end);
             entry.spans.push(s);
         }
@@ -420,11 +365,8 @@ impl Stitcher {
                     stale.insert(old.clone());
                 }
             }
-            let spans: Vec<SpanFacts> = members
-                .iter()
-                .filter_map(|t| self.cache.get(t))
-                .flat_map(|c| c.spans.iter().cloned())
-                .collect();
+            let spans: Vec<SpanFacts> =
+                members.iter().filter_map(|t| self.cache.get(t)).flat_map(|c| c.spans.iter().cloned()).collect();
             if spans.is_empty() {
                 // Only log records so far: nothing to show until a span arrives.
                 continue;
@@ -442,8 +384,7 @@ impl Stitcher {
                 }
                 app.flush()?;
             }
-            self.conn
-                .execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
+            self.conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
             write_flows(&self.conn, &analysed, now)?;
             Ok(analysed.len())
         })();
@@ -474,13 +415,8 @@ impl Stitcher {
 }
 
 fn json_array(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
-    serde_json::to_string(
-        &items
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect::<Vec<_>>(),
-    )
-    .expect("strings serialize")
+    serde_json::to_string(&items.into_iter().map(|s| s.as_ref().to_owned()).collect::<Vec<_>>())
+        .expect("strings serialize")
 }
 
 fn ms(ns: i64) -> f64 {
@@ -567,13 +503,7 @@ fn write_flows(
             ])?;
         }
     }
-    for app in [
-        &mut flow_rows,
-        &mut trace_rows,
-        &mut hop_rows,
-        &mut retry_rows,
-        &mut dead_rows,
-    ] {
+    for app in [&mut flow_rows, &mut trace_rows, &mut hop_rows, &mut retry_rows, &mut dead_rows] {
         app.flush()?;
     }
     Ok(())

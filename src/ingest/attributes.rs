@@ -100,9 +100,7 @@ pub fn write_json_string<W: Write>(out: &mut W, s: &str) {
 
 /// Looks up the first of `keys` present in `attrs`.
 pub fn find<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<&'a AnyValue> {
-    keys.iter()
-        .find_map(|k| attrs.iter().find(|kv| kv.key == *k))
-        .and_then(|kv| kv.value.as_ref())
+    keys.iter().find_map(|k| attrs.iter().find(|kv| kv.key == *k)).and_then(|kv| kv.value.as_ref())
 }
 
 /// The attribute as text: strings as they are, numbers and booleans printed. Ids such as
@@ -147,21 +145,12 @@ pub mod keys {
     pub const SYSTEM: &[&str] = &["messaging.system"];
     pub const OPERATION: &[&str] = &["messaging.operation.type", "messaging.operation"];
     pub const DESTINATION: &[&str] = &["messaging.destination.name", "messaging.destination"];
-    pub const ROUTING_KEY: &[&str] = &[
-        "messaging.rabbitmq.destination.routing_key",
-        "messaging.rabbitmq.routing_key",
-    ];
+    pub const ROUTING_KEY: &[&str] = &["messaging.rabbitmq.destination.routing_key", "messaging.rabbitmq.routing_key"];
     pub const MESSAGE_ID: &[&str] = &["messaging.message.id", "messaging.message_id"];
-    pub const CONSUMER_GROUP: &[&str] = &[
-        "messaging.consumer.group.name",
-        "messaging.kafka.consumer_group",
-        "messaging.kafka.consumer.group",
-    ];
+    pub const CONSUMER_GROUP: &[&str] =
+        &["messaging.consumer.group.name", "messaging.kafka.consumer_group", "messaging.kafka.consumer.group"];
     pub const BATCH_COUNT: &[&str] = &["messaging.batch.message_count"];
-    pub const PARTITION: &[&str] = &[
-        "messaging.destination.partition.id",
-        "messaging.kafka.partition",
-    ];
+    pub const PARTITION: &[&str] = &["messaging.destination.partition.id", "messaging.kafka.partition"];
     /// Counters that already count the first delivery as 1.
     pub const DELIVERY_ATTEMPT: &[&str] = &[
         "messaging.servicebus.message.delivery_count",
@@ -170,12 +159,8 @@ pub mod keys {
         "messaging.rabbitmq.message.delivery_count",
     ];
     /// Counters of earlier attempts: the first delivery has 0.
-    pub const RETRY_COUNT: &[&str] = &[
-        "x-delivery-count",
-        "messaging.rabbitmq.x_delivery_count",
-        "celery.retries",
-        "http.request.resend_count",
-    ];
+    pub const RETRY_COUNT: &[&str] =
+        &["x-delivery-count", "messaging.rabbitmq.x_delivery_count", "celery.retries", "http.request.resend_count"];
     pub const DEATH_COUNT: &[&str] = &["x-death", "messaging.rabbitmq.x_death", "x-death.count"];
     pub const DISPOSITION: &[&str] = &["messaging.servicebus.disposition_status"];
     /// Correlation keys accepted on every signal; users add their own (`app.order_id`).
@@ -212,9 +197,8 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
     let attempt = int_of(attrs, keys::DELIVERY_ATTEMPT)
         .filter(|n| *n > 0)
         .or_else(|| int_of(attrs, keys::RETRY_COUNT).map(|n| n.max(0) + 1));
-    let disposition_dead = text_of(attrs, keys::DISPOSITION).is_some_and(|d| {
-        d.eq_ignore_ascii_case("dead_letter") || d.eq_ignore_ascii_case("deadletter")
-    });
+    let disposition_dead = text_of(attrs, keys::DISPOSITION)
+        .is_some_and(|d| d.eq_ignore_ascii_case("dead_letter") || d.eq_ignore_ascii_case("deadletter"));
     let died = int_of(attrs, keys::DEATH_COUNT).is_some_and(|n| n > 0);
     Messaging {
         system,
@@ -263,11 +247,7 @@ mod tests {
         kv(k, Value::IntValue(v))
     }
     fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
     }
 
     #[test]
@@ -279,25 +259,9 @@ mod tests {
             kv("nan", Value::DoubleValue(f64::NAN)),
             kv("b", Value::BoolValue(true)),
             kv("bytes", Value::BytesValue(vec![0xab, 0x01])),
-            kv(
-                "arr",
-                Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue {
-                        value: Some(Value::IntValue(1)),
-                    }],
-                }),
-            ),
-            kv(
-                "kv",
-                Value::KvlistValue(KeyValueList {
-                    values: vec![s("x", "y")],
-                }),
-            ),
-            KeyValue {
-                key: "none".into(),
-                value: None,
-                ..Default::default()
-            },
+            kv("arr", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::IntValue(1)) }] })),
+            kv("kv", Value::KvlistValue(KeyValueList { values: vec![s("x", "y")] })),
+            KeyValue { key: "none".into(), value: None, ..Default::default() },
         ];
         let json = json_object(&attrs);
         let parsed: serde_json::Value = serde_json::from_str(&json).expect(&json);
@@ -359,10 +323,7 @@ mod tests {
             },
             Case {
                 // aio-pika: default exchange, destination is ",queue".
-                attrs: vec![
-                    s("messaging.destination", ",pricing.requests"),
-                    s("messaging.operation", "receive"),
-                ],
+                attrs: vec![s("messaging.destination", ",pricing.requests"), s("messaging.operation", "receive")],
                 want: Messaging {
                     destination: Some("pricing.requests".into()),
                     operation: Some("receive".into()),
@@ -371,53 +332,26 @@ mod tests {
             },
             Case {
                 attrs: vec![s("messaging.rabbitmq.destination.routing_key", "rk")],
-                want: Messaging {
-                    destination: Some("rk".into()),
-                    ..Default::default()
-                },
+                want: Messaging { destination: Some("rk".into()), ..Default::default() },
             },
             Case {
                 attrs: vec![i("messaging.servicebus.message.delivery_count", 3)],
-                want: Messaging {
-                    attempt: Some(3),
-                    ..Default::default()
-                },
+                want: Messaging { attempt: Some(3), ..Default::default() },
             },
-            Case {
-                attrs: vec![i("celery.retries", 2)],
-                want: Messaging {
-                    attempt: Some(3),
-                    ..Default::default()
-                },
-            },
+            Case { attrs: vec![i("celery.retries", 2)], want: Messaging { attempt: Some(3), ..Default::default() } },
             Case {
                 attrs: vec![s("x-delivery-count", "1")],
-                want: Messaging {
-                    attempt: Some(2),
-                    ..Default::default()
-                },
+                want: Messaging { attempt: Some(2), ..Default::default() },
             },
             Case {
                 attrs: vec![i("http.request.resend_count", 0)],
-                want: Messaging {
-                    attempt: Some(1),
-                    ..Default::default()
-                },
+                want: Messaging { attempt: Some(1), ..Default::default() },
             },
             Case {
                 attrs: vec![s("messaging.servicebus.disposition_status", "dead_letter")],
-                want: Messaging {
-                    dead_letter_evidence: true,
-                    ..Default::default()
-                },
+                want: Messaging { dead_letter_evidence: true, ..Default::default() },
             },
-            Case {
-                attrs: vec![i("x-death", 1)],
-                want: Messaging {
-                    dead_letter_evidence: true,
-                    ..Default::default()
-                },
-            },
+            Case { attrs: vec![i("x-death", 1)], want: Messaging { dead_letter_evidence: true, ..Default::default() } },
         ];
         for (n, c) in cases.into_iter().enumerate() {
             assert_eq!(messaging(&c.attrs), c.want, "case {n}");

@@ -57,22 +57,13 @@ pub struct OtlpGrpc<S> {
 
 impl<S> OtlpGrpc<S> {
     pub fn new(ingest: Arc<Ingest>, max_message_bytes: usize, token: BearerToken) -> Self {
-        OtlpGrpc {
-            ingest,
-            max_message_bytes,
-            token,
-            _service: PhantomData,
-        }
+        OtlpGrpc { ingest, max_message_bytes, token, _service: PhantomData }
     }
 }
 
 impl<S> Clone for OtlpGrpc<S> {
     fn clone(&self) -> Self {
-        OtlpGrpc::new(
-            Arc::clone(&self.ingest),
-            self.max_message_bytes,
-            self.token.clone(),
-        )
+        OtlpGrpc::new(Arc::clone(&self.ingest), self.max_message_bytes, self.token.clone())
     }
 }
 
@@ -101,14 +92,9 @@ where
             return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
         }
         if !self.token.allows_headers(req.headers()) {
-            return Box::pin(async {
-                Ok(Status::unauthenticated("missing or wrong bearer token").into_http())
-            });
+            return Box::pin(async { Ok(Status::unauthenticated("missing or wrong bearer token").into_http()) });
         }
-        let export = Export {
-            ingest: Arc::clone(&self.ingest),
-            signal: S::SIGNAL,
-        };
+        let export = Export { ingest: Arc::clone(&self.ingest), signal: S::SIGNAL };
         let mut grpc = Grpc::new(RawCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
@@ -132,9 +118,7 @@ impl UnaryService<Bytes> for Export {
         Box::pin(async move {
             let body = request.into_inner();
             match ingest.export(signal, Encoding::Protobuf, &body).await {
-                Ok(accepted) => Ok(tonic::Response::new(Bytes::from(
-                    accepted.encode(Encoding::Protobuf),
-                ))),
+                Ok(accepted) => Ok(tonic::Response::new(Bytes::from(accepted.encode(Encoding::Protobuf)))),
                 Err(e) => Err(status_of(&e)),
             }
         })
@@ -146,9 +130,7 @@ impl UnaryService<Bytes> for Export {
 pub fn status_of(e: &IngestError) -> Status {
     match e {
         IngestError::Malformed { .. } => Status::invalid_argument(e.to_string()),
-        IngestError::Overloaded(_) | IngestError::ShuttingDown => {
-            Status::unavailable(e.to_string())
-        }
+        IngestError::Overloaded(_) | IngestError::ShuttingDown => Status::unavailable(e.to_string()),
         IngestError::Storage(_) => Status::internal(e.to_string()),
     }
 }

@@ -26,14 +26,8 @@ pub struct HttpIngest {
 pub fn router(state: Arc<HttpIngest>) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
-        .route(
-            "/v1/traces",
-            post(|s, h, b| export(Signal::Traces, s, h, b)),
-        )
-        .route(
-            "/v1/metrics",
-            post(|s, h, b| export(Signal::Metrics, s, h, b)),
-        )
+        .route("/v1/traces", post(|s, h, b| export(Signal::Traces, s, h, b)))
+        .route("/v1/metrics", post(|s, h, b| export(Signal::Metrics, s, h, b)))
         .route("/v1/logs", post(|s, h, b| export(Signal::Logs, s, h, b)))
         // The extractor enforces our own limit; a little slack lets it report "too large"
         // for bodies just over it instead of failing mid-read.
@@ -66,18 +60,11 @@ impl IntoResponse for Failure {
             StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
             _ => tonic::Code::InvalidArgument,
         };
-        let body = RpcStatus {
-            code: grpc_code as i32,
-            message: self.message,
-        };
+        let body = RpcStatus { code: grpc_code as i32, message: self.message };
         let mut response = (self.status, encode_body(self.encoding, &body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type(self.encoding));
+        response.headers_mut().insert(header::CONTENT_TYPE, content_type(self.encoding));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -104,9 +91,7 @@ async fn export(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match handle(signal, &state, &headers, body).await {
-        Ok((encoding, bytes)) => {
-            ([(header::CONTENT_TYPE, content_type(encoding))], bytes).into_response()
-        }
+        Ok((encoding, bytes)) => ([(header::CONTENT_TYPE, content_type(encoding))], bytes).into_response(),
         Err(failure) => failure.into_response(),
     }
 }
@@ -118,42 +103,29 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Encoding, Vec<u8>), Failure> {
     // Until we know the request's encoding, errors are answered in JSON.
-    let fail = |status, message: String, encoding| Failure {
-        status,
-        message,
-        encoding,
-    };
-    let encoding = request_encoding(headers)
-        .map_err(|m| fail(StatusCode::UNSUPPORTED_MEDIA_TYPE, m, Encoding::Json))?;
+    let fail = |status, message: String, encoding| Failure { status, message, encoding };
+    let encoding =
+        request_encoding(headers).map_err(|m| fail(StatusCode::UNSUPPORTED_MEDIA_TYPE, m, Encoding::Json))?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "request body is larger than the {} byte limit",
-                state.max_body_bytes
-            )
+            format!("request body is larger than the {} byte limit", state.max_body_bytes)
         } else {
             format!("cannot read request body: {}", rejection.body_text())
         };
         fail(status, message, encoding)
     })?;
     if body.len() > state.max_body_bytes {
-        let message = format!(
-            "request body is larger than the {} byte limit",
-            state.max_body_bytes
-        );
+        let message = format!("request body is larger than the {} byte limit", state.max_body_bytes);
         return Err(fail(StatusCode::PAYLOAD_TOO_LARGE, message, encoding));
     }
-    let body =
-        decompress(headers, body, state.max_body_bytes).map_err(|(s, m)| fail(s, m, encoding))?;
+    let body = decompress(headers, body, state.max_body_bytes).map_err(|(s, m)| fail(s, m, encoding))?;
     match state.ingest.export(signal, encoding, &body).await {
         Ok(accepted) => Ok((encoding, accepted.encode(encoding))),
         Err(e) => {
             let status = match e {
                 IngestError::Malformed { .. } => StatusCode::BAD_REQUEST,
-                IngestError::Overloaded(_) | IngestError::ShuttingDown => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                IngestError::Overloaded(_) | IngestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 IngestError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             Err(fail(status, e.to_string(), encoding))
@@ -162,48 +134,28 @@ async fn handle(
 }
 
 fn request_encoding(headers: &HeaderMap) -> Result<Encoding, String> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
         "" => Err("missing Content-Type: use application/x-protobuf or application/json".into()),
-        other => Err(format!(
-            "unsupported Content-Type {other:?}: use application/x-protobuf or application/json"
-        )),
+        other => Err(format!("unsupported Content-Type {other:?}: use application/x-protobuf or application/json")),
     }
 }
 
 /// Undoes `Content-Encoding: gzip`, refusing output beyond `limit` so a small
 /// compressed body cannot expand into unbounded memory.
-fn decompress(
-    headers: &HeaderMap,
-    body: Bytes,
-    limit: usize,
-) -> Result<Bytes, (StatusCode, String)> {
-    let coding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity");
+fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, (StatusCode, String)> {
+    let coding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     match coding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
         "gzip" | "x-gzip" => {
             let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
             let mut reader = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
-            reader.read_to_end(&mut out).map_err(|e| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot decompress gzip body: {e}"),
-                )
-            })?;
+            reader
+                .read_to_end(&mut out)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("cannot decompress gzip body: {e}")))?;
             if out.len() > limit {
                 return Err((
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -251,20 +203,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert_eq!(decompress(&h, gz.clone(), 1000).unwrap().len(), 1000);
-        assert_eq!(
-            decompress(&h, gz, 999).unwrap_err().0,
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            decompress(&h, Bytes::from_static(b"not gzip"), 1000)
-                .unwrap_err()
-                .0,
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(decompress(&h, gz, 999).unwrap_err().0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(decompress(&h, Bytes::from_static(b"not gzip"), 1000).unwrap_err().0, StatusCode::BAD_REQUEST);
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
-        assert_eq!(
-            decompress(&h, Bytes::new(), 10).unwrap_err().0,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
+        assert_eq!(decompress(&h, Bytes::new(), 10).unwrap_err().0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }

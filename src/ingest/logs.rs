@@ -1,8 +1,6 @@
 //! Log records into `logs` rows. Logs matter to flows because applications log the
 //! correlation id (an order id, an AMQP correlation id) where no span carries it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -14,10 +12,7 @@ use crate::store::tables::LogRows;
 pub(crate) fn flatten(req: &ExportLogsServiceRequest, correlation: &CorrelationKeys) -> Flattened {
     let mut out = Flattened::default();
     let mut rows = LogRows::new();
-    let received = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64;
+    let received = crate::text::now_nanos();
     for rl in &req.resource_logs {
         let resource = ResourceContext::new(rl.resource.as_ref());
         for sl in &rl.scope_logs {
@@ -64,8 +59,7 @@ fn push(
     rows.observed_time_unix_nano.append_value(observed);
     rows.service_name.append_value(&resource.service_name);
     rows.severity_number.append_value(record.severity_number);
-    rows.severity_text
-        .append_option((!record.severity_text.is_empty()).then_some(&record.severity_text));
+    rows.severity_text.append_option((!record.severity_text.is_empty()).then_some(&record.severity_text));
     // A plain string body is stored as the text itself; structured bodies as JSON.
     match record.body.as_ref().and_then(|b| b.value.as_ref()) {
         None => rows.body.append_null(),
@@ -75,20 +69,14 @@ fn push(
             rows.body.append_value("");
         }
     }
-    rows.event_name
-        .append_option((!record.event_name.is_empty()).then_some(&record.event_name));
+    rows.event_name.append_option((!record.event_name.is_empty()).then_some(&record.event_name));
     append_hex(&mut rows.trace_id, &record.trace_id);
     append_hex(&mut rows.span_id, &record.span_id);
     write_json_object(&mut rows.attributes, &record.attributes);
     rows.attributes.append_value("");
-    rows.resource_attributes
-        .append_value(&resource.attributes_json);
-    rows.correlation_id
-        .append_option(correlation.find(&record.attributes));
-    rows.message_id.append_option(attributes::text_of(
-        &record.attributes,
-        attributes::keys::MESSAGE_ID,
-    ));
+    rows.resource_attributes.append_value(&resource.attributes_json);
+    rows.correlation_id.append_option(correlation.find(&record.attributes));
+    rows.message_id.append_option(attributes::text_of(&record.attributes, attributes::keys::MESSAGE_ID));
 }
 
 #[cfg(test)]
@@ -98,51 +86,13 @@ mod tests {
     #[test]
     fn times_fall_back_and_ids_are_checked() {
         let table: Vec<(LogRecord, Result<(i64, i64), &str>)> = vec![
-            (
-                LogRecord {
-                    time_unix_nano: 5,
-                    observed_time_unix_nano: 6,
-                    ..Default::default()
-                },
-                Ok((5, 6)),
-            ),
-            (
-                LogRecord {
-                    observed_time_unix_nano: 6,
-                    ..Default::default()
-                },
-                Ok((6, 6)),
-            ),
+            (LogRecord { time_unix_nano: 5, observed_time_unix_nano: 6, ..Default::default() }, Ok((5, 6))),
+            (LogRecord { observed_time_unix_nano: 6, ..Default::default() }, Ok((6, 6))),
             (LogRecord::default(), Ok((99, 99))),
-            (
-                LogRecord {
-                    trace_id: vec![1; 16],
-                    span_id: vec![1; 8],
-                    ..Default::default()
-                },
-                Ok((99, 99)),
-            ),
-            (
-                LogRecord {
-                    trace_id: vec![1; 3],
-                    ..Default::default()
-                },
-                Err("trace_id must be 16 bytes, got 3"),
-            ),
-            (
-                LogRecord {
-                    span_id: vec![1; 9],
-                    ..Default::default()
-                },
-                Err("span_id must be 8 bytes, got 9"),
-            ),
-            (
-                LogRecord {
-                    time_unix_nano: u64::MAX,
-                    ..Default::default()
-                },
-                Err("time_unix_nano is out of range"),
-            ),
+            (LogRecord { trace_id: vec![1; 16], span_id: vec![1; 8], ..Default::default() }, Ok((99, 99))),
+            (LogRecord { trace_id: vec![1; 3], ..Default::default() }, Err("trace_id must be 16 bytes, got 3")),
+            (LogRecord { span_id: vec![1; 9], ..Default::default() }, Err("span_id must be 8 bytes, got 9")),
+            (LogRecord { time_unix_nano: u64::MAX, ..Default::default() }, Err("time_unix_nano is out of range")),
         ];
         for (record, want) in table {
             assert_eq!(validate(&record, 99), want.map_err(str::to_owned));

@@ -15,14 +15,8 @@ use super::{nanos, Flattened, ResourceContext};
 use crate::store::tables::MetricPointRows;
 
 /// Where brokers and their exporters put the queue or topic a metric is about.
-const DESTINATION_POINT_KEYS: &[&str] = &[
-    "messaging.destination.name",
-    "messaging.destination",
-    "topic",
-    "QueueName",
-    "queue",
-    "aws.sqs.queue.name",
-];
+const DESTINATION_POINT_KEYS: &[&str] =
+    &["messaging.destination.name", "messaging.destination", "topic", "QueueName", "queue", "aws.sqs.queue.name"];
 const DESTINATION_RESOURCE_KEYS: &[&str] = &["rabbitmq.queue.name", "messaging.destination.name"];
 
 pub(crate) fn flatten(req: &ExportMetricsServiceRequest) -> Flattened {
@@ -47,12 +41,7 @@ struct Point<'a> {
     attributes: &'a [KeyValue],
 }
 
-fn flatten_metric(
-    rows: &mut MetricPointRows,
-    out: &mut Flattened,
-    resource: &ResourceContext<'_>,
-    metric: &Metric,
-) {
+fn flatten_metric(rows: &mut MetricPointRows, out: &mut Flattened, resource: &ResourceContext<'_>, metric: &Metric) {
     let name = &metric.name;
     let Some(data) = metric.data.as_ref() else {
         // Also what the JSON decoder leaves when a metric's data failed to decode.
@@ -62,27 +51,19 @@ fn flatten_metric(
     match data {
         Data::Gauge(g) => {
             for dp in &g.data_points {
-                let point = Point {
-                    time: dp.time_unix_nano,
-                    start: dp.start_time_unix_nano,
-                    attributes: &dp.attributes,
-                };
+                let point =
+                    Point { time: dp.time_unix_nano, start: dp.start_time_unix_nano, attributes: &dp.attributes };
                 let Some(value) = dp.value.map(number) else {
                     out.reject(|| format!("gauge {name:?} has a data point without a value"));
                     continue;
                 };
-                push(rows, out, resource, metric, "gauge", &point, |r| {
-                    r.value.append_value(value)
-                });
+                push(rows, out, resource, metric, "gauge", &point, |r| r.value.append_value(value));
             }
         }
         Data::Sum(s) => {
             for dp in &s.data_points {
-                let point = Point {
-                    time: dp.time_unix_nano,
-                    start: dp.start_time_unix_nano,
-                    attributes: &dp.attributes,
-                };
+                let point =
+                    Point { time: dp.time_unix_nano, start: dp.start_time_unix_nano, attributes: &dp.attributes };
                 let Some(value) = dp.value.map(number) else {
                     out.reject(|| format!("sum {name:?} has a data point without a value"));
                     continue;
@@ -90,90 +71,60 @@ fn flatten_metric(
                 push(rows, out, resource, metric, "sum", &point, |r| {
                     r.value.append_value(value);
                     r.is_monotonic.append_value(s.is_monotonic);
-                    r.temporality
-                        .append_option(temporality(s.aggregation_temporality));
+                    r.temporality.append_option(temporality(s.aggregation_temporality));
                 });
             }
         }
         Data::Histogram(h) => {
             for dp in &h.data_points {
-                let point = Point {
-                    time: dp.time_unix_nano,
-                    start: dp.start_time_unix_nano,
-                    attributes: &dp.attributes,
-                };
+                let point =
+                    Point { time: dp.time_unix_nano, start: dp.start_time_unix_nano, attributes: &dp.attributes };
                 push(rows, out, resource, metric, "histogram", &point, |r| {
                     r.count.append_value(dp.count as i64);
                     r.sum.append_option(dp.sum);
                     r.min.append_option(dp.min);
                     r.max.append_option(dp.max);
-                    let _ = write!(
-                        r.buckets,
-                        "{{\"bounds\":{:?},\"counts\":{:?}}}",
-                        dp.explicit_bounds, dp.bucket_counts
-                    );
+                    let _ =
+                        write!(r.buckets, "{{\"bounds\":{:?},\"counts\":{:?}}}", dp.explicit_bounds, dp.bucket_counts);
                     r.buckets.append_value("");
-                    r.temporality
-                        .append_option(temporality(h.aggregation_temporality));
+                    r.temporality.append_option(temporality(h.aggregation_temporality));
                 });
             }
         }
         Data::ExponentialHistogram(h) => {
             for dp in &h.data_points {
-                let point = Point {
-                    time: dp.time_unix_nano,
-                    start: dp.start_time_unix_nano,
-                    attributes: &dp.attributes,
-                };
-                push(
-                    rows,
-                    out,
-                    resource,
-                    metric,
-                    "exponential_histogram",
-                    &point,
-                    |r| {
-                        r.count.append_value(dp.count as i64);
-                        r.sum.append_option(dp.sum);
-                        r.min.append_option(dp.min);
-                        r.max.append_option(dp.max);
-                        let buckets = |b: &Option<Buckets>| match b {
-                            Some(b) => format!(
-                                "{{\"offset\":{},\"counts\":{:?}}}",
-                                b.offset, b.bucket_counts
-                            ),
-                            None => "null".to_owned(),
-                        };
-                        let _ = write!(
-                            r.buckets,
-                            "{{\"scale\":{},\"zero_count\":{},\"positive\":{},\"negative\":{}}}",
-                            dp.scale,
-                            dp.zero_count,
-                            buckets(&dp.positive),
-                            buckets(&dp.negative)
-                        );
-                        r.buckets.append_value("");
-                        r.temporality
-                            .append_option(temporality(h.aggregation_temporality));
-                    },
-                );
+                let point =
+                    Point { time: dp.time_unix_nano, start: dp.start_time_unix_nano, attributes: &dp.attributes };
+                push(rows, out, resource, metric, "exponential_histogram", &point, |r| {
+                    r.count.append_value(dp.count as i64);
+                    r.sum.append_option(dp.sum);
+                    r.min.append_option(dp.min);
+                    r.max.append_option(dp.max);
+                    let buckets = |b: &Option<Buckets>| match b {
+                        Some(b) => format!("{{\"offset\":{},\"counts\":{:?}}}", b.offset, b.bucket_counts),
+                        None => "null".to_owned(),
+                    };
+                    let _ = write!(
+                        r.buckets,
+                        "{{\"scale\":{},\"zero_count\":{},\"positive\":{},\"negative\":{}}}",
+                        dp.scale,
+                        dp.zero_count,
+                        buckets(&dp.positive),
+                        buckets(&dp.negative)
+                    );
+                    r.buckets.append_value("");
+                    r.temporality.append_option(temporality(h.aggregation_temporality));
+                });
             }
         }
         Data::Summary(s) => {
             for dp in &s.data_points {
-                let point = Point {
-                    time: dp.time_unix_nano,
-                    start: dp.start_time_unix_nano,
-                    attributes: &dp.attributes,
-                };
+                let point =
+                    Point { time: dp.time_unix_nano, start: dp.start_time_unix_nano, attributes: &dp.attributes };
                 push(rows, out, resource, metric, "summary", &point, |r| {
                     r.count.append_value(dp.count as i64);
                     r.sum.append_value(dp.sum);
-                    let quantiles: Vec<[f64; 2]> = dp
-                        .quantile_values
-                        .iter()
-                        .map(|q| [q.quantile, q.value])
-                        .collect();
+                    let quantiles: Vec<[f64; 2]> = dp.quantile_values.iter().map(|q| [q.quantile, q.value]).collect();
                     let _ = write!(r.buckets, "{{\"quantiles\":{quantiles:?}}}");
                     r.buckets.append_value("");
                 });
@@ -194,22 +145,15 @@ fn push(
     fill: impl FnOnce(&mut MetricPointRows),
 ) {
     let Some(time) = nanos(point.time).filter(|t| *t > 0) else {
-        out.reject(|| {
-            format!(
-                "metric {:?} has a data point without a valid time_unix_nano",
-                metric.name
-            )
-        });
+        out.reject(|| format!("metric {:?} has a data point without a valid time_unix_nano", metric.name));
         return;
     };
     let n = rows.time_unix_nano.len();
     rows.time_unix_nano.append_value(time);
-    rows.start_time_unix_nano
-        .append_option(nanos(point.start).filter(|t| *t > 0));
+    rows.start_time_unix_nano.append_option(nanos(point.start).filter(|t| *t > 0));
     rows.service_name.append_value(&resource.service_name);
     rows.metric_name.append_value(&metric.name);
-    rows.unit
-        .append_option((!metric.unit.is_empty()).then_some(&metric.unit));
+    rows.unit.append_option((!metric.unit.is_empty()).then_some(&metric.unit));
     rows.metric_type.append_value(metric_type);
     fill(rows);
     // Pad the type-specific columns the type left alone, so every column has n + 1 values.
@@ -223,8 +167,7 @@ fn push(
     pad(&mut rows.temporality, n);
     write_json_object(&mut rows.attributes, point.attributes);
     rows.attributes.append_value("");
-    rows.resource_attributes
-        .append_value(&resource.attributes_json);
+    rows.resource_attributes.append_value(&resource.attributes_json);
     let (system, destination) = broker_of(&metric.name, point.attributes, resource.attributes);
     rows.messaging_system.append_option(system);
     rows.destination.append_option(destination);
@@ -273,11 +216,7 @@ fn temporality(t: i32) -> Option<&'static str> {
 }
 
 /// The messaging system and destination a broker metric is about, when it is one.
-pub(crate) fn broker_of(
-    name: &str,
-    point: &[KeyValue],
-    resource: &[KeyValue],
-) -> (Option<String>, Option<String>) {
+pub(crate) fn broker_of(name: &str, point: &[KeyValue], resource: &[KeyValue]) -> (Option<String>, Option<String>) {
     let destination = attributes::text_of(point, DESTINATION_POINT_KEYS)
         .or_else(|| attributes::text_of(resource, DESTINATION_RESOURCE_KEYS));
     let system = if name.starts_with("rabbitmq.") {
@@ -302,21 +241,14 @@ mod tests {
     fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
             key: k.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(v.into())),
-            }),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
             ..Default::default()
         }
     }
 
     #[test]
     fn broker_metrics_name_their_queue() {
-        let table: Vec<(
-            &str,
-            Vec<KeyValue>,
-            Vec<KeyValue>,
-            (Option<&str>, Option<&str>),
-        )> = vec![
+        let table: Vec<(&str, Vec<KeyValue>, Vec<KeyValue>, (Option<&str>, Option<&str>))> = vec![
             (
                 "rabbitmq.message.current",
                 vec![kv("state", "ready")],
@@ -337,19 +269,11 @@ mod tests {
             ),
             (
                 "messaging.queue.depth",
-                vec![
-                    kv("messaging.destination.name", "q"),
-                    kv("messaging.system", "aws.sqs"),
-                ],
+                vec![kv("messaging.destination.name", "q"), kv("messaging.system", "aws.sqs")],
                 vec![],
                 (Some("aws_sqs"), Some("q")),
             ),
-            (
-                "http.server.duration",
-                vec![kv("http.route", "/")],
-                vec![],
-                (None, None),
-            ),
+            ("http.server.duration", vec![kv("http.route", "/")], vec![], (None, None)),
         ];
         for (name, point, resource, want) in table {
             let (system, dest) = broker_of(name, &point, &resource);

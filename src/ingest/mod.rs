@@ -69,11 +69,7 @@ pub enum Encoding {
 pub enum IngestError {
     /// The body could not be decoded at all: nothing of it was stored.
     #[error("cannot decode OTLP {signal} request as {encoding}: {message}")]
-    Malformed {
-        signal: &'static str,
-        encoding: &'static str,
-        message: String,
-    },
+    Malformed { signal: &'static str, encoding: &'static str, message: String },
     /// The write queue is full: retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -113,10 +109,8 @@ impl Accepted {
             Signal::Traces => encode(
                 encoding,
                 &ExportTraceServiceResponse {
-                    partial_success: partial.then_some(ExportTracePartialSuccess {
-                        rejected_spans: rejected,
-                        error_message: message,
-                    }),
+                    partial_success: partial
+                        .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
                 },
             ),
             Signal::Metrics => encode(
@@ -131,10 +125,8 @@ impl Accepted {
             Signal::Logs => encode(
                 encoding,
                 &ExportLogsServiceResponse {
-                    partial_success: partial.then_some(ExportLogsPartialSuccess {
-                        rejected_log_records: rejected,
-                        error_message: message,
-                    }),
+                    partial_success: partial
+                        .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
                 },
             ),
         }
@@ -208,10 +200,7 @@ pub struct CorrelationKeys(Vec<String>);
 impl CorrelationKeys {
     /// The conventional keys plus the user's own (such as `app.order_id`).
     pub fn with_extra(extra: &[String]) -> Self {
-        let mut keys: Vec<String> = attributes::keys::DEFAULT_CORRELATION
-            .iter()
-            .map(|k| k.to_string())
-            .collect();
+        let mut keys: Vec<String> = attributes::keys::DEFAULT_CORRELATION.iter().map(|k| k.to_string()).collect();
         for k in extra {
             if !keys.contains(k) {
                 keys.push(k.clone());
@@ -277,11 +266,7 @@ pub(crate) fn nanos(t: u64) -> Option<i64> {
 
 pub(crate) fn check_id(what: &str, id: &[u8], len: usize, required: bool) -> Result<(), String> {
     if id.is_empty() {
-        return if required {
-            Err(format!("{what} is missing"))
-        } else {
-            Ok(())
-        };
+        return if required { Err(format!("{what} is missing")) } else { Ok(()) };
     }
     if id.len() != len {
         return Err(format!("{what} must be {len} bytes, got {}", id.len()));
@@ -301,11 +286,7 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(writer: Arc<Writer>, correlation: CorrelationKeys) -> Self {
-        Ingest {
-            writer,
-            correlation,
-            stats: IngestStats::default(),
-        }
+        Ingest { writer, correlation, stats: IngestStats::default() }
     }
 
     pub fn stats(&self) -> &IngestStats {
@@ -317,12 +298,7 @@ impl Ingest {
     }
 
     /// Decodes, validates and stores one export request body; returns once it is committed.
-    pub async fn export(
-        &self,
-        signal: Signal,
-        encoding: Encoding,
-        body: &[u8],
-    ) -> Result<Accepted, IngestError> {
+    pub async fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Accepted, IngestError> {
         let stats = self.stats.of(signal);
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let flat = match self.flatten(signal, encoding, body) {
@@ -332,44 +308,26 @@ impl Ingest {
                 return Err(e);
             }
         };
-        stats
-            .received
-            .fetch_add(flat.accepted + flat.rejected, Ordering::Relaxed);
+        stats.received.fetch_add(flat.accepted + flat.rejected, Ordering::Relaxed);
         stats.rejected.fetch_add(flat.rejected, Ordering::Relaxed);
         if let Err(e) = self.writer.write(flat.batches).await {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(e.into());
         }
         stats.committed.fetch_add(flat.accepted, Ordering::Relaxed);
-        let reason = flat
-            .reason
-            .map(|r| format!("rejected {} {}: {r}", flat.rejected, signal.item()));
-        Ok(Accepted {
-            signal,
-            accepted: flat.accepted,
-            rejected: flat.rejected,
-            reason,
-        })
+        let reason = flat.reason.map(|r| format!("rejected {} {}: {r}", flat.rejected, signal.item()));
+        Ok(Accepted { signal, accepted: flat.accepted, rejected: flat.rejected, reason })
     }
 
-    fn flatten(
-        &self,
-        signal: Signal,
-        encoding: Encoding,
-        body: &[u8],
-    ) -> Result<Flattened, IngestError> {
+    fn flatten(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Flattened, IngestError> {
         Ok(match signal {
-            Signal::Traces => traces::flatten(
-                &decode::<ExportTraceServiceRequest>(signal, encoding, body)?,
-                &self.correlation,
-            ),
-            Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(
-                signal, encoding, body,
-            )?),
-            Signal::Logs => logs::flatten(
-                &decode::<ExportLogsServiceRequest>(signal, encoding, body)?,
-                &self.correlation,
-            ),
+            Signal::Traces => {
+                traces::flatten(&decode::<ExportTraceServiceRequest>(signal, encoding, body)?, &self.correlation)
+            }
+            Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(signal, encoding, body)?),
+            Signal::Logs => {
+                logs::flatten(&decode::<ExportLogsServiceRequest>(signal, encoding, body)?, &self.correlation)
+            }
         })
     }
 }

@@ -15,11 +15,7 @@ pub(crate) fn flatten(req: &ExportTraceServiceRequest, correlation: &Correlation
     for rs in &req.resource_spans {
         let resource = ResourceContext::new(rs.resource.as_ref());
         for ss in &rs.scope_spans {
-            let scope = ss
-                .scope
-                .as_ref()
-                .map(|s| s.name.as_str())
-                .filter(|s| !s.is_empty());
+            let scope = ss.scope.as_ref().map(|s| s.name.as_str()).filter(|s| !s.is_empty());
             for span in &ss.spans {
                 match validate(span) {
                     Ok((start, end)) => {
@@ -72,11 +68,7 @@ fn status_name(code: i32) -> &'static str {
 /// A span event that records a message being dead-lettered (`dead_letter`, `dead-lettered`,
 /// `DeadLetter`, ...).
 fn is_dead_letter_event(event: &Event) -> bool {
-    let name: String = event
-        .name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
+    let name: String = event.name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     name.to_ascii_lowercase().contains("deadletter")
 }
 
@@ -93,8 +85,7 @@ fn push_span(
     append_hex(&mut rows.trace_id, &span.trace_id);
     append_hex(&mut rows.span_id, &span.span_id);
     append_hex(&mut rows.parent_span_id, &span.parent_span_id);
-    rows.trace_state
-        .append_option((!span.trace_state.is_empty()).then_some(&span.trace_state));
+    rows.trace_state.append_option((!span.trace_state.is_empty()).then_some(&span.trace_state));
     rows.service_name.append_value(&resource.service_name);
     rows.scope_name.append_option(scope);
     rows.name.append_value(&span.name);
@@ -102,14 +93,11 @@ fn push_span(
     rows.start_unix_nano.append_value(start);
     rows.end_unix_nano.append_value(end);
     let status = span.status.as_ref();
-    rows.status_code
-        .append_value(status_name(status.map_or(0, |s| s.code)));
-    rows.status_message
-        .append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
+    rows.status_code.append_value(status_name(status.map_or(0, |s| s.code)));
+    rows.status_message.append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
     write_json_object(&mut rows.attributes, &span.attributes);
     rows.attributes.append_value("");
-    rows.resource_attributes
-        .append_value(&resource.attributes_json);
+    rows.resource_attributes.append_value(&resource.attributes_json);
     if span.events.is_empty() {
         rows.events.append_null();
     } else {
@@ -121,24 +109,15 @@ fn push_span(
     rows.messaging_operation.append_option(messaging.operation);
     rows.destination.append_option(messaging.destination);
     rows.message_id.append_option(messaging.message_id);
-    let correlation_id = correlation.find(&span.attributes).or_else(|| {
-        span.events
-            .iter()
-            .find_map(|e| correlation.find(&e.attributes))
-    });
+    let correlation_id =
+        correlation.find(&span.attributes).or_else(|| span.events.iter().find_map(|e| correlation.find(&e.attributes)));
     rows.correlation_id.append_option(correlation_id);
     rows.consumer_group.append_option(messaging.consumer_group);
     rows.partition_id.append_option(messaging.partition);
-    rows.batch_message_count
-        .append_option(messaging.batch_count);
-    rows.attempt.append_option(
-        messaging
-            .attempt
-            .map(|a| a.clamp(0, i32::MAX as i64) as i32),
-    );
-    rows.dead_letter_evidence.append_value(
-        messaging.dead_letter_evidence || span.events.iter().any(is_dead_letter_event),
-    );
+    rows.batch_message_count.append_option(messaging.batch_count);
+    rows.attempt.append_option(messaging.attempt.map(|a| a.clamp(0, i32::MAX as i64) as i32));
+    rows.dead_letter_evidence
+        .append_value(messaging.dead_letter_evidence || span.events.iter().any(is_dead_letter_event));
 }
 
 fn write_events<W: std::fmt::Write>(out: &mut W, events: &[Event]) {
@@ -165,10 +144,7 @@ fn push_links(rows: &mut LinkRows, span: &Span, start: i64) {
         write_json_object(&mut rows.attributes, &link.attributes);
         rows.attributes.append_value("");
         // Batch consumers put each message's id on its link.
-        rows.message_id.append_option(attributes::text_of(
-            &link.attributes,
-            attributes::keys::MESSAGE_ID,
-        ));
+        rows.message_id.append_option(attributes::text_of(&link.attributes, attributes::keys::MESSAGE_ID));
         rows.span_start_unix_nano.append_value(start);
     }
 }
@@ -183,9 +159,7 @@ mod tests {
     fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
             key: k.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(v.into())),
-            }),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
             ..Default::default()
         }
     }
@@ -205,10 +179,7 @@ mod tests {
     fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
                 ..Default::default()
             }],
         }
@@ -218,35 +189,22 @@ mod tests {
     fn invalid_spans_are_rejected_and_the_rest_kept() {
         let table: Vec<(Span, Option<&str>)> = vec![
             (span(vec![1; 16], vec![2; 8]), None),
-            (
-                span(vec![1; 15], vec![2; 8]),
-                Some("trace_id must be 16 bytes, got 15"),
-            ),
+            (span(vec![1; 15], vec![2; 8]), Some("trace_id must be 16 bytes, got 15")),
             (span(vec![], vec![2; 8]), Some("trace_id is missing")),
             (span(vec![1; 16], vec![0; 8]), Some("span_id is all zeros")),
             (
-                Span {
-                    parent_span_id: vec![3; 4],
-                    ..span(vec![1; 16], vec![2; 8])
-                },
+                Span { parent_span_id: vec![3; 4], ..span(vec![1; 16], vec![2; 8]) },
                 Some("parent_span_id must be 8 bytes, got 4"),
             ),
             (
                 Span {
-                    links: vec![Link {
-                        trace_id: vec![1; 16],
-                        span_id: vec![9; 3],
-                        ..Default::default()
-                    }],
+                    links: vec![Link { trace_id: vec![1; 16], span_id: vec![9; 3], ..Default::default() }],
                     ..span(vec![1; 16], vec![2; 8])
                 },
                 Some("link span_id must be 8 bytes, got 3"),
             ),
             (
-                Span {
-                    start_time_unix_nano: u64::MAX,
-                    ..span(vec![1; 16], vec![2; 8])
-                },
+                Span { start_time_unix_nano: u64::MAX, ..span(vec![1; 16], vec![2; 8]) },
                 Some("start_time_unix_nano is out of range"),
             ),
         ];
@@ -256,11 +214,7 @@ mod tests {
                 None => assert_eq!((flat.accepted, flat.rejected), (1, 0)),
                 Some(why) => {
                     assert_eq!((flat.accepted, flat.rejected), (0, 1));
-                    assert!(
-                        flat.reason.as_deref().unwrap().ends_with(why),
-                        "{:?} vs {why}",
-                        flat.reason
-                    );
+                    assert!(flat.reason.as_deref().unwrap().ends_with(why), "{:?} vs {why}", flat.reason);
                     assert!(flat.batches.is_empty());
                 }
             }
@@ -270,10 +224,7 @@ mod tests {
     #[test]
     fn extracts_messaging_correlation_and_links() {
         let mut s = span(vec![0xab; 16], vec![0xcd; 8]);
-        s.attributes = vec![
-            kv("messaging.destination", ",orders"),
-            kv("messaging.operation", "publish"),
-        ];
+        s.attributes = vec![kv("messaging.destination", ",orders"), kv("messaging.operation", "publish")];
         s.events = vec![Event {
             name: "message.dead_lettered".into(),
             attributes: vec![kv("app.order_id", "o-1")],
@@ -285,19 +236,9 @@ mod tests {
             attributes: vec![kv("messaging.message.id", "m-9")],
             ..Default::default()
         }];
-        let flat = flatten(
-            &request(vec![s]),
-            &CorrelationKeys::with_extra(&["app.order_id".into()]),
-        );
+        let flat = flatten(&request(vec![s]), &CorrelationKeys::with_extra(&["app.order_id".into()]));
         let spans = &flat.batches[0].batch;
-        let col = |name: &str| {
-            spans
-                .column_by_name(name)
-                .unwrap()
-                .as_string::<i32>()
-                .value(0)
-                .to_owned()
-        };
+        let col = |name: &str| spans.column_by_name(name).unwrap().as_string::<i32>().value(0).to_owned();
         assert_eq!(col("trace_id"), "ab".repeat(16));
         assert_eq!(col("destination"), "orders");
         assert_eq!(col("messaging_operation"), "send");
@@ -306,30 +247,10 @@ mod tests {
         assert!(spans.column_by_name("parent_span_id").unwrap().is_null(0));
         let events: serde_json::Value = serde_json::from_str(&col("events")).unwrap();
         assert_eq!(events[0]["attributes"]["app.order_id"], "o-1");
-        assert!(spans
-            .column_by_name("dead_letter_evidence")
-            .unwrap()
-            .as_boolean()
-            .value(0));
+        assert!(spans.column_by_name("dead_letter_evidence").unwrap().as_boolean().value(0));
         let links = &flat.batches[1];
         assert_eq!(links.table, "span_links");
-        assert_eq!(
-            links
-                .batch
-                .column_by_name("message_id")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "m-9"
-        );
-        assert_eq!(
-            links
-                .batch
-                .column_by_name("linked_span_id")
-                .unwrap()
-                .as_string::<i32>()
-                .value(0),
-            "08".repeat(8)
-        );
+        assert_eq!(links.batch.column_by_name("message_id").unwrap().as_string::<i32>().value(0), "m-9");
+        assert_eq!(links.batch.column_by_name("linked_span_id").unwrap().as_string::<i32>().value(0), "08".repeat(8));
     }
 }

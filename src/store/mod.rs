@@ -21,10 +21,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] duckdb::Error),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("write queue is full ({queued_rows} rows waiting); retry later")]
     Overloaded { queued_rows: usize },
     #[error("flowscope is shutting down")]
@@ -34,16 +31,9 @@ pub enum StoreError {
 }
 
 const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "signals",
-        include_str!("../../queries/migrations/001_signals.sql"),
-    ),
-    (
-        2,
-        "flows",
-        include_str!("../../queries/migrations/002_flows.sql"),
-    ),
+    (1, "signals", include_str!("../../queries/migrations/001_signals.sql")),
+    (2, "flows", include_str!("../../queries/migrations/002_flows.sql")),
+    (3, "alerts", include_str!("../../queries/migrations/003_alerts.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
@@ -61,10 +51,7 @@ impl Store {
     /// Opens (creating when missing) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.to_owned(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         }
         // Nothing is ever downloaded at run time: extensions not compiled in stay off.
         let config = duckdb::Config::default()
@@ -72,11 +59,7 @@ impl Store {
             .with("autoinstall_known_extensions", "false")?;
         let conn = Connection::open_with_flags(path, config)?;
         migrate(&conn)?;
-        Ok(Arc::new(Store {
-            path: path.to_owned(),
-            root: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
-        }))
+        Ok(Arc::new(Store { path: path.to_owned(), root: Mutex::new(conn), readers: Mutex::new(Vec::new()) }))
     }
 
     pub fn path(&self) -> &Path {
@@ -106,10 +89,7 @@ impl Store {
     }
 
     /// The blocking form of [`Store::read`], for background threads and tools.
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let conn = match self.readers.lock().pop() {
             Some(conn) => conn,
             None => self.connect()?,
@@ -142,10 +122,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
         conn.execute_batch("BEGIN TRANSACTION")?;
         let result = conn.execute_batch(sql).and_then(|_| {
-            conn.execute(
-                include_str!("../../queries/schema_migrations_record.sql"),
-                duckdb::params![version, name],
-            )
+            conn.execute(include_str!("../../queries/schema_migrations_record.sql"), duckdb::params![version, name])
         });
         match result {
             Ok(_) => conn.execute_batch("COMMIT")?,
@@ -188,9 +165,7 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let store = Store::open(&path).unwrap();
         let n: i64 = store
-            .read_blocking(|c| {
-                Ok(c.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))?)
-            })
+            .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))?))
             .unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
     }

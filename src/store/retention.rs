@@ -11,41 +11,20 @@ use super::{Store, StoreError};
 
 const DELETES: &[(&str, &str)] = &[
     ("spans", include_str!("../../queries/retention_spans.sql")),
-    (
-        "span_links",
-        include_str!("../../queries/retention_span_links.sql"),
-    ),
+    ("span_links", include_str!("../../queries/retention_span_links.sql")),
     ("logs", include_str!("../../queries/retention_logs.sql")),
-    (
-        "metric_points",
-        include_str!("../../queries/retention_metric_points.sql"),
-    ),
+    ("metric_points", include_str!("../../queries/retention_metric_points.sql")),
     // A flow's rows go once the whole flow is older than the cutoff; children first.
-    (
-        "flow_traces",
-        include_str!("../../queries/retention_flow_traces.sql"),
-    ),
-    (
-        "flow_hops",
-        include_str!("../../queries/retention_flow_hops.sql"),
-    ),
-    (
-        "flow_retries",
-        include_str!("../../queries/retention_flow_retries.sql"),
-    ),
-    (
-        "flow_dead_letters",
-        include_str!("../../queries/retention_flow_dead_letters.sql"),
-    ),
+    ("flow_traces", include_str!("../../queries/retention_flow_traces.sql")),
+    ("flow_hops", include_str!("../../queries/retention_flow_hops.sql")),
+    ("flow_retries", include_str!("../../queries/retention_flow_retries.sql")),
+    ("flow_dead_letters", include_str!("../../queries/retention_flow_dead_letters.sql")),
     ("flows", include_str!("../../queries/retention_flows.sql")),
 ];
 
 /// The oldest timestamp (unix ns) to keep.
 pub fn cutoff_unix_nano(now: SystemTime, max_age: Duration) -> i64 {
-    let now_ns = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64;
+    let now_ns = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
     now_ns.saturating_sub(max_age.as_nanos().min(i64::MAX as u128) as i64)
 }
 
@@ -64,12 +43,7 @@ pub async fn sweep(store: &Arc<Store>, max_age: Duration) -> Result<usize, Store
 }
 
 /// Sweeps every `every` until `shutdown` turns true.
-pub async fn run(
-    store: Arc<Store>,
-    max_age: Duration,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(store: Arc<Store>, max_age: Duration, every: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         match sweep(&store, max_age).await {
             Ok(0) => {}

@@ -29,11 +29,7 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig {
-            queue_capacity_rows: 500_000,
-            flush_interval: Duration::from_millis(200),
-            flush_rows: 100_000,
-        }
+        WriterConfig { queue_capacity_rows: 500_000, flush_interval: Duration::from_millis(200), flush_rows: 100_000 }
     }
 }
 
@@ -89,28 +85,17 @@ pub struct Writer {
 
 impl Writer {
     pub(super) fn start(conn: Connection, config: WriterConfig) -> Result<Writer, StoreError> {
-        let next_seq: i64 =
-            conn.query_row(include_str!("../../queries/max_commit_seq.sql"), [], |r| {
-                r.get(0)
-            })?;
+        let next_seq: i64 = conn.query_row(include_str!("../../queries/max_commit_seq.sql"), [], |r| r.get(0))?;
         let capacity = config.queue_capacity_rows.max(1);
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(CommitStats::default());
-        stats
-            .last_commit_seq
-            .store(next_seq as u64, Ordering::Relaxed);
+        stats.last_commit_seq.store(next_seq as u64, Ordering::Relaxed);
         let thread_stats = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("flowscope-writer".into())
             .spawn(move || run(conn, rx, config, next_seq, &thread_stats))
             .map_err(|e| StoreError::Task(e.to_string()))?;
-        Ok(Writer {
-            tx,
-            permits: Arc::new(Semaphore::new(capacity)),
-            capacity,
-            closed: AtomicBool::new(false),
-            stats,
-        })
+        Ok(Writer { tx, permits: Arc::new(Semaphore::new(capacity)), capacity, closed: AtomicBool::new(false), stats })
     }
 
     /// Queues the batches and waits until they are committed. Returns the commit sequence
@@ -127,18 +112,9 @@ impl Writer {
         let wanted = rows.min(self.capacity) as u32;
         let permit = Arc::clone(&self.permits)
             .try_acquire_many_owned(wanted)
-            .map_err(|_| StoreError::Overloaded {
-                queued_rows: self.queued_rows(),
-            })?;
+            .map_err(|_| StoreError::Overloaded { queued_rows: self.queued_rows() })?;
         let (done, committed) = oneshot::channel();
-        self.tx
-            .send(Msg::Write(Job {
-                batches,
-                rows,
-                done,
-                _permit: permit,
-            }))
-            .map_err(|_| StoreError::ShuttingDown)?;
+        self.tx.send(Msg::Write(Job { batches, rows, done, _permit: permit })).map_err(|_| StoreError::ShuttingDown)?;
         committed.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -164,13 +140,7 @@ impl Writer {
     }
 }
 
-fn run(
-    conn: Connection,
-    rx: mpsc::Receiver<Msg>,
-    config: WriterConfig,
-    mut seq: i64,
-    stats: &CommitStats,
-) {
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, stats: &CommitStats) {
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
         let first = match rx.recv() {
@@ -246,11 +216,7 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitS
     }
 }
 
-fn append_in_transaction(
-    conn: &Connection,
-    batches: &[&TableBatch],
-    seq: i64,
-) -> Result<(), StoreError> {
+fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     let appended = (|| -> Result<(), StoreError> {
         for (table, _) in ALL {
@@ -284,6 +250,5 @@ fn with_commit_seq(batch: &RecordBatch, seq: i64) -> RecordBatch {
     fields.push(Field::new("commit_seq", DataType::Int64, false));
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns.push(Arc::new(Int64Array::from_value(seq, batch.num_rows())));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .expect("one more column of the same length")
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("one more column of the same length")
 }

@@ -2,7 +2,7 @@
 //! Times are unix nanoseconds, durations milliseconds.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,6 +12,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use crate::alerts::rules::{Rule, RuleSpec};
+use crate::alerts::{store as alert_store, AlertError};
 use crate::flows::queries::{self, FlowOrder, Range};
 use crate::store::StoreError;
 
@@ -25,6 +27,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/retries", get(retries))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/stitching", get(stitching))
+        .route("/api/alert-rules", get(list_rules).post(create_rule))
+        .route("/api/alert-rules/{id}", get(get_rule).put(update_rule).delete(delete_rule))
+        .route("/api/alerts", get(alerts))
 }
 
 /// An API failure: a status and a message naming what was wrong.
@@ -34,8 +39,21 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
+}
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        match e {
+            AlertError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            AlertError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            AlertError::FileManaged(_) => ApiError::Conflict(e.to_string()),
+            AlertError::Store(s) => ApiError::Store(s),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -43,22 +61,14 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as i64
-}
+pub use crate::text::now_nanos;
 
 /// `from`/`to` in unix nanoseconds, or `last` as a duration (`15m`, `6h`); the default is
 /// the last hour.
@@ -77,25 +87,21 @@ impl RangeParams {
             v.as_deref()
                 .filter(|s| !s.is_empty())
                 .map(|s| {
-                    s.parse::<i64>().map_err(|_| {
-                        ApiError::BadRequest(format!("{name} must be unix nanoseconds, got {s:?}"))
-                    })
+                    s.parse::<i64>()
+                        .map_err(|_| ApiError::BadRequest(format!("{name} must be unix nanoseconds, got {s:?}")))
                 })
                 .transpose()
         };
         let to = nanos("to", &self.to)?.unwrap_or(now);
         let last = match self.last.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => humantime::parse_duration(s).map_err(|e| {
-                ApiError::BadRequest(format!("last must be a duration like 15m or 6h: {e}"))
-            })?,
+            Some(s) => humantime::parse_duration(s)
+                .map_err(|e| ApiError::BadRequest(format!("last must be a duration like 15m or 6h: {e}")))?,
             None => DEFAULT_RANGE,
         };
         let from = nanos("from", &self.from)?
             .unwrap_or_else(|| to.saturating_sub(last.as_nanos().min(i64::MAX as u128) as i64));
         if from >= to {
-            return Err(ApiError::BadRequest(format!(
-                "from ({from}) must be before to ({to})"
-            )));
+            return Err(ApiError::BadRequest(format!("from ({from}) must be before to ({to})")));
         }
         Ok(Range { from, to })
     }
@@ -112,9 +118,7 @@ async fn search(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = p.q.unwrap_or_default();
     if q.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "q is required: a trace id, span id, message id or correlation id".into(),
-        ));
+        return Err(ApiError::BadRequest("q is required: a trace id, span id, message id or correlation id".into()));
     }
     let flows = queries::search(&state.store, q).await?;
     Ok(Json(serde_json::json!({ "flows": flows })))
@@ -134,9 +138,7 @@ pub fn parse_limit(limit: Option<&str>) -> Result<i64, ApiError> {
         None => Ok(100),
         Some(s) => match s.parse::<i64>() {
             Ok(n) if (1..=10_000).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!(
-                "limit must be a number from 1 to 10000, got {s:?}"
-            ))),
+            _ => Err(ApiError::BadRequest(format!("limit must be a number from 1 to 10000, got {s:?}"))),
         },
     }
 }
@@ -145,9 +147,7 @@ pub fn parse_sort(sort: Option<&str>) -> Result<FlowOrder, ApiError> {
     match sort.filter(|s| !s.is_empty()) {
         None | Some("time") | Some("start") => Ok(FlowOrder::Newest),
         Some("duration") => Ok(FlowOrder::Slowest),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "sort must be time or duration, got {other:?}"
-        ))),
+        Some(other) => Err(ApiError::BadRequest(format!("sort must be time or duration, got {other:?}"))),
     }
 }
 
@@ -168,9 +168,7 @@ async fn flow(
     Path(flow_id): Path<String>,
 ) -> Result<Json<queries::FlowDetail>, ApiError> {
     if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!(
-            "flow id must be 32 hex digits, got {flow_id:?}"
-        )));
+        return Err(ApiError::BadRequest(format!("flow id must be 32 hex digits, got {flow_id:?}")));
     }
     let detail = queries::flow(
         &state.store,
@@ -188,9 +186,7 @@ async fn chains(
     Query(p): Query<RangeParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(
-        serde_json::json!({ "chains": queries::chains(&state.store, range).await? }),
-    ))
+    Ok(Json(serde_json::json!({ "chains": queries::chains(&state.store, range).await? })))
 }
 
 async fn queues(
@@ -198,9 +194,7 @@ async fn queues(
     Query(p): Query<RangeParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(
-        serde_json::json!({ "queues": queries::queues(&state.store, range).await? }),
-    ))
+    Ok(Json(serde_json::json!({ "queues": queries::queues(&state.store, range).await? })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,18 +212,14 @@ pub fn parse_bucket(bucket: Option<&str>, range: Range) -> Result<i64, ApiError>
             Ok(n) => n,
             Err(_) => humantime::parse_duration(s)
                 .map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "bucket must be a duration like 1m or nanoseconds, got {s:?}"
-                    ))
+                    ApiError::BadRequest(format!("bucket must be a duration like 1m or nanoseconds, got {s:?}"))
                 })?
                 .as_nanos()
                 .min(i64::MAX as u128) as i64,
         },
     };
     if ns <= 0 || (range.to - range.from) / ns > 2000 {
-        return Err(ApiError::BadRequest(
-            "bucket must be positive and cut the range into at most 2000 columns".into(),
-        ));
+        return Err(ApiError::BadRequest("bucket must be positive and cut the range into at most 2000 columns".into()));
     }
     Ok(ns.max(1))
 }
@@ -248,14 +238,10 @@ async fn dead_letters(
     Query(p): Query<RangeParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(
-        serde_json::json!({ "dead_letters": queries::dead_letters(&state.store, range).await? }),
-    ))
+    Ok(Json(serde_json::json!({ "dead_letters": queries::dead_letters(&state.store, range).await? })))
 }
 
-async fn stitching(
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn stitching(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let progress = state.flows.progress.borrow().clone();
     let ignored = queries::ignored_keys(&state.store).await?;
     Ok(Json(serde_json::json!({
@@ -265,6 +251,78 @@ async fn stitching(
         "rounds": progress.rounds,
         "last_error": progress.last_error,
         "ignored_join_keys": ignored,
+    })))
+}
+
+/// A rule as the API shows it: the spec plus its id and where it comes from.
+#[derive(Debug, Serialize)]
+pub struct RuleView {
+    pub id: String,
+    pub file_managed: bool,
+    #[serde(flatten)]
+    pub spec: RuleSpec,
+}
+
+impl From<Rule> for RuleView {
+    fn from(r: Rule) -> Self {
+        RuleView { id: r.id, file_managed: r.file_managed, spec: r.spec }
+    }
+}
+
+type RuleBody = Result<Json<RuleSpec>, axum::extract::rejection::JsonRejection>;
+
+fn rule_body(body: RuleBody) -> Result<RuleSpec, ApiError> {
+    body.map(|Json(spec)| spec).map_err(|e| ApiError::BadRequest(format!("invalid rule: {}", e.body_text())))
+}
+
+async fn list_rules(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let rules: Vec<RuleView> = state.alerts.rules().into_iter().map(RuleView::from).collect();
+    Json(serde_json::json!({ "rules": rules }))
+}
+
+async fn create_rule(
+    State(state): State<Arc<AppState>>,
+    body: RuleBody,
+) -> Result<(StatusCode, Json<RuleView>), ApiError> {
+    let rule = state.alerts.create_rule(rule_body(body)?).await?;
+    Ok((StatusCode::CREATED, Json(rule.into())))
+}
+
+async fn get_rule(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RuleView>, ApiError> {
+    let rule = state.alerts.rule(&id).ok_or_else(|| ApiError::NotFound(format!("no alert rule with id {id:?}")))?;
+    Ok(Json(rule.into()))
+}
+
+async fn update_rule(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: RuleBody,
+) -> Result<Json<RuleView>, ApiError> {
+    Ok(Json(state.alerts.update_rule(&id, rule_body(body)?).await?.into()))
+}
+
+async fn delete_rule(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.alerts.delete_rule(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Active alerts (pending and firing), recent transitions and webhook deliveries.
+async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let history = alert_store::history(state.alerts.store(), 200).await?;
+    let deliveries: Vec<serde_json::Value> = alert_store::deliveries(state.alerts.store(), 200)
+        .await?
+        .into_iter()
+        .map(|(t, d)| {
+            let mut v = serde_json::to_value(d).expect("serializable");
+            v["time_unix_nano"] = t.into();
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "evaluations": state.alerts.evaluations(),
+        "active": state.alerts.instances(),
+        "history": history,
+        "deliveries": deliveries,
     })))
 }
 
@@ -280,34 +338,16 @@ mod tests {
             last: last.map(Into::into),
         };
         let h = 3_600_000_000_000i64;
-        assert_eq!(
-            p(None, None, None).resolve(10 * h).unwrap(),
-            Range {
-                from: 9 * h,
-                to: 10 * h
-            }
-        );
-        assert_eq!(
-            p(None, None, Some("15m")).resolve(4 * h).unwrap(),
-            Range {
-                from: 4 * h - h / 4,
-                to: 4 * h
-            }
-        );
-        assert_eq!(
-            p(Some("5"), Some("10"), None).resolve(0).unwrap(),
-            Range { from: 5, to: 10 }
-        );
+        assert_eq!(p(None, None, None).resolve(10 * h).unwrap(), Range { from: 9 * h, to: 10 * h });
+        assert_eq!(p(None, None, Some("15m")).resolve(4 * h).unwrap(), Range { from: 4 * h - h / 4, to: 4 * h });
+        assert_eq!(p(Some("5"), Some("10"), None).resolve(0).unwrap(), Range { from: 5, to: 10 });
         for bad in [
             p(Some("x"), None, None),
             p(None, Some("1.5"), None),
             p(None, None, Some("soon")),
             p(Some("10"), Some("5"), None),
         ] {
-            assert!(
-                matches!(bad.resolve(h), Err(ApiError::BadRequest(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(bad.resolve(h), Err(ApiError::BadRequest(_))), "{bad:?}");
         }
     }
 
@@ -318,10 +358,7 @@ mod tests {
         assert!(parse_limit(Some("abc")).is_err());
         assert_eq!(parse_sort(Some("duration")).unwrap(), FlowOrder::Slowest);
         assert!(parse_sort(Some("size")).is_err());
-        let r = Range {
-            from: 0,
-            to: 3_600_000_000_000,
-        };
+        let r = Range { from: 0, to: 3_600_000_000_000 };
         assert_eq!(parse_bucket(Some("1m"), r).unwrap(), 60_000_000_000);
         assert_eq!(parse_bucket(None, r).unwrap(), 90_000_000_000);
         assert!(parse_bucket(Some("1ms"), r).is_err());

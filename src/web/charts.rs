@@ -20,50 +20,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// "1.2 s", "35 ms", "850 µs": a duration in milliseconds for people.
-pub fn fmt_ms(ms: f64) -> String {
-    if !ms.is_finite() {
-        return "–".into();
-    }
-    if ms == 0.0 {
-        return "0".into();
-    }
-    if ms >= 60_000.0 {
-        format!("{:.1} min", ms / 60_000.0)
-    } else if ms >= 1000.0 {
-        format!("{:.2} s", ms / 1000.0)
-    } else if ms >= 10.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 1.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{:.0} µs", ms * 1000.0)
-    }
-}
-
-/// "14:03:27" (UTC) for a unix-nanosecond time.
-pub fn fmt_clock(unix_nano: i64) -> String {
-    let secs = unix_nano.div_euclid(1_000_000_000);
-    let day = secs.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", day / 3600, (day % 3600) / 60, day % 60)
-}
-
-/// "2026-11-22 14:03:27 UTC".
-pub fn fmt_datetime(unix_nano: i64) -> String {
-    let secs = unix_nano.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {} UTC", fmt_clock(unix_nano))
-}
+pub use crate::text::{clock as fmt_clock, datetime as fmt_datetime, fmt_ms};
 
 /// About `count` round tick values covering [lo, hi].
 pub fn nice_ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
@@ -72,11 +29,7 @@ pub fn nice_ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
     }
     let raw = (hi - lo) / count.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     let mut t = (lo / step).ceil() * step;
     let mut ticks = Vec::new();
     while t <= hi + step * 1e-9 {
@@ -117,21 +70,14 @@ pub fn line_chart(
     format_y: fn(f64) -> String,
 ) -> String {
     let (w, h, left, right, top, bottom) = (640.0, 230.0, 56.0, 12.0, 22.0, 42.0);
-    let max_y = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(0.0f64, f64::max);
+    let max_y = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
     let y_ticks = nice_ticks(0.0, max_y.max(min_top).max(1e-9), 4);
     let y_top = y_ticks.last().copied().unwrap_or(1.0).max(max_y).max(1e-9);
     let span = (to - from).max(1) as f64;
     let x = |t: i64| left + (t - from) as f64 / span * (w - left - right);
     let y = |v: f64| top + (1.0 - v / y_top) * (h - top - bottom);
     let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#,
-        esc(y_unit)
-    );
+    let _ = write!(svg, r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#, esc(y_unit));
     for t in &y_ticks {
         let _ = write!(
             svg,
@@ -153,32 +99,14 @@ pub fn line_chart(
             fmt_clock(t as i64)
         );
     }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{left}" y="{}">{} (UTC)</text>"#,
-        h - 6.0,
-        "time"
-    );
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="4" y="12">{}</text>"#,
-        esc(y_unit)
-    );
+    let _ = write!(svg, r#"<text class="axis" x="{left}" y="{}">{} (UTC)</text>"#, h - 6.0, "time");
+    let _ = write!(svg, r#"<text class="axis" x="4" y="12">{}</text>"#, esc(y_unit));
     for s in series {
         if s.points.is_empty() {
             continue;
         }
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline class="line {}" points="{}"/>"#,
-            esc(s.class),
-            path.join(" ")
-        );
+        let path: Vec<String> = s.points.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
+        let _ = write!(svg, r#"<polyline class="line {}" points="{}"/>"#, esc(s.class), path.join(" "));
         for (t, v) in s.points {
             let _ = write!(
                 svg,
@@ -196,12 +124,7 @@ pub fn line_chart(
     if series.len() > 1 {
         svg.push_str(r#"<div class="legend">"#);
         for s in series {
-            let _ = write!(
-                svg,
-                r#"<span><i class="swatch {}"></i>{}</span>"#,
-                esc(s.class),
-                esc(s.name)
-            );
+            let _ = write!(svg, r#"<span><i class="swatch {}"></i>{}</span>"#, esc(s.class), esc(s.name));
         }
         svg.push_str("</div>");
     }
@@ -216,23 +139,14 @@ pub fn fmt_count(v: f64) -> String {
 pub fn sparkline(values: &[f64], title: &str) -> String {
     let (w, h) = (100.0, 24.0);
     if values.len() < 2 {
-        return format!(
-            r#"<svg class="spark" viewBox="0 0 {w} {h}"><title>{}</title></svg>"#,
-            esc(title)
-        );
+        return format!(r#"<svg class="spark" viewBox="0 0 {w} {h}"><title>{}</title></svg>"#, esc(title));
     }
     let max = values.iter().copied().fold(0.0f64, f64::max).max(1e-9);
     let step = w / (values.len() - 1) as f64;
     let points: Vec<String> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                h - 2.0 - v / max * (h - 4.0)
-            )
-        })
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, h - 2.0 - v / max * (h - 4.0)))
         .collect();
     format!(
         r#"<svg class="spark" viewBox="0 0 {w} {h}"><title>{}</title><polyline class="line s0" points="{}"/></svg>"#,
@@ -249,8 +163,7 @@ pub fn histogram(bars: &[(String, f64, String)], x_unit: &str, y_unit: &str) -> 
     let y_top = ticks.last().copied().unwrap_or(1.0).max(max).max(1e-9);
     let n = bars.len().max(1) as f64;
     let bw = (w - left - 8.0) / n;
-    let mut svg =
-        format!(r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="histogram">"#);
+    let mut svg = format!(r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="histogram">"#);
     for t in &ticks {
         let y = top + (1.0 - t / y_top) * (h - top - bottom);
         let _ = write!(
@@ -295,20 +208,11 @@ pub fn histogram(bars: &[(String, f64, String)], x_unit: &str, y_unit: &str) -> 
 }
 
 /// One horizontal bar per row, split into segments: `(row label, [(segment class, value)])`.
-pub fn stacked_bars(
-    rows: &[(String, Vec<(&str, f64)>)],
-    legend: &[(&str, &str)],
-    format: fn(f64) -> String,
-) -> String {
+pub fn stacked_bars(rows: &[(String, Vec<(&str, f64)>)], legend: &[(&str, &str)], format: fn(f64) -> String) -> String {
     let (w, row_h, left) = (640.0, 22.0, 210.0);
     let h = row_h * rows.len() as f64 + 8.0;
-    let max = rows
-        .iter()
-        .map(|(_, segs)| segs.iter().map(|s| s.1).sum::<f64>())
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let mut svg =
-        format!(r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="breakdown">"#);
+    let max = rows.iter().map(|(_, segs)| segs.iter().map(|s| s.1).sum::<f64>()).fold(0.0f64, f64::max).max(1e-9);
+    let mut svg = format!(r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="breakdown">"#);
     for (i, (label, segments)) in rows.iter().enumerate() {
         let y = 4.0 + i as f64 * row_h;
         let _ = write!(
@@ -328,50 +232,30 @@ pub fn stacked_bars(
                     r#"<rect class="seg {}" x="{x:.1}" y="{y:.1}" width="{bw:.1}" height="{}"><title>{}: {}</title></rect>"#,
                     esc(class),
                     row_h - 6.0,
-                    esc(legend
-                        .iter()
-                        .find(|l| l.0 == *class)
-                        .map_or(*class, |l| l.1)),
+                    esc(legend.iter().find(|l| l.0 == *class).map_or(*class, |l| l.1)),
                     esc(&format(*v))
                 );
             }
             x += bw;
         }
-        let _ = write!(
-            svg,
-            r#"<text class="tick" x="{:.1}" y="{:.1}">{}</text>"#,
-            x + 4.0,
-            y + 14.0,
-            esc(&format(total))
-        );
+        let _ =
+            write!(svg, r#"<text class="tick" x="{:.1}" y="{:.1}">{}</text>"#, x + 4.0, y + 14.0, esc(&format(total)));
     }
     svg.push_str("</svg><div class=\"legend\">");
     for (class, name) in legend {
-        let _ = write!(
-            svg,
-            r#"<span><i class="swatch {}"></i>{}</span>"#,
-            esc(class),
-            esc(name)
-        );
+        let _ = write!(svg, r#"<span><i class="swatch {}"></i>{}</span>"#, esc(class), esc(name));
     }
     svg.push_str("</div>");
     svg
 }
 
 /// Rows x time-bucket columns, colour by count, with a legend and a title per cell.
-pub fn heatmap(
-    rows: &[String],
-    from: i64,
-    bucket_ns: i64,
-    columns: usize,
-    cells: &[(usize, usize, i64)],
-) -> String {
+pub fn heatmap(rows: &[String], from: i64, bucket_ns: i64, columns: usize, cells: &[(usize, usize, i64)]) -> String {
     let (left, cell_w, cell_h, top) = (220.0, (640.0 - 220.0) / columns.max(1) as f64, 18.0, 4.0);
     let h = top + cell_h * rows.len() as f64 + 40.0;
     let max = cells.iter().map(|c| c.2).max().unwrap_or(0).max(1);
-    let mut svg = format!(
-        r#"<svg class="chart heatmap" viewBox="0 0 640 {h}" role="img" aria-label="retries heatmap">"#
-    );
+    let mut svg =
+        format!(r#"<svg class="chart heatmap" viewBox="0 0 640 {h}" role="img" aria-label="retries heatmap">"#);
     for (i, row) in rows.iter().enumerate() {
         let _ = write!(
             svg,
@@ -383,9 +267,7 @@ pub fn heatmap(
     }
     for (r, c, count) in cells {
         // Five colour steps, so one retry is visible next to a storm of hundreds.
-        let level = ((*count as f64).ln_1p() / (max as f64).ln_1p() * 4.0)
-            .ceil()
-            .clamp(1.0, 4.0) as usize;
+        let level = ((*count as f64).ln_1p() / (max as f64).ln_1p() * 4.0).ceil().clamp(1.0, 4.0) as usize;
         let start = from + *c as i64 * bucket_ns;
         let _ = write!(
             svg,
@@ -427,29 +309,19 @@ mod tests {
 
     #[test]
     fn formats() {
-        for (ms, want) in [
-            (0.5, "500 µs"),
-            (3.25, "3.2 ms"),
-            (42.0, "42 ms"),
-            (1234.0, "1.23 s"),
-            (90_000.0, "1.5 min"),
-        ] {
+        for (ms, want) in
+            [(0.5, "500 µs"), (3.25, "3.2 ms"), (42.0, "42 ms"), (1234.0, "1.23 s"), (90_000.0, "1.5 min")]
+        {
             assert_eq!(fmt_ms(ms), want);
         }
         assert_eq!(fmt_clock(3_723_000_000_000), "01:02:03");
-        assert_eq!(
-            fmt_datetime(1_700_000_000_000_000_000),
-            "2023-11-14 22:13:20 UTC"
-        );
+        assert_eq!(fmt_datetime(1_700_000_000_000_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(esc("<script>\"&'"), "&lt;script&gt;&quot;&amp;&#39;");
     }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(
-            nice_ticks(0.0, 100.0, 4),
-            vec![0.0, 25.0, 50.0, 75.0, 100.0]
-        );
+        assert_eq!(nice_ticks(0.0, 100.0, 4), vec![0.0, 25.0, 50.0, 75.0, 100.0]);
         assert_eq!(nice_ticks(0.0, 9.0, 4), vec![0.0, 2.5, 5.0, 7.5]);
         assert_eq!(nice_ticks(5.0, 5.0, 4), vec![5.0]);
     }
@@ -462,11 +334,7 @@ mod tests {
         let svg = heatmap(&["<x>".into()], 0, 10, 4, &[(0, 1, 5)]);
         assert!(svg.contains("&lt;x&gt;") && svg.contains("class=\"cell h4\""));
         let svg = line_chart(
-            &[LineSeries {
-                name: "<q>",
-                class: "s0",
-                points: &[(0, 1.0), (10, 2.0)],
-            }],
+            &[LineSeries { name: "<q>", class: "s0", points: &[(0, 1.0), (10, 2.0)] }],
             0,
             10,
             "depth",

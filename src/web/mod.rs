@@ -1,6 +1,7 @@
 //! The UI and JSON API listener: the dashboard pages ([`pages`], drawn with [`charts`]),
 //! the JSON API ([`api`]), static assets, health probes and self-metrics.
 
+pub mod alert_pages;
 pub mod api;
 pub mod charts;
 pub mod pages;
@@ -17,6 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{middleware, Router};
 
+use crate::alerts::Alerts;
 use crate::auth::{self, BearerToken};
 use crate::flows::analysis::DeadLetterPatterns;
 use crate::flows::StitchProgress;
@@ -27,6 +29,18 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub ingest: Arc<Ingest>,
     pub flows: FlowsState,
+    pub alerts: Arc<Alerts>,
+    /// Random per process, embedded in every form and required on every form post, so
+    /// other sites cannot post forms on a user's behalf.
+    pub csrf_token: String,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, ingest: Arc<Ingest>, flows: FlowsState, alerts: Arc<Alerts>) -> Self {
+        let mut token = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut token);
+        AppState { store, ingest, flows, alerts, csrf_token: hex::encode(token) }
+    }
 }
 
 /// What the pages need to know about stitching.
@@ -47,6 +61,7 @@ pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::router())
         .merge(pages::router())
+        .merge(alert_pages::router())
         .layer(middleware::from_fn_with_state(token, auth::require));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -67,18 +82,9 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
         ),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
     response
 }
 
@@ -87,42 +93,26 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let db = state.store.read(|c| Ok(c.execute_batch("SELECT 1")?)).await;
     let writer = state.ingest.writer();
     match db {
-        Ok(()) if writer.queued_rows() < writer.capacity_rows() => {
-            (StatusCode::OK, "ready\n".to_owned())
-        }
-        Ok(()) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "write queue is full\n".to_owned(),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: {e}\n"),
-        ),
+        Ok(()) if writer.queued_rows() < writer.capacity_rows() => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "write queue is full\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        self_metrics::render(&state.ingest),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], self_metrics::render(&state.ingest))
 }
 
 #[derive(rust_embed::Embed)]
 #[folder = "static/"]
 struct Assets;
 
-async fn static_file(
-    axum::extract::Path(file): axum::extract::Path<String>,
-) -> axum::response::Response {
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
     match Assets::get(&file) {
         Some(content) => {
             let mime = mime_guess::from_path(&file).first_or_octet_stream();
             (
-                [
-                    (header::CONTENT_TYPE, mime.as_ref().to_owned()),
-                    (header::CACHE_CONTROL, "max-age=300".to_owned()),
-                ],
+                [(header::CONTENT_TYPE, mime.as_ref().to_owned()), (header::CACHE_CONTROL, "max-age=300".to_owned())],
                 content.data,
             )
                 .into_response()

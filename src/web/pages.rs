@@ -18,6 +18,7 @@ use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, LineS
 use super::AppState;
 use crate::flows::backlog::QueueStatus;
 use crate::flows::queries::{self, FlowDetail, FlowOrder, Range};
+pub use crate::text::urlencode;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -27,7 +28,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/queues", get(queues))
         .route("/retries", get(retries))
         .route("/dead-letters", get(dead_letters))
-        .route("/alerts", get(alerts))
         .route("/search", get(search))
 }
 
@@ -88,24 +88,14 @@ impl PageParams {
         self.refresh.as_deref() == Some("on")
     }
 
-    fn layout(
-        &self,
-        title: impl Into<String>,
-        active: &'static str,
-        path: &str,
-        range: Range,
-    ) -> Layout {
+    pub fn layout(&self, title: impl Into<String>, active: &'static str, path: &str, range: Range) -> Layout {
         let current = self.range.last.clone().unwrap_or_default();
         let custom = self.range.from.is_some() || self.range.to.is_some();
         let ranges = ["15m", "1h", "6h", "24h", "7d"]
             .iter()
             .map(|l| {
                 let on = !custom && (current == *l || (current.is_empty() && *l == "1h"));
-                (
-                    l.to_string(),
-                    format!("{path}?{}", self.query_string(Some(l), self.refresh_on())),
-                    on,
-                )
+                (l.to_string(), format!("{path}?{}", self.query_string(Some(l), self.refresh_on())), on)
             })
             .collect();
         let refresh_href = format!("{path}?{}", self.query_string(None, !self.refresh_on()));
@@ -122,19 +112,6 @@ impl PageParams {
             path: path.to_string(),
         }
     }
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[derive(Template)]
@@ -166,13 +143,11 @@ impl IntoResponse for PageError {
         let (status, heading) = match &self.0 {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "Not possible"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
         };
         let params = PageParams::default();
-        let range = Range {
-            from: now_nanos() - 3_600_000_000_000,
-            to: now_nanos(),
-        };
+        let range = Range { from: now_nanos() - 3_600_000_000_000, to: now_nanos() };
         let page = ErrorPage {
             layout: params.layout(heading, "", "/", range),
             status: status.as_u16(),
@@ -183,13 +158,8 @@ impl IntoResponse for PageError {
     }
 }
 
-fn render<T: Template>(t: &T) -> Html<String> {
-    Html(t.render().unwrap_or_else(|e| {
-        format!(
-            "<!doctype html><p>template error: {}</p>",
-            esc(&e.to_string())
-        )
-    }))
+pub fn render<T: Template>(t: &T) -> Html<String> {
+    Html(t.render().unwrap_or_else(|e| format!("<!doctype html><p>template error: {}</p>", esc(&e.to_string()))))
 }
 
 type PageResult = Result<Html<String>, PageError>;
@@ -248,20 +218,13 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
     if sort == "chain" {
         chains.sort_by(|a, b| a.chain.cmp(&b.chain));
     } else {
-        chains.sort_by(|a, b| {
-            key(b)
-                .partial_cmp(&key(a))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        chains.sort_by(|a, b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal));
     }
     let rq = p.range_query();
     let rows = chains
         .into_iter()
         .map(|c| {
-            let p95s: Vec<f64> = series
-                .get(&c.chain)
-                .map(|s| s.iter().map(|x| x.p95_ms).collect())
-                .unwrap_or_default();
+            let p95s: Vec<f64> = series.get(&c.chain).map(|s| s.iter().map(|x| x.p95_ms).collect()).unwrap_or_default();
             ChainRow {
                 href: format!("/chains/{}?{rq}", urlencode(&c.chain)),
                 sparkline: charts::sparkline(&p95s, &format!("p95 of {} over the range", c.chain)),
@@ -278,27 +241,14 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
             }
         })
         .collect();
-    let sort_links = [
-        "chain", "count", "errors", "p50", "p95", "p99", "queue", "retries", "dead",
-    ]
-    .iter()
-    .map(|k| {
-        (
-            k.to_string(),
-            format!("/?{}{}sort={k}", rq, if rq.is_empty() { "" } else { "&" }),
-        )
-    })
-    .collect();
+    let sort_links = ["chain", "count", "errors", "p50", "p95", "p99", "queue", "retries", "dead"]
+        .iter()
+        .map(|k| (k.to_string(), format!("/?{}{}sort={k}", rq, if rq.is_empty() { "" } else { "&" })))
+        .collect();
     let troubled_queues = queues
         .iter()
         .filter(|q| matches!(q.status, QueueStatus::Growing | QueueStatus::Stalled))
-        .map(|q| {
-            (
-                q.destination.clone(),
-                q.status.as_str().to_string(),
-                fmt_count(q.depth),
-            )
-        })
+        .map(|q| (q.destination.clone(), q.status.as_str().to_string(), fmt_count(q.depth)))
         .collect();
     let page = OverviewPage {
         layout: p.layout("Overview", "overview", "/", range),
@@ -361,16 +311,8 @@ pub fn log_buckets(durations_ms: &[f64]) -> Vec<(String, f64, String)> {
             d.log2().ceil() as usize
         }
     };
-    let max = durations_ms
-        .iter()
-        .map(|d| bucket_of(*d))
-        .max()
-        .unwrap_or(0);
-    let min = durations_ms
-        .iter()
-        .map(|d| bucket_of(*d))
-        .min()
-        .unwrap_or(0);
+    let max = durations_ms.iter().map(|d| bucket_of(*d)).max().unwrap_or(0);
+    let min = durations_ms.iter().map(|d| bucket_of(*d)).min().unwrap_or(0);
     let mut counts = vec![0.0; max + 1];
     for d in durations_ms {
         counts[bucket_of(*d)] += 1.0;
@@ -393,22 +335,12 @@ async fn chain(
     let range = p.range.resolve(now_nanos())?;
     let durations = queries::chain_durations(&state.store, range, chain.clone()).await?;
     if durations.is_empty() {
-        return Err(
-            ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into(),
-        );
+        return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
     }
     let bucket = ((range.to - range.from) / 30).max(1);
-    let series =
-        queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())).await?;
+    let series = queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())).await?;
     let hops = queries::chain_hop_waits(&state.store, range, chain.clone()).await?;
-    let slowest = queries::flows(
-        &state.store,
-        range,
-        Some(chain.clone()),
-        FlowOrder::Slowest,
-        20,
-    )
-    .await?;
+    let slowest = queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20).await?;
 
     let column = |i: usize| {
         let mut v: Vec<f64> = durations.iter().map(|d| d[i]).collect();
@@ -420,41 +352,17 @@ async fn chain(
         ("p50".to_string(), fmt_ms(quantile(&total, 0.5))),
         ("p95".to_string(), fmt_ms(quantile(&total, 0.95))),
         ("p99".to_string(), fmt_ms(quantile(&total, 0.99))),
-        (
-            "max".to_string(),
-            fmt_ms(total.last().copied().unwrap_or(0.0)),
-        ),
+        ("max".to_string(), fmt_ms(total.last().copied().unwrap_or(0.0))),
     ];
     let points = series.get(&chain).cloned().unwrap_or_default();
-    let p50: Vec<(i64, f64)> = points
-        .iter()
-        .map(|x| (x.bucket_start_unix_nano, x.p50_ms))
-        .collect();
-    let p95: Vec<(i64, f64)> = points
-        .iter()
-        .map(|x| (x.bucket_start_unix_nano, x.p95_ms))
-        .collect();
-    let p99: Vec<(i64, f64)> = points
-        .iter()
-        .map(|x| (x.bucket_start_unix_nano, x.p99_ms))
-        .collect();
+    let p50: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p50_ms)).collect();
+    let p95: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p95_ms)).collect();
+    let p99: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p99_ms)).collect();
     let over_time = charts::line_chart(
         &[
-            LineSeries {
-                name: "p50",
-                class: "s0",
-                points: &p50,
-            },
-            LineSeries {
-                name: "p95",
-                class: "s1",
-                points: &p95,
-            },
-            LineSeries {
-                name: "p99",
-                class: "s2",
-                points: &p99,
-            },
+            LineSeries { name: "p50", class: "s0", points: &p50 },
+            LineSeries { name: "p95", class: "s1", points: &p95 },
+            LineSeries { name: "p99", class: "s2", points: &p99 },
         ],
         range.from,
         range.to,
@@ -466,11 +374,7 @@ async fn chain(
     for (label, q) in [("whole flow, p50", 0.5), ("whole flow, p95", 0.95)] {
         rows.push((
             label.to_string(),
-            vec![
-                ("svc", quantile(&service, q)),
-                ("wait", quantile(&queue, q)),
-                ("retry", quantile(&retry, q)),
-            ],
+            vec![("svc", quantile(&service, q)), ("wait", quantile(&queue, q)), ("retry", quantile(&retry, q))],
         ));
     }
     for h in &hops {
@@ -480,33 +384,17 @@ async fn chain(
     }
     let breakdown = charts::stacked_bars(
         &rows,
-        &[
-            ("svc", "service time"),
-            ("wait", "queue wait"),
-            ("retry", "retry delay"),
-        ],
+        &[("svc", "service time"), ("wait", "queue wait"), ("retry", "retry delay")],
         fmt_ms,
     );
     let page = ChainPage {
-        layout: p.layout(
-            chain.clone(),
-            "overview",
-            &format!("/chains/{}", urlencode(&chain)),
-            range,
-        ),
+        layout: p.layout(chain.clone(), "overview", &format!("/chains/{}", urlencode(&chain)), range),
         count: durations.len(),
         percentiles,
-        histogram: charts::histogram(
-            &log_buckets(&total),
-            "end-to-end duration (log scale)",
-            "flows",
-        ),
+        histogram: charts::histogram(&log_buckets(&total), "end-to-end duration (log scale)", "flows"),
         over_time,
         breakdown,
-        slowest: slowest
-            .into_iter()
-            .map(|f| flow_link_row(f, &p.range_query()))
-            .collect(),
+        slowest: slowest.into_iter().map(|f| flow_link_row(f, &p.range_query())).collect(),
         chain,
     };
     Ok(render(&page))
@@ -573,31 +461,16 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
     let spans = &flow.spans;
     let start = flow.start_unix_nano;
     let total = (flow.end_unix_nano - start).max(1) as f64;
-    let index: HashMap<(&str, &str), usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i))
-        .collect();
-    let by_span_id: HashMap<&str, usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id.as_str(), i))
-        .collect();
+    let index: HashMap<(&str, &str), usize> =
+        spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
+    let by_span_id: HashMap<&str, usize> = spans.iter().enumerate().map(|(i, s)| (s.span_id.as_str(), i)).collect();
     let mut parent: Vec<Option<usize>> = spans
         .iter()
-        .map(|s| {
-            s.parent_span_id
-                .as_deref()
-                .and_then(|p| index.get(&(s.trace_id.as_str(), p)).copied())
-        })
+        .map(|s| s.parent_span_id.as_deref().and_then(|p| index.get(&(s.trace_id.as_str(), p)).copied()))
         .collect();
     let mut waits: HashMap<usize, Vec<(usize, &queries::FlowHop)>> = HashMap::new();
     for hop in &flow.hops {
-        let Some(p) = hop
-            .producer_span_id
-            .as_deref()
-            .and_then(|id| by_span_id.get(id).copied())
-        else {
+        let Some(p) = hop.producer_span_id.as_deref().and_then(|id| by_span_id.get(id).copied()) else {
             continue;
         };
         if let Some(first) = hop
@@ -608,11 +481,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
         {
             waits.entry(p).or_default().push((first, hop));
         }
-        for c in hop
-            .consumer_span_ids
-            .iter()
-            .filter_map(|id| by_span_id.get(id.as_str()).copied())
-        {
+        for c in hop.consumer_span_ids.iter().filter_map(|id| by_span_id.get(id.as_str()).copied()) {
             if parent[c].is_none() {
                 parent[c] = Some(p);
             }
@@ -637,12 +506,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
         s.dedup();
         s
     };
-    let service_class = |name: &str| {
-        format!(
-            "svc{}",
-            services.iter().position(|s| *s == name).unwrap_or(0) % 8
-        )
-    };
+    let service_class = |name: &str| format!("svc{}", services.iter().position(|s| *s == name).unwrap_or(0) % 8);
     let mut rows = Vec::with_capacity(spans.len() + flow.hops.len());
     let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|r| (*r, 0)).collect();
     let mut seen = HashSet::new();
@@ -671,10 +535,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
         let mut details: Vec<(String, String)> = vec![
             ("trace id".into(), s.trace_id.clone()),
             ("span id".into(), s.span_id.clone()),
-            (
-                "parent".into(),
-                s.parent_span_id.clone().unwrap_or_else(|| "–".into()),
-            ),
+            ("parent".into(), s.parent_span_id.clone().unwrap_or_else(|| "–".into())),
             ("start".into(), fmt_datetime(s.start_unix_nano)),
             (
                 "status".into(),
@@ -688,10 +549,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
             details.extend(obj.iter().map(|(k, v)| (k.clone(), value_text(v))));
         }
         if let Some(obj) = s.resource_attributes.as_object() {
-            details.extend(
-                obj.iter()
-                    .map(|(k, v)| (format!("resource {k}"), value_text(v))),
-            );
+            details.extend(obj.iter().map(|(k, v)| (format!("resource {k}"), value_text(v))));
         }
         let events = s
             .events
@@ -703,20 +561,12 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
                             .as_i64()
                             .map(|t| fmt_ms((t - s.start_unix_nano) as f64 / 1e6))
                             .unwrap_or_default();
-                        format!(
-                            "+{at} {} {}",
-                            e["name"].as_str().unwrap_or(""),
-                            e["attributes"]
-                        )
+                        format!("+{at} {} {}", e["name"].as_str().unwrap_or(""), e["attributes"])
                     })
                     .collect()
             })
             .unwrap_or_default();
-        let links = s
-            .links
-            .iter()
-            .map(|l| format!("{}/{} {}", l.trace_id, l.span_id, l.attributes))
-            .collect();
+        let links = s.links.iter().map(|l| format!("{}/{} {}", l.trace_id, l.span_id, l.attributes)).collect();
         let dur = (s.end_unix_nano - s.start_unix_nano) as f64;
         let (left, width) = bar_position(s.start_unix_nano - start, dur as i64, total);
         rows.push(TimelineRow {
@@ -749,20 +599,13 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
                 depth: depth + 1,
                 service: String::new(),
                 service_class: String::new(),
-                label: format!(
-                    "queue wait · {}",
-                    hop.destination.clone().unwrap_or_default()
-                ),
+                label: format!("queue wait · {}", hop.destination.clone().unwrap_or_default()),
                 kind: "WAIT".into(),
                 after: pct((left + width).min(92.0)),
                 left: pct(left),
                 width: pct(width),
                 duration: fmt_ms(hop.queue_wait_ms),
-                classes: if hop.dead_letter {
-                    "bar wait dead".into()
-                } else {
-                    "bar wait".into()
-                },
+                classes: if hop.dead_letter { "bar wait dead".into() } else { "bar wait".into() },
                 is_wait: true,
                 marks,
                 details: vec![],
@@ -781,10 +624,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
 /// Left offset and width, in percent of the flow, of a bar starting `offset` ns into it;
 /// at least a sliver wide so instant spans stay visible.
 fn bar_position(offset: i64, length: i64, total: f64) -> (f64, f64) {
-    (
-        offset as f64 / total * 100.0,
-        (length as f64 / total * 100.0).max(0.15),
-    )
+    (offset as f64 / total * 100.0, (length as f64 / total * 100.0).max(0.15))
 }
 
 fn value_text(v: &serde_json::Value) -> String {
@@ -801,10 +641,7 @@ async fn flow(
 ) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!(
-            "a flow id is 32 hex digits; {flow_id:?} is not one"
-        ))
-        .into());
+        return Err(ApiError::BadRequest(format!("a flow id is 32 hex digits; {flow_id:?} is not one")).into());
     }
     let detail = queries::flow(
         &state.store,
@@ -821,12 +658,7 @@ async fn flow(
         .collect();
     let rq = p.range_query();
     let page = FlowPage {
-        layout: p.layout(
-            format!("Flow {}", &detail.flow_id[..8]),
-            "",
-            &format!("/flows/{}", detail.flow_id),
-            range,
-        ),
+        layout: p.layout(format!("Flow {}", &detail.flow_id[..8]), "", &format!("/flows/{}", detail.flow_id), range),
         duration: fmt_ms(detail.duration_ms),
         service_time: fmt_ms(detail.service_ms),
         queue_wait: fmt_ms(detail.queue_wait_ms),
@@ -883,11 +715,7 @@ async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>)
         .iter()
         .map(|q| QueueCard {
             destination: q.destination.clone(),
-            system: if q.system.is_empty() {
-                "–".into()
-            } else {
-                q.system.clone()
-            },
+            system: if q.system.is_empty() { "–".into() } else { q.system.clone() },
             status: q.status.as_str().into(),
             depth: fmt_count(q.depth),
             source: q.depth_source.into(),
@@ -899,11 +727,7 @@ async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>)
             },
             growth: format!("{:+.1} msgs/min", q.growth_per_minute),
             chart: charts::line_chart(
-                &[LineSeries {
-                    name: "depth",
-                    class: "s0",
-                    points: &q.series,
-                }],
+                &[LineSeries { name: "depth", class: "s0", points: &q.series }],
                 range.from,
                 range.to,
                 "messages",
@@ -912,10 +736,7 @@ async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>)
             ),
         })
         .collect();
-    Ok(render(&QueuesPage {
-        layout: p.layout("Queues", "queues", "/queues", range),
-        queues: cards,
-    }))
+    Ok(render(&QueuesPage { layout: p.layout("Queues", "queues", "/queues", range), queues: cards }))
 }
 
 // ---------------------------------------------------------------- retries
@@ -946,23 +767,9 @@ async fn retries(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>
             (col < columns).then_some((r, col, c.count))
         })
         .collect();
-    let total = view
-        .cells
-        .iter()
-        .filter(|c| c.row.starts_with("service:"))
-        .map(|c| c.count)
-        .sum();
-    let bars: Vec<(String, f64, String)> = view
-        .attempts
-        .iter()
-        .map(|(a, n)| {
-            (
-                format!("#{a}"),
-                *n as f64,
-                format!("attempt {a}: {n} retries"),
-            )
-        })
-        .collect();
+    let total = view.cells.iter().filter(|c| c.row.starts_with("service:")).map(|c| c.count).sum();
+    let bars: Vec<(String, f64, String)> =
+        view.attempts.iter().map(|(a, n)| (format!("#{a}"), *n as f64, format!("attempt {a}: {n} retries"))).collect();
     let page = RetriesPage {
         layout: p.layout("Retries", "retries", "/retries", range),
         heatmap: if rows.is_empty() {
@@ -970,11 +777,7 @@ async fn retries(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>
         } else {
             charts::heatmap(&rows, range.from, bucket, columns, &cells)
         },
-        attempts: if bars.is_empty() {
-            String::new()
-        } else {
-            charts::histogram(&bars, "attempt number", "retries")
-        },
+        attempts: if bars.is_empty() { String::new() } else { charts::histogram(&bars, "attempt number", "retries") },
         total,
     };
     Ok(render(&page))
@@ -999,10 +802,7 @@ struct DeadLettersPage {
     rows: Vec<DeadLetterView>,
 }
 
-async fn dead_letters(
-    State(state): State<Arc<AppState>>,
-    Query(p): Query<PageParams>,
-) -> PageResult {
+async fn dead_letters(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let rq = p.range_query();
     let rows = queries::dead_letters(&state.store, range)
@@ -1018,26 +818,10 @@ async fn dead_letters(
             href: format!("/flows/{}?{rq}", d.flow_id),
         })
         .collect();
-    Ok(render(&DeadLettersPage {
-        layout: p.layout("Dead letters", "dead", "/dead-letters", range),
-        rows,
-    }))
+    Ok(render(&DeadLettersPage { layout: p.layout("Dead letters", "dead", "/dead-letters", range), rows }))
 }
 
-// ---------------------------------------------------------------- alerts, search
-
-#[derive(Template)]
-#[template(path = "alerts.html")]
-struct AlertsPage {
-    layout: Layout,
-}
-
-async fn alerts(Query(p): Query<PageParams>) -> PageResult {
-    let range = p.range.resolve(now_nanos())?;
-    Ok(render(&AlertsPage {
-        layout: p.layout("Alerts", "alerts", "/alerts", range),
-    }))
-}
+// ---------------------------------------------------------------- search
 
 #[derive(Template)]
 #[template(path = "search.html")]
@@ -1047,10 +831,7 @@ struct SearchPage {
     hits: Vec<(String, String, String, String)>,
 }
 
-async fn search(
-    State(state): State<Arc<AppState>>,
-    Query(p): Query<PageParams>,
-) -> Result<Response, PageError> {
+async fn search(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> Result<Response, PageError> {
     let range = p.range.resolve(now_nanos())?;
     let q = p.q.clone().unwrap_or_default().trim().to_string();
     if q.is_empty() {
@@ -1067,20 +848,10 @@ async fn search(
     let hits = hits
         .into_iter()
         .map(|h| {
-            (
-                format!("/flows/{}?{rq}", h.flow_id),
-                h.chain,
-                fmt_datetime(h.start_unix_nano),
-                fmt_ms(h.duration_ms),
-            )
+            (format!("/flows/{}?{rq}", h.flow_id), h.chain, fmt_datetime(h.start_unix_nano), fmt_ms(h.duration_ms))
         })
         .collect();
-    Ok(render(&SearchPage {
-        layout: p.layout("Search", "", "/search", range),
-        q,
-        hits,
-    })
-    .into_response())
+    Ok(render(&SearchPage { layout: p.layout("Search", "", "/search", range), q, hits }).into_response())
 }
 
 #[cfg(test)]
@@ -1098,9 +869,6 @@ mod tests {
 
     #[test]
     fn urlencoding() {
-        assert_eq!(
-            urlencode("checkout POST /orders"),
-            "checkout%20POST%20%2Forders"
-        );
+        assert_eq!(urlencode("checkout POST /orders"), "checkout%20POST%20%2Forders");
     }
 }

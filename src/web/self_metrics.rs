@@ -10,70 +10,43 @@ pub fn render(ingest: &Ingest) -> String {
     let mut out = String::with_capacity(4096);
     let stats = ingest.stats();
     let counters: [(&str, &str, fn(&crate::ingest::SignalStats) -> u64); 6] = [
-        (
-            "flowscope_export_requests_total",
-            "OTLP export requests received",
-            |s| s.requests.load(Ordering::Relaxed),
-        ),
-        (
-            "flowscope_malformed_requests_total",
-            "Requests refused as undecodable (400 / INVALID_ARGUMENT)",
-            |s| s.malformed_requests.load(Ordering::Relaxed),
-        ),
-        (
-            "flowscope_refused_requests_total",
-            "Requests refused by a full queue or shutdown (503 / UNAVAILABLE)",
-            |s| s.refused_requests.load(Ordering::Relaxed),
-        ),
-        (
-            "flowscope_received_items_total",
-            "Spans, data points or log records decoded",
-            |s| s.received.load(Ordering::Relaxed),
-        ),
-        (
-            "flowscope_rejected_items_total",
-            "Items refused by validation (partial success)",
-            |s| s.rejected.load(Ordering::Relaxed),
-        ),
-        (
-            "flowscope_committed_items_total",
-            "Items committed to the database",
-            |s| s.committed.load(Ordering::Relaxed),
-        ),
+        ("flowscope_export_requests_total", "OTLP export requests received", |s| s.requests.load(Ordering::Relaxed)),
+        ("flowscope_malformed_requests_total", "Requests refused as undecodable (400 / INVALID_ARGUMENT)", |s| {
+            s.malformed_requests.load(Ordering::Relaxed)
+        }),
+        ("flowscope_refused_requests_total", "Requests refused by a full queue or shutdown (503 / UNAVAILABLE)", |s| {
+            s.refused_requests.load(Ordering::Relaxed)
+        }),
+        ("flowscope_received_items_total", "Spans, data points or log records decoded", |s| {
+            s.received.load(Ordering::Relaxed)
+        }),
+        ("flowscope_rejected_items_total", "Items refused by validation (partial success)", |s| {
+            s.rejected.load(Ordering::Relaxed)
+        }),
+        ("flowscope_committed_items_total", "Items committed to the database", |s| s.committed.load(Ordering::Relaxed)),
     ];
     for (name, help, get) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for signal in Signal::ALL {
-            let _ = writeln!(
-                out,
-                "{name}{{signal=\"{}\"}} {}",
-                signal.name(),
-                get(stats.of(signal))
-            );
+            let _ = writeln!(out, "{name}{{signal=\"{}\"}} {}", signal.name(), get(stats.of(signal)));
         }
     }
     let writer = ingest.writer();
     let commits = writer.stats();
-    let _ = writeln!(out, "# HELP flowscope_write_queue_rows Rows waiting for a commit\n# TYPE flowscope_write_queue_rows gauge");
+    let _ = writeln!(
+        out,
+        "# HELP flowscope_write_queue_rows Rows waiting for a commit\n# TYPE flowscope_write_queue_rows gauge"
+    );
     let _ = writeln!(out, "flowscope_write_queue_rows {}", writer.queued_rows());
     let _ = writeln!(out, "# HELP flowscope_write_queue_capacity_rows Rows the write queue holds before refusing\n# TYPE flowscope_write_queue_capacity_rows gauge");
-    let _ = writeln!(
-        out,
-        "flowscope_write_queue_capacity_rows {}",
-        writer.capacity_rows()
-    );
+    let _ = writeln!(out, "flowscope_write_queue_capacity_rows {}", writer.capacity_rows());
     let _ = writeln!(out, "# HELP flowscope_committed_rows_total Rows committed, all tables\n# TYPE flowscope_committed_rows_total counter");
+    let _ = writeln!(out, "flowscope_committed_rows_total {}", commits.rows.load(Ordering::Relaxed));
     let _ = writeln!(
         out,
-        "flowscope_committed_rows_total {}",
-        commits.rows.load(Ordering::Relaxed)
+        "# HELP flowscope_failed_commits_total Commits that failed\n# TYPE flowscope_failed_commits_total counter"
     );
-    let _ = writeln!(out, "# HELP flowscope_failed_commits_total Commits that failed\n# TYPE flowscope_failed_commits_total counter");
-    let _ = writeln!(
-        out,
-        "flowscope_failed_commits_total {}",
-        commits.failed_commits.load(Ordering::Relaxed)
-    );
+    let _ = writeln!(out, "flowscope_failed_commits_total {}", commits.failed_commits.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP flowscope_commit_duration_seconds Group commit latency\n# TYPE flowscope_commit_duration_seconds histogram");
     for (bound, bucket) in COMMIT_BUCKETS_MS.iter().zip(&commits.commit_micros_buckets) {
         let _ = writeln!(
@@ -84,10 +57,7 @@ pub fn render(ingest: &Ingest) -> String {
         );
     }
     let count = commits.commits.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "flowscope_commit_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-    );
+    let _ = writeln!(out, "flowscope_commit_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(
         out,
         "flowscope_commit_duration_seconds_sum {}",

@@ -31,7 +31,11 @@ impl TestServer {
     /// Starts flowscope on 127.0.0.1 port 0 for every listener, with a short flush interval
     /// so tests do not wait the production 200 ms per request.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    /// Starts on the database in `dir` (a restart, when `dir` came from [`TestServer::stop`]).
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let db = dir.path().join("data/flowscope.duckdb");
         let mut config = Config::with_db(db.clone());
         let any = "127.0.0.1:0".parse().unwrap();
@@ -41,11 +45,7 @@ impl TestServer {
         config.writer.flush_interval = std::time::Duration::from_millis(20);
         tweak(&mut config);
         let running = server::start(config).await.expect("server starts");
-        TestServer {
-            running: Some(running),
-            db,
-            _dir: dir,
-        }
+        TestServer { running: Some(running), db, _dir: dir }
     }
 
     pub fn running(&self) -> &Running {
@@ -66,11 +66,7 @@ impl TestServer {
 
     /// Runs a COUNT(*)-style query against the live store.
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.running()
-            .store
-            .read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
-            .await
-            .unwrap()
+        self.running().store.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).await.unwrap()
     }
 
     /// Shuts down gracefully and returns the database path, now free to open directly.
@@ -89,36 +85,22 @@ pub fn count_in_file(db: &std::path::Path, sql: &str) -> i64 {
 pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.into())),
-        }),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
         ..Default::default()
     }
 }
 
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::IntValue(value)) }), ..Default::default() }
 }
 
 pub fn resource(service: &str) -> Option<Resource> {
-    Some(Resource {
-        attributes: vec![kv("service.name", service)],
-        ..Default::default()
-    })
+    Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() })
 }
 
 /// A minute ago: test data must be recent, or retention (7 days) deletes it on restart.
 pub fn recent_nanos() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     now - 60_000_000_000
 }
 
@@ -132,10 +114,7 @@ pub fn span(seed: u8, index: u8, name: &str) -> Span {
         kind: 2,
         start_time_unix_nano: base + index as u64 * 1_000_000,
         end_time_unix_nano: base + index as u64 * 1_000_000 + 500_000,
-        attributes: vec![
-            kv("http.route", "/orders"),
-            kv_int("http.response.status_code", 200),
-        ],
+        attributes: vec![kv("http.route", "/orders"), kv_int("http.response.status_code", 200)],
         ..Default::default()
     }
 }
@@ -155,10 +134,7 @@ pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: resource(service),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
     }
@@ -181,9 +157,7 @@ pub fn gauge(service: &str, name: &str, values: &[f64]) -> ExportMetricsServiceR
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
                     name: name.into(),
-                    data: Some(Data::Gauge(Gauge {
-                        data_points: points,
-                    })),
+                    data: Some(Data::Gauge(Gauge { data_points: points })),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -199,9 +173,7 @@ pub fn logs(service: &str, bodies: &[&str]) -> ExportLogsServiceRequest {
         .map(|b| LogRecord {
             time_unix_nano: recent_nanos(),
             severity_number: 9,
-            body: Some(AnyValue {
-                value: Some(Value::StringValue((*b).into())),
-            }),
+            body: Some(AnyValue { value: Some(Value::StringValue((*b).into())) }),
             attributes: vec![kv("correlation_id", "corr-1")],
             trace_id: trace_id(9),
             span_id: vec![9; 8],
@@ -211,10 +183,7 @@ pub fn logs(service: &str, bodies: &[&str]) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: resource(service),
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
+            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
             ..Default::default()
         }],
     }
@@ -228,7 +197,5 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 pub fn shared_fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(rel)
 }

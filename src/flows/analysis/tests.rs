@@ -49,11 +49,7 @@ fn with(mut s: SpanFacts, f: impl FnOnce(&mut SpanFacts)) -> SpanFacts {
 }
 
 fn link(trace: &str, span: &str) -> LinkFacts {
-    LinkFacts {
-        trace_id: trace.into(),
-        span_id: span.into(),
-        message_id: None,
-    }
+    LinkFacts { trace_id: trace.into(), span_id: span.into(), message_id: None }
 }
 
 use SpanKind::*;
@@ -61,7 +57,7 @@ use SpanKind::*;
 struct Want {
     chain: &'static str,
     hops: Vec<(&'static str, Option<&'static str>, Vec<&'static str>, i64)>, // destination, producer, consumers, wait ms
-    retries: Vec<(&'static str, i32, i64)>, // span, attempt, delay ms
+    retries: Vec<(&'static str, i32, i64)>,                                  // span, attempt, delay ms
     dead_letters: Vec<(&'static str, Option<&'static str>, Option<&'static str>)>, // destination, source, error
 }
 
@@ -75,10 +71,7 @@ fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
             (
                 h.destination.clone().unwrap_or_default(),
                 h.producer.map(|p| spans[p].span_id.clone()),
-                h.consumers
-                    .iter()
-                    .map(|c| spans[*c].span_id.clone())
-                    .collect(),
+                h.consumers.iter().map(|c| spans[*c].span_id.clone()).collect(),
                 h.queue_wait_ns / MS,
             )
         })
@@ -86,43 +79,17 @@ fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
     let want_hops: Vec<(String, Option<String>, Vec<String>, i64)> = want
         .hops
         .iter()
-        .map(|(d, p, c, w)| {
-            (
-                d.to_string(),
-                p.map(Into::into),
-                c.iter().map(|s| s.to_string()).collect(),
-                *w,
-            )
-        })
+        .map(|(d, p, c, w)| (d.to_string(), p.map(Into::into), c.iter().map(|s| s.to_string()).collect(), *w))
         .collect();
     assert_eq!(hops, want_hops, "{name}: hops");
-    let retries: Vec<(String, i32, i64)> = a
-        .retries
-        .iter()
-        .map(|r| (spans[r.span].span_id.clone(), r.attempt, r.delay_ns / MS))
-        .collect();
-    let want_retries: Vec<(String, i32, i64)> = want
-        .retries
-        .iter()
-        .map(|(s, n, d)| (s.to_string(), *n, *d))
-        .collect();
+    let retries: Vec<(String, i32, i64)> =
+        a.retries.iter().map(|r| (spans[r.span].span_id.clone(), r.attempt, r.delay_ns / MS)).collect();
+    let want_retries: Vec<(String, i32, i64)> = want.retries.iter().map(|(s, n, d)| (s.to_string(), *n, *d)).collect();
     assert_eq!(retries, want_retries, "{name}: retries");
-    let dls: Vec<(String, Option<String>, Option<String>)> = a
-        .dead_letters
-        .iter()
-        .map(|d| {
-            (
-                d.destination.clone(),
-                d.source_destination.clone(),
-                d.error.clone(),
-            )
-        })
-        .collect();
-    let want_dls: Vec<(String, Option<String>, Option<String>)> = want
-        .dead_letters
-        .iter()
-        .map(|(d, s, e)| (d.to_string(), s.map(Into::into), e.map(Into::into)))
-        .collect();
+    let dls: Vec<(String, Option<String>, Option<String>)> =
+        a.dead_letters.iter().map(|d| (d.destination.clone(), d.source_destination.clone(), d.error.clone())).collect();
+    let want_dls: Vec<(String, Option<String>, Option<String>)> =
+        want.dead_letters.iter().map(|(d, s, e)| (d.to_string(), s.map(Into::into), e.map(Into::into))).collect();
     assert_eq!(dls, want_dls, "{name}: dead letters");
     a
 }
@@ -134,37 +101,10 @@ fn hops_for_every_way_context_crosses_a_queue() {
         "link",
         vec![
             sp("A", "root", None, "checkout", "POST /orders", Server, 0, 20),
-            msg(
-                sp(
-                    "A",
-                    "send",
-                    Some("root"),
-                    "checkout",
-                    "orders send",
-                    Producer,
-                    5,
-                    10,
-                ),
-                "send",
-                "orders",
-            ),
-            with(
-                msg(
-                    sp(
-                        "B",
-                        "proc",
-                        None,
-                        "billing",
-                        "orders process",
-                        Consumer,
-                        25,
-                        40,
-                    ),
-                    "process",
-                    "orders",
-                ),
-                |s| s.links = vec![link("A", "send")],
-            ),
+            msg(sp("A", "send", Some("root"), "checkout", "orders send", Producer, 5, 10), "send", "orders"),
+            with(msg(sp("B", "proc", None, "billing", "orders process", Consumer, 25, 40), "process", "orders"), |s| {
+                s.links = vec![link("A", "send")]
+            }),
         ],
         Want {
             chain: "checkout POST /orders",
@@ -178,48 +118,9 @@ fn hops_for_every_way_context_crosses_a_queue() {
         "parent",
         vec![
             sp("A", "root", None, "api", "GET /x", Server, 0, 10),
-            msg(
-                sp(
-                    "A",
-                    "send",
-                    Some("root"),
-                    "api",
-                    "jobs publish",
-                    Producer,
-                    1,
-                    2,
-                ),
-                "send",
-                "jobs",
-            ),
-            msg(
-                sp(
-                    "A",
-                    "recv",
-                    Some("send"),
-                    "worker",
-                    "jobs receive",
-                    Client,
-                    7,
-                    8,
-                ),
-                "receive",
-                "jobs",
-            ),
-            msg(
-                sp(
-                    "A",
-                    "proc",
-                    Some("recv"),
-                    "worker",
-                    "jobs process",
-                    Consumer,
-                    8,
-                    30,
-                ),
-                "process",
-                "jobs",
-            ),
+            msg(sp("A", "send", Some("root"), "api", "jobs publish", Producer, 1, 2), "send", "jobs"),
+            msg(sp("A", "recv", Some("send"), "worker", "jobs receive", Client, 7, 8), "receive", "jobs"),
+            msg(sp("A", "proc", Some("recv"), "worker", "jobs process", Consumer, 8, 30), "process", "jobs"),
         ],
         Want {
             chain: "api GET /x",
@@ -232,22 +133,12 @@ fn hops_for_every_way_context_crosses_a_queue() {
     check(
         "message id",
         vec![
-            with(
-                msg(
-                    sp("A", "send", None, "api", "publish", Producer, 0, 1),
-                    "send",
-                    "q",
-                ),
-                |s| s.message_id = Some("m1".into()),
-            ),
-            with(
-                msg(
-                    sp("B", "proc", None, "worker", "process", Consumer, 4, 6),
-                    "process",
-                    "q",
-                ),
-                |s| s.message_id = Some("m1".into()),
-            ),
+            with(msg(sp("A", "send", None, "api", "publish", Producer, 0, 1), "send", "q"), |s| {
+                s.message_id = Some("m1".into())
+            }),
+            with(msg(sp("B", "proc", None, "worker", "process", Consumer, 4, 6), "process", "q"), |s| {
+                s.message_id = Some("m1".into())
+            }),
         ],
         Want {
             chain: "api publish",
@@ -262,62 +153,24 @@ fn hops_for_every_way_context_crosses_a_queue() {
         vec![
             sp("A", "root", None, "quote-api", "GET /quote", Server, 0, 50),
             with(
-                msg(
-                    sp(
-                        "A",
-                        "req",
-                        Some("root"),
-                        "quote-api",
-                        "send",
-                        Producer,
-                        1,
-                        2,
-                    ),
-                    "send",
-                    "pricing.requests",
-                ),
+                msg(sp("A", "req", Some("root"), "quote-api", "send", Producer, 1, 2), "send", "pricing.requests"),
                 |s| s.correlation_id = Some("c1".into()),
             ),
             with(
-                msg(
-                    sp("B", "rcv", None, "pricing", "receive", Consumer, 3, 20),
-                    "receive",
-                    "pricing.requests",
-                ),
+                msg(sp("B", "rcv", None, "pricing", "receive", Consumer, 3, 20), "receive", "pricing.requests"),
                 |s| s.correlation_id = Some("c1".into()),
             ),
+            with(msg(sp("C", "reply", None, "pricing", "send", Producer, 21, 22), "send", "amq.gen-1"), |s| {
+                s.correlation_id = Some("c1".into())
+            }),
             with(
-                msg(
-                    sp("C", "reply", None, "pricing", "send", Producer, 21, 22),
-                    "send",
-                    "amq.gen-1",
-                ),
-                |s| s.correlation_id = Some("c1".into()),
-            ),
-            with(
-                msg(
-                    sp(
-                        "A",
-                        "rr",
-                        Some("root"),
-                        "quote-api",
-                        "receive",
-                        Consumer,
-                        30,
-                        31,
-                    ),
-                    "receive",
-                    "amq.gen-1",
-                ),
+                msg(sp("A", "rr", Some("root"), "quote-api", "receive", Consumer, 30, 31), "receive", "amq.gen-1"),
                 |s| s.correlation_id = Some("c1".into()),
             ),
         ],
         Want {
             chain: "quote-api GET /quote",
-            hops: vec![
-                ("pricing.requests", Some("req"), vec!["rcv"], 1),
-                ("amq.gen-1", Some("reply"), vec!["rr"], 8),
-            ],
+            hops: vec![("pricing.requests", Some("req"), vec!["rcv"], 1), ("amq.gen-1", Some("reply"), vec!["rr"], 8)],
             retries: vec![],
             dead_letters: vec![],
         },
@@ -326,31 +179,15 @@ fn hops_for_every_way_context_crosses_a_queue() {
     check(
         "batch",
         vec![
-            msg(
-                sp("A", "p1", None, "api", "send", Producer, 0, 1),
-                "send",
-                "events",
-            ),
-            msg(
-                sp("B", "p2", None, "api", "send", Producer, 2, 3),
-                "send",
-                "events",
-            ),
-            with(
-                msg(
-                    sp("C", "batch", None, "sink", "receive", Consumer, 10, 12),
-                    "receive",
-                    "events",
-                ),
-                |s| s.links = vec![link("A", "p1"), link("B", "p2")],
-            ),
+            msg(sp("A", "p1", None, "api", "send", Producer, 0, 1), "send", "events"),
+            msg(sp("B", "p2", None, "api", "send", Producer, 2, 3), "send", "events"),
+            with(msg(sp("C", "batch", None, "sink", "receive", Consumer, 10, 12), "receive", "events"), |s| {
+                s.links = vec![link("A", "p1"), link("B", "p2")]
+            }),
         ],
         Want {
             chain: "api send",
-            hops: vec![
-                ("events", Some("p1"), vec!["batch"], 9),
-                ("events", Some("p2"), vec!["batch"], 7),
-            ],
+            hops: vec![("events", Some("p1"), vec!["batch"], 9), ("events", Some("p2"), vec!["batch"], 7)],
             retries: vec![],
             dead_letters: vec![],
         },
@@ -358,42 +195,16 @@ fn hops_for_every_way_context_crosses_a_queue() {
     // A consumer whose producer is outside the flow.
     check(
         "orphan consumer",
-        vec![msg(
-            sp("A", "c", None, "worker", "process", Consumer, 0, 1),
-            "process",
-            "q",
-        )],
-        Want {
-            chain: "worker process",
-            hops: vec![("q", None, vec!["c"], 0)],
-            retries: vec![],
-            dead_letters: vec![],
-        },
+        vec![msg(sp("A", "c", None, "worker", "process", Consumer, 0, 1), "process", "q")],
+        Want { chain: "worker process", hops: vec![("q", None, vec!["c"], 0)], retries: vec![], dead_letters: vec![] },
     );
 }
 
 #[test]
 fn clock_skew_clamps_queue_wait_and_is_flagged() {
     let spans = vec![
-        msg(
-            sp("A", "send", None, "api", "send", Producer, 0, 10),
-            "send",
-            "q",
-        ),
-        msg(
-            sp(
-                "A",
-                "proc",
-                Some("send"),
-                "worker",
-                "process",
-                Consumer,
-                8,
-                12,
-            ),
-            "process",
-            "q",
-        ),
+        msg(sp("A", "send", None, "api", "send", Producer, 0, 10), "send", "q"),
+        msg(sp("A", "proc", Some("send"), "worker", "process", Consumer, 8, 12), "process", "q"),
     ];
     let a = analyze(&spans, &DeadLetterPatterns::default());
     assert_eq!(a.hops[0].queue_wait_ns, 0);
@@ -403,27 +214,16 @@ fn clock_skew_clamps_queue_wait_and_is_flagged() {
 #[test]
 fn retries_redelivery_counters_and_http_resends() {
     let redelivered = |id: &str, start, end, error| {
-        with(
-            msg(
-                sp("B", id, None, "worker", "process", Consumer, start, end),
-                "process",
-                "orders",
-            ),
-            |s| {
-                s.links = vec![link("A", "send")];
-                s.error = error;
-                s.status_message = error.then(|| "boom".to_string());
-            },
-        )
+        with(msg(sp("B", id, None, "worker", "process", Consumer, start, end), "process", "orders"), |s| {
+            s.links = vec![link("A", "send")];
+            s.error = error;
+            s.status_message = error.then(|| "boom".to_string());
+        })
     };
     let a = check(
         "redelivery",
         vec![
-            msg(
-                sp("A", "send", None, "api", "send", Producer, 0, 1),
-                "send",
-                "orders",
-            ),
+            msg(sp("A", "send", None, "api", "send", Producer, 0, 1), "send", "orders"),
             redelivered("d1", 2, 3, true),
             redelivered("d2", 10, 11, true),
             redelivered("d3", 30, 31, false),
@@ -443,10 +243,7 @@ fn retries_redelivery_counters_and_http_resends() {
         "celery counter",
         vec![
             sp("A", "t1", None, "worker", "run/charge", Consumer, 0, 2),
-            with(
-                sp("B", "t2", None, "worker", "run/charge", Consumer, 5, 6),
-                |s| s.attempt = Some(2),
-            ),
+            with(sp("B", "t2", None, "worker", "run/charge", Consumer, 5, 6), |s| s.attempt = Some(2)),
         ],
         Want {
             chain: "worker run/charge",
@@ -460,38 +257,12 @@ fn retries_redelivery_counters_and_http_resends() {
         "http retry after error",
         vec![
             sp("A", "root", None, "checkout", "POST /pay", Server, 0, 100),
-            with(
-                sp("A", "c1", Some("root"), "checkout", "POST", Client, 1, 11),
-                |s| s.error = true,
-            ),
+            with(sp("A", "c1", Some("root"), "checkout", "POST", Client, 1, 11), |s| s.error = true),
             sp("A", "c2", Some("root"), "checkout", "POST", Client, 20, 30),
-            sp(
-                "A",
-                "other",
-                Some("root"),
-                "checkout",
-                "GET",
-                Client,
-                40,
-                41,
-            ),
-            sp(
-                "A",
-                "again",
-                Some("root"),
-                "checkout",
-                "GET",
-                Client,
-                50,
-                51,
-            ),
+            sp("A", "other", Some("root"), "checkout", "GET", Client, 40, 41),
+            sp("A", "again", Some("root"), "checkout", "GET", Client, 50, 51),
         ],
-        Want {
-            chain: "checkout POST /pay",
-            hops: vec![],
-            retries: vec![("c2", 2, 9)],
-            dead_letters: vec![],
-        },
+        Want { chain: "checkout POST /pay", hops: vec![], retries: vec![("c2", 2, 9)], dead_letters: vec![] },
     );
 }
 
@@ -500,52 +271,27 @@ fn dead_letters_by_destination_and_by_evidence() {
     check(
         "poison message to a DLT",
         vec![
-            msg(
-                sp("A", "send", None, "api", "send", Producer, 0, 1),
-                "send",
-                "orders",
-            ),
-            with(
-                msg(
-                    sp("B", "proc", None, "billing", "process", Consumer, 2, 5),
-                    "process",
-                    "orders",
-                ),
-                |s| {
-                    s.links = vec![link("A", "send")];
-                    s.error = true;
-                    s.status_message = Some("invalid amount".into());
-                },
-            ),
-            msg(
-                sp("B", "dlq", Some("proc"), "billing", "send", Producer, 4, 5),
-                "send",
-                "orders.DLT",
-            ),
+            msg(sp("A", "send", None, "api", "send", Producer, 0, 1), "send", "orders"),
+            with(msg(sp("B", "proc", None, "billing", "process", Consumer, 2, 5), "process", "orders"), |s| {
+                s.links = vec![link("A", "send")];
+                s.error = true;
+                s.status_message = Some("invalid amount".into());
+            }),
+            msg(sp("B", "dlq", Some("proc"), "billing", "send", Producer, 4, 5), "send", "orders.DLT"),
         ],
         Want {
             chain: "api send",
-            hops: vec![
-                ("orders", Some("send"), vec!["proc"], 1),
-                ("orders.DLT", Some("dlq"), vec![], 0),
-            ],
+            hops: vec![("orders", Some("send"), vec!["proc"], 1), ("orders.DLT", Some("dlq"), vec![], 0)],
             retries: vec![],
             dead_letters: vec![("orders.DLT", Some("orders"), Some("invalid amount"))],
         },
     );
     check(
         "servicebus disposition",
-        vec![with(
-            msg(
-                sp("A", "settle", None, "worker", "settle", Client, 0, 1),
-                "settle",
-                "payments",
-            ),
-            |s| {
-                s.dead_letter_evidence = true;
-                s.status_message = Some("max deliveries".into());
-            },
-        )],
+        vec![with(msg(sp("A", "settle", None, "worker", "settle", Client, 0, 1), "settle", "payments"), |s| {
+            s.dead_letter_evidence = true;
+            s.status_message = Some("max deliveries".into());
+        })],
         Want {
             chain: "worker settle",
             hops: vec![],
@@ -562,27 +308,14 @@ fn critical_path_follows_the_last_finishing_branch() {
         sp("A", "a", Some("root"), "api", "db", Client, 0, 30),
         sp("A", "b", Some("root"), "api", "cache", Client, 5, 10),
         sp("A", "c", Some("root"), "api", "rpc", Client, 40, 90),
-        msg(
-            sp("A", "send", Some("c"), "api", "send", Producer, 50, 60),
-            "send",
-            "q",
-        ),
-        with(
-            msg(
-                sp("B", "late", None, "worker", "process", Consumer, 200, 300),
-                "process",
-                "q",
-            ),
-            |s| s.links = vec![link("A", "send")],
-        ),
+        msg(sp("A", "send", Some("c"), "api", "send", Producer, 50, 60), "send", "q"),
+        with(msg(sp("B", "late", None, "worker", "process", Consumer, 200, 300), "process", "q"), |s| {
+            s.links = vec![link("A", "send")]
+        }),
     ];
     let a = analyze(&spans, &DeadLetterPatterns::default());
-    let critical: Vec<&str> = spans
-        .iter()
-        .zip(&a.critical)
-        .filter(|(_, c)| **c)
-        .map(|(s, _)| s.span_id.as_str())
-        .collect();
+    let critical: Vec<&str> =
+        spans.iter().zip(&a.critical).filter(|(_, c)| **c).map(|(s, _)| s.span_id.as_str()).collect();
     assert_eq!(critical, vec!["root", "a", "c", "send", "late"]);
     assert_eq!(a.end - a.start, 300 * MS);
     assert_eq!(a.path, vec!["api", "q", "worker"]);
@@ -605,10 +338,7 @@ fn root_is_the_earliest_parentless_span() {
             ],
             "early GET /a",
         ),
-        (
-            vec![sp("A", "x", Some("gone"), "svc", "inner", Internal, 3, 4)],
-            "svc inner",
-        ),
+        (vec![sp("A", "x", Some("gone"), "svc", "inner", Internal, 3, 4)], "svc inner"),
     ];
     for (spans, want) in table {
         assert_eq!(analyze(&spans, &DeadLetterPatterns::default()).chain, want);

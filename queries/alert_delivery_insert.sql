@@ -1,0 +1,1 @@
+INSERT INTO alert_deliveries (time_unix_nano, receiver, fingerprint, status, attempts, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?);

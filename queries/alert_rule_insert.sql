@@ -1,0 +1,1 @@
+INSERT INTO alert_rules (id, rule, created_unix_nano, updated_unix_nano) VALUES (?, ?, ?, ?);

@@ -1,0 +1,309 @@
+//! Alerts on what fails silently in asynchronous systems: queue depth, backlog growth,
+//! stalled consumers, dead letters, chain latency budgets.
+//!
+//! - [`rules`]: the rule shape (API JSON and TOML alike) and its validation;
+//! - [`evaluate`]: what each rule kind observes, per queue or chain;
+//! - [`state`]: instances and the pending -> firing -> resolved state machine;
+//! - [`notify`]: Alertmanager-format webhooks with retries;
+//! - [`store`]: rules, instance state, history and deliveries in DuckDB.
+//!
+//! [`Alerts`] ties them together: rule CRUD for the API and pages, and the evaluator loop.
+
+pub mod evaluate;
+pub mod notify;
+pub mod rules;
+pub mod state;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::RngCore;
+use tokio::sync::watch;
+
+use crate::flows::queries::{self, Range};
+use crate::store::{Store, StoreError};
+use crate::text::now_nanos;
+use evaluate::Observation;
+use notify::{Notification, Notifier, RetryPolicy, WebhookConfig};
+use rules::{compile, Condition, Rule, RuleError, RuleSpec};
+use state::{Instance, Phase, Transition};
+
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    pub eval_interval: Duration,
+    pub webhooks: Vec<WebhookConfig>,
+    /// Base of `generatorURL` and `externalURL` in notifications.
+    pub external_url: String,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("invalid rule: {0}")]
+    Invalid(#[from] RuleError),
+    #[error("no alert rule with id {0:?}")]
+    NotFound(String),
+    #[error("rule {0:?} comes from the rules file; change it there")]
+    FileManaged(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Queue views are shared between rules with the same window within one evaluation.
+type QueueCache = HashMap<i64, Vec<queries::QueueView>>;
+
+pub struct Alerts {
+    store: Arc<Store>,
+    config: AlertConfig,
+    file_rules: Vec<Rule>,
+    rules: Mutex<Vec<Rule>>,
+    instances: Mutex<BTreeMap<String, Instance>>,
+    notifier: Notifier,
+    evaluations: AtomicU64,
+}
+
+impl Alerts {
+    /// Loads stored rules and instance state, and starts the notifier.
+    pub async fn start(
+        store: Arc<Store>,
+        file_rules: Vec<Rule>,
+        config: AlertConfig,
+    ) -> Result<Arc<Alerts>, AlertError> {
+        let mut rules = Vec::new();
+        for (id, spec) in store::load_rules(&store).await? {
+            match compile(&spec) {
+                Ok(condition) => rules.push(Rule { id, spec, condition, file_managed: false }),
+                Err(e) => tracing::warn!(rule = %id, error = %e, "skipping an invalid stored alert rule"),
+            }
+        }
+        let instances = store::load_instances(&store).await?.into_iter().map(|i| (i.fingerprint.clone(), i)).collect();
+        let notifier = Notifier::start(
+            config.webhooks.clone(),
+            config.external_url.clone(),
+            Arc::clone(&store),
+            config.retry.clone(),
+        );
+        Ok(Arc::new(Alerts {
+            store,
+            config,
+            file_rules,
+            rules: Mutex::new(rules),
+            instances: Mutex::new(instances),
+            notifier,
+            evaluations: AtomicU64::new(0),
+        }))
+    }
+
+    /// Every rule, file-managed first.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.file_rules.iter().cloned().chain(self.rules.lock().iter().cloned()).collect()
+    }
+
+    pub fn rule(&self, id: &str) -> Option<Rule> {
+        self.rules().into_iter().find(|r| r.id == id)
+    }
+
+    pub fn instances(&self) -> Vec<Instance> {
+        self.instances.lock().values().cloned().collect()
+    }
+
+    /// Completed evaluations since start.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Relaxed)
+    }
+
+    pub fn webhooks(&self) -> &[WebhookConfig] {
+        &self.config.webhooks
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub async fn create_rule(&self, spec: RuleSpec) -> Result<Rule, AlertError> {
+        let condition = compile(&spec)?;
+        let mut id = [0u8; 8];
+        rand::rng().fill_bytes(&mut id);
+        let rule = Rule { id: hex::encode(id), spec, condition, file_managed: false };
+        store::insert_rule(&self.store, rule.id.clone(), &rule.spec).await?;
+        self.rules.lock().push(rule.clone());
+        Ok(rule)
+    }
+
+    pub async fn update_rule(&self, id: &str, spec: RuleSpec) -> Result<Rule, AlertError> {
+        self.editable(id)?;
+        let condition = compile(&spec)?;
+        store::update_rule(&self.store, id.to_string(), &spec).await?;
+        let rule = Rule { id: id.to_string(), spec, condition, file_managed: false };
+        let mut rules = self.rules.lock();
+        if let Some(r) = rules.iter_mut().find(|r| r.id == id) {
+            *r = rule.clone();
+        }
+        Ok(rule)
+    }
+
+    pub async fn delete_rule(&self, id: &str) -> Result<(), AlertError> {
+        self.editable(id)?;
+        store::delete_rule(&self.store, id.to_string()).await?;
+        self.rules.lock().retain(|r| r.id != id);
+        Ok(())
+    }
+
+    fn editable(&self, id: &str) -> Result<(), AlertError> {
+        if self.file_rules.iter().any(|r| r.id == id) {
+            return Err(AlertError::FileManaged(id.to_string()));
+        }
+        if !self.rules.lock().iter().any(|r| r.id == id) {
+            return Err(AlertError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn queues_for(
+        &self,
+        cache: &mut QueueCache,
+        window: Duration,
+        now: i64,
+    ) -> Result<Vec<queries::QueueView>, StoreError> {
+        let ns = window.as_nanos().min(i64::MAX as u128) as i64;
+        if let Some(q) = cache.get(&ns) {
+            return Ok(q.clone());
+        }
+        let q = queries::queues(&self.store, Range { from: now - ns, to: now }).await?;
+        cache.insert(ns, q.clone());
+        Ok(q)
+    }
+
+    async fn observe(&self, rule: &Rule, now: i64, cache: &mut QueueCache) -> Result<Vec<Observation>, StoreError> {
+        let spec = &rule.spec;
+        let system = spec.system.as_deref();
+        Ok(match &rule.condition {
+            Condition::QueueDepth { .. } => {
+                let queues = self.queues_for(cache, Duration::from_secs(600), now).await?;
+                evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
+            }
+            Condition::BacklogGrowth { window, .. } => {
+                let queues = self.queues_for(cache, *window, now).await?;
+                evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
+            }
+            Condition::ConsumerStalled { window } => {
+                // Rates are judged on the last sixth of the range: make that the window.
+                let queues = self.queues_for(cache, *window * 6, now).await?;
+                evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
+            }
+            Condition::DeadLetters { min_count, window } => {
+                let from = now - window.as_nanos() as i64;
+                let dead = queries::dead_letters(&self.store, Range { from, to: now + 1 }).await?;
+                evaluate::observe_dead_letters(*min_count, &spec.scope, &dead)
+            }
+            Condition::ChainLatency { quantile, budget_ms, window } => {
+                let from = now - window.as_nanos() as i64;
+                let chains = queries::chain_quantiles(&self.store, Range { from, to: now + 1 }, *quantile).await?;
+                evaluate::observe_chains(*quantile, *budget_ms, &spec.scope, &chains)
+            }
+        })
+    }
+
+    /// The instance a breaching observation makes, labelled like Alertmanager alerts.
+    fn instance_of(rule: &Rule, obs: &Observation) -> Instance {
+        let mut labels = rule.spec.labels.clone();
+        labels.insert("alertname".into(), rule.spec.name.clone());
+        labels.insert("severity".into(), rule.spec.severity.clone());
+        labels.insert("kind".into(), rule.spec.kind.clone());
+        labels.extend(obs.labels.clone());
+        let subject = obs.labels.get("destination").or_else(|| obs.labels.get("chain")).cloned().unwrap_or_default();
+        let fill = |text: &str| {
+            text.replace("{{ value }}", &format!("{}", obs.value))
+                .replace("{{value}}", &format!("{}", obs.value))
+                .replace("{{ $value }}", &format!("{}", obs.value))
+                .replace("{{ subject }}", &subject)
+        };
+        let mut annotations: BTreeMap<String, String> =
+            rule.spec.annotations.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
+        annotations.entry("summary".into()).or_insert_with(|| format!("{}: {subject}", rule.spec.name));
+        annotations.entry("description".into()).or_insert_with(|| obs.description.clone());
+        Instance {
+            fingerprint: state::fingerprint(&labels),
+            rule_id: rule.id.clone(),
+            labels,
+            annotations,
+            phase: Phase::Pending,
+            value: obs.value,
+            active_since_unix_nano: 0,
+            firing_since_unix_nano: None,
+            page: obs.page.clone(),
+        }
+    }
+
+    /// One evaluation of every enabled rule: observe, step each instance, persist, and
+    /// enqueue notifications for firing and resolved transitions.
+    pub async fn evaluate_once(&self) -> Result<(), StoreError> {
+        let now = now_nanos();
+        let rules: Vec<Rule> = self.rules().into_iter().filter(|r| r.spec.enabled).collect();
+        let mut fresh: BTreeMap<String, (Instance, i64)> = BTreeMap::new();
+        let mut cache = QueueCache::new();
+        for rule in &rules {
+            let for_ns = (rule.spec.for_seconds * 1e9) as i64;
+            for obs in self.observe(rule, now, &mut cache).await?.iter().filter(|o| o.breached) {
+                let i = Self::instance_of(rule, obs);
+                fresh.insert(i.fingerprint.clone(), (i, for_ns));
+            }
+        }
+        let names: HashMap<String, String> = self.rules().into_iter().map(|r| (r.id, r.spec.name)).collect();
+        let (next, transitions) = {
+            let previous = self.instances.lock().clone();
+            let mut next = BTreeMap::new();
+            let mut transitions = Vec::new();
+            let mut keys: Vec<&String> = previous.keys().chain(fresh.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for fp in keys {
+                let prev = previous.get(fp);
+                let (new, for_ns) = match fresh.get(fp) {
+                    Some((i, f)) => (Some(i.clone()), *f),
+                    None => (None, 0),
+                };
+                let (state, transition) = state::step(prev, new, now, for_ns);
+                if let Some(t) = transition {
+                    let subject = state.clone().or_else(|| prev.cloned()).expect("a transition has an instance");
+                    let rule_name = names
+                        .get(&subject.rule_id)
+                        .cloned()
+                        .unwrap_or_else(|| subject.labels.get("alertname").cloned().unwrap_or_default());
+                    transitions.push((t, subject, rule_name));
+                }
+                if let Some(s) = state {
+                    next.insert(fp.clone(), s);
+                }
+            }
+            (next, transitions)
+        };
+        store::save_evaluation(&self.store, next.values().cloned().collect(), transitions.clone()).await?;
+        *self.instances.lock() = next;
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
+        for (t, instance, _) in transitions {
+            if t.notifies() {
+                let resolved_at = (t == Transition::Resolved).then_some(now);
+                self.notifier.send(Notification { resolved_at, instance });
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates every `eval_interval` until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.evaluate_once().await {
+                tracing::warn!(error = %e, "alert evaluation failed; will retry");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.eval_interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

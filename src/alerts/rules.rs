@@ -1,0 +1,334 @@
+//! Alert rules: the shape users write (JSON in the API, `[[rules]]` in TOML), and their
+//! validation into a typed [`Condition`]. Errors name the field at fault.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A rule as written by a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub name: String,
+    pub kind: String,
+    /// Destination (queue/topic) or chain glob; `*` matches anything.
+    #[serde(default = "any_scope")]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub for_seconds: f64,
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn any_scope() -> String {
+    "*".into()
+}
+fn default_severity() -> String {
+    "warning".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// Every rule kind with the parameters it takes.
+pub const KINDS: &[(&str, &[&str])] = &[
+    ("queue_depth", &["threshold"]),
+    ("backlog_growth", &["window_seconds", "min_slope_per_minute", "max_drain_seconds"]),
+    ("consumer_stalled", &["seconds"]),
+    ("dead_letters", &["min_count", "window_seconds"]),
+    ("chain_latency", &["quantile", "budget_ms", "window_seconds"]),
+];
+
+/// The parameters a kind takes (none for an unknown kind).
+pub fn params_of(kind: &str) -> &'static [&'static str] {
+    KINDS.iter().find(|(k, _)| *k == kind).map_or(&[], |(_, p)| p)
+}
+pub const SEVERITIES: &[&str] = &["critical", "warning", "info"];
+
+/// What a rule watches, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Queue depth above `threshold`.
+    QueueDepth { threshold: f64 },
+    /// Depth slope over `window` above `min_slope_per_minute`, or the drain time above
+    /// `max_drain_seconds` (or not draining at all) while messages wait.
+    BacklogGrowth { window: Duration, min_slope_per_minute: Option<f64>, max_drain_seconds: Option<f64> },
+    /// Messages waiting and none consumed for `window`.
+    ConsumerStalled { window: Duration },
+    /// At least `min_count` dead letters into a matching destination within `window`.
+    DeadLetters { min_count: f64, window: Duration },
+    /// The chain's `quantile` of end-to-end duration over `window` above `budget_ms`.
+    ChainLatency { quantile: f64, budget_ms: f64, window: Duration },
+}
+
+impl Condition {
+    /// Whether the scope glob matches chains (else destinations).
+    pub fn scopes_chains(&self) -> bool {
+        matches!(self, Condition::ChainLatency { .. })
+    }
+}
+
+/// A rule that failed validation: which field, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RuleError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> RuleError {
+    RuleError { field: field.into(), message: message.into() }
+}
+
+/// Reads `params`, insisting on the names a kind takes.
+struct Params<'a> {
+    params: &'a BTreeMap<String, f64>,
+    allowed: &'static [&'static str],
+}
+
+impl Params<'_> {
+    fn optional(&self, name: &str, check: fn(f64) -> bool, what: &str) -> Result<Option<f64>, RuleError> {
+        match self.params.get(name) {
+            None => Ok(None),
+            Some(v) if v.is_finite() && check(*v) => Ok(Some(*v)),
+            Some(v) => Err(err(&format!("params.{name}"), format!("must be {what}, got {v}"))),
+        }
+    }
+
+    fn required(&self, name: &str, check: fn(f64) -> bool, what: &str) -> Result<f64, RuleError> {
+        self.optional(name, check, what)?.ok_or_else(|| err(&format!("params.{name}"), format!("is required ({what})")))
+    }
+
+    fn no_unknown(&self) -> Result<(), RuleError> {
+        match self.params.keys().find(|k| !self.allowed.contains(&k.as_str())) {
+            Some(k) => Err(err(
+                &format!("params.{k}"),
+                format!("is not a parameter of this kind; use {}", self.allowed.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn positive(v: f64) -> bool {
+    v > 0.0
+}
+fn non_negative(v: f64) -> bool {
+    v >= 0.0
+}
+fn fraction(v: f64) -> bool {
+    v > 0.0 && v < 1.0
+}
+
+fn seconds(v: f64) -> Duration {
+    Duration::from_secs_f64(v)
+}
+
+/// Validates a rule and returns what it watches.
+pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
+    if spec.name.trim().is_empty() {
+        return Err(err("name", "is required"));
+    }
+    if spec.name.len() > 200 {
+        return Err(err("name", "must be at most 200 characters"));
+    }
+    if spec.scope.trim().is_empty() {
+        return Err(err("scope", "is required: a destination or chain glob such as orders.* or *"));
+    }
+    if !spec.for_seconds.is_finite() || spec.for_seconds < 0.0 {
+        return Err(err("for_seconds", format!("must be zero or more, got {}", spec.for_seconds)));
+    }
+    if !SEVERITIES.contains(&spec.severity.as_str()) {
+        return Err(err("severity", format!("must be one of {}, got {:?}", SEVERITIES.join(", "), spec.severity)));
+    }
+    for key in spec.labels.keys() {
+        let valid = !key.is_empty()
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !key.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(err(&format!("labels.{key}"), "label names are letters, digits and underscores"));
+        }
+    }
+    let p = Params { params: &spec.params, allowed: params_of(&spec.kind) };
+    let condition = match spec.kind.as_str() {
+        "queue_depth" => {
+            p.no_unknown()?;
+            Condition::QueueDepth {
+                threshold: p.required("threshold", non_negative, "a message count of zero or more")?,
+            }
+        }
+        "backlog_growth" => {
+            p.no_unknown()?;
+            let window = p.required("window_seconds", positive, "seconds above zero")?;
+            let min_slope_per_minute =
+                p.optional("min_slope_per_minute", positive, "messages per minute above zero")?;
+            let max_drain_seconds = p.optional("max_drain_seconds", positive, "seconds above zero")?;
+            if min_slope_per_minute.is_none() && max_drain_seconds.is_none() {
+                return Err(err(
+                    "params.min_slope_per_minute",
+                    "one of min_slope_per_minute or max_drain_seconds is required",
+                ));
+            }
+            Condition::BacklogGrowth { window: seconds(window), min_slope_per_minute, max_drain_seconds }
+        }
+        "consumer_stalled" => {
+            p.no_unknown()?;
+            Condition::ConsumerStalled { window: seconds(p.required("seconds", positive, "seconds above zero")?) }
+        }
+        "dead_letters" => {
+            p.no_unknown()?;
+            Condition::DeadLetters {
+                min_count: p.optional("min_count", positive, "a count above zero")?.unwrap_or(1.0),
+                window: seconds(p.optional("window_seconds", positive, "seconds above zero")?.unwrap_or(300.0)),
+            }
+        }
+        "chain_latency" => {
+            p.no_unknown()?;
+            Condition::ChainLatency {
+                quantile: p.optional("quantile", fraction, "a fraction between 0 and 1, such as 0.99")?.unwrap_or(0.99),
+                budget_ms: p.required("budget_ms", positive, "milliseconds above zero")?,
+                window: seconds(p.optional("window_seconds", positive, "seconds above zero")?.unwrap_or(300.0)),
+            }
+        }
+        other => {
+            let kinds: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+            return Err(err("kind", format!("unknown kind {other:?}; use one of {}", kinds.join(", "))));
+        }
+    };
+    Ok(condition)
+}
+
+/// A validated rule with its id. Rules from the rules file are read-only in the UI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    pub spec: RuleSpec,
+    pub condition: Condition,
+    pub file_managed: bool,
+}
+
+/// The rules file: `[[rules]]` tables in the same shape as the API's JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rules: Vec<toml::Spanned<toml::Value>>,
+}
+
+/// Parses and validates a rules file; errors name the line and the field at fault.
+pub fn parse_rules_file(text: &str) -> Result<Vec<Rule>, String> {
+    let file: RulesFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let mut rules = Vec::new();
+    for (i, spanned) in file.rules.into_iter().enumerate() {
+        let line = line_of(spanned.span().start);
+        let spec: RuleSpec = spanned
+            .into_inner()
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("rule {} (line {line}): {}", i + 1, e.message()))?;
+        let condition = compile(&spec).map_err(|e| format!("rule {} {:?} (line {line}): {e}", i + 1, spec.name))?;
+        let slug: String =
+            spec.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        rules.push(Rule { id: format!("file-{}-{slug}", i + 1), spec, condition, file_managed: true });
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: &str, params: &[(&str, f64)]) -> RuleSpec {
+        RuleSpec {
+            name: "r".into(),
+            kind: kind.into(),
+            scope: "*".into(),
+            system: None,
+            params: params.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            for_seconds: 0.0,
+            severity: "warning".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn valid_rules_compile() {
+        let table = vec![
+            (spec("queue_depth", &[("threshold", 100.0)]), Condition::QueueDepth { threshold: 100.0 }),
+            (
+                spec("backlog_growth", &[("window_seconds", 120.0), ("min_slope_per_minute", 5.0)]),
+                Condition::BacklogGrowth {
+                    window: Duration::from_secs(120),
+                    min_slope_per_minute: Some(5.0),
+                    max_drain_seconds: None,
+                },
+            ),
+            (
+                spec("consumer_stalled", &[("seconds", 60.0)]),
+                Condition::ConsumerStalled { window: Duration::from_secs(60) },
+            ),
+            (spec("dead_letters", &[]), Condition::DeadLetters { min_count: 1.0, window: Duration::from_secs(300) }),
+            (
+                spec("chain_latency", &[("budget_ms", 250.0)]),
+                Condition::ChainLatency { quantile: 0.99, budget_ms: 250.0, window: Duration::from_secs(300) },
+            ),
+        ];
+        for (s, want) in table {
+            assert_eq!(compile(&s).unwrap(), want, "{}", s.kind);
+        }
+    }
+
+    #[test]
+    fn invalid_rules_name_the_field() {
+        let mut bad_severity = spec("queue_depth", &[("threshold", 1.0)]);
+        bad_severity.severity = "page-me".into();
+        let mut no_name = spec("queue_depth", &[("threshold", 1.0)]);
+        no_name.name = " ".into();
+        let mut bad_for = spec("queue_depth", &[("threshold", 1.0)]);
+        bad_for.for_seconds = -1.0;
+        let mut bad_label = spec("queue_depth", &[("threshold", 1.0)]);
+        bad_label.labels.insert("team-name".into(), "x".into());
+        let table = vec![
+            (spec("queue_size", &[]), "kind"),
+            (spec("queue_depth", &[]), "params.threshold"),
+            (spec("queue_depth", &[("threshold", -1.0)]), "params.threshold"),
+            (spec("queue_depth", &[("threshold", 1.0), ("treshold", 2.0)]), "params.treshold"),
+            (spec("backlog_growth", &[("window_seconds", 60.0)]), "params.min_slope_per_minute"),
+            (spec("chain_latency", &[("budget_ms", 10.0), ("quantile", 99.0)]), "params.quantile"),
+            (bad_severity, "severity"),
+            (no_name, "name"),
+            (bad_for, "for_seconds"),
+            (bad_label, "labels.team-name"),
+        ];
+        for (s, field) in table {
+            assert_eq!(compile(&s).unwrap_err().field, field, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn rules_file_errors_point_at_the_line() {
+        let ok = "[[rules]]\nname = \"orders DLQ\"\nkind = \"dead_letters\"\nscope = \"orders.*\"\nparams = { min_count = 1, window_seconds = 60 }\n";
+        let rules = parse_rules_file(ok).unwrap();
+        assert_eq!(rules[0].id, "file-1-orders-dlq");
+        assert!(rules[0].file_managed);
+        let bad = format!("{ok}\n[[rules]]\nname = \"deep\"\nkind = \"queue_depth\"\nparams = {{ threshold = -5 }}\n");
+        let e = parse_rules_file(&bad).unwrap_err();
+        assert!(e.contains("rule 2") && e.contains("line 7") && e.contains("params.threshold"), "{e}");
+        let typo = "[[rules]]\nname = \"x\"\nkind = \"queue_depth\"\nthreshhold = 3\n";
+        let e = parse_rules_file(typo).unwrap_err();
+        assert!(e.contains("threshhold") && e.contains("line 1"), "{e}");
+    }
+}
