@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// How often alert rules are evaluated [default: 15s]
     #[arg(long, env = "FLOWSCOPE_ALERT_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub alert_interval: Option<Duration>,
+    /// DuckDB setting KEY=VALUE, e.g. checkpoint_threshold=1GB or memory_limit=2GB (repeatable)
+    #[arg(long = "duckdb-setting", env = "FLOWSCOPE_DUCKDB_SETTINGS", value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub duckdb_settings: Vec<String>,
     /// flowscope's address as users reach it, for links in notifications [default: http://UI]
     #[arg(long, env = "FLOWSCOPE_EXTERNAL_URL", value_name = "URL")]
     pub external_url: Option<String>,
@@ -124,6 +127,8 @@ pub struct FileConfig {
     pub webhooks: Vec<WebhookConfig>,
     pub alert_interval: Option<String>,
     pub external_url: Option<String>,
+    #[serde(default)]
+    pub duckdb_settings: std::collections::BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -151,6 +156,8 @@ pub struct Config {
     /// Rules from the rules file, already validated.
     pub file_rules: Vec<Rule>,
     pub alerts: AlertConfig,
+    /// DuckDB settings applied when the database opens (defaults, then file, then flags).
+    pub duckdb_settings: Vec<(String, String)>,
 }
 
 impl Config {
@@ -215,6 +222,21 @@ impl Config {
             external_url: args.external_url.or(file.external_url).unwrap_or_else(|| format!("http://{ui}")),
             retry: RetryPolicy::default(),
         };
+        let mut duckdb_settings = crate::store::default_settings();
+        let mut set = |k: String, v: String| match duckdb_settings.iter_mut().find(|(key, _)| *key == k) {
+            Some(entry) => entry.1 = v,
+            None => duckdb_settings.push((k, v)),
+        };
+        for (k, v) in file.duckdb_settings {
+            set(k, v);
+        }
+        for kv in args.duckdb_settings {
+            let (k, v) = kv.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                setting: "duckdb_settings",
+                message: format!("write KEY=VALUE, got {kv:?}"),
+            })?;
+            set(k.trim().to_string(), v.trim().to_string());
+        }
         let config = Config {
             otlp_grpc: args.otlp_grpc.or(file.otlp_grpc).unwrap_or_else(|| addr(DEFAULT_OTLP_GRPC)),
             otlp_http: args.otlp_http.or(file.otlp_http).unwrap_or_else(|| addr(DEFAULT_OTLP_HTTP)),
@@ -251,6 +273,7 @@ impl Config {
             },
             file_rules,
             alerts,
+            duckdb_settings,
         };
         if config.writer.queue_capacity_rows == 0 {
             return Err(ConfigError::Invalid { setting: "queue_capacity", message: "must be at least 1".into() });

@@ -9,10 +9,11 @@
 //! - [`web`]: the dashboard, JSON API, health and self-metrics;
 //!
 //! [`server`] wires them together; [`config`] resolves flags, environment and file;
-//! [`demo`] generates realistic traffic.
+//! [`demo`] generates realistic traffic; [`bench`] measures it all.
 
 pub mod alerts;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod flows;

@@ -18,6 +18,9 @@ enum Command {
     Serve(ServeArgs),
     /// Send realistic demo traffic to a running flowscope.
     Demo(flowscope::demo::DemoArgs),
+    /// Measure ingest, query latency and overload behaviour (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(flowscope::bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +35,10 @@ fn main() -> anyhow::Result<()> {
         None => runtime.block_on(serve(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
         Some(Command::Demo(args)) => Ok(runtime.block_on(flowscope::demo::run(args))?),
+        Some(Command::Bench(command)) => {
+            runtime.block_on(flowscope::bench::run(command))?;
+            Ok(())
+        }
     }
 }
 

@@ -49,7 +49,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 }
 
 pub async fn start(config: Config) -> Result<Running, ServerError> {
-    let store = Store::open(&config.db)?;
+    let store = Store::open_with(&config.db, &config.duckdb_settings)?;
     let writer = Arc::new(store.start_writer(config.writer.clone())?);
     let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys)));
     let token = BearerToken::new(config.auth_token.clone());

@@ -2,48 +2,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
+use flowscope::bench::process::ServerProcess;
 use prost::Message;
 
-/// Starts the real binary on port-0 listeners and reads the OTLP/HTTP address it logs.
-fn spawn_flowscope(db: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
-        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("OTLP/HTTP listening on http://").nth(1) {
-                let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("flowscope logs its OTLP/HTTP address");
-    (child, addr)
-}
-
-fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "flowscope did not exit in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn spawn(db: &Path) -> ServerProcess {
+    ServerProcess::spawn(Path::new(env!("CARGO_BIN_EXE_flowscope")), db, &[]).expect("flowscope starts")
 }
 
 #[test]
@@ -62,22 +29,20 @@ fn acknowledged_spans_survive_sigkill_and_restart() {
             .status()
     };
 
-    let (mut first, addr) = spawn_flowscope(&db);
+    let mut first = spawn(&db);
     for seed in 1..=3 {
-        assert_eq!(send(addr, seed), 200);
+        assert_eq!(send(first.http, seed), 200);
     }
-    first.kill().unwrap(); // SIGKILL: no shutdown hook runs.
-    first.wait().unwrap();
+    first.child.kill().unwrap(); // SIGKILL: no shutdown hook runs.
+    first.child.wait().unwrap();
 
-    let (mut second, addr) = spawn_flowscope(&db);
-    assert_eq!(send(addr, 4), 200);
-    let status = Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    assert!(wait_for_exit(&mut second, Duration::from_secs(60)).success(), "graceful shutdown exits 0");
+    let second = spawn(&db);
+    assert_eq!(send(second.http, 4), 200);
+    second.stop().expect("graceful shutdown exits 0");
 
     assert_eq!(count_in_file(&db, "SELECT count(*) FROM spans"), 16);
+    let conn = duckdb::Connection::open(&db).unwrap();
     for seed in 1..=4 {
-        let conn = duckdb::Connection::open(&db).unwrap();
         let n: i64 =
             conn.query_row("SELECT count(*) FROM spans WHERE trace_id = ?", [trace_hex(seed)], |r| r.get(0)).unwrap();
         assert_eq!(n, 4, "request {seed}");

@@ -48,6 +48,11 @@ fn i(k: &str, v: i64) -> KeyValue {
 pub struct Builder<'a> {
     pub rng: &'a mut StdRng,
     pub out: Emission,
+    /// Every trace id made, so the benchmark can rewrite them into fresh copies.
+    pub traces: Vec<[u8; 16]>,
+    /// The first eight hex digits of every id string made (message and correlation ids
+    /// are built from them).
+    pub id_prefixes: Vec<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -58,13 +63,14 @@ pub struct Ctx {
 
 impl<'a> Builder<'a> {
     pub fn new(rng: &'a mut StdRng) -> Self {
-        Builder { rng, out: Emission::default() }
+        Builder { rng, out: Emission::default(), traces: Vec::new(), id_prefixes: Vec::new() }
     }
 
     pub fn new_trace(&mut self) -> [u8; 16] {
         let mut t = [0u8; 16];
         self.rng.fill_bytes(&mut t);
         t[0] |= 1;
+        self.traces.push(t);
         t
     }
 
@@ -78,6 +84,7 @@ impl<'a> Builder<'a> {
     pub fn uuid(&mut self) -> String {
         let a: u128 = self.rng.random();
         let h = format!("{a:032x}");
+        self.id_prefixes.push(h[0..8].to_string());
         format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
     }
 

@@ -377,14 +377,16 @@ impl Stitcher {
 
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let written = (|| -> Result<usize, StoreError> {
-            {
+            // New flows have nothing to replace; only rewrite flows need the deletes.
+            if !stale.is_empty() {
                 let mut app = self.conn.appender("stale_flows")?;
                 for id in &stale {
                     app.append_row([id])?;
                 }
                 app.flush()?;
+                drop(app);
+                self.conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
             }
-            self.conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
             write_flows(&self.conn, &analysed, now)?;
             Ok(analysed.len())
         })();

@@ -149,7 +149,7 @@ fn encode<T: Message + serde::Serialize>(encoding: Encoding, msg: &T) -> Vec<u8>
 
 /// Rows produced from one request, with the count of items refused by validation.
 #[derive(Debug, Default)]
-pub(crate) struct Flattened {
+pub struct Flattened {
     pub batches: Vec<TableBatch>,
     pub accepted: u64,
     pub rejected: u64,
@@ -301,7 +301,7 @@ impl Ingest {
     pub async fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Accepted, IngestError> {
         let stats = self.stats.of(signal);
         stats.requests.fetch_add(1, Ordering::Relaxed);
-        let flat = match self.flatten(signal, encoding, body) {
+        let flat = match flatten(signal, encoding, body, &self.correlation) {
             Ok(flat) => flat,
             Err(e) => {
                 stats.malformed_requests.fetch_add(1, Ordering::Relaxed);
@@ -318,18 +318,21 @@ impl Ingest {
         let reason = flat.reason.map(|r| format!("rejected {} {}: {r}", flat.rejected, signal.item()));
         Ok(Accepted { signal, accepted: flat.accepted, rejected: flat.rejected, reason })
     }
+}
 
-    fn flatten(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Flattened, IngestError> {
-        Ok(match signal {
-            Signal::Traces => {
-                traces::flatten(&decode::<ExportTraceServiceRequest>(signal, encoding, body)?, &self.correlation)
-            }
-            Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(signal, encoding, body)?),
-            Signal::Logs => {
-                logs::flatten(&decode::<ExportLogsServiceRequest>(signal, encoding, body)?, &self.correlation)
-            }
-        })
-    }
+/// Decodes one request body and flattens it into table rows (what [`Ingest::export`] does
+/// before handing the rows to the writer).
+pub fn flatten(
+    signal: Signal,
+    encoding: Encoding,
+    body: &[u8],
+    correlation: &CorrelationKeys,
+) -> Result<Flattened, IngestError> {
+    Ok(match signal {
+        Signal::Traces => traces::flatten(&decode::<ExportTraceServiceRequest>(signal, encoding, body)?, correlation),
+        Signal::Metrics => metrics::flatten(&decode::<ExportMetricsServiceRequest>(signal, encoding, body)?),
+        Signal::Logs => logs::flatten(&decode::<ExportLogsServiceRequest>(signal, encoding, body)?, correlation),
+    })
 }
 
 fn decode<T>(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<T, IngestError>

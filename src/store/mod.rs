@@ -14,7 +14,7 @@ use std::sync::Arc;
 use duckdb::Connection;
 use parking_lot::Mutex;
 
-pub use writer::{CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
+pub use writer::{append_in_transaction, CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,13 +50,21 @@ pub struct Store {
 impl Store {
     /// Opens (creating when missing) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+        Self::open_with(path, &default_settings())
+    }
+
+    /// [`Store::open`] with DuckDB settings (`checkpoint_threshold`, `memory_limit`, ...).
+    pub fn open_with(path: &Path, settings: &[(String, String)]) -> Result<Arc<Store>, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         }
         // Nothing is ever downloaded at run time: extensions not compiled in stay off.
-        let config = duckdb::Config::default()
+        let mut config = duckdb::Config::default()
             .enable_autoload_extension(false)?
             .with("autoinstall_known_extensions", "false")?;
+        for (k, v) in settings {
+            config = config.with(k, v)?;
+        }
         let conn = Connection::open_with_flags(path, config)?;
         migrate(&conn)?;
         Ok(Arc::new(Store { path: path.to_owned(), root: Mutex::new(conn), readers: Mutex::new(Vec::new()) }))
@@ -108,6 +116,14 @@ impl Store {
         self.root.lock().execute_batch("CHECKPOINT")?;
         Ok(())
     }
+}
+
+/// DuckDB checkpoints (folds its write-ahead log into the file) every 16 MB of log by
+/// default: under sustained ingest that is a checkpoint every ~30k spans, which costs more
+/// than the appends themselves (see BENCHMARKS.md). 256 MB trades a larger log for it.
+/// DuckDB's buffer pool may otherwise grow to 80% of the machine's memory.
+pub fn default_settings() -> Vec<(String, String)> {
+    vec![("checkpoint_threshold".to_string(), "256MB".to_string()), ("memory_limit".to_string(), "1GB".to_string())]
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

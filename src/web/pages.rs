@@ -255,7 +255,12 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
         empty,
         chains: rows,
         sort_links,
-        firing_alerts: state.alerts.instances().iter().filter(|i| i.phase == crate::alerts::state::Phase::Firing).count(),
+        firing_alerts: state
+            .alerts
+            .instances()
+            .iter()
+            .filter(|i| i.phase == crate::alerts::state::Phase::Firing)
+            .count(),
         troubled_queues,
         dead_letter_count: dead.len(),
         range_query: rq,

@@ -1,0 +1,480 @@
+//! `flowscope bench`: ingest throughput, query latency and behaviour under overload,
+//! measured against this machine's own limits. Every run is bounded in time and count,
+//! talks only to loopback, prints a table, and with `--out FILE` writes JSON so runs can
+//! be compared. See BENCHMARKS.md for figures and how to read them.
+
+pub mod process;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::ingest::grpc::RawCodec;
+use crate::ingest::{CorrelationKeys, Encoding, Signal};
+use crate::store::tables::TableBatch;
+use crate::store::Store;
+use crate::text::now_nanos;
+use process::ServerProcess;
+use workload::Template;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("server: {0}")]
+    Server(String),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchCommand {
+    /// Sustained ingest over gRPC and HTTP, against decode and append limits
+    Ingest(LoadArgs),
+    /// Page and API latency with many spans stored, and stitching throughput
+    Query(QueryArgs),
+    /// Sending faster than the server commits: memory, refusals, nothing acknowledged lost
+    Overload(LoadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// How long to send
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Concurrent client connections (half gRPC, half HTTP)
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Spans per export request
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Write the figures as JSON here
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// Spans to store before timing the pages
+    #[arg(long, default_value_t = 10_000_000)]
+    pub spans: usize,
+    /// Requests per endpoint
+    #[arg(long, default_value_t = 20)]
+    pub requests: usize,
+    /// Write the figures as JSON here
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
+    let (report, out) = match command {
+        BenchCommand::Ingest(a) => (ingest(&a).await?, a.out),
+        BenchCommand::Query(a) => (query(&a).await?, a.out),
+        BenchCommand::Overload(a) => (overload(&a).await?, a.out),
+    };
+    print_table(&report);
+    if let Some(path) = out {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json"))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(report)
+}
+
+fn print_table(report: &Value) {
+    println!("\n{:<34} {}", "figure", "value");
+    println!("{}", "-".repeat(60));
+    if let Some(obj) = report.as_object() {
+        for (k, v) in obj {
+            match v {
+                Value::Object(inner) => {
+                    for (ik, iv) in inner {
+                        println!("{:<34} {}", format!("{k}.{ik}"), iv);
+                    }
+                }
+                other => println!("{k:<34} {other}"),
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn templates(count: usize, spans: usize, t0: i64) -> Arc<Vec<Template>> {
+    Arc::new((0..count).map(|i| Template::build(i as u64 + 1, t0 + i as i64 * 1_000_000_000, spans)).collect())
+}
+
+/// What a load run saw from the client side.
+#[derive(Default)]
+struct Load {
+    ok: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+    acked_spans: AtomicU64,
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+/// Sends fresh copies of the templates from `connections` tasks until `duration` passes.
+/// `back_off` waits a little after a refusal, as exporters do; without it, the clients
+/// hammer the server (overload).
+async fn drive(
+    server: &ServerProcess,
+    templates: Arc<Vec<Template>>,
+    connections: usize,
+    duration: Duration,
+    back_off: bool,
+) -> Arc<Load> {
+    let load = Arc::new(Load::default());
+    let nonce = Arc::new(AtomicU32::new(1));
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (load, nonce, templates) = (Arc::clone(&load), Arc::clone(&nonce), Arc::clone(&templates));
+        let (grpc_addr, http_addr) = (server.grpc, server.http);
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut grpc = if c % 2 == 0 {
+                let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
+                    .expect("uri")
+                    .connect()
+                    .await
+                    .ok();
+                channel.map(tonic::client::Grpc::new)
+            } else {
+                None
+            };
+            let path =
+                http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+            while Instant::now() < deadline {
+                let n = nonce.fetch_add(1, Ordering::Relaxed);
+                let t = &templates[n as usize % templates.len()];
+                let body = t.instance(n);
+                let started = Instant::now();
+                let outcome = match grpc.as_mut() {
+                    Some(g) => {
+                        let _ = g.ready().await;
+                        match g.unary(tonic::Request::new(Bytes::from(body)), path.clone(), RawCodec).await {
+                            Ok(_) => Ok(()),
+                            Err(s) if s.code() == tonic::Code::Unavailable => Err(true),
+                            Err(_) => Err(false),
+                        }
+                    }
+                    None => match http
+                        .post(format!("http://{http_addr}/v1/traces"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) if r.status().as_u16() == 503 => Err(true),
+                        _ => Err(false),
+                    },
+                };
+                match outcome {
+                    Ok(()) => {
+                        load.ok.fetch_add(1, Ordering::Relaxed);
+                        load.acked_spans.fetch_add(t.spans as u64, Ordering::Relaxed);
+                        load.latencies_ms.lock().push(started.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Err(true) => {
+                        load.refused.fetch_add(1, Ordering::Relaxed);
+                        if back_off {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    Err(false) => {
+                        load.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    load
+}
+
+/// Single-threaded protobuf decode rate of the payloads (spans/s).
+fn decode_limit(templates: &[Template]) -> f64 {
+    let started = Instant::now();
+    let mut spans = 0usize;
+    while started.elapsed() < Duration::from_secs(3) {
+        for t in templates {
+            spans += workload::decode(&t.bytes);
+        }
+    }
+    spans as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Single-threaded DuckDB Appender rate into the same schema (span rows/s, links included
+/// in the work), committing every ~100k spans like the writer does under load.
+fn append_limit(templates: &[Template]) -> Result<f64, BenchError> {
+    let dir = tempfile_dir()?;
+    let store = Store::open(&dir.join("append-limit.duckdb"))?;
+    let conn = store.connect()?;
+    let keys = CorrelationKeys::default();
+    let mut batches: Vec<(usize, Vec<TableBatch>)> = Vec::new();
+    for (i, t) in templates.iter().cycle().take(templates.len() * 40).enumerate() {
+        let flat = crate::ingest::flatten(Signal::Traces, Encoding::Protobuf, &t.instance(i as u32 + 1_000_000), &keys)
+            .expect("template flattens");
+        batches.push((flat.accepted as usize, flat.batches));
+    }
+    let started = Instant::now();
+    let mut spans = 0;
+    for (seq, group) in batches.chunks(100).enumerate() {
+        let refs: Vec<&TableBatch> = group.iter().flat_map(|(_, b)| b).collect();
+        crate::store::append_in_transaction(&conn, &refs, seq as i64 + 1)?;
+        spans += group.iter().map(|(n, _)| n).sum::<usize>();
+    }
+    let rate = spans as f64 / started.elapsed().as_secs_f64();
+    drop(conn);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rate)
+}
+
+fn tempfile_dir() -> Result<PathBuf, BenchError> {
+    let dir = std::env::temp_dir().join(format!("flowscope-bench-{}-{}", std::process::id(), now_nanos()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
+    let templates = templates(8, args.batch, now_nanos() - 60_000_000_000);
+    let payload_bytes: usize = templates.iter().map(|t| t.bytes.len()).sum();
+    let payload_spans: usize = templates.iter().map(|t| t.spans).sum();
+    println!(
+        "payloads: {} requests of ~{} spans, {:.0} bytes/span",
+        templates.len(),
+        args.batch,
+        payload_bytes as f64 / payload_spans as f64
+    );
+    let decode = tokio::task::block_in_place(|| decode_limit(&templates));
+    println!("decode limit: {decode:.0} spans/s");
+    let append = tokio::task::block_in_place(|| append_limit(&templates))?;
+    println!("append limit: {append:.0} spans/s");
+
+    let dir = tempfile_dir()?;
+    let server = ServerProcess::spawn(&std::env::current_exe()?, &dir.join("ingest.duckdb"), &[])?;
+    let client = reqwest::Client::new();
+    let committed = "flowscope_committed_items_total{signal=\"traces\"}";
+    // Warm-up: a couple of seconds so connections, caches and the stitcher are going.
+    drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(2), true).await;
+    let (c0, cpu0, t0) = (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), Instant::now());
+    let load = drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(args.seconds), true).await;
+    let (c1, cpu1, elapsed) =
+        (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), t0.elapsed());
+    let stitching: Value = client
+        .get(format!("http://{}/api/stitching", server.ui))
+        .send()
+        .await
+        .map_err(|e| BenchError::Server(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| BenchError::Server(e.to_string()))?;
+    let peak_rss = server.peak_rss_bytes();
+    let threads: serde_json::Map<String, Value> =
+        server.cpu_by_thread().into_iter().map(|(k, v)| (k, json!((v * 100.0).round() / 100.0))).collect();
+    server.stop()?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let committed_rate = (c1 - c0) / elapsed.as_secs_f64();
+    let mut lat = std::mem::take(&mut *load.latencies_ms.lock());
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let limit = decode.min(append);
+    let total_committed = c1;
+    Ok(json!({
+        "committed_spans_per_s": committed_rate.round(),
+        "decode_limit_spans_per_s": decode.round(),
+        "append_limit_rows_per_s": append.round(),
+        "limit_ratio": (committed_rate / limit * 1000.0).round() / 1000.0,
+        "export_p50_ms": (percentile(&lat, 0.5) * 10.0).round() / 10.0,
+        "export_p99_ms": (percentile(&lat, 0.99) * 10.0).round() / 10.0,
+        "server_cpu_s_per_million": ((cpu1 - cpu0) / ((c1 - c0).max(1.0) / 1e6) * 100.0).round() / 100.0,
+        "peak_rss_bytes": peak_rss,
+        "requests_ok": load.ok.load(Ordering::Relaxed),
+        "requests_refused": load.refused.load(Ordering::Relaxed),
+        "requests_failed": load.failed.load(Ordering::Relaxed),
+        "seconds": elapsed.as_secs_f64(),
+        "connections": args.connections,
+        "spans_stitched_at_end": stitching["spans_stitched"],
+        "spans_committed_at_end": total_committed,
+        "server_cpu_s_by_thread": threads,
+    }))
+}
+
+async fn overload(args: &LoadArgs) -> Result<Value, BenchError> {
+    let templates = templates(8, args.batch, now_nanos() - 60_000_000_000);
+    let dir = tempfile_dir()?;
+    let db = dir.join("overload.duckdb");
+    // A queue smaller than what the clients keep in flight, so it fills and refuses.
+    let capacity = (args.connections.max(16) * args.batch / 2).to_string();
+    let server = ServerProcess::spawn(&std::env::current_exe()?, &db, &["--queue-capacity", &capacity])?;
+    let connections = args.connections.max(16);
+    let load = drive(&server, Arc::clone(&templates), connections, Duration::from_secs(args.seconds), false).await;
+    let peak_rss = server.peak_rss_bytes();
+    server.stop()?;
+    let stored: i64 = {
+        let conn = duckdb::Connection::open(&db).map_err(crate::store::StoreError::from)?;
+        conn.query_row("SELECT count(*) FROM spans", [], |r| r.get(0)).map_err(crate::store::StoreError::from)?
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let acked = load.acked_spans.load(Ordering::Relaxed);
+    Ok(json!({
+        "seconds": args.seconds,
+        "connections": connections,
+        "queue_capacity_rows": capacity,
+        "peak_rss_bytes": peak_rss,
+        "requests_ok": load.ok.load(Ordering::Relaxed),
+        "requests_refused_retryable": load.refused.load(Ordering::Relaxed),
+        "requests_failed": load.failed.load(Ordering::Relaxed),
+        "acknowledged_spans": acked,
+        "stored_spans": stored,
+        "acknowledged_spans_lost": (acked as i64 - stored).max(0),
+    }))
+}
+
+async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
+    let dir = tempfile_dir()?;
+    let db = dir.join("query.duckdb");
+    // Fill: demo-like flows spread over the last six hours, written through the same
+    // flatten-and-append path as ingest, without the network.
+    let now = now_nanos();
+    let hours6 = 6 * 3_600_000_000_000i64;
+    let batch = 1000;
+    let count = 48usize;
+    let spread = Arc::new(
+        (0..count)
+            .map(|i| Template::build(i as u64 + 100, now - hours6 + i as i64 * (hours6 / count as i64), batch))
+            .collect::<Vec<_>>(),
+    );
+    let fill_started = Instant::now();
+    let filled;
+    {
+        let store = Store::open(&db)?;
+        let writer = Arc::new(store.start_writer(crate::store::WriterConfig::default())?);
+        let keys = Arc::new(CorrelationKeys::default());
+        let next = Arc::new(AtomicU32::new(1));
+        let target = args.spans;
+        let filled_count = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let (writer, keys, next, spread, filled_count) = (
+                Arc::clone(&writer),
+                Arc::clone(&keys),
+                Arc::clone(&next),
+                Arc::clone(&spread),
+                Arc::clone(&filled_count),
+            );
+            tasks.push(tokio::spawn(async move {
+                while (filled_count.load(Ordering::Relaxed) as usize) < target {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let t = &spread[n as usize % spread.len()];
+                    let flat = tokio::task::block_in_place(|| {
+                        crate::ingest::flatten(Signal::Traces, Encoding::Protobuf, &t.instance(n), &keys)
+                    })
+                    .expect("flattens");
+                    let spans = flat.accepted;
+                    loop {
+                        match writer.write(flat.batches.clone()).await {
+                            Ok(_) => break,
+                            Err(crate::store::StoreError::Overloaded { .. }) => {
+                                tokio::time::sleep(Duration::from_millis(5)).await
+                            }
+                            Err(e) => panic!("fill failed: {e}"),
+                        }
+                    }
+                    filled_count.fetch_add(spans, Ordering::Relaxed);
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        filled = filled_count.load(Ordering::Relaxed) as usize;
+        writer.shutdown().await;
+        store.checkpoint()?;
+    }
+    let fill_s = fill_started.elapsed().as_secs_f64();
+    println!("filled {filled} spans in {fill_s:.1} s");
+
+    // Serve it: the stitcher replays every stored span on start; time the catch-up.
+    let mut config = crate::config::Config::with_db(db.clone());
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    (config.otlp_grpc, config.otlp_http, config.ui) = (any, any, any);
+    let stitch_started = Instant::now();
+    let running = crate::server::start(config).await.map_err(|e| BenchError::Server(e.to_string()))?;
+    running.wait_stitched().await;
+    let stitch_s = stitch_started.elapsed().as_secs_f64();
+    println!("stitched {filled} spans in {stitch_s:.1} s");
+
+    let client = reqwest::Client::new();
+    let ui = running.ui;
+    let get_json = |path: String| {
+        let client = client.clone();
+        async move { client.get(format!("http://{ui}{path}")).send().await.ok()?.json::<Value>().await.ok() }
+    };
+    let range = "last=7h";
+    let biggest = get_json(format!("/api/flows?{range}&sort=duration&limit=1"))
+        .await
+        .and_then(|v| v["flows"][0]["flow_id"].as_str().map(String::from))
+        .unwrap_or_default();
+    let some_trace = get_json(format!("/api/flows/{biggest}"))
+        .await
+        .and_then(|v| v["trace_ids"][0].as_str().map(String::from))
+        .unwrap_or_default();
+    let endpoints: Vec<(&str, String)> = vec![
+        ("overview_page", format!("/?{range}")),
+        ("api_chains", format!("/api/chains?{range}")),
+        ("chain_page", format!("/chains/checkout%20POST%20%2Forders?{range}")),
+        ("api_flows_slowest", format!("/api/flows?{range}&sort=duration")),
+        ("flow_timeline_page", format!("/flows/{biggest}?{range}")),
+        ("api_flow", format!("/api/flows/{biggest}")),
+        ("queues_page", format!("/queues?{range}")),
+        ("retries_page", format!("/retries?{range}")),
+        ("dead_letters_page", format!("/dead-letters?{range}")),
+        ("api_search", format!("/api/search?q={some_trace}")),
+    ];
+    let mut timings = serde_json::Map::new();
+    for (name, path) in endpoints {
+        let mut ms = Vec::new();
+        let mut status = 0;
+        for _ in 0..args.requests.max(1) {
+            let started = Instant::now();
+            let resp =
+                client.get(format!("http://{ui}{path}")).send().await.map_err(|e| BenchError::Server(e.to_string()))?;
+            status = resp.status().as_u16();
+            let _ = resp.bytes().await;
+            ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        timings.insert(
+            name.to_string(),
+            json!({"p50_ms": (percentile(&ms, 0.5) * 10.0).round() / 10.0, "p95_ms": (percentile(&ms, 0.95) * 10.0).round() / 10.0, "status": status}),
+        );
+    }
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut report = json!({
+        "spans": filled,
+        "fill_spans_per_s": (filled as f64 / fill_s).round(),
+        "stitch_spans_per_s": (filled as f64 / stitch_s).round(),
+    });
+    for (k, v) in timings {
+        report[k] = v;
+    }
+    Ok(report)
+}

@@ -1,0 +1,141 @@
+//! A flowscope server in a child process, so its CPU time and memory can be measured
+//! apart from the load generator's.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::BenchError;
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub ui: SocketAddr,
+}
+
+/// Clock ticks per second in /proc/<pid>/stat: 100 on every Linux this runs on.
+const CLOCK_TICKS: f64 = 100.0;
+
+impl ServerProcess {
+    /// Starts `flowscope serve` (this same binary, or `binary`) on port-0 loopback
+    /// listeners and waits for it to log their addresses.
+    pub fn spawn(binary: &Path, db: &Path, extra: &[&str]) -> Result<ServerProcess, BenchError> {
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| BenchError::Server(format!("cannot start {}: {e}", binary.display())))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                for (what, marker) in [
+                    ("grpc", "OTLP/gRPC listening on "),
+                    ("http", "OTLP/HTTP listening on http://"),
+                    ("ui", "UI and API listening on http://"),
+                ] {
+                    if let Some(addr) = line.split(marker).nth(1).and_then(|a| a.trim().parse::<SocketAddr>().ok()) {
+                        let _ = tx.send((what, addr));
+                    }
+                }
+            }
+        });
+        let (mut grpc, mut http, mut ui) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while grpc.is_none() || http.is_none() || ui.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(("grpc", a)) => grpc = Some(a),
+                Ok(("http", a)) => http = Some(a),
+                Ok((_, a)) => ui = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    return Err(BenchError::Server("the server did not report its listeners".into()));
+                }
+            }
+        }
+        Ok(ServerProcess { child, grpc: grpc.unwrap(), http: http.unwrap(), ui: ui.unwrap() })
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
+    }
+
+    /// User plus system CPU seconds the server has used.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+        let rest = stat.rsplit(')').next().unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / CLOCK_TICKS
+    }
+
+    /// CPU seconds per thread name (writer, stitcher, tokio workers, DuckDB's threads), to
+    /// see which stage the time goes to.
+    pub fn cpu_by_thread(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else { return out };
+        for task in tasks.flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let rest = stat.rsplit(')').next().unwrap_or("");
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / CLOCK_TICKS;
+        }
+        out
+    }
+
+    /// Peak resident memory (VmHWM) in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.proc_file("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// SIGTERM, then wait for the graceful shutdown to finish.
+    pub fn stop(mut self) -> Result<(), BenchError> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| BenchError::Server(e.to_string()))? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(BenchError::Server(format!("server exited with {status}")))
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(BenchError::Server("the server did not stop within 5 minutes".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A counter from the server's `/metrics`, e.g. `flowscope_committed_items_total{signal="traces"}`.
+pub async fn metric(client: &reqwest::Client, ui: SocketAddr, series: &str) -> Result<f64, BenchError> {
+    let text = client
+        .get(format!("http://{ui}/metrics"))
+        .send()
+        .await
+        .map_err(|e| BenchError::Server(e.to_string()))?
+        .text()
+        .await
+        .map_err(|e| BenchError::Server(e.to_string()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
+        .ok_or_else(|| BenchError::Server(format!("{series} missing from /metrics")))
+}

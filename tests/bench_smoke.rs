@@ -1,0 +1,56 @@
+//! The benchmark runs end to end and its JSON parses (a smoke run of seconds; timing
+//! targets are checked by reading BENCHMARKS.md, not here).
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success(), "bench {args:?} failed");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn ingest_overload_and_query_benchmarks_run_and_report() {
+    let ingest = bench(&["ingest", "--seconds", "2", "--connections", "2", "--batch", "200"]);
+    for key in [
+        "committed_spans_per_s",
+        "decode_limit_spans_per_s",
+        "append_limit_rows_per_s",
+        "limit_ratio",
+        "export_p50_ms",
+        "export_p99_ms",
+        "server_cpu_s_per_million",
+        "peak_rss_bytes",
+    ] {
+        assert!(ingest[key].as_f64().is_some(), "{key} in {ingest}");
+    }
+    assert!(ingest["committed_spans_per_s"].as_f64().unwrap() > 0.0);
+
+    let overload = bench(&["overload", "--seconds", "2", "--connections", "16", "--batch", "200"]);
+    assert_eq!(overload["acknowledged_spans_lost"], 0, "{overload}");
+    assert!(overload["acknowledged_spans"].as_i64().unwrap() > 0);
+
+    let query = bench(&["query", "--spans", "20000", "--requests", "2"]);
+    for key in [
+        "overview_page",
+        "api_chains",
+        "flow_timeline_page",
+        "queues_page",
+        "retries_page",
+        "dead_letters_page",
+        "api_search",
+    ] {
+        assert!(query[key]["p95_ms"].as_f64().is_some(), "{key} in {query}");
+        assert_eq!(query[key]["status"], 200, "{key} answered: {query}");
+    }
+    assert!(query["stitch_spans_per_s"].as_f64().unwrap() > 0.0);
+}
