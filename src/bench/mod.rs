@@ -88,7 +88,7 @@ pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
 }
 
 fn print_table(report: &Value) {
-    println!("\n{:<34} {}", "figure", "value");
+    println!("\n{:<34} value", "figure");
     println!("{}", "-".repeat(60));
     if let Some(obj) = report.as_object() {
         for (k, v) in obj {

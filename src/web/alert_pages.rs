@@ -346,17 +346,23 @@ fn editable_rule(state: &AppState, id: &str) -> Result<Rule, PageError> {
     Ok(rule)
 }
 
-async fn edit_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, PageError> {
-    let rule = editable_rule(&state, &id)?;
+/// The edit form for rule `id`, with `error` when a save was refused.
+fn edit_form(
+    state: &AppState,
+    id: &str,
+    title: String,
+    form: RuleForm,
+    error: Option<String>,
+) -> Result<EditPage, PageError> {
     let p = PageParams::default();
     let range = p.range.resolve(now_nanos())?;
-    let form =
-        FormView::new(format!("/alerts/rules/{}", urlencode(&id)), "Save rule", RuleForm::from_rule(&rule), None);
-    let page = EditPage {
-        layout: p.layout(format!("Edit {}", rule.spec.name), "alerts", "/alerts", range),
-        csrf: state.csrf_token.clone(),
-        form,
-    };
+    let form = FormView::new(format!("/alerts/rules/{}", urlencode(id)), "Save rule", form, error);
+    Ok(EditPage { layout: p.layout(title, "alerts", "/alerts", range), csrf: state.csrf_token.clone(), form })
+}
+
+async fn edit_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let rule = editable_rule(&state, &id)?;
+    let page = edit_form(&state, &id, format!("Edit {}", rule.spec.name), RuleForm::from_rule(&rule), None)?;
     Ok(render(&page).into_response())
 }
 
@@ -376,15 +382,7 @@ async fn update(
     match result {
         Ok(_) => Ok(Redirect::to("/alerts").into_response()),
         Err(AlertError::Invalid(e)) => {
-            let p = PageParams::default();
-            let range = p.range.resolve(now_nanos())?;
-            let form =
-                FormView::new(format!("/alerts/rules/{}", urlencode(&id)), "Save rule", form, Some(e.to_string()));
-            let page = EditPage {
-                layout: p.layout("Edit rule", "alerts", "/alerts", range),
-                csrf: state.csrf_token.clone(),
-                form,
-            };
+            let page = edit_form(&state, &id, "Edit rule".into(), form, Some(e.to_string()))?;
             Ok((StatusCode::BAD_REQUEST, render(&page)).into_response())
         }
         Err(e) => Err(ApiError::from(e).into()),

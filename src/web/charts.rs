@@ -24,7 +24,7 @@ pub use crate::text::{clock as fmt_clock, datetime as fmt_datetime, fmt_ms};
 
 /// About `count` round tick values covering [lo, hi].
 pub fn nice_ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
-    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+    if hi <= lo || hi.is_nan() || lo.is_nan() || !lo.is_finite() || !hi.is_finite() {
         return vec![lo];
     }
     let raw = (hi - lo) / count.max(1) as f64;
@@ -99,7 +99,7 @@ pub fn line_chart(
             fmt_clock(t as i64)
         );
     }
-    let _ = write!(svg, r#"<text class="axis" x="{left}" y="{}">{} (UTC)</text>"#, h - 6.0, "time");
+    let _ = write!(svg, r#"<text class="axis" x="{left}" y="{}">time (UTC)</text>"#, h - 6.0);
     let _ = write!(svg, r#"<text class="axis" x="4" y="12">{}</text>"#, esc(y_unit));
     for s in series {
         if s.points.is_empty() {
