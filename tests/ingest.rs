@@ -375,3 +375,21 @@ async fn bearer_token_guards_ingest_when_configured() {
     assert_eq!(reqwest::get(server.ui_url("/healthz")).await.unwrap().status(), 200);
     assert_eq!(reqwest::get(server.ui_url("/metrics")).await.unwrap().status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_data_and_keeps_recent() {
+    let server = TestServer::start_with(|c| c.retention = std::time::Duration::from_secs(3600)).await;
+    let mut old = span(30, 0, "old");
+    let two_hours = 2 * 3_600_000_000_000u64;
+    old.start_time_unix_nano -= two_hours;
+    old.end_time_unix_nano -= two_hours;
+    let body = traces("checkout", vec![old, span(31, 0, "recent")]).encode_to_vec();
+    assert_eq!(post(&server.http_url("/v1/traces"), "application/x-protobuf", body, false).await.status(), 200);
+    assert_eq!(server.count(SPANS).await, 2);
+    let deleted = flowscope::store::retention::sweep(&server.running().store, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(deleted >= 1);
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'recent'").await, 1);
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'old'").await, 0);
+}

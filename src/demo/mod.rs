@@ -40,9 +40,9 @@ pub struct DemoArgs {
     /// Stop after this many seconds (0: run until interrupted)
     #[arg(long, default_value_t = 0)]
     pub duration: u64,
-    /// Seed for the random ids and timings
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    /// Seed for the random ids and timings (default: the clock, so two runs never share ids)
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Bearer token, when flowscope requires one
     #[arg(long, env = "FLOWSCOPE_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -196,7 +196,7 @@ fn emails_rates(elapsed_s: u64) -> (usize, usize) {
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let client = reqwest::Client::new();
     let token = args.token.as_deref();
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(args.seed.unwrap_or_else(|| now_nanos() as u64));
     let mut pending = Pending::new();
     let started = Instant::now();
     let tick = Duration::from_secs(1);
