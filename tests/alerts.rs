@@ -91,14 +91,7 @@ async fn send_depth(server: &TestServer, queue: &str, points: &[(i64, f64)]) {
             *depth,
         )
         .encode_to_vec();
-        let resp = reqwest::Client::new()
-            .post(server.http_url("/v1/metrics"))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(server.post_protobuf("/v1/metrics", body).await, 200);
     }
 }
 
@@ -138,14 +131,7 @@ async fn growing_backlog_and_dead_letters_fire_and_resolve_in_alertmanager_forma
     let mut b = Builder::new(&mut rng);
     let poison = scenarios::checkout(&mut b, now_nanos() - 500 * MS, true);
     let (traces_req, _) = flowscope::demo::to_requests(std::mem::take(&mut b.out));
-    let resp = reqwest::Client::new()
-        .post(server.http_url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(traces_req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(server.post_protobuf("/v1/traces", traces_req.encode_to_vec()).await, 200);
 
     let mut firing = Vec::new();
     while firing.len() < 3 {

@@ -79,17 +79,13 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
         scenarios::emails_tick(&mut b, t0 + tick * 60_000 * MS, 60_000 * MS, sent, consumed, &mut pending);
     }
     let (traces_req, logs_req) = flowscope::demo::to_requests(std::mem::take(&mut b.out));
-    let client = reqwest::Client::new();
-    let send = |path: &'static str, body: Vec<u8>| {
-        client.post(server.http_url(path)).header("content-type", "application/x-protobuf").body(body).send()
-    };
-    assert_eq!(send("/v1/traces", traces_req.encode_to_vec()).await.unwrap().status(), 200);
-    assert_eq!(send("/v1/logs", logs_req.encode_to_vec()).await.unwrap().status(), 200);
+    assert_eq!(server.post_protobuf("/v1/traces", traces_req.encode_to_vec()).await, 200);
+    assert_eq!(server.post_protobuf("/v1/logs", logs_req.encode_to_vec()).await, 200);
     // A hostile span name must render as text.
     let mut evil = span(77, 0, "<script>alert(1)</script>");
     evil.start_time_unix_nano = (now - 60_000 * MS) as u64;
     evil.end_time_unix_nano = (now - 59_000 * MS) as u64;
-    assert_eq!(send("/v1/traces", traces("<b>evil</b>", vec![evil]).encode_to_vec()).await.unwrap().status(), 200);
+    assert_eq!(server.post_protobuf("/v1/traces", traces("<b>evil</b>", vec![evil]).encode_to_vec()).await, 200);
     tokio::time::timeout(Duration::from_secs(60), server.running().wait_stitched()).await.unwrap();
 
     let range = "last=1h";

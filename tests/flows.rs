@@ -36,7 +36,6 @@ async fn send_shuffled(server: &TestServer, emission: Emission, seed: u64) {
     let mut spans = emission.spans;
     spans.shuffle(&mut StdRng::seed_from_u64(seed));
     let mut grpc = TraceServiceClient::connect(server.grpc_url()).await.unwrap();
-    let client = reqwest::Client::new();
     for (n, chunk) in spans.chunks(7).enumerate() {
         let request = ExportTraceServiceRequest {
             resource_spans: chunk
@@ -51,25 +50,11 @@ async fn send_shuffled(server: &TestServer, emission: Emission, seed: u64) {
         if n % 2 == 0 {
             grpc.export(request).await.unwrap();
         } else {
-            let resp = client
-                .post(server.http_url("/v1/traces"))
-                .header("content-type", "application/x-protobuf")
-                .body(request.encode_to_vec())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
+            assert_eq!(server.post_protobuf("/v1/traces", request.encode_to_vec()).await, 200);
         }
     }
     let (_, logs) = flowscope::demo::to_requests(Emission { spans: vec![], logs: emission.logs });
-    let resp = client
-        .post(server.http_url("/v1/logs"))
-        .header("content-type", "application/x-protobuf")
-        .body(logs.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(server.post_protobuf("/v1/logs", logs.encode_to_vec()).await, 200);
 }
 
 fn assert_flow(flow: &Value, want: &Expected) {
@@ -194,16 +179,8 @@ async fn recorded_aio_pika_request_reply_is_eight_flows_of_five_spans() {
         .filter(|p| p.extension().is_some_and(|e| e == "pb"))
         .collect();
     files.sort();
-    let client = reqwest::Client::new();
     for f in files {
-        let resp = client
-            .post(server.http_url("/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(std::fs::read(&f).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(server.post_protobuf("/v1/traces", std::fs::read(&f).unwrap()).await, 200);
     }
     wait_stitched(&server).await;
     let (_, list) = api(&server, &format!("/api/flows?{ALL_TIME}")).await;
@@ -252,7 +229,6 @@ async fn queues_show_backlog_from_spans_and_from_broker_metrics() {
     send_shuffled(&server, std::mem::take(&mut b.out), 9).await;
     // Broker metrics for `payments`: stuck at 12 with nobody consuming (no consumer spans
     // needed: the depth comes from the metric).
-    let client = reqwest::Client::new();
     for m in 0..10 {
         let t = now - (10 - m) * 60_000 * MS;
         let body = flowscope::demo::depth_metric(
@@ -264,14 +240,7 @@ async fn queues_show_backlog_from_spans_and_from_broker_metrics() {
             2.0 * m as f64,
         )
         .encode_to_vec();
-        let resp = client
-            .post(server.http_url("/v1/metrics"))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(server.post_protobuf("/v1/metrics", body).await, 200);
     }
     wait_stitched(&server).await;
     let (status, queues) = api(&server, "/api/queues?last=20m").await;
@@ -303,14 +272,7 @@ async fn a_correlation_id_shared_by_too_many_traces_is_ignored_and_reported() {
         })
         .collect();
     let body = traces("prober", spans).encode_to_vec();
-    let resp = reqwest::Client::new()
-        .post(server.http_url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(server.post_protobuf("/v1/traces", body).await, 200);
     wait_stitched(&server).await;
     let (_, list) = api(&server, &format!("/api/flows?{ALL_TIME}")).await;
     assert_eq!(list["flows"].as_array().unwrap().len(), 5, "no giant flow: {list}");

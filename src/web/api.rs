@@ -167,18 +167,19 @@ async fn flow(
     State(state): State<Arc<AppState>>,
     Path(flow_id): Path<String>,
 ) -> Result<Json<queries::FlowDetail>, ApiError> {
+    Ok(Json(load_flow(&state, &flow_id).await?))
+}
+
+/// The flow containing `flow_id` (a flow id or any trace id of it), for the API and the
+/// timeline page.
+pub async fn load_flow(state: &AppState, flow_id: &str) -> Result<queries::FlowDetail, ApiError> {
     if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!("flow id must be 32 hex digits, got {flow_id:?}")));
+        return Err(ApiError::BadRequest(format!("a flow id is 32 hex digits, got {flow_id:?}")));
     }
-    let detail = queries::flow(
-        &state.store,
-        flow_id.clone(),
-        state.flows.dead_letter_patterns.clone(),
-        state.flows.quiet_period_ns(),
-    )
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))?;
-    Ok(Json(detail))
+    let patterns = state.flows.dead_letter_patterns.clone();
+    queries::flow(&state.store, flow_id.to_string(), patterns, state.flows.quiet_period_ns())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))
 }
 
 async fn chains(

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::api::{now_nanos, parse_bucket, ApiError, RangeParams};
+use super::api::{load_flow, now_nanos, parse_bucket, ApiError, RangeParams};
 use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, LineSeries};
 use super::AppState;
 use crate::flows::backlog::QueueStatus;
@@ -645,17 +645,7 @@ async fn flow(
     Query(p): Query<PageParams>,
 ) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
-    if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!("a flow id is 32 hex digits; {flow_id:?} is not one")).into());
-    }
-    let detail = queries::flow(
-        &state.store,
-        flow_id.clone(),
-        state.flows.dead_letter_patterns.clone(),
-        state.flows.quiet_period_ns(),
-    )
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))?;
+    let detail = load_flow(&state, &flow_id).await?;
     let total = (detail.end_unix_nano - detail.start_unix_nano).max(1) as f64;
     let axis = charts::nice_ticks(0.0, total / 1e6, 6)
         .into_iter()

@@ -64,6 +64,18 @@ impl TestServer {
         format!("http://{}", self.running().otlp_grpc)
     }
 
+    /// POSTs a protobuf OTLP body to the OTLP/HTTP listener; returns the status code.
+    pub async fn post_protobuf(&self, path: &str, body: Vec<u8>) -> u16 {
+        let resp = reqwest::Client::new()
+            .post(self.http_url(path))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+
     /// Runs a COUNT(*)-style query against the live store.
     pub async fn count(&self, sql: &'static str) -> i64 {
         self.running().store.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).await.unwrap()
