@@ -189,7 +189,7 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// Analyses one flow. `spans` must be non-empty; their order does not matter.
-pub fn analyze(spans: &[SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
+pub fn analyze(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
     assert!(!spans.is_empty(), "a flow has at least one span");
     let by_id: HashMap<(&str, &str), usize> =
         spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
@@ -252,7 +252,7 @@ pub fn analyze(spans: &[SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -
 
 /// The entry point: the earliest span with no parent, or a SERVER/PRODUCER/CONSUMER span
 /// whose parent was never stored; failing both, the earliest span.
-fn find_root(spans: &[SpanFacts], parent_of: &impl Fn(usize) -> Option<usize>) -> usize {
+fn find_root(spans: &[&SpanFacts], parent_of: &impl Fn(usize) -> Option<usize>) -> usize {
     let earliest = |candidates: &mut dyn Iterator<Item = usize>| candidates.min_by_key(|i| (spans[*i].start, *i));
     earliest(&mut (0..spans.len()).filter(|i| spans[*i].parent_span_id.is_none()))
         .or_else(|| {
@@ -266,7 +266,7 @@ fn find_root(spans: &[SpanFacts], parent_of: &impl Fn(usize) -> Option<usize>) -
 }
 
 fn build_hops(
-    spans: &[SpanFacts],
+    spans: &[&SpanFacts],
     by_id: &HashMap<(&str, &str), usize>,
     parent_of: &impl Fn(usize) -> Option<usize>,
 ) -> Vec<Hop> {
@@ -391,7 +391,7 @@ fn build_hops(
     hops
 }
 
-fn find_retries(spans: &[SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Retry> {
+fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Retry> {
     let mut retries = Vec::new();
     let mut counted: HashSet<usize> = HashSet::new();
     let push = |retries: &mut Vec<Retry>, i: usize, attempt: i32, previous: Option<usize>| {
@@ -449,7 +449,7 @@ fn find_retries(spans: &[SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) ->
 }
 
 fn find_dead_letters(
-    spans: &[SpanFacts],
+    spans: &[&SpanFacts],
     hops: &[Hop],
     parent_of: &impl Fn(usize) -> Option<usize>,
 ) -> Vec<DeadLetter> {
@@ -540,7 +540,7 @@ pub fn covered(intervals: &[(i64, i64)]) -> i64 {
 /// The flow as a tree: parent-child within traces, plus consumer-under-producer across
 /// queues; other top-level spans hang under the root so the path can reach them.
 fn flow_children(
-    spans: &[SpanFacts],
+    spans: &[&SpanFacts],
     root: usize,
     hops: &[Hop],
     parent_of: &impl Fn(usize) -> Option<usize>,
@@ -570,7 +570,7 @@ fn flow_children(
 /// subtree finishes last, then, walking back in time, each earlier child that finished
 /// before the previous one started.
 fn critical_path(
-    spans: &[SpanFacts],
+    spans: &[&SpanFacts],
     root: usize,
     hops: &[Hop],
     parent_of: &impl Fn(usize) -> Option<usize>,
@@ -615,7 +615,7 @@ fn critical_path(
 /// "checkout → orders → billing → payments → payments-worker": services and destinations
 /// in the order the flow's hops happen. A hop repeating an earlier one (the same services
 /// and destination: batches, redeliveries) adds nothing.
-fn hop_path(spans: &[SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
+fn hop_path(spans: &[&SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
     let mut path = vec![spans[root].service.clone()];
     let mut seen: HashSet<(Option<&str>, Option<&str>, Option<&str>)> = HashSet::new();
     let push = |p: &mut Vec<String>, item: &str| {

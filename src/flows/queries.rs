@@ -294,7 +294,7 @@ fn flow_blocking(
         }
     }
 
-    let a = analysis::analyze(&facts, patterns);
+    let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), patterns);
     let mut retry_attempt: Vec<Option<i32>> = vec![None; facts.len()];
     for r in &a.retries {
         retry_attempt[r.span] = Some(r.attempt);

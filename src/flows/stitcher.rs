@@ -358,15 +358,16 @@ impl Stitcher {
 
         let now = now_nanos();
         let mut stale: HashSet<String> = HashSet::new();
-        let mut analysed: Vec<(Vec<TraceId>, Vec<SpanFacts>, FlowAnalysis)> = Vec::new();
+        // Spans are analysed in place (borrowed from the cache), not copied per round.
+        let mut analysed: Vec<(Vec<TraceId>, Vec<&SpanFacts>, FlowAnalysis)> = Vec::new();
         for members in flows {
             for t in &members {
                 if let Some(old) = self.written_as.get(t) {
                     stale.insert(old.clone());
                 }
             }
-            let spans: Vec<SpanFacts> =
-                members.iter().filter_map(|t| self.cache.get(t)).flat_map(|c| c.spans.iter().cloned()).collect();
+            let spans: Vec<&SpanFacts> =
+                members.iter().filter_map(|t| self.cache.get(t)).flat_map(|c| &c.spans).collect();
             if spans.is_empty() {
                 // Only log records so far: nothing to show until a span arrives.
                 continue;
@@ -393,10 +394,11 @@ impl Stitcher {
         match written {
             Ok(n) => {
                 self.conn.execute_batch("COMMIT")?;
-                for (members, spans, a) in &analysed {
-                    let flow_id = &spans[a.root].trace_id;
+                let flow_ids: Vec<(Vec<TraceId>, String)> =
+                    analysed.into_iter().map(|(members, spans, a)| (members, spans[a.root].trace_id.clone())).collect();
+                for (members, flow_id) in flow_ids {
                     for t in members {
-                        self.written_as.insert(t.clone(), flow_id.clone());
+                        self.written_as.insert(t, flow_id.clone());
                     }
                 }
                 self.dirty.clear();
@@ -427,7 +429,7 @@ fn ms(ns: i64) -> f64 {
 
 fn write_flows(
     conn: &Connection,
-    flows: &[(Vec<TraceId>, Vec<SpanFacts>, FlowAnalysis)],
+    flows: &[(Vec<TraceId>, Vec<&SpanFacts>, FlowAnalysis)],
     now: i64,
 ) -> Result<(), StoreError> {
     let mut flow_rows = conn.appender("flows")?;

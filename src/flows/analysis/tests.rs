@@ -62,7 +62,7 @@ struct Want {
 }
 
 fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
-    let a = analyze(&spans, &DeadLetterPatterns::default());
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
     assert_eq!(a.chain, want.chain, "{name}: chain");
     let hops: Vec<(String, Option<String>, Vec<String>, i64)> = a
         .hops
@@ -206,7 +206,7 @@ fn clock_skew_clamps_queue_wait_and_is_flagged() {
         msg(sp("A", "send", None, "api", "send", Producer, 0, 10), "send", "q"),
         msg(sp("A", "proc", Some("send"), "worker", "process", Consumer, 8, 12), "process", "q"),
     ];
-    let a = analyze(&spans, &DeadLetterPatterns::default());
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
     assert_eq!(a.hops[0].queue_wait_ns, 0);
     assert!(a.hops[0].clock_skew);
 }
@@ -313,7 +313,7 @@ fn critical_path_follows_the_last_finishing_branch() {
             s.links = vec![link("A", "send")]
         }),
     ];
-    let a = analyze(&spans, &DeadLetterPatterns::default());
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
     let critical: Vec<&str> =
         spans.iter().zip(&a.critical).filter(|(_, c)| **c).map(|(s, _)| s.span_id.as_str()).collect();
     assert_eq!(critical, vec!["root", "a", "c", "send", "late"]);
@@ -341,7 +341,7 @@ fn root_is_the_earliest_parentless_span() {
         (vec![sp("A", "x", Some("gone"), "svc", "inner", Internal, 3, 4)], "svc inner"),
     ];
     for (spans, want) in table {
-        assert_eq!(analyze(&spans, &DeadLetterPatterns::default()).chain, want);
+        assert_eq!(analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default()).chain, want);
     }
 }
 
