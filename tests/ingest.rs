@@ -255,6 +255,7 @@ async fn overload_refuses_with_retryable_errors_and_keeps_every_acknowledged_spa
     let server = TestServer::start_with(|c| {
         c.writer.queue_capacity_rows = 6;
         c.writer.flush_interval = std::time::Duration::from_millis(300);
+        c.writer.linger = std::time::Duration::from_millis(300);
     })
     .await;
     let client = reqwest::Client::new();

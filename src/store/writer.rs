@@ -25,11 +25,18 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// Commit as soon as this many rows are pending.
     pub flush_rows: usize,
+    /// How long the writer waits for another request before committing what it has.
+    pub linger: Duration,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { queue_capacity_rows: 500_000, flush_interval: Duration::from_millis(200), flush_rows: 100_000 }
+        WriterConfig {
+            queue_capacity_rows: 500_000,
+            flush_interval: Duration::from_millis(200),
+            flush_rows: 100_000,
+            linger: Duration::from_millis(2),
+        }
     }
 }
 
@@ -69,9 +76,6 @@ struct Job {
     /// Held until the job is committed, so queued rows count against the capacity.
     _permit: OwnedSemaphorePermit,
 }
-
-/// How long the writer waits for another request before committing what it has.
-const LINGER: Duration = Duration::from_millis(2);
 
 enum Msg {
     Write(Job),
@@ -155,13 +159,13 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
             Err(_) => break,
         };
         // Group commit: keep taking requests while they keep coming (each within
-        // LINGER of the last), up to `flush_rows` or `flush_interval`. Under load, requests
+        // `linger` of the last), up to `flush_rows` or `flush_interval`. Under load, requests
         // that arrive during a commit share the next one; an idle writer commits at once.
         let deadline = Instant::now() + config.flush_interval;
         let mut rows = first.rows;
         let mut jobs = vec![first];
         while rows < config.flush_rows {
-            let wait = deadline.saturating_duration_since(Instant::now()).min(LINGER);
+            let wait = deadline.saturating_duration_since(Instant::now()).min(config.linger);
             match rx.recv_timeout(wait) {
                 Ok(Msg::Write(job)) => {
                     rows += job.rows;
