@@ -381,8 +381,10 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
             );
             tasks.push(tokio::spawn(async move {
                 while (filled_count.load(Ordering::Relaxed) as usize) < target {
+                    // In time order, as live ingest arrives: the oldest template's copies first.
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    let t = &spread[n as usize % spread.len()];
+                    let position = (n as usize * batch * spread.len() / target.max(1)).min(spread.len() - 1);
+                    let t = &spread[position];
                     let flat = tokio::task::block_in_place(|| {
                         crate::ingest::flatten(Signal::Traces, Encoding::Protobuf, &t.instance(n), &keys)
                     })

@@ -213,10 +213,12 @@ fn flow_blocking(
 ) -> Result<Option<FlowDetail>, StoreError> {
     let summary = c
         .prepare_cached(include_str!("../../queries/flow_summary.sql"))?
-        .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(12)?)))?
+        .query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })?
         .next()
         .transpose()?;
-    let Some((flow_id, updated)) = summary else {
+    let Some((flow_id, updated, start, end)) = summary else {
         return Ok(None);
     };
     struct Extra {
@@ -230,7 +232,7 @@ fn flow_blocking(
     let mut extras: Vec<Extra> = Vec::new();
     {
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_spans.sql"))?;
-        let mut rows = stmt.query([&flow_id])?;
+        let mut rows = stmt.query(params![flow_id, start, end])?;
         while let Some(r) = rows.next()? {
             let kind: String = r.get(5)?;
             facts.push(SpanFacts {
@@ -268,7 +270,7 @@ fn flow_blocking(
     let mut link_rows: Vec<(String, String, LinkFacts, Option<String>)> = Vec::new();
     {
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_links.sql"))?;
-        let rows = stmt.query_map([&flow_id], |r| {
+        let rows = stmt.query_map(params![flow_id, start, end], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
