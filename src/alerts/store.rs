@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::rules::RuleSpec;
 use super::state::{Instance, Phase, Transition};
-use crate::store::{Store, StoreError};
+use crate::store::{in_transaction, Store, StoreError};
 use crate::text::now_nanos;
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -114,8 +114,7 @@ pub async fn save_evaluation(
 ) -> Result<(), StoreError> {
     store
         .read(move |c| {
-            c.execute_batch("BEGIN TRANSACTION")?;
-            let result = (|| -> Result<(), StoreError> {
+            in_transaction(c, || {
                 c.execute_batch(include_str!("../../queries/alert_instances_clear.sql"))?;
                 let mut app = c.appender("alert_instances")?;
                 for i in &instances {
@@ -140,17 +139,7 @@ pub async fn save_evaluation(
                     )?;
                 }
                 Ok(())
-            })();
-            match result {
-                Ok(()) => {
-                    c.execute_batch("COMMIT")?;
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(e)
-                }
-            }
+            })
         })
         .await
 }

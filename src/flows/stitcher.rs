@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, LinkFacts, SpanFacts, SpanKind};
 use super::joiner::{JoinKey, Joiner, TraceId};
-use crate::store::{CommitStats, Store, StoreError};
+use crate::store::{in_transaction, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
 #[derive(Debug, Clone)]
@@ -376,39 +376,30 @@ impl Stitcher {
             analysed.push((members, spans, a));
         }
 
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let written = (|| -> Result<usize, StoreError> {
+        let conn = &self.conn;
+        let written = in_transaction(conn, || {
             // New flows have nothing to replace; only rewrite flows need the deletes.
             if !stale.is_empty() {
-                let mut app = self.conn.appender("stale_flows")?;
+                let mut app = conn.appender("stale_flows")?;
                 for id in &stale {
                     app.append_row([id])?;
                 }
                 app.flush()?;
                 drop(app);
-                self.conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
+                conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
             }
-            write_flows(&self.conn, &analysed, now)?;
+            write_flows(conn, &analysed, now)?;
             Ok(analysed.len())
-        })();
-        match written {
-            Ok(n) => {
-                self.conn.execute_batch("COMMIT")?;
-                let flow_ids: Vec<(Vec<TraceId>, String)> =
-                    analysed.into_iter().map(|(members, spans, a)| (members, spans[a.root].trace_id.clone())).collect();
-                for (members, flow_id) in flow_ids {
-                    for t in members {
-                        self.written_as.insert(t, flow_id.clone());
-                    }
-                }
-                self.dirty.clear();
-                Ok(n)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
+        })?;
+        let flow_ids: Vec<(Vec<TraceId>, String)> =
+            analysed.into_iter().map(|(members, spans, a)| (members, spans[a.root].trace_id.clone())).collect();
+        for (members, flow_id) in flow_ids {
+            for t in members {
+                self.written_as.insert(t, flow_id.clone());
             }
         }
+        self.dirty.clear();
+        Ok(written)
     }
 
     /// Forgets the spans of traces that ended more than `quiet_period` ago.

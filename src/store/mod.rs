@@ -118,6 +118,22 @@ impl Store {
     }
 }
 
+/// Runs `f` in one transaction on `conn`: committed when it succeeds, rolled back when it
+/// fails (the error is returned either way).
+pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match f() {
+        Ok(value) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// DuckDB checkpoints (folds its write-ahead log into the file) every 16 MB of log by
 /// default: under sustained ingest that is a checkpoint every ~30k spans, which costs more
 /// than the appends themselves (see BENCHMARKS.md). 256 MB trades a larger log for it.
@@ -136,17 +152,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         if applied.contains(version) {
             continue;
         }
-        conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = conn.execute_batch(sql).and_then(|_| {
-            conn.execute(include_str!("../../queries/schema_migrations_record.sql"), duckdb::params![version, name])
-        });
-        match result {
-            Ok(_) => conn.execute_batch("COMMIT")?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e.into());
-            }
-        }
+        in_transaction(conn, || {
+            conn.execute_batch(sql)?;
+            conn.execute(include_str!("../../queries/schema_migrations_record.sql"), duckdb::params![version, name])?;
+            Ok(())
+        })?;
         tracing::info!(version, name, "applied schema migration");
     }
     Ok(())

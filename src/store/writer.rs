@@ -229,8 +229,7 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitS
 /// Appends the batches and commits, all or nothing. Also the benchmark's measure of what
 /// DuckDB's appender can take on this machine.
 pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let appended = (|| -> Result<(), StoreError> {
+    super::in_transaction(conn, || {
         for (table, _) in ALL {
             let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
             if of_table.peek().is_none() {
@@ -243,17 +242,7 @@ pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i6
             appender.flush()?;
         }
         Ok(())
-    })();
-    match appended {
-        Ok(()) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 fn with_commit_seq(batch: &RecordBatch, seq: i64) -> RecordBatch {
