@@ -72,13 +72,6 @@ pub enum Condition {
     ChainLatency { quantile: f64, budget_ms: f64, window: Duration },
 }
 
-impl Condition {
-    /// Whether the scope glob matches chains (else destinations).
-    pub fn scopes_chains(&self) -> bool {
-        matches!(self, Condition::ChainLatency { .. })
-    }
-}
-
 /// A rule that failed validation: which field, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]

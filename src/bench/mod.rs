@@ -277,14 +277,8 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
     let load = drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(args.seconds), true).await;
     let (c1, cpu1, elapsed) =
         (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), t0.elapsed());
-    let stitching: Value = client
-        .get(format!("http://{}/api/stitching", server.ui))
-        .send()
-        .await
-        .map_err(|e| BenchError::Server(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| BenchError::Server(e.to_string()))?;
+    let stitching: Value = serde_json::from_str(&process::get_text(&client, server.ui, "/api/stitching").await?)
+        .map_err(|e| BenchError::Server(format!("/api/stitching: {e}")))?;
     let peak_rss = server.peak_rss_bytes();
     let threads: serde_json::Map<String, Value> =
         server.cpu_by_thread().into_iter().map(|(k, v)| (k, json!((v * 100.0).round() / 100.0))).collect();

@@ -125,17 +125,17 @@ impl ServerProcess {
     }
 }
 
+/// GETs `path` from the server's UI listener as text.
+pub async fn get_text(client: &reqwest::Client, ui: SocketAddr, path: &str) -> Result<String, BenchError> {
+    let fail = |e: reqwest::Error| BenchError::Server(format!("GET {path}: {e}"));
+    client.get(format!("http://{ui}{path}")).send().await.map_err(fail)?.text().await.map_err(fail)
+}
+
 /// A counter from the server's `/metrics`, e.g. `flowscope_committed_items_total{signal="traces"}`.
 pub async fn metric(client: &reqwest::Client, ui: SocketAddr, series: &str) -> Result<f64, BenchError> {
-    let text = client
-        .get(format!("http://{ui}/metrics"))
-        .send()
-        .await
-        .map_err(|e| BenchError::Server(e.to_string()))?
-        .text()
-        .await
-        .map_err(|e| BenchError::Server(e.to_string()))?;
-    text.lines()
+    get_text(client, ui, "/metrics")
+        .await?
+        .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
         .ok_or_else(|| BenchError::Server(format!("{series} missing from /metrics")))
 }

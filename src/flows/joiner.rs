@@ -221,10 +221,6 @@ impl Joiner {
     pub fn ignored_keys(&self) -> &[IgnoredKey] {
         &self.ignored
     }
-
-    pub fn trace_count(&self) -> usize {
-        self.names.len()
-    }
 }
 
 #[cfg(test)]

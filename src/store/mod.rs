@@ -41,7 +41,6 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const MAX_IDLE_READERS: usize = 8;
 
 pub struct Store {
-    path: PathBuf,
     /// Kept open for the life of the store; every other connection is cloned from it.
     root: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
@@ -67,11 +66,7 @@ impl Store {
         }
         let conn = Connection::open_with_flags(path, config)?;
         migrate(&conn)?;
-        Ok(Arc::new(Store { path: path.to_owned(), root: Mutex::new(conn), readers: Mutex::new(Vec::new()) }))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Arc::new(Store { root: Mutex::new(conn), readers: Mutex::new(Vec::new()) }))
     }
 
     /// A connection of its own, for a background stage that writes its own tables.

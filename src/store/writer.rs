@@ -74,7 +74,16 @@ struct Job {
     rows: usize,
     done: oneshot::Sender<Result<i64, StoreError>>,
     /// Held until the job is committed, so queued rows count against the capacity.
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Job {
+    /// Frees the job's queue space, then answers the waiting request: by the time an
+    /// exporter hears "committed", the queue no longer counts its rows.
+    fn finish(self, result: Result<i64, StoreError>) {
+        drop(self.permit);
+        let _ = self.done.send(result);
+    }
 }
 
 enum Msg {
@@ -121,7 +130,7 @@ impl Writer {
             .try_acquire_many_owned(wanted)
             .map_err(|_| StoreError::Overloaded { queued_rows: self.queued_rows() })?;
         let (done, committed) = oneshot::channel();
-        self.tx.send(Msg::Write(Job { batches, rows, done, _permit: permit })).map_err(|_| StoreError::ShuttingDown)?;
+        self.tx.send(Msg::Write(Job { batches, rows, done, permit })).map_err(|_| StoreError::ShuttingDown)?;
         committed.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -209,13 +218,15 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitS
             stats.record(rows, started.elapsed());
             stats.last_commit_seq.store(*seq as u64, Ordering::Relaxed);
             for job in jobs {
-                let _ = job.done.send(Ok(*seq));
+                job.finish(Ok(*seq));
             }
         }
         Err(err) if jobs.len() == 1 => {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %err, "commit failed");
-            let _ = jobs.into_iter().next().map(|j| j.done.send(Err(err)));
+            if let Some(job) = jobs.into_iter().next() {
+                job.finish(Err(err));
+            }
         }
         Err(err) => {
             tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; committing requests one by one");

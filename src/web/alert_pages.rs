@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::api::{now_nanos, ApiError};
@@ -303,22 +304,46 @@ pub async fn alerts_page(
     Ok(render(&alerts_view(&state, &p, form).await?).into_response())
 }
 
-fn check_csrf(state: &AppState, token: &str) -> Result<(), Response> {
-    if token == state.csrf_token {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::FORBIDDEN,
-            "this form is stale or was posted from another site; reload the page and try again\n",
-        )
-            .into_response())
+/// A posted form that carries the process's CSRF token. Posts without it (stale pages,
+/// other sites) are refused with 403 before any handler runs.
+pub struct CheckedForm<T>(pub T);
+
+pub trait CarriesCsrf {
+    fn csrf(&self) -> &str;
+}
+
+impl<T> FromRequest<Arc<AppState>> for CheckedForm<T>
+where
+    T: DeserializeOwned + CarriesCsrf + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let Form(value) = Form::<T>::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        if value.csrf() != state.csrf_token {
+            let message = "this form is stale or was posted from another site; reload the page and try again\n";
+            return Err((StatusCode::FORBIDDEN, message).into_response());
+        }
+        Ok(CheckedForm(value))
     }
 }
 
-async fn create(State(state): State<Arc<AppState>>, Form(form): Form<RuleForm>) -> Result<Response, PageError> {
-    if let Err(r) = check_csrf(&state, &form.csrf) {
-        return Ok(r);
+impl CarriesCsrf for RuleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
+}
+
+impl CarriesCsrf for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    CheckedForm(form): CheckedForm<RuleForm>,
+) -> Result<Response, PageError> {
     let result = match form.to_spec() {
         Ok(spec) => state.alerts.create_rule(spec).await,
         Err(e) => Err(AlertError::Invalid(e)),
@@ -369,11 +394,8 @@ async fn edit_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -
 async fn update(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Form(form): Form<RuleForm>,
+    CheckedForm(form): CheckedForm<RuleForm>,
 ) -> Result<Response, PageError> {
-    if let Err(r) = check_csrf(&state, &form.csrf) {
-        return Ok(r);
-    }
     editable_rule(&state, &id)?;
     let result = match form.to_spec() {
         Ok(spec) => state.alerts.update_rule(&id, spec).await,
@@ -398,11 +420,8 @@ struct CsrfOnly {
 async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    CheckedForm(_): CheckedForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    if let Err(r) = check_csrf(&state, &f.csrf) {
-        return Ok(r);
-    }
     state.alerts.delete_rule(&id).await.map_err(ApiError::from)?;
     Ok(Redirect::to("/alerts").into_response())
 }
@@ -410,11 +429,8 @@ async fn delete(
 async fn toggle(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    CheckedForm(_): CheckedForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    if let Err(r) = check_csrf(&state, &f.csrf) {
-        return Ok(r);
-    }
     let mut spec = editable_rule(&state, &id)?.spec;
     spec.enabled = !spec.enabled;
     state.alerts.update_rule(&id, spec).await.map_err(ApiError::from)?;
