@@ -1,9 +1,8 @@
--- Flows containing a trace id, span id, message id or correlation id equal to $1.
+-- Flows containing a span id, message id or correlation id equal to $1 (trace ids are
+-- looked up first, by search_by_trace_id.sql).
 SELECT f.flow_id, f.chain, f.start_unix_nano, f.duration_ms
 FROM flows f
 WHERE f.flow_id IN (
-    SELECT flow_id FROM flow_traces WHERE trace_id = lower($1)
-    UNION
     SELECT ft.flow_id FROM spans s JOIN flow_traces ft ON ft.trace_id = s.trace_id
     WHERE s.span_id = lower($1) OR s.message_id = $1 OR s.correlation_id = $1
     UNION

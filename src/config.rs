@@ -254,7 +254,7 @@ impl Config {
                     .or(duration("flush_interval", file.flush_interval)?)
                     .unwrap_or(writer_default.flush_interval),
                 flush_rows: args.flush_rows.or(file.flush_rows).unwrap_or(writer_default.flush_rows),
-                linger: writer_default.linger,
+                ..writer_default
             },
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             correlation_keys,

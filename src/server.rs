@@ -85,7 +85,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
     listeners.push(serve_axum("OTLP/HTTP", http_listener, http_app, stopped.clone()));
 
-    let (stitcher, progress) = flows::start(&store, Arc::clone(ingest.writer().stats()), config.stitch.clone())?;
+    let (stitcher, progress) = flows::start(&store, ingest.writer(), config.stitch.clone())?;
     let flows_state = FlowsState {
         progress: progress.clone(),
         dead_letter_patterns: config.stitch.dead_letter_patterns.clone(),

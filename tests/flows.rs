@@ -79,7 +79,25 @@ fn assert_flow(flow: &Value, want: &Expected) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_scenarios_become_one_flow_each_with_exact_hops_retries_and_dead_letters() {
-    let server = TestServer::start().await;
+    // The stitcher takes new rows from the writer's in-memory feed.
+    check_demo_scenarios(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stitching_from_the_file_with_a_one_span_cache_gives_the_same_flows() {
+    // No feed: every round reads its rows back from DuckDB; and every trace is evicted
+    // after each round, so each late span reloads its flow from the file.
+    check_demo_scenarios(
+        TestServer::start_with(|c| {
+            c.writer.feed_capacity_rows = 0;
+            c.stitch.cache_spans = 1;
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn check_demo_scenarios(server: TestServer) {
     let mut rng = StdRng::seed_from_u64(42);
     let mut b = Builder::new(&mut rng);
     let t0 = flowscope::web::api::now_nanos() - 120_000 * MS;

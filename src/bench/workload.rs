@@ -21,6 +21,8 @@ pub struct Template {
     pub spans: usize,
     trace_offsets: Vec<usize>,
     id_offsets: Vec<usize>,
+    /// Where the span and event timestamps (fixed64, little-endian) sit.
+    time_offsets: Vec<usize>,
 }
 
 /// Every position where one of the `needles` (all `N` bytes long) starts, in one pass.
@@ -80,6 +82,17 @@ impl Template {
                 span.attributes.extend(filler(want - span.attributes.len()));
             }
         }
+        let times: HashSet<[u8; 8]> = b
+            .out
+            .spans
+            .iter()
+            .flat_map(|(_, s)| {
+                [s.start_time_unix_nano, s.end_time_unix_nano]
+                    .into_iter()
+                    .chain(s.events.iter().map(|e| e.time_unix_nano))
+            })
+            .map(u64::to_le_bytes)
+            .collect();
         let traces = std::mem::take(&mut b.traces);
         let prefixes = std::mem::take(&mut b.id_prefixes);
         let spans = b.out.spans.len();
@@ -89,13 +102,27 @@ impl Template {
         let prefix_set: HashSet<[u8; 8]> =
             prefixes.iter().filter_map(|p| <[u8; 8]>::try_from(p.as_bytes()).ok()).collect();
         let id_offsets = positions(&bytes, &prefix_set);
-        Template { bytes, spans, trace_offsets, id_offsets }
+        let time_offsets = positions(&bytes, &times);
+        Template { bytes, spans, trace_offsets, id_offsets, time_offsets }
     }
 
     /// A copy whose ids are unique to `nonce` (consistently within the copy, so links,
     /// message ids and correlation ids still join what they joined).
     pub fn instance(&self, nonce: u32) -> Vec<u8> {
+        self.instance_at(nonce, 0)
+    }
+
+    /// [`Template::instance`] with every span and event time moved `shift_ns` later, so
+    /// copies can be spread over time as real traffic is.
+    pub fn instance_at(&self, nonce: u32, shift_ns: i64) -> Vec<u8> {
         let mut out = self.bytes.clone();
+        if shift_ns != 0 {
+            for &o in &self.time_offsets {
+                let field: &mut [u8] = &mut out[o..o + 8];
+                let time = u64::from_le_bytes(<[u8; 8]>::try_from(&*field).expect("8 bytes"));
+                field.copy_from_slice(&time.wrapping_add_signed(shift_ns).to_le_bytes());
+            }
+        }
         for &o in &self.trace_offsets {
             out[o + 4..o + 8].copy_from_slice(&nonce.to_le_bytes());
         }
@@ -151,5 +178,14 @@ mod tests {
         assert!(messaging * 4 >= spans.len(), "a good share of spans are messaging spans: {messaging}/{}", spans.len());
         assert!(spans.iter().any(|s| !s.links.is_empty()));
         assert_eq!(decode(&t.bytes), t.spans);
+
+        let shifted = ExportTraceServiceRequest::decode(&t.instance_at(1, 5_000)[..]).unwrap();
+        let shifted: Vec<_> =
+            shifted.resource_spans.iter().flat_map(|x| &x.scope_spans).flat_map(|s| &s.spans).collect();
+        for (a, b) in spans.iter().zip(&shifted) {
+            assert_eq!(b.start_time_unix_nano, a.start_time_unix_nano + 5_000);
+            assert_eq!(b.end_time_unix_nano, a.end_time_unix_nano + 5_000);
+            assert_eq!(a.trace_id, b.trace_id, "same nonce, same ids");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! stitcher and the flow page agree): its chain, hops with queue waits, retries, dead
 //! letters, the split of its duration, and its critical path.
 
-use std::collections::{HashMap, HashSet};
+use super::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanKind {
@@ -272,7 +272,7 @@ fn build_hops(
 ) -> Vec<Hop> {
     let producers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Producer).collect();
     // The first send of a message id is its producer (a dead-letter republish keeps the id).
-    let mut by_message: HashMap<&str, usize> = HashMap::new();
+    let mut by_message: HashMap<&str, usize> = HashMap::default();
     for p in &producers {
         if let Some(m) = spans[*p].message_id.as_deref() {
             let e = by_message.entry(m).or_insert(*p);
@@ -282,7 +282,7 @@ fn build_hops(
         }
     }
     // hop index by producer span
-    let mut hop_of_producer: HashMap<usize, usize> = HashMap::new();
+    let mut hop_of_producer: HashMap<usize, usize> = HashMap::default();
     let mut hops: Vec<Hop> = Vec::new();
     let mut hop_for = |hops: &mut Vec<Hop>, p: usize| -> usize {
         *hop_of_producer.entry(p).or_insert_with(|| {
@@ -306,7 +306,7 @@ fn build_hops(
     // Consumers in time order, so a `process` span finds its `receive` span's hop.
     let mut consumers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Consumer).collect();
     consumers.sort_by_key(|i| (spans[*i].start, *i));
-    let mut hops_of_consumer: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut hops_of_consumer: HashMap<usize, Vec<usize>> = HashMap::default();
     for c in consumers {
         let s = &spans[c];
         let mut found: Vec<usize> = Vec::new();
@@ -393,7 +393,7 @@ fn build_hops(
 
 fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Retry> {
     let mut retries = Vec::new();
-    let mut counted: HashSet<usize> = HashSet::new();
+    let mut counted: HashSet<usize> = HashSet::default();
     let push = |retries: &mut Vec<Retry>, i: usize, attempt: i32, previous: Option<usize>| {
         let s = &spans[i];
         retries.push(Retry {
@@ -430,7 +430,7 @@ fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -
         push(&mut retries, i, attempt, previous);
     }
     // Client calls repeated to the same target after an error.
-    let mut siblings: HashMap<(Option<usize>, &str, &str), Vec<usize>> = HashMap::new();
+    let mut siblings: HashMap<(Option<usize>, &str, &str), Vec<usize>> = HashMap::default();
     for (i, s) in spans.iter().enumerate() {
         if s.kind == SpanKind::Client && role(s) == Role::Other {
             siblings.entry((parent_of(i), s.service.as_str(), s.name.as_str())).or_default().push(i);
@@ -454,7 +454,7 @@ fn find_dead_letters(
     parent_of: &impl Fn(usize) -> Option<usize>,
 ) -> Vec<DeadLetter> {
     let mut out = Vec::new();
-    let mut seen: HashSet<usize> = HashSet::new();
+    let mut seen: HashSet<usize> = HashSet::default();
     let last_error_before =
         |t: i64| {
             spans.iter().filter(|s| s.error && s.start <= t).max_by_key(|s| s.end).map(|s| {
@@ -617,7 +617,7 @@ fn critical_path(
 /// and destination: batches, redeliveries) adds nothing.
 fn hop_path(spans: &[&SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
     let mut path = vec![spans[root].service.clone()];
-    let mut seen: HashSet<(Option<&str>, Option<&str>, Option<&str>)> = HashSet::new();
+    let mut seen: HashSet<(Option<&str>, Option<&str>, Option<&str>)> = HashSet::default();
     let push = |p: &mut Vec<String>, item: &str| {
         if p.last().map(String::as_str) != Some(item) {
             p.push(item.to_owned());

@@ -11,7 +11,7 @@
 //! diagnostics page, and the component it had built is split again by recomputing it from
 //! its remaining edges.
 
-use std::collections::{HashMap, HashSet};
+use super::{HashMap, HashSet};
 
 pub type TraceId = String;
 
@@ -75,13 +75,13 @@ impl Joiner {
     pub fn new(key_trace_limit: usize) -> Self {
         Joiner {
             key_trace_limit: key_trace_limit.max(2),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             names: Vec::new(),
             parent: Vec::new(),
-            members: HashMap::new(),
-            links: HashMap::new(),
-            keys_of: HashMap::new(),
-            keys: HashMap::new(),
+            members: HashMap::default(),
+            links: HashMap::default(),
+            keys_of: HashMap::default(),
+            keys: HashMap::default(),
             ignored: Vec::new(),
         }
     }
@@ -207,7 +207,7 @@ impl Joiner {
 
     /// The distinct flows (as sorted member lists) that the given traces belong to now.
     pub fn flows_of<'a>(&self, traces: impl IntoIterator<Item = &'a str>) -> Vec<Vec<TraceId>> {
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut flows = Vec::new();
         for t in traces {
             let root = self.ids.get(t).map(|id| self.root(*id));

@@ -10,26 +10,33 @@
 
 pub mod analysis;
 pub mod backlog;
+mod intake;
 pub mod joiner;
 pub mod queries;
 mod stitcher;
 
 use std::sync::Arc;
 
+/// Maps keyed by ids that arrive from the network. aHash with per-process random keys
+/// resists crafted collisions like std's SipHash does, at a fraction of its cost; SipHash
+/// was the stitcher's largest single item in profiles.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+pub(crate) type HashSet<T> = std::collections::HashSet<T, ahash::RandomState>;
+
 use tokio::sync::watch;
 
 pub use stitcher::{StitchConfig, StitchProgress, Stitcher, StitcherHandle};
 
-use crate::store::{CommitStats, Store, StoreError};
+use crate::store::{Store, StoreError, Writer};
 
 /// Starts the stitcher thread; the receiver reports its progress.
 pub fn start(
     store: &Store,
-    commits: Arc<CommitStats>,
+    writer: &Writer,
     config: StitchConfig,
 ) -> Result<(StitcherHandle, watch::Receiver<StitchProgress>), StoreError> {
     let (progress, watcher) = watch::channel(StitchProgress::default());
-    let stitcher = Stitcher::new(store, commits, config, progress)?;
+    let stitcher = Stitcher::new(store, Arc::clone(writer.stats()), Arc::clone(writer.feed()), config, progress)?;
     let handle = stitcher.spawn().map_err(|e| StoreError::Task(e.to_string()))?;
     Ok((handle, watcher))
 }

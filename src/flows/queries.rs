@@ -390,21 +390,27 @@ pub struct SearchHit {
     pub duration_ms: f64,
 }
 
+/// Flows containing `q` as a trace id (a cheap lookup, tried first) or else as a span id,
+/// message id or correlation id (a scan of those span, link and log columns).
 pub async fn search(store: &Arc<Store>, q: String) -> Result<Vec<SearchHit>, StoreError> {
     store
         .read(move |c| {
-            let mut stmt = c.prepare_cached(include_str!("../../queries/search.sql"))?;
-            let rows = stmt.query_map([q.trim()], |r| {
-                Ok(SearchHit {
-                    flow_id: r.get(0)?,
-                    chain: r.get(1)?,
-                    start_unix_nano: r.get(2)?,
-                    duration_ms: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let q = q.trim();
+            let by_trace = search_with(c, include_str!("../../queries/search_by_trace_id.sql"), q)?;
+            if !by_trace.is_empty() {
+                return Ok(by_trace);
+            }
+            search_with(c, include_str!("../../queries/search.sql"), q)
         })
         .await
+}
+
+fn search_with(c: &Connection, sql: &str, q: &str) -> Result<Vec<SearchHit>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map([q], |r| {
+        Ok(SearchHit { flow_id: r.get(0)?, chain: r.get(1)?, start_unix_nano: r.get(2)?, duration_ms: r.get(3)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -426,8 +432,13 @@ const SERIES_BUCKETS: i64 = 60;
 /// The trailing part of the range the trend and rates are judged on.
 const RECENT_BUCKETS: usize = 10;
 
+/// Width of the slots `queue_counts` counts messages in (migration 005).
+const QUEUE_COUNT_SLOT: i64 = 5_000_000_000;
+
 pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, StoreError> {
-    let bucket = ((range.to - range.from) / SERIES_BUCKETS).max(1);
+    // Whole slots per bucket, so every bucket holds the same number of them.
+    let per_bucket = ((range.to - range.from) / SERIES_BUCKETS).max(1);
+    let bucket = (per_bucket + QUEUE_COUNT_SLOT - 1) / QUEUE_COUNT_SLOT * QUEUE_COUNT_SLOT;
     let (points, flows) = store
         .read(move |c| {
             let mut points: BTreeMap<(String, String), Vec<DepthPoint>> = BTreeMap::new();

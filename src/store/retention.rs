@@ -14,6 +14,7 @@ const DELETES: &[(&str, &str)] = &[
     ("span_links", include_str!("../../queries/retention_span_links.sql")),
     ("logs", include_str!("../../queries/retention_logs.sql")),
     ("metric_points", include_str!("../../queries/retention_metric_points.sql")),
+    ("queue_counts", include_str!("../../queries/retention_queue_counts.sql")),
     // A flow's rows go once the whole flow is older than the cutoff; children first.
     ("flow_traces", include_str!("../../queries/retention_flow_traces.sql")),
     ("flow_hops", include_str!("../../queries/retention_flow_hops.sql")),

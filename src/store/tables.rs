@@ -1,7 +1,8 @@
-//! The Arrow shape of each raw-signal table. Ingest fills these row builders off the writer
-//! thread; the writer appends the finished batches with DuckDB's Arrow appender. Column
-//! names and order match `queries/migrations/001_signals.sql` (a test checks it), minus
-//! `commit_seq`, which the writer adds at commit time.
+//! The Arrow shape of each table flowscope appends to. Ingest fills the raw-signal row
+//! builders off the writer thread; the writer appends the finished batches with DuckDB's
+//! Arrow appender. Column names and order match `queries/migrations/001_signals.sql` (a
+//! test checks it), minus `commit_seq`, which the writer adds at commit time. The flow
+//! tables' builders (`002_flows.sql`) are filled by the stitcher the same way.
 
 use std::sync::Arc;
 
@@ -151,6 +152,95 @@ table_rows! {
         destination: StringBuilder => DataType::Utf8,
     }
 }
+
+table_rows! {
+    /// Rows of `flows`: one per flow.
+    FlowRows = "flows" {
+        flow_id: StringBuilder => DataType::Utf8,
+        chain: StringBuilder => DataType::Utf8,
+        root_service: StringBuilder => DataType::Utf8,
+        root_name: StringBuilder => DataType::Utf8,
+        path: StringBuilder => DataType::Utf8,
+        services: StringBuilder => DataType::Utf8,
+        start_unix_nano: Int64Builder => DataType::Int64,
+        end_unix_nano: Int64Builder => DataType::Int64,
+        duration_ms: Float64Builder => DataType::Float64,
+        span_count: Int32Builder => DataType::Int32,
+        trace_count: Int32Builder => DataType::Int32,
+        error: BooleanBuilder => DataType::Boolean,
+        hops: Int32Builder => DataType::Int32,
+        retries: Int32Builder => DataType::Int32,
+        dead_letters: Int32Builder => DataType::Int32,
+        queue_wait_ms: Float64Builder => DataType::Float64,
+        service_ms: Float64Builder => DataType::Float64,
+        retry_delay_ms: Float64Builder => DataType::Float64,
+        clock_skew_hops: Int32Builder => DataType::Int32,
+        updated_unix_nano: Int64Builder => DataType::Int64,
+    }
+}
+
+table_rows! {
+    /// Rows of `flow_traces`: which traces make up each flow.
+    FlowTraceRows = "flow_traces" {
+        flow_id: StringBuilder => DataType::Utf8,
+        trace_id: StringBuilder => DataType::Utf8,
+    }
+}
+
+table_rows! {
+    /// Rows of `flow_hops`: one per asynchronous hop.
+    FlowHopRows = "flow_hops" {
+        flow_id: StringBuilder => DataType::Utf8,
+        hop_index: Int32Builder => DataType::Int32,
+        system: StringBuilder => DataType::Utf8,
+        destination: StringBuilder => DataType::Utf8,
+        producer_trace_id: StringBuilder => DataType::Utf8,
+        producer_span_id: StringBuilder => DataType::Utf8,
+        producer_service: StringBuilder => DataType::Utf8,
+        consumer_span_ids: StringBuilder => DataType::Utf8,
+        consumer_service: StringBuilder => DataType::Utf8,
+        sent_unix_nano: Int64Builder => DataType::Int64,
+        queue_wait_ms: Float64Builder => DataType::Float64,
+        clock_skew: BooleanBuilder => DataType::Boolean,
+        dead_letter: BooleanBuilder => DataType::Boolean,
+    }
+}
+
+table_rows! {
+    /// Rows of `flow_retries`: one per retried delivery or call.
+    FlowRetryRows = "flow_retries" {
+        flow_id: StringBuilder => DataType::Utf8,
+        time_unix_nano: Int64Builder => DataType::Int64,
+        service: StringBuilder => DataType::Utf8,
+        destination: StringBuilder => DataType::Utf8,
+        span_id: StringBuilder => DataType::Utf8,
+        attempt: Int32Builder => DataType::Int32,
+        delay_ms: Float64Builder => DataType::Float64,
+    }
+}
+
+table_rows! {
+    /// Rows of `flow_dead_letters`: one per message that ended in a dead-letter queue.
+    FlowDeadLetterRows = "flow_dead_letters" {
+        flow_id: StringBuilder => DataType::Utf8,
+        time_unix_nano: Int64Builder => DataType::Int64,
+        destination: StringBuilder => DataType::Utf8,
+        source_destination: StringBuilder => DataType::Utf8,
+        message_id: StringBuilder => DataType::Utf8,
+        correlation_id: StringBuilder => DataType::Utf8,
+        error: StringBuilder => DataType::Utf8,
+        span_id: StringBuilder => DataType::Utf8,
+    }
+}
+
+/// The flow tables the stitcher appends, for the schema test.
+pub const FLOW_TABLES: &[(&str, &[&str])] = &[
+    (FlowRows::TABLE, FlowRows::COLUMNS),
+    (FlowTraceRows::TABLE, FlowTraceRows::COLUMNS),
+    (FlowHopRows::TABLE, FlowHopRows::COLUMNS),
+    (FlowRetryRows::TABLE, FlowRetryRows::COLUMNS),
+    (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::COLUMNS),
+];
 
 /// Every raw-signal table with its appended columns, for the writer and the schema test.
 pub const ALL: &[(&str, &[&str])] = &[

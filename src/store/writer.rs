@@ -14,6 +14,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::feed::CommitFeed;
 use super::tables::{TableBatch, ALL};
 use super::StoreError;
 
@@ -27,6 +28,8 @@ pub struct WriterConfig {
     pub flush_rows: usize,
     /// How long the writer waits for another request before committing what it has.
     pub linger: Duration,
+    /// Committed rows held in memory for the stitcher (see [`CommitFeed`]).
+    pub feed_capacity_rows: usize,
 }
 
 impl Default for WriterConfig {
@@ -36,6 +39,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             flush_rows: 100_000,
             linger: Duration::from_millis(2),
+            feed_capacity_rows: 250_000,
         }
     }
 }
@@ -97,6 +101,7 @@ pub struct Writer {
     capacity: usize,
     closed: AtomicBool,
     stats: Arc<CommitStats>,
+    feed: Arc<CommitFeed>,
 }
 
 impl Writer {
@@ -106,12 +111,20 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         stats.last_commit_seq.store(next_seq as u64, Ordering::Relaxed);
-        let thread_stats = Arc::clone(&stats);
+        let feed = Arc::new(CommitFeed::new(config.feed_capacity_rows));
+        let committed = Committer { stats: Arc::clone(&stats), feed: Arc::clone(&feed) };
         std::thread::Builder::new()
             .name("flowscope-writer".into())
-            .spawn(move || run(conn, rx, config, next_seq, &thread_stats))
+            .spawn(move || run(conn, rx, config, next_seq, &committed))
             .map_err(|e| StoreError::Task(e.to_string()))?;
-        Ok(Writer { tx, permits: Arc::new(Semaphore::new(capacity)), capacity, closed: AtomicBool::new(false), stats })
+        Ok(Writer {
+            tx,
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            closed: AtomicBool::new(false),
+            stats,
+            feed,
+        })
     }
 
     /// Queues the batches and waits until they are committed. Returns the commit sequence
@@ -146,6 +159,11 @@ impl Writer {
         &self.stats
     }
 
+    /// The committed rows waiting for the stitcher.
+    pub fn feed(&self) -> &Arc<CommitFeed> {
+        &self.feed
+    }
+
     /// Refuses new writes, commits everything queued, and waits for the writer to finish.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
@@ -156,7 +174,13 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, stats: &CommitStats) {
+/// Where the writer reports what it committed.
+struct Committer {
+    stats: Arc<CommitStats>,
+    feed: Arc<CommitFeed>,
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, committed: &Committer) {
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
         let first = match rx.recv() {
@@ -187,7 +211,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        commit_jobs(&conn, jobs, &mut seq, stats);
+        commit_jobs(&conn, jobs, &mut seq, committed);
     }
     // Shutting down: whatever was queued behind the stop request still gets committed.
     let rest: Vec<Job> = rx
@@ -198,7 +222,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
         })
         .collect();
     if !rest.is_empty() {
-        commit_jobs(&conn, rest, &mut seq, stats);
+        commit_jobs(&conn, rest, &mut seq, committed);
     }
     drop(conn);
     if let Some(ack) = stop {
@@ -208,7 +232,8 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
 
 /// Commits the jobs in one transaction. Should that fail, each job is tried alone so that
 /// one bad request cannot take the others down with it.
-fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitStats) {
+fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Committer) {
+    let stats = &committed.stats;
     *seq += 1;
     let started = Instant::now();
     let all: Vec<&TableBatch> = jobs.iter().flat_map(|j| &j.batches).collect();
@@ -216,7 +241,10 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitS
         Ok(()) => {
             let rows = jobs.iter().map(|j| j.rows).sum();
             stats.record(rows, started.elapsed());
-            stats.last_commit_seq.store(*seq as u64, Ordering::Relaxed);
+            // Fed before the sequence number is published, so a stitcher that sees the
+            // number finds the rows.
+            committed.feed.push(*seq, &all);
+            stats.last_commit_seq.store(*seq as u64, Ordering::Release);
             for job in jobs {
                 job.finish(Ok(*seq));
             }
@@ -231,7 +259,7 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, stats: &CommitS
         Err(err) => {
             tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; committing requests one by one");
             for job in jobs {
-                commit_jobs(conn, vec![job], seq, stats);
+                commit_jobs(conn, vec![job], seq, committed);
             }
         }
     }

@@ -1,0 +1,1 @@
+DELETE FROM queue_counts WHERE slot_unix_nano < ?;

@@ -1,0 +1,209 @@
+//! How the stitcher takes in newly committed rows: from the writer's in-memory
+//! [`CommitFeed`] when it holds the whole range, otherwise (after a restart, or when the
+//! stitcher fell far enough behind for the feed to overflow) from the DuckDB file. Both
+//! give the same [`NewRows`].
+
+use super::{HashMap, HashSet};
+
+use duckdb::arrow::array::{Array, AsArray, BooleanArray, Int32Array, Int64Array, StringArray};
+use duckdb::arrow::datatypes::{Int32Type, Int64Type};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::{params, Connection};
+
+use super::analysis::{LinkFacts, SpanFacts, SpanKind};
+use super::joiner::TraceId;
+use crate::store::{Committed, StoreError};
+
+/// (span's trace, span id, link)
+pub type LinkRow = (TraceId, String, LinkFacts);
+
+/// The rows of a range of commits that matter for stitching.
+#[derive(Debug, Default)]
+pub struct NewRows {
+    pub spans: Vec<SpanFacts>,
+    pub links: Vec<LinkRow>,
+    /// (trace id, correlation id) of log records carrying both, without repeats.
+    pub log_keys: Vec<(TraceId, String)>,
+}
+
+/// Converts the feed's batches; the columns are those `CommitFeed` keeps.
+pub fn from_feed(commits: &[Committed]) -> NewRows {
+    let mut rows = NewRows::default();
+    let mut log_keys = HashSet::default();
+    for batch in commits.iter().flat_map(|c| &c.batches) {
+        let b = &batch.batch;
+        match batch.table {
+            "spans" => spans_from_batch(b, &mut rows.spans),
+            "span_links" => links_from_batch(b, &mut rows.links),
+            "logs" => {
+                let (trace, corr) = (strings(b, "trace_id"), strings(b, "correlation_id"));
+                for i in 0..b.num_rows() {
+                    if let (Some(t), Some(c)) = (opt_str(trace, i), opt_str(corr, i)) {
+                        log_keys.insert((t.to_owned(), c.to_owned()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    rows.log_keys = log_keys.into_iter().collect();
+    rows
+}
+
+/// Reads the rows of commits `from + 1 ..= to` from the file.
+pub fn from_file(conn: &Connection, from: i64, to: i64) -> Result<NewRows, StoreError> {
+    let spans = {
+        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_new_spans.sql"))?;
+        let rows = stmt.query_map(params![from, to], span_from_row)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let links = {
+        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_new_links.sql"))?;
+        let rows = stmt.query_map(params![from, to], link_from_row)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let log_keys = {
+        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_new_log_correlations.sql"))?;
+        let rows = stmt.query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    Ok(NewRows { spans, links, log_keys })
+}
+
+/// Reads every span and link (committed up to `upto_seq`) of the traces listed in the
+/// `stitch_traces` temp table.
+pub fn reload_from_file(conn: &Connection, upto_seq: i64) -> Result<(Vec<SpanFacts>, Vec<LinkRow>), StoreError> {
+    let spans = {
+        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_reload_spans.sql"))?;
+        let rows = stmt.query_map([upto_seq], span_from_row)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let links = {
+        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_reload_links.sql"))?;
+        let rows = stmt.query_map([upto_seq], link_from_row)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    Ok((spans, links))
+}
+
+/// Hangs each link on the span it belongs to (links of spans not in `spans` are dropped).
+pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
+    if links.is_empty() {
+        return;
+    }
+    // Indexed by link, since links are far fewer than spans.
+    let mut by_span: HashMap<(&str, &str), Vec<usize>> = HashMap::default();
+    for (i, (trace, span, _)) in links.iter().enumerate() {
+        by_span.entry((trace.as_str(), span.as_str())).or_default().push(i);
+    }
+    let placed: Vec<(usize, usize)> = spans
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            by_span.get(&(s.trace_id.as_str(), s.span_id.as_str())).into_iter().flatten().map(move |li| (si, *li))
+        })
+        .collect();
+    drop(by_span);
+    let mut links: Vec<Option<LinkFacts>> = links.into_iter().map(|(_, _, link)| Some(link)).collect();
+    for (si, li) in placed {
+        if let Some(link) = links[li].take() {
+            spans[si].links.push(link);
+        }
+    }
+}
+
+fn span_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
+    Ok(SpanFacts {
+        trace_id: row.get(0)?,
+        span_id: row.get(1)?,
+        parent_span_id: row.get(2)?,
+        service: row.get(3)?,
+        name: row.get(4)?,
+        kind: SpanKind::parse(&row.get::<_, String>(5)?),
+        start: row.get(6)?,
+        end: row.get(7)?,
+        error: row.get(8)?,
+        status_message: row.get(9)?,
+        system: row.get(10)?,
+        operation: row.get(11)?,
+        destination: row.get(12)?,
+        message_id: row.get(13)?,
+        correlation_id: row.get(14)?,
+        attempt: row.get(15)?,
+        dead_letter_evidence: row.get(16)?,
+        links: Vec::new(),
+    })
+}
+
+fn link_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<LinkRow> {
+    Ok((row.get(0)?, row.get(1)?, LinkFacts { trace_id: row.get(2)?, span_id: row.get(3)?, message_id: row.get(4)? }))
+}
+
+fn spans_from_batch(b: &RecordBatch, out: &mut Vec<SpanFacts>) {
+    let trace_id = strings(b, "trace_id");
+    let span_id = strings(b, "span_id");
+    let parent = strings(b, "parent_span_id");
+    let service = strings(b, "service_name");
+    let name = strings(b, "name");
+    let kind = strings(b, "kind");
+    let start: &Int64Array = b.column_by_name("start_unix_nano").expect("start column").as_primitive::<Int64Type>();
+    let end: &Int64Array = b.column_by_name("end_unix_nano").expect("end column").as_primitive::<Int64Type>();
+    let status_code = strings(b, "status_code");
+    let status_message = strings(b, "status_message");
+    let system = strings(b, "messaging_system");
+    let operation = strings(b, "messaging_operation");
+    let destination = strings(b, "destination");
+    let message_id = strings(b, "message_id");
+    let correlation_id = strings(b, "correlation_id");
+    let attempt: &Int32Array = b.column_by_name("attempt").expect("attempt column").as_primitive::<Int32Type>();
+    let dead_letter: &BooleanArray = b.column_by_name("dead_letter_evidence").expect("dead letter column").as_boolean();
+    let owned = |a: &StringArray, i: usize| opt_str(a, i).map(str::to_owned);
+    out.reserve(b.num_rows());
+    for i in 0..b.num_rows() {
+        out.push(SpanFacts {
+            trace_id: trace_id.value(i).to_owned(),
+            span_id: span_id.value(i).to_owned(),
+            parent_span_id: owned(parent, i),
+            service: service.value(i).to_owned(),
+            name: name.value(i).to_owned(),
+            kind: SpanKind::parse(kind.value(i)),
+            start: start.value(i),
+            end: end.value(i),
+            error: status_code.value(i) == "ERROR",
+            status_message: owned(status_message, i),
+            system: owned(system, i),
+            operation: owned(operation, i),
+            destination: owned(destination, i),
+            message_id: owned(message_id, i),
+            correlation_id: owned(correlation_id, i),
+            attempt: attempt.is_valid(i).then(|| attempt.value(i)),
+            dead_letter_evidence: dead_letter.is_valid(i) && dead_letter.value(i),
+            links: Vec::new(),
+        });
+    }
+}
+
+fn links_from_batch(b: &RecordBatch, out: &mut Vec<LinkRow>) {
+    let (trace_id, span_id) = (strings(b, "trace_id"), strings(b, "span_id"));
+    let (linked_trace, linked_span) = (strings(b, "linked_trace_id"), strings(b, "linked_span_id"));
+    let message_id = strings(b, "message_id");
+    for i in 0..b.num_rows() {
+        out.push((
+            trace_id.value(i).to_owned(),
+            span_id.value(i).to_owned(),
+            LinkFacts {
+                trace_id: linked_trace.value(i).to_owned(),
+                span_id: linked_span.value(i).to_owned(),
+                message_id: opt_str(message_id, i).map(str::to_owned),
+            },
+        ));
+    }
+}
+
+fn strings<'a>(b: &'a RecordBatch, column: &str) -> &'a StringArray {
+    b.column_by_name(column).unwrap_or_else(|| panic!("column {column} in the stitch feed")).as_string::<i32>()
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
