@@ -655,15 +655,54 @@ pub async fn chain_latency_series(
         .await
 }
 
-/// Every flow of a chain in the range: (duration, queue wait, service, retry delay) in ms.
-pub async fn chain_durations(store: &Arc<Store>, range: Range, chain: String) -> Result<Vec<[f64; 4]>, StoreError> {
+/// Percentiles (ms) of one chain's flows in a range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChainSummary {
+    pub flows: i64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// (p50, p95) of service time, queue wait and retry delay.
+    pub service_ms: (f64, f64),
+    pub queue_wait_ms: (f64, f64),
+    pub retry_delay_ms: (f64, f64),
+    /// Flows per power-of-two duration bucket: (b, count) counts durations in
+    /// (2^(b-1), 2^b] ms; bucket 0 is everything up to 1 ms.
+    pub histogram: Vec<(u32, i64)>,
+}
+
+/// `None` when the chain has no flow in the range.
+pub async fn chain_summary(
+    store: &Arc<Store>,
+    range: Range,
+    chain: String,
+) -> Result<Option<ChainSummary>, StoreError> {
     store
         .read(move |c| {
-            let mut stmt = c.prepare_cached(include_str!("../../queries/chain_durations.sql"))?;
-            let rows = stmt.query_map(params![range.from, range.to, chain], |r| {
-                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            let p = params![range.from, range.to, chain];
+            let mut stmt = c.prepare_cached(include_str!("../../queries/chain_summary.sql"))?;
+            let mut summary = stmt.query_row(p, |r| {
+                let q = |i| r.get::<_, Option<f64>>(i).map(Option::unwrap_or_default);
+                Ok(ChainSummary {
+                    flows: r.get(0)?,
+                    p50_ms: q(1)?,
+                    p95_ms: q(2)?,
+                    p99_ms: q(3)?,
+                    max_ms: q(4)?,
+                    service_ms: (q(5)?, q(6)?),
+                    queue_wait_ms: (q(7)?, q(8)?),
+                    retry_delay_ms: (q(9)?, q(10)?),
+                    histogram: Vec::new(),
+                })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            if summary.flows == 0 {
+                return Ok(None);
+            }
+            let mut stmt = c.prepare_cached(include_str!("../../queries/chain_duration_histogram.sql"))?;
+            let rows = stmt.query_map(p, |r| Ok((r.get::<_, i32>(0)?.max(0) as u32, r.get(1)?)))?;
+            summary.histogram = rows.collect::<Result<_, _>>()?;
+            Ok(Some(summary))
         })
         .await
 }

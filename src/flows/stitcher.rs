@@ -484,6 +484,8 @@ fn write_flows(
             r.queue_wait_ms.append_value(ms(h.queue_wait_ns));
             r.clock_skew.append_value(h.clock_skew);
             r.dead_letter.append_value(h.dead_letter);
+            r.chain.append_value(&a.chain);
+            r.flow_start_unix_nano.append_value(a.start);
         }
         for retry in &a.retries {
             let r = &mut retry_rows;

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "alerts", include_str!("../../queries/migrations/003_alerts.sql")),
     (4, "flow_indexes", include_str!("../../queries/migrations/004_flow_indexes.sql")),
     (5, "queue_counts", include_str!("../../queries/migrations/005_queue_counts.sql")),
+    (6, "hop_chain", include_str!("../../queries/migrations/006_hop_chain.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

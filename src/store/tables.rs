@@ -203,6 +203,8 @@ table_rows! {
         queue_wait_ms: Float64Builder => DataType::Float64,
         clock_skew: BooleanBuilder => DataType::Boolean,
         dead_letter: BooleanBuilder => DataType::Boolean,
+        chain: StringBuilder => DataType::Utf8,
+        flow_start_unix_nano: Int64Builder => DataType::Int64,
     }
 }
 

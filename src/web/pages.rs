@@ -196,11 +196,14 @@ struct OverviewPage {
 
 async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
-    let mut chains = queries::chains(&state.store, range).await?;
     let bucket = ((range.to - range.from) / 24).max(1);
-    let series = queries::chain_latency_series(&state.store, range, bucket, None).await?;
-    let queues = queries::queues(&state.store, range).await?;
-    let dead = queries::dead_letters(&state.store, range).await?;
+    // Independent reads on separate pooled connections, side by side.
+    let (mut chains, series, queues, dead) = tokio::try_join!(
+        queries::chains(&state.store, range),
+        queries::chain_latency_series(&state.store, range, bucket, None),
+        queries::queues(&state.store, range),
+        queries::dead_letters(&state.store, range),
+    )?;
     let empty = chains.is_empty() && !queries::has_any_span(&state.store).await?;
     let sort = p.sort.clone().unwrap_or_else(|| "p95".into());
     let key = |c: &queries::ChainStats| -> f64 {
@@ -295,39 +298,16 @@ struct ChainPage {
     slowest: Vec<FlowLinkRow>,
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
-/// Log-scale buckets (powers of two from 1 ms) of end-to-end durations.
-pub fn log_buckets(durations_ms: &[f64]) -> Vec<(String, f64, String)> {
-    if durations_ms.is_empty() {
+/// Histogram bars (label, count, tooltip) for power-of-two buckets, gaps filled with zeros.
+pub fn log_buckets(counts: &[(u32, i64)]) -> Vec<(String, f64, String)> {
+    let (Some(min), Some(max)) = (counts.iter().map(|c| c.0).min(), counts.iter().map(|c| c.0).max()) else {
         return Vec::new();
-    }
-    let bucket_of = |d: f64| {
-        if d <= 1.0 {
-            0
-        } else {
-            d.log2().ceil() as usize
-        }
     };
-    let max = durations_ms.iter().map(|d| bucket_of(*d)).max().unwrap_or(0);
-    let min = durations_ms.iter().map(|d| bucket_of(*d)).min().unwrap_or(0);
-    let mut counts = vec![0.0; max + 1];
-    for d in durations_ms {
-        counts[bucket_of(*d)] += 1.0;
-    }
     (min..=max)
         .map(|b| {
+            let n: i64 = counts.iter().filter(|c| c.0 == b).map(|c| c.1).sum();
             let upper = 2f64.powi(b as i32);
-            let label = fmt_ms(upper);
-            let title = format!("≤ {}: {} flows", fmt_ms(upper), counts[b]);
-            (label, counts[b], title)
+            (fmt_ms(upper), n as f64, format!("≤ {}: {n} flows", fmt_ms(upper)))
         })
         .collect()
 }
@@ -338,26 +318,21 @@ async fn chain(
     Query(p): Query<PageParams>,
 ) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
-    let durations = queries::chain_durations(&state.store, range, chain.clone()).await?;
-    if durations.is_empty() {
+    let Some(summary) = queries::chain_summary(&state.store, range, chain.clone()).await? else {
         return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
-    }
-    let bucket = ((range.to - range.from) / 30).max(1);
-    let series = queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())).await?;
-    let hops = queries::chain_hop_waits(&state.store, range, chain.clone()).await?;
-    let slowest = queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20).await?;
-
-    let column = |i: usize| {
-        let mut v: Vec<f64> = durations.iter().map(|d| d[i]).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        v
     };
-    let (total, queue, service, retry) = (column(0), column(1), column(2), column(3));
+    let bucket = ((range.to - range.from) / 30).max(1);
+    let (series, hops, slowest) = tokio::try_join!(
+        queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())),
+        queries::chain_hop_waits(&state.store, range, chain.clone()),
+        queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20),
+    )?;
+
     let percentiles = vec![
-        ("p50".to_string(), fmt_ms(quantile(&total, 0.5))),
-        ("p95".to_string(), fmt_ms(quantile(&total, 0.95))),
-        ("p99".to_string(), fmt_ms(quantile(&total, 0.99))),
-        ("max".to_string(), fmt_ms(total.last().copied().unwrap_or(0.0))),
+        ("p50".to_string(), fmt_ms(summary.p50_ms)),
+        ("p95".to_string(), fmt_ms(summary.p95_ms)),
+        ("p99".to_string(), fmt_ms(summary.p99_ms)),
+        ("max".to_string(), fmt_ms(summary.max_ms)),
     ];
     let points = series.get(&chain).cloned().unwrap_or_default();
     let p50: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p50_ms)).collect();
@@ -376,12 +351,9 @@ async fn chain(
         fmt_ms,
     );
     let mut rows: Vec<(String, Vec<(&str, f64)>)> = Vec::new();
-    for (label, q) in [("whole flow, p50", 0.5), ("whole flow, p95", 0.95)] {
-        rows.push((
-            label.to_string(),
-            vec![("svc", quantile(&service, q)), ("wait", quantile(&queue, q)), ("retry", quantile(&retry, q))],
-        ));
-    }
+    let (svc, wait, retry) = (summary.service_ms, summary.queue_wait_ms, summary.retry_delay_ms);
+    rows.push(("whole flow, p50".to_string(), vec![("svc", svc.0), ("wait", wait.0), ("retry", retry.0)]));
+    rows.push(("whole flow, p95".to_string(), vec![("svc", svc.1), ("wait", wait.1), ("retry", retry.1)]));
     for h in &hops {
         let dest = h.destination.clone().unwrap_or_else(|| "(unnamed)".into());
         rows.push((format!("{dest} queue, p50"), vec![("wait", h.p50_ms)]));
@@ -394,9 +366,9 @@ async fn chain(
     );
     let page = ChainPage {
         layout: p.layout(chain.clone(), "overview", &format!("/chains/{}", urlencode(&chain)), range),
-        count: durations.len(),
+        count: summary.flows as usize,
         percentiles,
-        histogram: charts::histogram(&log_buckets(&total), "end-to-end duration (log scale)", "flows"),
+        histogram: charts::histogram(&log_buckets(&summary.histogram), "end-to-end duration (log scale)", "flows"),
         over_time,
         breakdown,
         slowest: slowest.into_iter().map(|f| flow_link_row(f, &p.range_query())).collect(),
@@ -855,9 +827,12 @@ mod tests {
 
     #[test]
     fn log_buckets_cover_the_range() {
-        let b = log_buckets(&[0.5, 3.0, 3.5, 100.0]);
+        // 0.5 ms -> bucket 0; 3.0 and 3.5 ms -> bucket 2; 100 ms -> bucket 7.
+        let b = log_buckets(&[(0, 1), (2, 2), (7, 1)]);
         assert_eq!(b.first().unwrap().0, "1.0 ms");
+        assert_eq!(b.len(), 8, "empty buckets in between are shown");
         assert_eq!(b.iter().map(|x| x.1).sum::<f64>(), 4.0);
+        assert_eq!(b[2].1, 2.0);
         assert_eq!(b.last().unwrap().0, "128 ms");
         assert!(log_buckets(&[]).is_empty());
     }
