@@ -138,13 +138,13 @@ async fn drive(
     connections: usize,
     duration: Duration,
     back_off: bool,
+    nonce: &Arc<AtomicU32>,
 ) -> Arc<Load> {
     let load = Arc::new(Load::default());
-    let nonce = Arc::new(AtomicU32::new(1));
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (load, nonce, templates) = (Arc::clone(&load), Arc::clone(&nonce), Arc::clone(&templates));
+        let (load, nonce, templates) = (Arc::clone(&load), Arc::clone(nonce), Arc::clone(&templates));
         let (grpc_addr, http_addr) = (server.grpc, server.http);
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -276,9 +276,12 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
     let client = reqwest::Client::new();
     let committed = "flowscope_committed_items_total{signal=\"traces\"}";
     // Warm-up: a couple of seconds so connections, caches and the stitcher are going.
-    drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(2), true).await;
+    // One nonce sequence for warm-up and load: every request carries new traces.
+    let nonce = Arc::new(AtomicU32::new(1));
+    drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(2), true, &nonce).await;
     let (c0, cpu0, t0) = (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), Instant::now());
-    let load = drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(args.seconds), true).await;
+    let load =
+        drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(args.seconds), true, &nonce).await;
     let (c1, cpu1, elapsed) =
         (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), t0.elapsed());
     let stitching: Value = serde_json::from_str(&process::get_text(&client, server.ui, "/api/stitching").await?)
@@ -322,7 +325,9 @@ async fn overload(args: &LoadArgs) -> Result<Value, BenchError> {
     let capacity = (args.connections.max(16) * args.batch / 2).to_string();
     let server = ServerProcess::spawn(&std::env::current_exe()?, &db, &["--queue-capacity", &capacity])?;
     let connections = args.connections.max(16);
-    let load = drive(&server, Arc::clone(&templates), connections, Duration::from_secs(args.seconds), false).await;
+    let nonce = Arc::new(AtomicU32::new(1));
+    let load =
+        drive(&server, Arc::clone(&templates), connections, Duration::from_secs(args.seconds), false, &nonce).await;
     let peak_rss = server.peak_rss_bytes();
     server.stop()?;
     let stored: i64 = {

@@ -28,7 +28,7 @@ impl ServerProcess {
             .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -37,6 +37,11 @@ impl ServerProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // The server's own warnings (and, with RUST_LOG, its debug lines) are
+                // the benchmark's to show.
+                if !line.contains(" INFO ") {
+                    eprintln!("server: {line}");
+                }
                 for (what, marker) in [
                     ("grpc", "OTLP/gRPC listening on "),
                     ("http", "OTLP/HTTP listening on http://"),

@@ -126,24 +126,15 @@ impl Template {
         for &o in &self.trace_offsets {
             out[o + 4..o + 8].copy_from_slice(&nonce.to_le_bytes());
         }
-        let hex = format!("{:08x}", nonce.wrapping_mul(0x9E37_79B1));
+        // The first 8 digits of every message and correlation id become the nonce: ids of
+        // different copies differ there, ids of one copy in their other (random) digits.
+        // (Mixing the nonce into the original digits instead lets copies collide by chance:
+        // with millions of ids, 32 bits have birthday collisions, which join unrelated flows.)
+        let hex = format!("{nonce:08x}");
         for &o in &self.id_offsets {
-            // Mix the original digits in, so different ids stay different.
-            for (k, h) in hex.bytes().enumerate() {
-                let orig = out[o + k];
-                let digit = (hex_val(orig) ^ hex_val(h)) & 0xf;
-                out[o + k] = b"0123456789abcdef"[digit as usize];
-            }
+            out[o..o + 8].copy_from_slice(hex.as_bytes());
         }
         out
-    }
-}
-
-fn hex_val(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => 0,
     }
 }
 
@@ -172,6 +163,23 @@ mod tests {
                 .collect()
         };
         assert!(traces(&a).is_disjoint(&traces(&b)), "copies share no trace id");
+        let message_ids = |r: &ExportTraceServiceRequest| -> HashSet<String> {
+            r.resource_spans
+                .iter()
+                .flat_map(|x| &x.scope_spans)
+                .flat_map(|s| &s.spans)
+                .flat_map(|s| &s.attributes)
+                .filter(|kv| kv.key == "messaging.message.id")
+                .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let original = ExportTraceServiceRequest::decode(&t.bytes[..]).unwrap();
+        assert!(!message_ids(&a).is_empty());
+        assert_eq!(message_ids(&a).len(), message_ids(&original).len(), "ids within a copy stay distinct");
+        assert!(message_ids(&a).is_disjoint(&message_ids(&b)), "copies share no message id");
         let spans: Vec<_> = a.resource_spans.iter().flat_map(|x| &x.scope_spans).flat_map(|s| &s.spans).collect();
         assert!(spans.iter().all(|s| (10..=20).contains(&s.attributes.len())));
         let messaging = spans.iter().filter(|s| s.attributes.iter().any(|a| a.key.starts_with("messaging."))).count();

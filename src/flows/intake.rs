@@ -1,9 +1,7 @@
 //! How the stitcher takes in newly committed rows: from the writer's in-memory
-//! [`CommitFeed`] when it holds the whole range, otherwise (after a restart, or when the
+//! [`CommitFeed`](crate::store::CommitFeed) when it holds the whole range, otherwise (after a restart, or when the
 //! stitcher fell far enough behind for the feed to overflow) from the DuckDB file. Both
 //! give the same [`NewRows`].
-
-use super::{HashMap, HashSet};
 
 use duckdb::arrow::array::{Array, AsArray, BooleanArray, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{Int32Type, Int64Type};
@@ -12,6 +10,7 @@ use duckdb::{params, Connection};
 
 use super::analysis::{LinkFacts, SpanFacts, SpanKind};
 use super::joiner::TraceId;
+use super::{HashMap, HashSet};
 use crate::store::{Committed, StoreError};
 
 /// (span's trace, span id, link)

@@ -1,6 +1,8 @@
 //! The background stitcher: turns newly committed spans into flows.
 //!
 //! Algorithm (each round, every `interval`):
+//! 0. Count the new messaging spans per destination and 5-second slot into
+//!    `queue_counts` (one INSERT ... SELECT), which the queue pages read.
 //! 1. Take the rows committed since the last round (`commit_seq` above the watermark):
 //!    spans, span links, and log records carrying a trace id and a correlation id. They
 //!    come from the writer's in-memory feed, or from the file when the feed does not hold
@@ -11,17 +13,19 @@
 //!    in. Merges are O(smaller side); keys shared by too many traces are ignored.
 //! 3. Every flow that gained spans or changed shape is re-analysed from its spans
 //!    ([`analysis::analyze`]), which the stitcher keeps in memory while the flow is
-//!    active; a flow quiet for `quiet_period` is evicted and reloaded from DuckDB only if
-//!    a late span arrives for it.
+//!    active; a trace with no new span for `quiet_period` (or, beyond `cache_spans`, the
+//!    least recently active ones) is evicted and reloaded from DuckDB only if a late span
+//!    arrives for it.
 //! 4. The changed flows' rows are replaced in one transaction on the stitcher's own
-//!    connection (flows, flow_traces, flow_hops, flow_retries, flow_dead_letters).
+//!    connection (flows, flow_traces, flow_hops, flow_retries, flow_dead_letters),
+//!    appended as Arrow batches; the old rows of a few changed flows are deleted through
+//!    the flow-id indexes, of many with one scan per table.
 //!
 //! Each span is read once and each flow re-analysed once per round it changes in, so the
 //! cost grows linearly with the spans ingested. On start the stitcher replays the stored
 //! spans from the beginning (recomputing every flow), which also applies any change to
-//! the analysis to old data.
+//! the analysis to old data; spans already in `queue_counts` are not counted again.
 
-use super::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +36,7 @@ use tokio::sync::watch;
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, SpanFacts};
 use super::intake::{self, NewRows};
 use super::joiner::{JoinKey, Joiner, TraceId};
+use super::{HashMap, HashSet};
 use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
@@ -352,6 +357,7 @@ impl Stitcher {
             analysed.push((members, spans, a));
         }
 
+        tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
         let conn = &self.conn;
         let written = in_transaction(conn, || {
             // New flows have nothing to replace; only rewritten flows need the deletes. A

@@ -318,15 +318,16 @@ async fn chain(
     Query(p): Query<PageParams>,
 ) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
-    let Some(summary) = queries::chain_summary(&state.store, range, chain.clone()).await? else {
-        return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
-    };
     let bucket = ((range.to - range.from) / 30).max(1);
-    let (series, hops, slowest) = tokio::try_join!(
+    let (summary, series, hops, slowest) = tokio::try_join!(
+        queries::chain_summary(&state.store, range, chain.clone()),
         queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())),
         queries::chain_hop_waits(&state.store, range, chain.clone()),
         queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20),
     )?;
+    let Some(summary) = summary else {
+        return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
+    };
 
     let percentiles = vec![
         ("p50".to_string(), fmt_ms(summary.p50_ms)),
