@@ -28,7 +28,11 @@ impl ServerProcess {
             .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            // The caller's log filter, but the server's listener lines are how we find it.
+            .env(
+                "RUST_LOG",
+                format!("{},flowscope::server=info", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -70,16 +70,20 @@ pub fn from_file(conn: &Connection, from: i64, to: i64) -> Result<NewRows, Store
 }
 
 /// Reads every span and link (committed up to `upto_seq`) of the traces listed in the
-/// `stitch_traces` temp table.
-pub fn reload_from_file(conn: &Connection, upto_seq: i64) -> Result<(Vec<SpanFacts>, Vec<LinkRow>), StoreError> {
+/// `stitch_traces` temp table; none of them starts before `from_start`.
+pub fn reload_from_file(
+    conn: &Connection,
+    from_start: i64,
+    upto_seq: i64,
+) -> Result<(Vec<SpanFacts>, Vec<LinkRow>), StoreError> {
     let spans = {
         let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_reload_spans.sql"))?;
-        let rows = stmt.query_map([upto_seq], span_from_row)?;
+        let rows = stmt.query_map([from_start, upto_seq], span_from_row)?;
         rows.collect::<Result<_, _>>()?
     };
     let links = {
         let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_reload_links.sql"))?;
-        let rows = stmt.query_map([upto_seq], link_from_row)?;
+        let rows = stmt.query_map([from_start, upto_seq], link_from_row)?;
         rows.collect::<Result<_, _>>()?
     };
     Ok((spans, links))
@@ -111,7 +115,9 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
     }
 }
 
-fn span_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
+/// A span from the first 17 columns of `stitch_new_spans.sql` (and of the other span
+/// reads that share its column list).
+pub fn span_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
     Ok(SpanFacts {
         trace_id: row.get(0)?,
         span_id: row.get(1)?,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use duckdb::{params, Connection};
 use serde::Serialize;
 
-use super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts, SpanKind};
+use super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
 use super::backlog::{self, DepthPoint, QueueStatus};
+use super::intake;
 use crate::store::{Store, StoreError};
 
 /// A time range in unix nanoseconds, `from` inclusive, `to` exclusive.
@@ -234,29 +235,10 @@ fn flow_blocking(
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_spans.sql"))?;
         let mut rows = stmt.query(params![flow_id, start, end])?;
         while let Some(r) = rows.next()? {
-            let kind: String = r.get(5)?;
-            facts.push(SpanFacts {
-                trace_id: r.get(0)?,
-                span_id: r.get(1)?,
-                parent_span_id: r.get(2)?,
-                service: r.get(3)?,
-                name: r.get(4)?,
-                kind: SpanKind::parse(&kind),
-                start: r.get(6)?,
-                end: r.get(7)?,
-                error: r.get(8)?,
-                status_message: r.get(9)?,
-                system: r.get(10)?,
-                operation: r.get(11)?,
-                destination: r.get(12)?,
-                message_id: r.get(13)?,
-                correlation_id: r.get(14)?,
-                attempt: r.get(15)?,
-                dead_letter_evidence: r.get(16)?,
-                links: Vec::new(),
-            });
+            // The first 17 columns are the stitcher's; the rest are for display.
+            facts.push(intake::span_from_row(r)?);
             extras.push(Extra {
-                kind,
+                kind: r.get(5)?,
                 status: r.get(17)?,
                 attributes: r.get(18)?,
                 events: r.get(19)?,

@@ -63,7 +63,7 @@ impl Default for StitchConfig {
             quiet_period: Duration::from_secs(30),
             key_trace_limit: 1000,
             commits_per_round: 50,
-            cache_spans: 300_000,
+            cache_spans: 100_000,
             dead_letter_patterns: DeadLetterPatterns::default(),
         }
     }
@@ -78,6 +78,13 @@ pub struct StitchProgress {
     pub flows_written: u64,
     pub rounds: u64,
     pub last_error: Option<String>,
+}
+
+/// Where a trace's rows were last written: its flow's id and start. No span of the trace
+/// starts before that, which bounds the scan when the trace is reloaded.
+struct WrittenAs {
+    flow_id: String,
+    flow_start: i64,
 }
 
 struct CachedTrace {
@@ -126,7 +133,7 @@ pub struct Stitcher {
     joiner: Joiner,
     cache: HashMap<TraceId, CachedTrace>,
     /// The flow id each trace's rows were last written under.
-    written_as: HashMap<TraceId, String>,
+    written_as: HashMap<TraceId, WrittenAs>,
     /// Flows changed but not yet written (kept across a failed write).
     dirty: HashSet<TraceId>,
     watermark: i64,
@@ -150,10 +157,12 @@ impl Stitcher {
         let mut written_as = HashMap::default();
         {
             let mut stmt = conn.prepare(include_str!("../../queries/stitch_written_flows.sql"))?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(1)?, WrittenAs { flow_id: r.get(0)?, flow_start: r.get(2)? }))
+            })?;
             for row in rows {
-                let (flow, trace) = row?;
-                written_as.insert(trace, flow);
+                let (trace, written) = row?;
+                written_as.insert(trace, written);
             }
         }
         Ok(Stitcher {
@@ -301,7 +310,8 @@ impl Stitcher {
         if traces.is_empty() {
             return Ok(());
         }
-        self.conn.execute_batch("DELETE FROM stitch_traces")?;
+        let from_start = traces.iter().filter_map(|t| self.written_as.get(t)).map(|w| w.flow_start).min();
+        self.conn.execute_batch(include_str!("../../queries/stitch_traces_clear.sql"))?;
         {
             let mut app = self.conn.appender("stitch_traces")?;
             for t in traces {
@@ -309,7 +319,7 @@ impl Stitcher {
             }
             app.flush()?;
         }
-        let (mut spans, links) = intake::reload_from_file(&self.conn, upto_seq)?;
+        let (mut spans, links) = intake::reload_from_file(&self.conn, from_start.unwrap_or(i64::MIN), upto_seq)?;
         intake::attach_links(&mut spans, links);
         let now = now_nanos();
         for t in traces {
@@ -344,7 +354,7 @@ impl Stitcher {
         for members in flows {
             for t in &members {
                 if let Some(old) = self.written_as.get(t) {
-                    stale.insert(old.clone());
+                    stale.insert(old.flow_id.clone());
                 }
             }
             let spans: Vec<&SpanFacts> =
@@ -381,11 +391,13 @@ impl Stitcher {
             write_flows(conn, &analysed, now)?;
             Ok(analysed.len())
         })?;
-        let flow_ids: Vec<(Vec<TraceId>, String)> =
-            analysed.into_iter().map(|(members, spans, a)| (members, spans[a.root].trace_id.clone())).collect();
-        for (members, flow_id) in flow_ids {
+        let flow_ids: Vec<(Vec<TraceId>, String, i64)> = analysed
+            .into_iter()
+            .map(|(members, spans, a)| (members, spans[a.root].trace_id.clone(), a.start))
+            .collect();
+        for (members, flow_id, flow_start) in flow_ids {
             for t in members {
-                self.written_as.insert(t, flow_id.clone());
+                self.written_as.insert(t, WrittenAs { flow_id: flow_id.clone(), flow_start });
             }
         }
         self.dirty.clear();

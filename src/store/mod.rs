@@ -134,6 +134,18 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
     }
 }
 
+impl Store {
+    /// DuckDB's accounted memory in bytes by tag (`BASE_TABLE`, `ART_INDEX`, ...).
+    pub async fn duckdb_memory(self: &Arc<Self>) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(include_str!("../../queries/duckdb_memory.sql"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
 /// DuckDB checkpoints (folds its write-ahead log into the file) every 16 MB of log by
 /// default: under sustained ingest that is a checkpoint every ~30k spans, which costs more
 /// than the appends themselves (see BENCHMARKS.md). 256 MB trades a larger log for it.

@@ -39,7 +39,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             flush_rows: 100_000,
             linger: Duration::from_millis(2),
-            feed_capacity_rows: 250_000,
+            feed_capacity_rows: 100_000,
         }
     }
 }

@@ -100,7 +100,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], self_metrics::render(&state.ingest))
+    // A scrape still answers when the database is busy; only the DuckDB lines go missing.
+    let duckdb_memory = state.store.duckdb_memory().await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], self_metrics::render(&state.ingest, &duckdb_memory))
 }
 
 #[derive(rust_embed::Embed)]

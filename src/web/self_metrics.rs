@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::ingest::{Ingest, Signal};
 use crate::store::COMMIT_BUCKETS_MS;
 
-pub fn render(ingest: &Ingest) -> String {
+pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let mut out = String::with_capacity(4096);
     let stats = ingest.stats();
     let counters: [(&str, &str, fn(&crate::ingest::SignalStats) -> u64); 6] = [
@@ -64,5 +64,11 @@ pub fn render(ingest: &Ingest) -> String {
         commits.commit_micros_sum.load(Ordering::Relaxed) as f64 / 1e6
     );
     let _ = writeln!(out, "flowscope_commit_duration_seconds_count {count}");
+    let _ = writeln!(out, "# HELP flowscope_stitch_feed_rows Committed rows held in memory for the stitcher\n# TYPE flowscope_stitch_feed_rows gauge");
+    let _ = writeln!(out, "flowscope_stitch_feed_rows {}", writer.feed().queued_rows());
+    let _ = writeln!(out, "# HELP flowscope_duckdb_memory_bytes Memory DuckDB accounts for, by tag\n# TYPE flowscope_duckdb_memory_bytes gauge");
+    for (tag, bytes) in duckdb_memory {
+        let _ = writeln!(out, "flowscope_duckdb_memory_bytes{{tag=\"{}\"}} {bytes}", tag.to_ascii_lowercase());
+    }
     out
 }

@@ -1,0 +1,1 @@
+DELETE FROM stitch_traces;
