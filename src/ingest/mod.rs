@@ -301,6 +301,10 @@ impl Ingest {
     pub async fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Accepted, IngestError> {
         let stats = self.stats.of(signal);
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.writer.check_room() {
+            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
         let flat = match flatten(signal, encoding, body, &self.correlation) {
             Ok(flat) => flat,
             Err(e) => {

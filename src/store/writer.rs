@@ -147,6 +147,16 @@ impl Writer {
         committed.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
+    /// Fails with `Overloaded` when the queue has no room left at all, so a request can be
+    /// turned away before it is decoded: under overload, decoding and flattening requests
+    /// that cannot be queued would take CPU and memory from the commits that drain it.
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        match self.permits.available_permits() {
+            0 => Err(StoreError::Overloaded { queued_rows: self.queued_rows() }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn queued_rows(&self) -> usize {
         self.capacity - self.permits.available_permits()
     }
