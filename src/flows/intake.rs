@@ -6,7 +6,7 @@
 use duckdb::arrow::array::{Array, AsArray, BooleanArray, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{Int32Type, Int64Type};
 use duckdb::arrow::record_batch::RecordBatch;
-use duckdb::{params, Connection};
+use duckdb::Connection;
 
 use super::analysis::{LinkFacts, SpanFacts, SpanKind};
 use super::joiner::TraceId;
@@ -51,42 +51,36 @@ pub fn from_feed(commits: &[Committed]) -> NewRows {
 
 /// Reads the rows of commits `from + 1 ..= to` from the file.
 pub fn from_file(conn: &Connection, from: i64, to: i64) -> Result<NewRows, StoreError> {
-    let spans = {
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_new_spans.sql"))?;
-        let rows = stmt.query_map(params![from, to], span_from_row)?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let links = {
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_new_links.sql"))?;
-        let rows = stmt.query_map(params![from, to], link_from_row)?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let log_keys = {
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_new_log_correlations.sql"))?;
-        let rows = stmt.query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    Ok(NewRows { spans, links, log_keys })
+    let range = [from, to];
+    Ok(NewRows {
+        spans: rows(conn, include_str!("../../queries/stitch_new_spans.sql"), range, span_from_row)?,
+        links: rows(conn, include_str!("../../queries/stitch_new_links.sql"), range, link_from_row)?,
+        log_keys: rows(conn, include_str!("../../queries/stitch_new_log_correlations.sql"), range, |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?,
+    })
 }
 
-/// Reads every span and link (committed up to `upto_seq`) of the traces listed in the
-/// `stitch_traces` temp table; none of them starts before `from_start`.
-pub fn reload_from_file(
+/// Reads every span (committed up to `upto_seq`, links attached) of the traces listed in
+/// the `stitch_traces` temp table; none of them starts before `from_start`.
+pub fn reload_from_file(conn: &Connection, from_start: i64, upto_seq: i64) -> Result<Vec<SpanFacts>, StoreError> {
+    let bounds = [from_start, upto_seq];
+    let mut spans = rows(conn, include_str!("../../queries/stitch_reload_spans.sql"), bounds, span_from_row)?;
+    let links = rows(conn, include_str!("../../queries/stitch_reload_links.sql"), bounds, link_from_row)?;
+    attach_links(&mut spans, links);
+    Ok(spans)
+}
+
+/// Runs one of the stitcher's two-parameter reads.
+fn rows<T>(
     conn: &Connection,
-    from_start: i64,
-    upto_seq: i64,
-) -> Result<(Vec<SpanFacts>, Vec<LinkRow>), StoreError> {
-    let spans = {
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_reload_spans.sql"))?;
-        let rows = stmt.query_map([from_start, upto_seq], span_from_row)?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let links = {
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_reload_links.sql"))?;
-        let rows = stmt.query_map([from_start, upto_seq], link_from_row)?;
-        rows.collect::<Result<_, _>>()?
-    };
-    Ok((spans, links))
+    sql: &str,
+    params: [i64; 2],
+    row: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Hangs each link on the span it belongs to (links of spans not in `spans` are dropped).

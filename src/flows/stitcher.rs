@@ -254,13 +254,11 @@ impl Stitcher {
         let count = spans.len();
         // Traces seen before whose spans were evicted are reloaded whole (which includes
         // the new spans), the others get the new spans appended.
-        let evicted: Vec<TraceId> = spans
+        let evicted: HashSet<TraceId> = spans
             .iter()
             .map(|s| &s.trace_id)
             .filter(|t| !self.cache.contains_key(*t) && self.written_as.contains_key(*t))
             .cloned()
-            .collect::<HashSet<_>>()
-            .into_iter()
             .collect();
         for s in &spans {
             self.joiner.add_trace(&s.trace_id);
@@ -272,10 +270,9 @@ impl Stitcher {
             }
             self.dirty.insert(s.trace_id.clone());
         }
-        let evicted_set: HashSet<&TraceId> = evicted.iter().collect();
         let now = now_nanos();
         for s in spans {
-            if evicted_set.contains(&s.trace_id) {
+            if evicted.contains(&s.trace_id) {
                 continue;
             }
             let entry = match self.cache.get_mut(&s.trace_id) {
@@ -285,7 +282,7 @@ impl Stitcher {
             entry.last_seen = now;
             entry.spans.push(s);
         }
-        self.reload(&evicted, to)?;
+        self.reload(&evicted.into_iter().collect::<Vec<_>>(), to)?;
         Ok(count)
     }
 
@@ -319,8 +316,7 @@ impl Stitcher {
             }
             app.flush()?;
         }
-        let (mut spans, links) = intake::reload_from_file(&self.conn, from_start.unwrap_or(i64::MIN), upto_seq)?;
-        intake::attach_links(&mut spans, links);
+        let spans = intake::reload_from_file(&self.conn, from_start.unwrap_or(i64::MIN), upto_seq)?;
         let now = now_nanos();
         for t in traces {
             self.cache.insert(t.clone(), CachedTrace::new(now));

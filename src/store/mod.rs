@@ -116,6 +116,16 @@ impl Store {
         self.root.lock().execute_batch("CHECKPOINT")?;
         Ok(())
     }
+
+    /// DuckDB's accounted memory in bytes by tag (`BASE_TABLE`, `ART_INDEX`, ...).
+    pub async fn duckdb_memory(self: &Arc<Self>) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(include_str!("../../queries/duckdb_memory.sql"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
 }
 
 /// Runs `f` in one transaction on `conn`: committed when it succeeds, rolled back when it
@@ -131,18 +141,6 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
-    }
-}
-
-impl Store {
-    /// DuckDB's accounted memory in bytes by tag (`BASE_TABLE`, `ART_INDEX`, ...).
-    pub async fn duckdb_memory(self: &Arc<Self>) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(include_str!("../../queries/duckdb_memory.sql"))?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
     }
 }
 
