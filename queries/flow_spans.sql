@@ -1,11 +1,22 @@
--- The spans of a flow. Every span of a flow starts within the flow's bounds ($2, $3), and
--- spans arrive roughly in time order, so that range lets DuckDB skip most row groups
--- before matching trace ids.
-SELECT trace_id, span_id, parent_span_id, service_name, name, kind, start_unix_nano, end_unix_nano,
-       status_code = 'ERROR', status_message, messaging_system, messaging_operation, destination,
-       message_id, correlation_id, attempt, dead_letter_evidence,
-       status_code, attributes, events, resource_attributes
-FROM spans
-WHERE start_unix_nano BETWEEN $2 AND $3
-  AND trace_id IN (SELECT trace_id FROM flow_traces WHERE flow_id = $1)
-ORDER BY start_unix_nano, span_id;
+-- The spans of a flow, every column (the page shows attributes, events and resources),
+-- plus `error` as in the span_facts view, so the stitcher's reader reads them by name.
+-- Every span of a flow starts within the flow's bounds ($2, $3), and spans arrive roughly
+-- in time order, so that range lets DuckDB skip most row groups before matching trace ids.
+-- $4 is the flow span cap + 1, to tell a truncated flow.
+WITH flow AS (
+    SELECT *, status_code = 'ERROR' AS error
+    FROM spans
+    WHERE start_unix_nano BETWEEN $2 AND $3
+      AND trace_id IN (SELECT trace_id FROM flow_traces WHERE flow_id = $1)
+    ORDER BY start_unix_nano, trace_id, span_id
+    LIMIT $4
+),
+flow_resources AS (
+    SELECT r.resource_id, r.commit_seq, any_value(r.attributes) AS resource_attributes
+    FROM resources r
+    WHERE r.commit_seq IN (SELECT commit_seq FROM flow) AND r.resource_id IN (SELECT resource_id FROM flow)
+    GROUP BY ALL
+)
+SELECT flow.*, flow_resources.resource_attributes
+FROM flow LEFT JOIN flow_resources USING (resource_id, commit_seq)
+ORDER BY start_unix_nano, trace_id, span_id;

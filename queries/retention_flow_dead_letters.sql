@@ -1,1 +1,2 @@
-DELETE FROM flow_dead_letters WHERE flow_id IN (SELECT flow_id FROM flows WHERE end_unix_nano < ?);
+-- The rows of flows whose last span was received up to commit $1.
+DELETE FROM flow_dead_letters WHERE flow_id IN (SELECT flow_id FROM flows WHERE coalesce(last_commit_seq, 0) <= $1);

@@ -1,1 +1,2 @@
-DELETE FROM logs WHERE time_unix_nano < ?;
+-- Rows received up to commit $1 (see retention_cutoff_seq.sql).
+DELETE FROM logs WHERE commit_seq <= $1;

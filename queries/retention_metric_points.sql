@@ -1,1 +1,2 @@
-DELETE FROM metric_points WHERE time_unix_nano < ?;
+-- Rows received up to commit $1 (see retention_cutoff_seq.sql).
+DELETE FROM metric_points WHERE commit_seq <= $1;

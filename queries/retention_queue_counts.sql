@@ -1,1 +1,2 @@
-DELETE FROM queue_counts WHERE slot_unix_nano < ?;
+-- Rows received up to commit $1 (see retention_cutoff_seq.sql).
+DELETE FROM queue_counts WHERE commit_seq <= $1;

@@ -1,1 +1,2 @@
-DELETE FROM span_links WHERE span_start_unix_nano < ?;
+-- Rows received up to commit $1 (see retention_cutoff_seq.sql).
+DELETE FROM span_links WHERE commit_seq <= $1;

@@ -1,5 +1,3 @@
-SELECT trace_id, span_id, parent_span_id, service_name, name, kind, start_unix_nano, end_unix_nano,
-       status_code = 'ERROR', status_message, messaging_system, messaging_operation, destination,
-       message_id, correlation_id, attempt, dead_letter_evidence
-FROM spans
-WHERE commit_seq > ? AND commit_seq <= ?;
+-- The spans of commits ($1, $2], with the columns the stitcher reads.
+SELECT * FROM span_facts
+WHERE commit_seq > $1 AND commit_seq <= $2;

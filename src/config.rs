@@ -53,9 +53,9 @@ pub struct ServeArgs {
     /// Delete data older than this, e.g. 7d, 12h [default: 7d]
     #[arg(long, env = "FLOWSCOPE_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
-    /// Rows that may wait for a commit before exporters are told to retry [default: 500000]
-    #[arg(long, env = "FLOWSCOPE_QUEUE_CAPACITY", value_name = "ROWS")]
-    pub queue_capacity: Option<usize>,
+    /// Bytes of decoded rows that may wait for a commit before exporters are told to retry [default: 268435456]
+    #[arg(long, env = "FLOWSCOPE_QUEUE_BYTES", value_name = "BYTES")]
+    pub queue_bytes: Option<usize>,
     /// Longest wait before a group commit, e.g. 200ms [default: 200ms]
     #[arg(long, env = "FLOWSCOPE_FLUSH_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Ignore a message/correlation id for joining once this many traces share it [default: 1000]
     #[arg(long, env = "FLOWSCOPE_JOIN_KEY_LIMIT", value_name = "TRACES")]
     pub join_key_limit: Option<usize>,
+    /// Analyse and show at most this many spans of one flow; larger flows are truncated [default: 10000]
+    #[arg(long, env = "FLOWSCOPE_MAX_FLOW_SPANS", value_name = "SPANS")]
+    pub max_flow_spans: Option<usize>,
     /// TOML file of alert rules (`[[rules]]`), shown read-only in the UI
     #[arg(long, env = "FLOWSCOPE_RULES", value_name = "FILE")]
     pub rules: Option<PathBuf>,
@@ -100,6 +103,12 @@ pub struct ServeArgs {
     /// flowscope's address as users reach it, for links in notifications [default: http://UI]
     #[arg(long, env = "FLOWSCOPE_EXTERNAL_URL", value_name = "URL")]
     pub external_url: Option<String>,
+    /// Chains and destinations exported with their own label on /metrics/flows; later ones as "other" [default: 100]
+    #[arg(long, env = "FLOWSCOPE_METRICS_SERIES_LIMIT", value_name = "N")]
+    pub metrics_series_limit: Option<usize>,
+    /// Host name the UI answers besides IP addresses, localhost and --external-url's (repeatable)
+    #[arg(long = "allowed-host", env = "FLOWSCOPE_ALLOWED_HOSTS", value_delimiter = ',', value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -111,7 +120,7 @@ pub struct FileConfig {
     pub ui: Option<SocketAddr>,
     pub db: Option<PathBuf>,
     pub retention: Option<String>,
-    pub queue_capacity: Option<usize>,
+    pub queue_bytes: Option<usize>,
     pub flush_interval: Option<String>,
     pub flush_rows: Option<usize>,
     pub max_request_bytes: Option<usize>,
@@ -122,13 +131,20 @@ pub struct FileConfig {
     pub dead_letter_patterns: Vec<String>,
     pub settle_after: Option<String>,
     pub join_key_limit: Option<usize>,
+    pub max_flow_spans: Option<usize>,
     pub rules: Option<PathBuf>,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
     pub alert_interval: Option<String>,
     pub external_url: Option<String>,
     #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    pub metrics_series_limit: Option<usize>,
+    #[serde(default)]
     pub duckdb_settings: std::collections::BTreeMap<String, String>,
+    /// Other names of queues that flowscope cannot learn: an exchange -> the queue it feeds.
+    #[serde(default)]
+    pub queue_aliases: std::collections::BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -158,6 +174,12 @@ pub struct Config {
     pub alerts: AlertConfig,
     /// DuckDB settings applied when the database opens (defaults, then file, then flags).
     pub duckdb_settings: Vec<(String, String)>,
+    /// Host names the UI answers besides IP literals, localhost and the external URL's.
+    pub allowed_hosts: Vec<String>,
+    /// Connection and time limits of the HTTP listeners.
+    pub listen: crate::listen::ListenLimits,
+    /// Chains (and destinations) with their own label on `/metrics/flows`.
+    pub metrics_series_limit: usize,
 }
 
 impl Config {
@@ -245,10 +267,10 @@ impl Config {
             retention: args.retention.or(duration("retention", file.retention)?).unwrap_or(DEFAULT_RETENTION),
             retention_sweep_every: Duration::from_secs(600),
             writer: WriterConfig {
-                queue_capacity_rows: args
-                    .queue_capacity
-                    .or(file.queue_capacity)
-                    .unwrap_or(writer_default.queue_capacity_rows),
+                queue_capacity_bytes: args
+                    .queue_bytes
+                    .or(file.queue_bytes)
+                    .unwrap_or(writer_default.queue_capacity_bytes),
                 flush_interval: args
                     .flush_interval
                     .or(duration("flush_interval", file.flush_interval)?)
@@ -265,19 +287,28 @@ impl Config {
                     .or(duration("settle_after", file.settle_after)?)
                     .unwrap_or(stitch_default.quiet_period),
                 key_trace_limit: args.join_key_limit.or(file.join_key_limit).unwrap_or(stitch_default.key_trace_limit),
+                max_flow_spans: args
+                    .max_flow_spans
+                    .or(file.max_flow_spans)
+                    .unwrap_or(stitch_default.max_flow_spans)
+                    .max(1),
                 dead_letter_patterns: match (args.dead_letter_patterns, file.dead_letter_patterns) {
                     (a, _) if !a.is_empty() => DeadLetterPatterns::new(&a),
                     (_, f) if !f.is_empty() => DeadLetterPatterns::new(&f),
                     _ => stitch_default.dead_letter_patterns.clone(),
                 },
+                configured_queue_aliases: file.queue_aliases,
                 ..stitch_default
             },
             file_rules,
+            listen: Default::default(),
+            metrics_series_limit: args.metrics_series_limit.or(file.metrics_series_limit).unwrap_or(100),
+            allowed_hosts: if args.allowed_hosts.is_empty() { file.allowed_hosts } else { args.allowed_hosts },
             alerts,
             duckdb_settings,
         };
-        if config.writer.queue_capacity_rows == 0 {
-            return Err(ConfigError::Invalid { setting: "queue_capacity", message: "must be at least 1".into() });
+        if config.writer.queue_capacity_bytes < 1024 {
+            return Err(ConfigError::Invalid { setting: "queue_bytes", message: "must be at least 1024".into() });
         }
         if config.max_request_bytes < 1024 {
             return Err(ConfigError::Invalid { setting: "max_request_bytes", message: "must be at least 1024".into() });

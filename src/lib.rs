@@ -8,7 +8,7 @@
 //! - [`alerts`]: rules on queues, dead letters and chain latency, with webhooks;
 //! - [`web`]: the dashboard, JSON API, health and self-metrics;
 //!
-//! [`server`] wires them together; [`config`] resolves flags, environment and file;
+//! [`server`] wires them together, [`listen`] serves HTTP with limits; [`config`] resolves flags, environment and file;
 //! [`demo`] generates realistic traffic; [`bench`] measures it all.
 
 pub mod alerts;
@@ -18,7 +18,9 @@ pub mod config;
 pub mod demo;
 pub mod flows;
 pub mod ingest;
+pub mod listen;
 pub mod server;
+pub mod stage;
 pub mod store;
 pub mod text;
 pub mod web;

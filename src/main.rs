@@ -59,7 +59,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     tracing::info!(db = %config.db.display(), "starting flowscope");
     let running = flowscope::server::start(config).await?;
-    wait_for_signal().await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        why = running.writer_died() => {
+            // Exit non-zero so a supervisor restarts flowscope; every acknowledged request
+            // was committed before it was answered.
+            tracing::error!(reason = %why, "the writer died; exiting so that flowscope is restarted");
+            std::process::exit(70);
+        }
+    }
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())

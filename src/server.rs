@@ -16,6 +16,7 @@ use crate::flows::{self, StitchProgress, StitcherHandle};
 use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
 use crate::ingest::{CorrelationKeys, Ingest};
+use crate::listen;
 use crate::store::{retention, Store, StoreError};
 use crate::web::{self, AppState, FlowsState};
 
@@ -63,7 +64,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
     let mut listeners = Vec::new();
     let max = config.max_request_bytes;
+    // gRPC's bounds: a deadline per call, keep-alive pings that close dead or stalled
+    // connections, and a cap on concurrent calls per connection.
+    let limits = config.listen;
     let grpc = tonic::transport::Server::builder()
+        .timeout(limits.request)
+        .http2_keepalive_interval(Some(limits.header_read))
+        .http2_keepalive_timeout(Some(limits.header_read))
+        .concurrency_limit_per_connection(GRPC_CALLS_PER_CONNECTION)
         .add_service(OtlpGrpc::<TraceService>::new(Arc::clone(&ingest), max, token.clone()))
         .add_service(OtlpGrpc::<MetricsService>::new(Arc::clone(&ingest), max, token.clone()))
         .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(&ingest), max, token.clone()));
@@ -83,18 +91,22 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let http_app =
         crate::ingest::http::router(Arc::new(HttpIngest { ingest: Arc::clone(&ingest), max_body_bytes: max }))
             .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
-    listeners.push(serve_axum("OTLP/HTTP", http_listener, http_app, stopped.clone()));
+    listeners.push(listen::serve("OTLP/HTTP", http_listener, http_app, config.listen, stopped.clone()));
 
     let (stitcher, progress) = flows::start(&store, ingest.writer(), config.stitch.clone())?;
     let flows_state = FlowsState {
         progress: progress.clone(),
+        stage: Arc::clone(stitcher.stage()),
         dead_letter_patterns: config.stitch.dead_letter_patterns.clone(),
         quiet_period: config.stitch.quiet_period,
+        max_flow_spans: config.stitch.max_flow_spans,
+        metrics_series_limit: config.metrics_series_limit,
     };
     let alerts = Alerts::start(Arc::clone(&store), config.file_rules.clone(), config.alerts.clone()).await?;
     let state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
-    let ui_app = web::router(Arc::new(state), token);
-    listeners.push(serve_axum("UI", ui_listener, ui_app, stopped.clone()));
+    let hosts = web::HostPolicy::new(&config.alerts.external_url, &config.allowed_hosts);
+    let ui_app = web::router(Arc::new(state), token, hosts);
+    listeners.push(listen::serve("UI", ui_listener, ui_app, config.listen, stopped.clone()));
 
     tracing::info!("OTLP/gRPC listening on {otlp_grpc}");
     tracing::info!("OTLP/HTTP listening on http://{otlp_http}");
@@ -113,23 +125,18 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
 }
 
-fn serve_axum(
-    what: &'static str,
-    listener: TcpListener,
-    app: axum::Router,
-    mut stopped: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "{what} listener failed");
-        }
-    })
-}
+/// Concurrent gRPC calls one connection may have in flight.
+const GRPC_CALLS_PER_CONNECTION: usize = 64;
 
 impl Running {
+    /// Resolves if the writer dies: nothing more can be committed, so the process should
+    /// end (every acknowledged request was committed before its answer).
+    pub async fn writer_died(&self) -> String {
+        let stage = Arc::clone(self.ingest.writer().stage());
+        stage.died().await;
+        stage.dead().unwrap_or_default()
+    }
+
     /// Waits until every commit made so far has been stitched into flows.
     pub async fn wait_stitched(&self) {
         let target = self.ingest.writer().stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;

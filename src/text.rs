@@ -7,6 +7,15 @@ pub fn now_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64
 }
 
+/// The message a caught panic carried, for logs and error states.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 /// "1.2 s", "35 ms", "850 µs": a duration in milliseconds for people.
 pub fn fmt_ms(ms: f64) -> String {
     if !ms.is_finite() {

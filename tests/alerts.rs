@@ -193,6 +193,25 @@ async fn growing_backlog_and_dead_letters_fire_and_resolve_in_alertmanager_forma
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_moved_by_the_broker_fire_a_dead_letter_rule() {
+    let mut hook = receiver(0).await;
+    let server = TestServer::start_with(alerting(&hook.url)).await;
+    let rule = json!({"name": "orders dead letters", "kind": "dead_letters", "scope": "orders.dead-letter",
+                      "params": {"min_count": 2, "window_seconds": 600}});
+    let (status, created) = post_json(server.ui_url("/api/alert-rules"), rule).await;
+    assert_eq!(status, 201, "{created}");
+    // RabbitMQ moved both poison orders to its dead-letter exchange; no span published them.
+    let shift = now_nanos() - 120_000 * MS - PIKA_DLX_RECORDED_AT;
+    replay_recorded_shifted(&server, "recorded/pika-dlx", shift).await;
+    let firing = hook.next().await;
+    assert_eq!(firing["status"], "firing");
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "orders dead letters");
+    assert_eq!(alert["labels"]["destination"], "orders.dead-letter");
+    assert!(alert["annotations"]["description"].as_str().unwrap().contains("card number failed validation"), "{alert}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firing_state_survives_a_restart_without_renotifying() {
     let mut hook = receiver(0).await;
     let server = TestServer::start_with(alerting(&hook.url)).await;

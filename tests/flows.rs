@@ -107,6 +107,9 @@ async fn check_demo_scenarios(server: TestServer) {
         scenarios::quote(&mut b, t0 + 20_000 * MS),
         scenarios::shipping(&mut b, t0 + 30_000 * MS),
         scenarios::analytics_batch(&mut b, t0 + 40_000 * MS, 4),
+        scenarios::refund(&mut b, t0 + 50_000 * MS, scenarios::Delivery::Redelivered(2)),
+        scenarios::refund(&mut b, t0 + 60_000 * MS, scenarios::Delivery::DeadLettered),
+        scenarios::refund(&mut b, t0 + 70_000 * MS, scenarios::Delivery::Ok),
     ];
     let emission = std::mem::take(&mut b.out);
     send_shuffled(&server, emission, 1).await;
@@ -157,12 +160,18 @@ async fn check_demo_scenarios(server: TestServer) {
     assert_eq!(merged["flow_id"], expected[0].flow_id.as_str(), "any trace id of a flow opens the flow");
 
     let (_, dead) = api(&server, &format!("/api/dead-letters?{ALL_TIME}")).await;
-    let dead = dead["dead_letters"].as_array().unwrap();
-    assert_eq!(dead.len(), 1);
+    let mut dead = dead["dead_letters"].as_array().unwrap().clone();
+    dead.sort_by_key(|d| d["destination"].as_str().unwrap().to_owned());
+    assert_eq!(dead.len(), 2, "{dead:?}");
     assert_eq!(dead[0]["destination"], "orders.DLT");
     assert_eq!(dead[0]["source_destination"], "orders");
     assert_eq!(dead[0]["flow_id"], expected[1].flow_id.as_str());
     assert_eq!(dead[0]["error"], "invalid payment amount: -12.00");
+    // Moved by the broker: no span published it; x-death names the queue.
+    assert_eq!(dead[1]["destination"], "refunds.dead-letter");
+    assert_eq!(dead[1]["source_destination"], "refunds.q");
+    assert_eq!(dead[1]["flow_id"], expected[6].flow_id.as_str());
+    assert_eq!(dead[1]["error"], "refund exceeds the original payment");
 
     let (_, chains) = api(&server, &format!("/api/chains?{ALL_TIME}")).await;
     let checkout_chain =
@@ -229,6 +238,73 @@ async fn recorded_aio_pika_request_reply_is_eight_flows_of_five_spans() {
         }
     }
     assert_eq!(errors, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_pika_dead_letter_exchange_replays_as_expected() {
+    let server = TestServer::start_with(keep_forever).await;
+    replay_recorded(&server, "recorded/pika-dlx").await;
+    wait_stitched(&server).await;
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(shared_fixture("recorded/pika-dlx/expected.json")).unwrap()).unwrap();
+    let mut poison_flows = Vec::new();
+    for order in expected["orders"].as_array().unwrap() {
+        let (id, kind) = (order["order_id"].as_str().unwrap(), order["kind"].as_str().unwrap());
+        let want = &expected["expected"][kind];
+        let (_, hits) = api(&server, &format!("/api/search?q={id}")).await;
+        let hits = hits["flows"].as_array().unwrap();
+        assert_eq!(hits.len(), 1, "{id} ({kind}) is one flow: {hits:?}");
+        let flow_id = hits[0]["flow_id"].as_str().unwrap();
+        let (_, flow) = api(&server, &format!("/api/flows/{flow_id}")).await;
+        let mut services: Vec<&str> =
+            flow["services"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        let mut want_services: Vec<&str> =
+            want["services"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        services.sort();
+        want_services.sort();
+        assert_eq!(services, want_services, "{id} ({kind}) services");
+        let retries = flow["retries"].as_u64().unwrap();
+        match want.get("retries_at_least") {
+            Some(n) => assert!(retries >= n.as_u64().unwrap(), "{id} ({kind}) retries {retries}"),
+            None => assert_eq!(retries, want["retries"].as_u64().unwrap(), "{id} ({kind}) retries"),
+        }
+        assert_eq!(flow["dead_lettered"], want["dead_lettered"], "{id} ({kind}) dead lettered");
+        if kind == "retry" {
+            let attempts: Vec<i64> =
+                flow["spans"].as_array().unwrap().iter().filter_map(|s| s["retry_attempt"].as_i64()).collect();
+            assert_eq!(attempts, vec![1, 2], "{id}: both attempts are numbered on the timeline");
+            assert!(flow["retry_delay_ms"].as_f64().unwrap() > 0.0, "{id}: the wait before the redelivery");
+        }
+        if kind == "poison" {
+            let dead = &flow["dead_letters"][0];
+            assert_eq!(dead["destination"], want["dead_letter_destination"], "{id}");
+            assert_eq!(dead["source_destination"], "payments.q", "{id}: the queue named by x-death");
+            let hop = flow["hops"].as_array().unwrap().iter().find(|h| h["dead_letter"] == true).unwrap().clone();
+            assert_eq!(hop["destination"], "orders.dead-letter");
+            poison_flows.push(flow_id.to_owned());
+        }
+    }
+    assert_eq!(poison_flows.len(), 2);
+
+    // The dead-letter page: both poison orders, with the payments error.
+    let (_, dead) = api(&server, &format!("/api/dead-letters?{ALL_TIME}")).await;
+    let dead = dead["dead_letters"].as_array().unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for d in dead {
+        assert!(poison_flows.contains(&d["flow_id"].as_str().unwrap().to_owned()), "{d}");
+        assert_eq!(d["error"], "card number failed validation", "{d}");
+    }
+
+    // One queue, one name: the exchange `orders` is merged into `payments.q`.
+    let (_, queues) = api(&server, &format!("/api/queues?{ALL_TIME}")).await;
+    let queues = queues["queues"].as_array().unwrap();
+    let names: Vec<&str> = queues.iter().map(|q| q["destination"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "payments.q").count(), 1, "{names:?}");
+    assert!(!names.contains(&"orders"), "the exchange has no entry of its own: {names:?}");
+    let payments = queues.iter().find(|q| q["destination"] == "payments.q").unwrap();
+    assert_eq!(payments["aliases"], serde_json::json!(["orders"]));
+    assert_eq!(payments["depth_source"], "metrics");
+    assert!(payments["publish_rate"].as_f64().unwrap() >= 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

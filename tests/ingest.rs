@@ -251,9 +251,9 @@ async fn malformed_grpc_gets_invalid_argument_and_stored_rows_stay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_refuses_with_retryable_errors_and_keeps_every_acknowledged_span() {
-    // A queue of 6 rows and a long flush interval: few requests fit at a time.
+    // A queue of a few KiB and a long flush interval: few requests fit at a time.
     let server = TestServer::start_with(|c| {
-        c.writer.queue_capacity_rows = 6;
+        c.writer.queue_capacity_bytes = 8 * 1024;
         c.writer.flush_interval = std::time::Duration::from_millis(300);
         c.writer.linger = std::time::Duration::from_millis(300);
     })
@@ -348,8 +348,11 @@ async fn health_readiness_and_self_metrics() {
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(metrics.contains("flowscope_committed_items_total{signal=\"traces\"} 1"), "{metrics}");
-    assert!(metrics.contains("flowscope_write_queue_rows 0"));
+    assert!(metrics.contains("flowscope_write_queue_bytes 0"));
     assert!(metrics.contains("flowscope_commit_duration_seconds_count 1"));
+    for stage in ["writer", "stitcher", "alert evaluator"] {
+        assert!(metrics.contains(&format!("flowscope_stage_up{{stage=\"{stage}\"}} 1")), "{stage}: {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,19 +381,38 @@ async fn bearer_token_guards_ingest_when_configured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_deletes_old_data_and_keeps_recent() {
-    let server = TestServer::start_with(|c| c.retention = std::time::Duration::from_secs(3600)).await;
-    let mut old = span(30, 0, "old");
-    let two_hours = 2 * 3_600_000_000_000u64;
-    old.start_time_unix_nano -= two_hours;
-    old.end_time_unix_nano -= two_hours;
-    let body = traces("checkout", vec![old, span(31, 0, "recent")]).encode_to_vec();
+async fn retention_goes_by_received_time_and_flows_leave_with_their_spans() {
+    let hour = std::time::Duration::from_secs(3600);
+    let server = TestServer::start_with(|c| c.retention = hour).await;
+    let sweep = || flowscope::store::retention::sweep(&server.running().store, hour);
+    // Dated 1970 and next year, but received now: both are young.
+    let mut ancient = span(30, 0, "ancient");
+    ancient.start_time_unix_nano = 1_000;
+    ancient.end_time_unix_nano = 2_000;
+    let mut future = span(31, 0, "future");
+    let year = 365 * 86_400 * 1_000_000_000u64;
+    future.start_time_unix_nano += year;
+    future.end_time_unix_nano += year;
+    let body = traces("checkout", vec![ancient, future]).encode_to_vec();
     assert_eq!(post(&server.http_url("/v1/traces"), "application/x-protobuf", body, false).await.status(), 200);
-    assert_eq!(server.count(SPANS).await, 2);
-    let deleted = flowscope::store::retention::sweep(&server.running().store, std::time::Duration::from_secs(3600))
+    server.running().wait_stitched().await;
+    sweep().await.unwrap();
+    assert_eq!(server.count(SPANS).await, 2, "data received just now is kept, whatever its timestamps");
+    assert_eq!(server.count("SELECT count(*) FROM flows").await, 2);
+
+    // Those two were received two hours ago; a third span arrives now.
+    server
+        .running()
+        .store
+        .read(|c| Ok(c.execute_batch("UPDATE commits SET committed_unix_nano = committed_unix_nano - 7200000000000")?))
         .await
         .unwrap();
-    assert!(deleted >= 1);
+    let body = traces("checkout", vec![span(32, 0, "recent")]).encode_to_vec();
+    assert_eq!(post(&server.http_url("/v1/traces"), "application/x-protobuf", body, false).await.status(), 200);
+    server.running().wait_stitched().await;
+    assert!(sweep().await.unwrap() >= 4);
     assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'recent'").await, 1);
-    assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'old'").await, 0);
+    assert_eq!(server.count(SPANS).await, 1);
+    assert_eq!(server.count("SELECT count(*) FROM flows").await, 1, "the old spans' flows left with them");
+    assert_eq!(server.count("SELECT count(*) FROM flow_traces").await, 1);
 }

@@ -23,8 +23,11 @@ async fn app() -> (axum::Router, Arc<Ingest>, tempfile::TempDir) {
     let (_progress, watcher) = tokio::sync::watch::channel(StitchProgress::default());
     let flows = FlowsState {
         progress: watcher,
+        stage: flowscope::stage::StageState::new(),
         dead_letter_patterns: DeadLetterPatterns::default(),
         quiet_period: Duration::from_secs(30),
+        max_flow_spans: 10_000,
+        metrics_series_limit: 100,
     };
     let alerts = Alerts::start(
         Arc::clone(&store),
@@ -39,7 +42,7 @@ async fn app() -> (axum::Router, Arc<Ingest>, tempfile::TempDir) {
     .await
     .unwrap();
     let state = AppState::new(store, Arc::clone(&ingest), flows, alerts);
-    (web::router(Arc::new(state), BearerToken::default()), ingest, dir)
+    (web::router(Arc::new(state), BearerToken::default(), web::HostPolicy::default()), ingest, dir)
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String, String) {

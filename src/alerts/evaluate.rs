@@ -139,6 +139,7 @@ mod tests {
 
     fn queue(dest: &str, system: &str, series: &[f64], consume_rate: f64, drain: Option<f64>) -> QueueView {
         QueueView {
+            aliases: vec![],
             system: system.into(),
             destination: dest.into(),
             depth: *series.last().unwrap(),

@@ -20,11 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use parking_lot::Mutex;
 use rand::RngCore;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::watch;
 
 use crate::flows::queries::{self, Range};
+use crate::stage::{StageGuard, StageState};
 use crate::store::{Store, StoreError};
 use crate::text::now_nanos;
 use evaluate::Observation;
@@ -64,6 +67,9 @@ pub struct Alerts {
     instances: Mutex<BTreeMap<String, Instance>>,
     notifier: Notifier,
     evaluations: AtomicU64,
+    /// Rules whose last evaluation failed, by id: why. Their alerts keep their state.
+    rule_errors: Mutex<BTreeMap<String, String>>,
+    stage: Arc<StageState>,
 }
 
 impl Alerts {
@@ -95,6 +101,8 @@ impl Alerts {
             instances: Mutex::new(instances),
             notifier,
             evaluations: AtomicU64::new(0),
+            rule_errors: Mutex::new(BTreeMap::new()),
+            stage: StageState::new(),
         }))
     }
 
@@ -109,6 +117,16 @@ impl Alerts {
 
     pub fn instances(&self) -> Vec<Instance> {
         self.instances.lock().values().cloned().collect()
+    }
+
+    /// Whether the evaluator task is alive.
+    pub fn stage(&self) -> &Arc<StageState> {
+        &self.stage
+    }
+
+    /// Rules whose last evaluation failed (id -> error).
+    pub fn rule_errors(&self) -> BTreeMap<String, String> {
+        self.rule_errors.lock().clone()
     }
 
     /// Completed evaluations since start.
@@ -173,7 +191,7 @@ impl Alerts {
         if let Some(q) = cache.get(&ns) {
             return Ok(q.clone());
         }
-        let q = queries::queues(&self.store, Range { from: now - ns, to: now }).await?;
+        let q = queries::queues(&self.store, Range { from: now.saturating_sub(ns), to: now }).await?;
         cache.insert(ns, q.clone());
         Ok(q)
     }
@@ -192,16 +210,16 @@ impl Alerts {
             }
             Condition::ConsumerStalled { window } => {
                 // Rates are judged on the last sixth of the range: make that the window.
-                let queues = self.queues_for(cache, *window * 6, now).await?;
+                let queues = self.queues_for(cache, window.saturating_mul(6), now).await?;
                 evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
             }
             Condition::DeadLetters { min_count, window } => {
-                let from = now - window.as_nanos() as i64;
+                let from = now.saturating_sub(window.as_nanos().min(i64::MAX as u128) as i64);
                 let dead = queries::dead_letters(&self.store, Range { from, to: now + 1 }).await?;
                 evaluate::observe_dead_letters(*min_count, &spec.scope, &dead)
             }
             Condition::ChainLatency { quantile, budget_ms, window } => {
-                let from = now - window.as_nanos() as i64;
+                let from = now.saturating_sub(window.as_nanos().min(i64::MAX as u128) as i64);
                 let chains = queries::chain_quantiles(&self.store, Range { from, to: now + 1 }, *quantile).await?;
                 evaluate::observe_chains(*quantile, *budget_ms, &spec.scope, &chains)
             }
@@ -246,12 +264,33 @@ impl Alerts {
         let rules: Vec<Rule> = self.rules().into_iter().filter(|r| r.spec.enabled).collect();
         let mut fresh: BTreeMap<String, (Instance, i64)> = BTreeMap::new();
         let mut cache = QueueCache::new();
+        // One rule failing (an error, even a panic) is marked errored; the others are
+        // still evaluated, and its alerts keep their state until it evaluates again.
+        let mut errors: BTreeMap<String, String> = BTreeMap::new();
         for rule in &rules {
             let for_ns = (rule.spec.for_seconds * 1e9) as i64;
-            for obs in self.observe(rule, now, &mut cache).await?.iter().filter(|o| o.breached) {
+            let observed = AssertUnwindSafe(self.observe(rule, now, &mut cache)).catch_unwind().await;
+            let observations = match observed {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    errors.insert(rule.id.clone(), e.to_string());
+                    continue;
+                }
+                Err(panic) => {
+                    errors.insert(
+                        rule.id.clone(),
+                        format!("evaluation panicked: {}", crate::text::panic_message(&panic)),
+                    );
+                    continue;
+                }
+            };
+            for obs in observations.iter().filter(|o| o.breached) {
                 let i = Self::instance_of(rule, obs);
                 fresh.insert(i.fingerprint.clone(), (i, for_ns));
             }
+        }
+        for (id, e) in &errors {
+            tracing::warn!(rule = %id, error = %e, "alert rule evaluation failed");
         }
         let names: HashMap<String, String> = self.rules().into_iter().map(|r| (r.id, r.spec.name)).collect();
         let (next, transitions) = {
@@ -263,6 +302,10 @@ impl Alerts {
             keys.dedup();
             for fp in keys {
                 let prev = previous.get(fp);
+                if let Some(p) = prev.filter(|p| errors.contains_key(&p.rule_id)) {
+                    next.insert(fp.clone(), p.clone());
+                    continue;
+                }
                 let (new, for_ns) = match fresh.get(fp) {
                     Some((i, f)) => (Some(i.clone()), *f),
                     None => (None, 0),
@@ -284,6 +327,7 @@ impl Alerts {
         };
         store::save_evaluation(&self.store, next.values().cloned().collect(), transitions.clone()).await?;
         *self.instances.lock() = next;
+        *self.rule_errors.lock() = errors;
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         for (t, instance, _) in transitions {
             if t.notifies() {
@@ -296,13 +340,17 @@ impl Alerts {
 
     /// Evaluates every `eval_interval` until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let guard = StageGuard::new("alert evaluator", Arc::clone(&self.stage));
         loop {
             if let Err(e) = self.evaluate_once().await {
                 tracing::warn!(error = %e, "alert evaluation failed; will retry");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.eval_interval) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.wait_for(|s| *s) => {
+                    guard.stopped();
+                    return;
+                }
             }
         }
     }

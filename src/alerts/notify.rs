@@ -33,6 +33,30 @@ fn default_timeout() -> f64 {
     10.0
 }
 
+impl WebhookConfig {
+    /// How the receiver is shown: its name, or its URL without what may be secret.
+    pub fn display(&self) -> String {
+        self.name.clone().unwrap_or_else(|| redact_url(&self.url))
+    }
+}
+
+/// A URL as it may be shown: scheme, host and port, and the first path segment. Webhook
+/// URLs often carry secrets in user info, later path segments (Slack, Teams) or the query.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..authority_end].rsplit('@').next().unwrap_or("");
+    let path = rest[authority_end..].split(['?', '#']).next().unwrap_or("");
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let shown = match (segments.next(), segments.next()) {
+        (None, _) => String::new(),
+        (Some(first), None) if path.len() == first.len() + 1 && !rest.contains('?') => format!("/{first}"),
+        (Some(first), _) => format!("/{first}/…"),
+    };
+    let scheme = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    format!("{scheme}{host}{shown}")
+}
+
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     pub first_delay: Duration,
@@ -177,7 +201,8 @@ impl Delivery {
         match req.send().await {
             Ok(resp) if resp.status().is_success() => Ok(()),
             Ok(resp) => Err(format!("HTTP {}", resp.status())),
-            Err(e) => Err(e.to_string()),
+            // reqwest's errors name the URL; the URL may hold a secret.
+            Err(e) => Err(e.without_url().to_string()),
         }
     }
 
@@ -268,6 +293,20 @@ mod tests {
         assert_eq!(resolved["status"], "resolved");
         assert_eq!(resolved["alerts"][0]["status"], "resolved");
         assert_eq!(resolved["alerts"][0]["endsAt"], "2023-11-14T22:15:20.000Z");
+    }
+
+    #[test]
+    fn webhook_urls_are_shown_without_secrets() {
+        for (url, shown) in [
+            ("http://alerts.internal:9095/hook", "http://alerts.internal:9095/hook"),
+            ("https://hooks.slack.com/services/T000/B000/XXXXSECRET", "https://hooks.slack.com/services/…"),
+            ("https://user:pa55@example.com/hook?token=s3cret", "https://example.com/hook/…"),
+            ("http://example.com", "http://example.com"),
+            ("http://example.com/?key=1", "http://example.com"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("ecret") && !redact_url(url).contains("pa55"));
+        }
     }
 
     #[test]

@@ -114,18 +114,30 @@ impl Params<'_> {
     }
 }
 
-fn positive(v: f64) -> bool {
-    v > 0.0
-}
 fn non_negative(v: f64) -> bool {
-    v >= 0.0
+    (0.0..=MAX_THRESHOLD).contains(&v)
 }
 fn fraction(v: f64) -> bool {
     v > 0.0 && v < 1.0
 }
 
+/// Longest window or `for` duration a rule may have: 30 days (retention is a week by
+/// default; evaluation looks back a few windows).
+pub const MAX_SECONDS: f64 = 30.0 * 86_400.0;
+/// Largest count, depth or latency budget a rule may compare with.
+pub const MAX_THRESHOLD: f64 = 1e15;
+
+fn window_seconds(v: f64) -> bool {
+    (1.0..=MAX_SECONDS).contains(&v)
+}
+fn positive(v: f64) -> bool {
+    v > 0.0 && v <= MAX_THRESHOLD
+}
+const WINDOW: &str = "seconds from 1 to 2592000 (30 days)";
+
 fn seconds(v: f64) -> Duration {
-    Duration::from_secs_f64(v)
+    // Validated to lie in 1..=MAX_SECONDS, so this cannot panic.
+    Duration::from_secs_f64(v.clamp(0.0, MAX_SECONDS))
 }
 
 /// Validates a rule and returns what it watches.
@@ -139,8 +151,8 @@ pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
     if spec.scope.trim().is_empty() {
         return Err(err("scope", "is required: a destination or chain glob such as orders.* or *"));
     }
-    if !spec.for_seconds.is_finite() || spec.for_seconds < 0.0 {
-        return Err(err("for_seconds", format!("must be zero or more, got {}", spec.for_seconds)));
+    if !spec.for_seconds.is_finite() || !(0.0..=MAX_SECONDS).contains(&spec.for_seconds) {
+        return Err(err("for_seconds", format!("must be from 0 to 2592000 (30 days), got {}", spec.for_seconds)));
     }
     if !SEVERITIES.contains(&spec.severity.as_str()) {
         return Err(err("severity", format!("must be one of {}, got {:?}", SEVERITIES.join(", "), spec.severity)));
@@ -158,15 +170,15 @@ pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
         "queue_depth" => {
             p.no_unknown()?;
             Condition::QueueDepth {
-                threshold: p.required("threshold", non_negative, "a message count of zero or more")?,
+                threshold: p.required("threshold", non_negative, "a message count from 0 to 1e15")?,
             }
         }
         "backlog_growth" => {
             p.no_unknown()?;
-            let window = p.required("window_seconds", positive, "seconds above zero")?;
+            let window = p.required("window_seconds", window_seconds, WINDOW)?;
             let min_slope_per_minute =
                 p.optional("min_slope_per_minute", positive, "messages per minute above zero")?;
-            let max_drain_seconds = p.optional("max_drain_seconds", positive, "seconds above zero")?;
+            let max_drain_seconds = p.optional("max_drain_seconds", window_seconds, WINDOW)?;
             if min_slope_per_minute.is_none() && max_drain_seconds.is_none() {
                 return Err(err(
                     "params.min_slope_per_minute",
@@ -177,21 +189,21 @@ pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
         }
         "consumer_stalled" => {
             p.no_unknown()?;
-            Condition::ConsumerStalled { window: seconds(p.required("seconds", positive, "seconds above zero")?) }
+            Condition::ConsumerStalled { window: seconds(p.required("seconds", window_seconds, WINDOW)?) }
         }
         "dead_letters" => {
             p.no_unknown()?;
             Condition::DeadLetters {
-                min_count: p.optional("min_count", positive, "a count above zero")?.unwrap_or(1.0),
-                window: seconds(p.optional("window_seconds", positive, "seconds above zero")?.unwrap_or(300.0)),
+                min_count: p.optional("min_count", positive, "a count above zero (at most 1e15)")?.unwrap_or(1.0),
+                window: seconds(p.optional("window_seconds", window_seconds, WINDOW)?.unwrap_or(300.0)),
             }
         }
         "chain_latency" => {
             p.no_unknown()?;
             Condition::ChainLatency {
                 quantile: p.optional("quantile", fraction, "a fraction between 0 and 1, such as 0.99")?.unwrap_or(0.99),
-                budget_ms: p.required("budget_ms", positive, "milliseconds above zero")?,
-                window: seconds(p.optional("window_seconds", positive, "seconds above zero")?.unwrap_or(300.0)),
+                budget_ms: p.required("budget_ms", positive, "milliseconds above zero (at most 1e15)")?,
+                window: seconds(p.optional("window_seconds", window_seconds, WINDOW)?.unwrap_or(300.0)),
             }
         }
         other => {
@@ -305,6 +317,17 @@ mod tests {
             (no_name, "name"),
             (bad_for, "for_seconds"),
             (bad_label, "labels.team-name"),
+            // Out of every documented bound: overflowing windows, absurd thresholds.
+            (spec("consumer_stalled", &[("seconds", 1e19)]), "params.seconds"),
+            (spec("consumer_stalled", &[("seconds", 1e20)]), "params.seconds"),
+            (spec("consumer_stalled", &[("seconds", 0.5)]), "params.seconds"),
+            (
+                spec("backlog_growth", &[("window_seconds", 1e308), ("min_slope_per_minute", 1.0)]),
+                "params.window_seconds",
+            ),
+            (spec("dead_letters", &[("window_seconds", f64::INFINITY)]), "params.window_seconds"),
+            (spec("queue_depth", &[("threshold", 1e300)]), "params.threshold"),
+            (spec("chain_latency", &[("budget_ms", 1e18)]), "params.budget_ms"),
         ];
         for (s, field) in table {
             assert_eq!(compile(&s).unwrap_err().field, field, "{s:?}");

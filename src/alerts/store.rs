@@ -44,7 +44,7 @@ pub async fn load_rules(store: &Arc<Store>) -> Result<Vec<(String, RuleSpec)>, S
 pub async fn insert_rule(store: &Arc<Store>, id: String, spec: &RuleSpec) -> Result<(), StoreError> {
     let json = to_json(spec);
     store
-        .read(move |c| {
+        .write(move |c| {
             let now = now_nanos();
             c.execute(include_str!("../../queries/alert_rule_insert.sql"), params![id, json, now, now])?;
             Ok(())
@@ -55,7 +55,7 @@ pub async fn insert_rule(store: &Arc<Store>, id: String, spec: &RuleSpec) -> Res
 pub async fn update_rule(store: &Arc<Store>, id: String, spec: &RuleSpec) -> Result<(), StoreError> {
     let json = to_json(spec);
     store
-        .read(move |c| {
+        .write(move |c| {
             c.execute(include_str!("../../queries/alert_rule_update.sql"), params![json, now_nanos(), id])?;
             Ok(())
         })
@@ -64,7 +64,7 @@ pub async fn update_rule(store: &Arc<Store>, id: String, spec: &RuleSpec) -> Res
 
 pub async fn delete_rule(store: &Arc<Store>, id: String) -> Result<(), StoreError> {
     store
-        .read(move |c| {
+        .write(move |c| {
             c.execute(include_str!("../../queries/alert_rule_delete.sql"), [id])?;
             Ok(())
         })
@@ -113,7 +113,7 @@ pub async fn save_evaluation(
     transitions: Vec<(Transition, Instance, String)>,
 ) -> Result<(), StoreError> {
     store
-        .read(move |c| {
+        .write(move |c| {
             in_transaction(c, || {
                 c.execute_batch(include_str!("../../queries/alert_instances_clear.sql"))?;
                 let mut app = c.appender("alert_instances")?;
@@ -176,7 +176,7 @@ pub struct DeliveryRecord {
 
 pub async fn record_delivery(store: &Arc<Store>, d: DeliveryRecord) -> Result<(), StoreError> {
     store
-        .read(move |c| {
+        .write(move |c| {
             c.execute(
                 include_str!("../../queries/alert_delivery_insert.sql"),
                 params![now_nanos(), d.receiver, d.fingerprint, d.status, d.attempts, d.outcome, d.error],

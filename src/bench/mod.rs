@@ -322,8 +322,9 @@ async fn overload(args: &LoadArgs) -> Result<Value, BenchError> {
     let dir = tempfile_dir()?;
     let db = dir.join("overload.duckdb");
     // A queue smaller than what the clients keep in flight, so it fills and refuses.
-    let capacity = (args.connections.max(16) * args.batch / 2).to_string();
-    let server = ServerProcess::spawn(&std::env::current_exe()?, &db, &["--queue-capacity", &capacity])?;
+    // About half a batch per connection can wait (~500 bytes of Arrow buffers a span).
+    let capacity = (args.connections.max(16) * args.batch / 2 * 500).to_string();
+    let server = ServerProcess::spawn(&std::env::current_exe()?, &db, &["--queue-bytes", &capacity])?;
     let connections = args.connections.max(16);
     let nonce = Arc::new(AtomicU32::new(1));
     let load =
@@ -339,7 +340,7 @@ async fn overload(args: &LoadArgs) -> Result<Value, BenchError> {
     Ok(json!({
         "seconds": args.seconds,
         "connections": connections,
-        "queue_capacity_rows": capacity,
+        "queue_capacity_bytes": capacity,
         "peak_rss_bytes": peak_rss,
         "requests_ok": load.ok.load(Ordering::Relaxed),
         "requests_refused_retryable": load.refused.load(Ordering::Relaxed),

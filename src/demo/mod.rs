@@ -228,12 +228,20 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         if n % 2 == 0 {
             scenarios::shipping(&mut b, t0 + 300 * MS);
         }
+        // Refunds over RabbitMQ: most go through, some are redelivered, a few die in
+        // the broker's dead-letter exchange.
+        let refund = match n % 12 {
+            3 | 8 => scenarios::Delivery::Redelivered(1 + (n % 24 == 8) as usize),
+            11 => scenarios::Delivery::DeadLettered,
+            _ => scenarios::Delivery::Ok,
+        };
+        scenarios::refund(&mut b, t0 + 200 * MS, refund);
         if n % 5 == 0 {
             scenarios::analytics_batch(&mut b, t0 + 100 * MS, 5);
         }
         let (sent, consumed) = emails_rates(started.elapsed().as_secs());
         scenarios::emails_tick(&mut b, t0, 1000 * MS, sent, consumed, &mut pending);
-        flows += (checkouts + (checkouts / 2).max(1)) as u64 + sent as u64;
+        flows += (checkouts + (checkouts / 2).max(1)) as u64 + sent as u64 + 1;
         spans += b.out.spans.len() as u64;
         let (traces, logs) = to_requests(std::mem::take(&mut b.out));
         post(&client, &args.target, "/v1/traces", traces.encode_to_vec(), token).await?;
@@ -256,6 +264,14 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
                 &[("state", "unacknowledged")],
                 now,
                 1.0,
+            ),
+            depth_metric(
+                "rabbitmq",
+                "rabbitmq.message.current",
+                ("rabbitmq.queue.name", "refunds.q"),
+                &[("state", "ready")],
+                now,
+                rng.random_range(0..3) as f64,
             ),
             depth_metric(
                 "mailer",

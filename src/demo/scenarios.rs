@@ -442,6 +442,84 @@ pub fn quote(b: &mut Builder<'_>, t0: i64) -> Expected {
     }
 }
 
+/// What happens to a refund at the `refunds` consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Processed on the first delivery.
+    Ok,
+    /// Rejected with requeue this many times, then processed.
+    Redelivered(usize),
+    /// Rejected without requeue: the broker moves it to the dead-letter exchange.
+    DeadLettered,
+}
+
+/// Refunds over RabbitMQ as pika records them (like `../shared/fixtures/recorded/pika-dlx`):
+/// legacy attribute names naming the exchange `refunds` on both sides (the queue
+/// `refunds.q` appears only in depth metrics and in the broker's `x-death` record),
+/// consumers as children of the publish, redeliveries marked by nothing but a second
+/// receive of the same message id, and dead letters moved by the broker with no publish.
+pub fn refund(b: &mut Builder<'_>, t0: i64, delivery: Delivery) -> Expected {
+    let corr = format!("refund-{}", &b.uuid()[..8]);
+    let message_id = b.uuid();
+    let root =
+        b.span("support", "POST /refunds", SERVER, None, t0, t0 + 12 * MS, vec![s("correlation_id", corr.clone())]);
+    let rabbit = |op: &str, dest: &str| {
+        let mut attrs = vec![
+            s("messaging.system", "rabbitmq"),
+            s("messaging.destination", dest),
+            s("messaging.message.id", message_id.clone()),
+            s("messaging.conversation_id", corr.clone()),
+        ];
+        if !op.is_empty() {
+            attrs.push(s("messaging.operation", op));
+        }
+        attrs
+    };
+    let send_end = t0 + 8 * MS;
+    let send = b.span("support", "refunds send", PRODUCER, Some(root), t0 + 7 * MS, send_end, rabbit("", "refunds"));
+    let first_wait = b.jitter(2, 20);
+    let mut at = send_end + first_wait;
+    let failures = match delivery {
+        Delivery::Ok => 0,
+        Delivery::Redelivered(n) => n,
+        Delivery::DeadLettered => 0,
+    };
+    let mut hops = vec![("refunds".to_string(), first_wait)];
+    for attempt in 0..=failures {
+        let end = at + 10 * MS;
+        let mut attrs = rabbit("receive", "refunds");
+        attrs.push(s("correlation_id", corr.clone()));
+        b.span("refunds", "refunds receive", CONSUMER, Some(send), at, end, attrs);
+        if attempt < failures {
+            b.fail("refund ledger locked");
+        }
+        if attempt == failures && delivery == Delivery::DeadLettered {
+            b.fail("refund exceeds the original payment");
+            let wait = b.jitter(5, 30);
+            let mut attrs = rabbit("receive", "refunds.dead-letter");
+            attrs.extend([
+                s("correlation_id", corr.clone()),
+                s("rabbitmq.x_death.reason", "rejected"),
+                s("rabbitmq.x_death.queue", "refunds.q"),
+            ]);
+            let dl_start = end + wait;
+            b.span("auditor", "refunds.dead-letter receive", CONSUMER, Some(send), dl_start, dl_start + MS, attrs);
+            hops.push(("refunds.dead-letter".to_string(), wait));
+        }
+        // The broker redelivers a requeued message after a short pause.
+        at = end + b.jitter(20, 40);
+    }
+    Expected {
+        chain: "support POST /refunds".into(),
+        hops,
+        retries: failures,
+        dead_letters: usize::from(delivery == Delivery::DeadLettered),
+        error: failures > 0 || delivery == Delivery::DeadLettered,
+        flow_id: hex(root.trace),
+        correlation_id: Some(corr),
+    }
+}
+
 /// Shipping hears about an order without any propagated context: joined only by the
 /// order's correlation id (the application's `correlation_id` key), on spans and logs.
 pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {

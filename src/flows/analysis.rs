@@ -47,6 +47,10 @@ pub struct SpanFacts {
     pub correlation_id: Option<String>,
     pub attempt: Option<i32>,
     pub dead_letter_evidence: bool,
+    /// The queue a broker dead-lettered this message from (RabbitMQ's `x-death` queue).
+    pub dead_letter_source: Option<String>,
+    /// The group commit the span arrived in (when it was received).
+    pub commit_seq: i64,
     pub links: Vec<LinkFacts>,
 }
 
@@ -77,9 +81,17 @@ fn role(s: &SpanFacts) -> Role {
     }
 }
 
-/// A delivery of the message to its consumer (as opposed to a `receive` wrapper).
-fn is_delivery(s: &SpanFacts) -> bool {
-    s.operation.as_deref() == Some("process") || (s.operation.is_none() && s.kind == SpanKind::Consumer)
+/// How a consumer span took its message: `process` (the handler ran; push-style legacy
+/// `receive` spans of kind CONSUMER, as pika records them, are the same) or `receive`
+/// (a pull that may wrap process spans). Redeliveries are counted on process spans where
+/// a consumer has them, on receives otherwise, so a receive and its process are one
+/// delivery, not two.
+fn takes_by_processing(s: &SpanFacts) -> bool {
+    match s.operation.as_deref() {
+        Some("process") => true,
+        Some("receive") => s.kind == SpanKind::Consumer,
+        _ => s.kind == SpanKind::Consumer,
+    }
 }
 
 /// One message crossing one destination.
@@ -95,6 +107,12 @@ pub struct Hop {
     /// The consumer started before the producer ended: the clocks disagree.
     pub clock_skew: bool,
     pub dead_letter: bool,
+    /// Set when the broker moved the message here (a dead-letter exchange, an SQS
+    /// redrive): the destination it was consumed from before.
+    pub source_destination: Option<String>,
+    /// When the wait began: the producer's end, or for a message the broker
+    /// dead-lettered, the end of the rejected delivery.
+    pub wait_from: Option<i64>,
     /// When the message was sent (or first seen, without a producer).
     pub time: i64,
 }
@@ -102,6 +120,8 @@ pub struct Hop {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retry {
     pub span: usize,
+    /// The attempt before this one, when it is in the flow.
+    pub previous: Option<usize>,
     pub time: i64,
     pub service: String,
     pub destination: Option<String>,
@@ -138,6 +158,17 @@ pub struct FlowAnalysis {
     pub retry_delay_ns: i64,
     pub service_ns: i64,
     pub critical: Vec<bool>,
+    /// Other names of queues this flow went through (see [`QueueAlias`]).
+    pub queue_aliases: Vec<QueueAlias>,
+}
+
+/// A name under which a queue is seen: RabbitMQ publishes name an exchange while the
+/// consumer (or the broker's dead-letter record) names the queue it fed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueAlias {
+    pub system: String,
+    pub alias: String,
+    pub queue: String,
 }
 
 /// Destination names that mean "dead-letter queue": `*` matches any run of characters,
@@ -145,8 +176,20 @@ pub struct FlowAnalysis {
 #[derive(Debug, Clone)]
 pub struct DeadLetterPatterns(Vec<String>);
 
-pub const DEFAULT_DEAD_LETTER_PATTERNS: &[&str] =
-    &["*.DLT", "*-dlt", "*.dlq", "*_dlq", "*-dlq", "*dead-letter*", "*deadletter*", "*dead_letter*", "*.dead"];
+pub const DEFAULT_DEAD_LETTER_PATTERNS: &[&str] = &[
+    "*.DLT",
+    "*-dlt",
+    "*.dlq",
+    "*_dlq",
+    "*-dlq",
+    "*.dlx",
+    "*-dlx",
+    "*_dlx",
+    "*dead-letter*",
+    "*deadletter*",
+    "*dead_letter*",
+    "*.dead",
+];
 
 impl DeadLetterPatterns {
     pub fn new(patterns: &[String]) -> Self {
@@ -188,21 +231,61 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|c| *c == b'*')
 }
 
-/// Analyses one flow. `spans` must be non-empty; their order does not matter.
+/// Keeps the `max` earliest spans (by start, then ids); returns whether any were dropped.
+/// O(n) selection, then the kept part sorted by the analysis itself.
+pub fn keep_earliest(spans: &mut Vec<&SpanFacts>, max: usize) -> bool {
+    if spans.len() <= max {
+        return false;
+    }
+    spans.select_nth_unstable_by(max - 1, |a, b| {
+        (a.start, &a.trace_id, &a.span_id).cmp(&(b.start, &b.trace_id, &b.span_id))
+    });
+    spans.truncate(max);
+    true
+}
+
+/// Analyses one flow. `spans` must be non-empty; their order does not matter: they are
+/// analysed in a canonical order (every tie broken by ids, not by arrival), and the
+/// indices in the result point into `spans` as given.
 pub fn analyze(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
     assert!(!spans.is_empty(), "a flow has at least one span");
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by(|a, b| {
+        let (x, y) = (spans[*a], spans[*b]);
+        (x.start, &x.trace_id, &x.span_id, x.end).cmp(&(y.start, &y.trace_id, &y.span_id, y.end))
+    });
+    let canonical: Vec<&SpanFacts> = order.iter().map(|i| spans[*i]).collect();
+    let mut a = analyze_canonical(&canonical, dead_letter_patterns);
+    let back = |i: &mut usize| *i = order[*i];
+    back(&mut a.root);
+    for h in &mut a.hops {
+        h.producer.iter_mut().for_each(back);
+        h.consumers.iter_mut().for_each(back);
+    }
+    for r in &mut a.retries {
+        back(&mut r.span);
+        r.previous.iter_mut().for_each(back);
+    }
+    for d in &mut a.dead_letters {
+        back(&mut d.span);
+    }
+    let mut critical = vec![false; spans.len()];
+    for (k, c) in a.critical.iter().enumerate() {
+        critical[order[k]] = *c;
+    }
+    a.critical = critical;
+    a
+}
+
+fn analyze_canonical(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
     let by_id: HashMap<(&str, &str), usize> =
         spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
-    let parent_of = |i: usize| -> Option<usize> {
-        let s = &spans[i];
-        s.parent_span_id.as_deref().and_then(|p| by_id.get(&(s.trace_id.as_str(), p)).copied())
-    };
+    let parents = acyclic_parents(spans, &by_id);
+    let parent_of = |i: usize| parents[i];
 
     let root = find_root(spans, &parent_of);
-    let mut hops = build_hops(spans, &by_id, &parent_of);
-    for hop in &mut hops {
-        hop.dead_letter = hop.destination.as_deref().is_some_and(|d| dead_letter_patterns.matches(d));
-    }
+    let is_dead_letter_queue = |d: Option<&str>| d.is_some_and(|d| dead_letter_patterns.matches(d));
+    let (hops, queue_aliases) = build_hops(spans, &by_id, &parent_of, &is_dead_letter_queue);
     let retries = find_retries(spans, &hops, &parent_of);
     let dead_letters = find_dead_letters(spans, &hops, &parent_of);
 
@@ -211,9 +294,9 @@ pub fn analyze(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) 
     let queue_intervals: Vec<(i64, i64)> = hops
         .iter()
         .filter_map(|h| {
-            let p = &spans[h.producer?];
+            let from = h.wait_from?;
             let first = h.consumers.iter().map(|c| spans[*c].start).min()?;
-            (first > p.end).then_some((p.end, first))
+            (first > from).then_some((from, first))
         })
         .collect();
     let retry_intervals: Vec<(i64, i64)> =
@@ -247,7 +330,52 @@ pub fn analyze(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) 
         retry_delay_ns,
         service_ns,
         critical,
+        queue_aliases,
     }
+}
+
+/// Each span's parent within the flow, with parent cycles (a span naming itself, two
+/// spans naming each other: careless or hostile exporters) cut where the walk closes
+/// them, so every walk up the tree ends. O(n): each span is walked through once.
+fn acyclic_parents(spans: &[&SpanFacts], by_id: &HashMap<(&str, &str), usize>) -> Vec<Option<usize>> {
+    let mut parent: Vec<Option<usize>> = spans
+        .iter()
+        .map(|s| s.parent_span_id.as_deref().and_then(|p| by_id.get(&(s.trace_id.as_str(), p)).copied()))
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Seen {
+        No,
+        OnPath,
+        Done,
+    }
+    let mut seen = vec![Seen::No; spans.len()];
+    let mut path = Vec::new();
+    for start in 0..spans.len() {
+        let mut at = start;
+        loop {
+            match seen[at] {
+                Seen::Done => break,
+                Seen::OnPath => {
+                    // The last span walked points back into the path: cut it there.
+                    if let Some(last) = path.last() {
+                        parent[*last] = None;
+                    }
+                    break;
+                }
+                Seen::No => {}
+            }
+            seen[at] = Seen::OnPath;
+            path.push(at);
+            match parent[at] {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        for p in path.drain(..) {
+            seen[p] = Seen::Done;
+        }
+    }
+    parent
 }
 
 /// The entry point: the earliest span with no parent, or a SERVER/PRODUCER/CONSUMER span
@@ -265,12 +393,40 @@ fn find_root(spans: &[&SpanFacts], parent_of: &impl Fn(usize) -> Option<usize>) 
         .expect("non-empty")
 }
 
+fn new_hop(system: Option<String>, destination: Option<String>, producer: Option<usize>, time: i64) -> Hop {
+    Hop {
+        system,
+        destination,
+        producer,
+        consumers: Vec::new(),
+        queue_wait_ns: 0,
+        clock_skew: false,
+        dead_letter: false,
+        source_destination: None,
+        wait_from: None,
+        time,
+    }
+}
+
+/// The hops of a flow. Each consumer span joins the hop(s) of the message it took, found
+/// by (in order) its links, its parent, its message id, or its correlation id. A consumer
+/// reading a dead-letter destination while the message was sent elsewhere gets a hop of
+/// its own: the broker moved the message there (RabbitMQ's dead-letter exchanges, SQS
+/// redrive), and no span records that move.
 fn build_hops(
     spans: &[&SpanFacts],
     by_id: &HashMap<(&str, &str), usize>,
     parent_of: &impl Fn(usize) -> Option<usize>,
-) -> Vec<Hop> {
-    let producers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Producer).collect();
+    is_dead_letter_queue: &impl Fn(Option<&str>) -> bool,
+) -> (Vec<Hop>, Vec<QueueAlias>) {
+    let mut aliases: Vec<QueueAlias> = Vec::new();
+    let mut alias = |system: &Option<String>, alias: &str, queue: &str| {
+        if alias != queue && !is_dead_letter_queue(Some(queue)) {
+            let system = system.clone().unwrap_or_default();
+            aliases.push(QueueAlias { system, alias: alias.to_owned(), queue: queue.to_owned() });
+        }
+    };
+    let producers: Vec<usize> = (0..spans.len()).filter(|i| role(spans[*i]) == Role::Producer).collect();
     // The first send of a message id is its producer (a dead-letter republish keeps the id).
     let mut by_message: HashMap<&str, usize> = HashMap::default();
     for p in &producers {
@@ -281,21 +437,20 @@ fn build_hops(
             }
         }
     }
-    // hop index by producer span
-    let mut hop_of_producer: HashMap<usize, usize> = HashMap::default();
     let mut hops: Vec<Hop> = Vec::new();
+    // The hop each producer's message makes, and the dead-letter hop (by destination)
+    // the broker moved a hop's message on to.
+    let mut hop_of_producer: HashMap<usize, usize> = HashMap::default();
+    let mut dead_letter_hop: HashMap<(usize, &str), usize> = HashMap::default();
+    // Hops of consumers whose producer is not in the flow, by (destination, message id),
+    // so every delivery of one such message lands in one hop.
+    let mut orphan_hop: HashMap<(Option<&str>, &str), usize> = HashMap::default();
     let mut hop_for = |hops: &mut Vec<Hop>, p: usize| -> usize {
         *hop_of_producer.entry(p).or_insert_with(|| {
-            hops.push(Hop {
-                system: spans[p].system.clone(),
-                destination: spans[p].destination.clone(),
-                producer: Some(p),
-                consumers: Vec::new(),
-                queue_wait_ns: 0,
-                clock_skew: false,
-                dead_letter: false,
-                time: spans[p].end,
-            });
+            let s = spans[p];
+            let mut hop = new_hop(s.system.clone(), s.destination.clone(), Some(p), s.end);
+            hop.wait_from = Some(s.end);
+            hops.push(hop);
             hops.len() - 1
         })
     };
@@ -303,18 +458,19 @@ fn build_hops(
         hop_for(&mut hops, *p);
     }
 
-    // Consumers in time order, so a `process` span finds its `receive` span's hop.
-    let mut consumers: Vec<usize> = (0..spans.len()).filter(|i| role(&spans[*i]) == Role::Consumer).collect();
+    // Consumers in time order, so a `process` span finds its `receive` span's hop and a
+    // dead-letter consumer finds the rejected delivery before it.
+    let mut consumers: Vec<usize> = (0..spans.len()).filter(|i| role(spans[*i]) == Role::Consumer).collect();
     consumers.sort_by_key(|i| (spans[*i].start, *i));
     let mut hops_of_consumer: HashMap<usize, Vec<usize>> = HashMap::default();
     for c in consumers {
-        let s = &spans[c];
+        let s = spans[c];
         let mut found: Vec<usize> = Vec::new();
         // 1. links to the creation context (one per message for batch consumers)
         for link in &s.links {
             let linked = by_id.get(&(link.trace_id.as_str(), link.span_id.as_str())).copied();
             let producer = linked
-                .filter(|l| role(&spans[*l]) == Role::Producer)
+                .filter(|l| role(spans[*l]) == Role::Producer)
                 .or_else(|| link.message_id.as_deref().and_then(|m| by_message.get(m).copied()));
             if let Some(p) = producer {
                 found.push(hop_for(&mut hops, p));
@@ -323,7 +479,7 @@ fn build_hops(
         // 2. parent-child across the queue, or a process span under its receive span
         if found.is_empty() {
             if let Some(parent) = parent_of(c) {
-                match role(&spans[parent]) {
+                match role(spans[parent]) {
                     Role::Producer => found.push(hop_for(&mut hops, parent)),
                     Role::Consumer => found.extend(hops_of_consumer.get(&parent).cloned().unwrap_or_default()),
                     Role::Other => {}
@@ -343,7 +499,7 @@ fn build_hops(
                 let p = producers
                     .iter()
                     .filter(|p| {
-                        let ps = &spans[**p];
+                        let ps = spans[**p];
                         ps.correlation_id.as_deref() == Some(corr)
                             && ps.destination.as_deref() == Some(dest)
                             && ps.start <= s.start
@@ -354,50 +510,112 @@ fn build_hops(
                 }
             }
         }
-        if found.is_empty() {
-            // A message whose producer is not in this flow: a hop without a producer.
-            hops.push(Hop {
-                system: s.system.clone(),
-                destination: s.destination.clone(),
-                producer: None,
-                consumers: Vec::new(),
-                queue_wait_ns: 0,
-                clock_skew: false,
-                dead_letter: false,
-                time: s.start,
-            });
-            found.push(hops.len() - 1);
+        let own = s.destination.as_deref();
+        if is_dead_letter_queue(own) {
+            // 5. a dead-letter consumer joined by nothing above: the message the flow
+            //    last failed to deliver is the one that was dead-lettered
+            if found.is_empty() {
+                found.extend(last_failed_hop(spans, &hops, s.start, is_dead_letter_queue));
+            }
+            // The broker moved the message: a hop of its own from where it was rejected.
+            for h in found.iter_mut() {
+                if is_dead_letter_queue(hops[*h].destination.as_deref()) {
+                    continue;
+                }
+                let source = *h;
+                let dlq = own.expect("a dead-letter queue has a name");
+                *h = *dead_letter_hop.entry((source, dlq)).or_insert_with(|| {
+                    let rejected = hops[source]
+                        .consumers
+                        .iter()
+                        .map(|c| spans[*c])
+                        .filter(|d| d.start <= s.start)
+                        .max_by_key(|d| d.end);
+                    let from = rejected.map(|d| d.end).or(hops[source].wait_from).unwrap_or(s.start);
+                    let mut hop = new_hop(s.system.clone(), Some(dlq.to_owned()), hops[source].producer, from);
+                    // The broker's record names the queue the message was rejected
+                    // from, which the publish may have named by its exchange.
+                    if let (Some(sent_to), Some(queue)) = (&hops[source].destination, &s.dead_letter_source) {
+                        alias(&s.system, sent_to, queue);
+                    }
+                    hop.source_destination = s.dead_letter_source.clone().or_else(|| hops[source].destination.clone());
+                    hop.wait_from = Some(from);
+                    hops.push(hop);
+                    hops.len() - 1
+                });
+            }
         }
+        if found.is_empty() {
+            // A message whose producer is not in this flow: a hop without a producer,
+            // shared by every delivery of the same message id.
+            let key = s.message_id.as_deref().map(|m| (own, m));
+            let existing = key.and_then(|k| orphan_hop.get(&k).copied());
+            let h = existing.unwrap_or_else(|| {
+                hops.push(new_hop(s.system.clone(), s.destination.clone(), None, s.start));
+                hops.len() - 1
+            });
+            if let Some(k) = key {
+                orphan_hop.insert(k, h);
+            }
+            found.push(h);
+        }
+        found.sort_unstable();
         found.dedup();
         for h in &found {
-            hops[*h].consumers.push(c);
-            if hops[*h].destination.is_none() {
-                hops[*h].destination = s.destination.clone();
+            let hop = &mut hops[*h];
+            if let (Some(sent_to), Some(read_from), None) = (&hop.destination, own, &hop.source_destination) {
+                alias(&s.system, sent_to, read_from);
             }
-            if hops[*h].system.is_none() {
-                hops[*h].system = s.system.clone();
+            hop.consumers.push(c);
+            if hop.destination.is_none() {
+                hop.destination = s.destination.clone();
+            }
+            if hop.system.is_none() {
+                hop.system = s.system.clone();
             }
         }
         hops_of_consumer.insert(c, found);
     }
     for hop in &mut hops {
-        if let (Some(p), Some(first)) = (hop.producer, hop.consumers.iter().map(|c| spans[*c].start).min()) {
-            let wait = first - spans[p].end;
+        hop.dead_letter = is_dead_letter_queue(hop.destination.as_deref());
+        if let (Some(from), Some(first)) = (hop.wait_from, hop.consumers.iter().map(|c| spans[*c].start).min()) {
+            let wait = first - from;
             hop.queue_wait_ns = wait.max(0);
             hop.clock_skew = wait < 0;
         }
     }
     hops.sort_by_key(|h| h.time);
-    hops
+    aliases.sort();
+    aliases.dedup();
+    (hops, aliases)
+}
+
+/// The (non-dead-letter) hop whose latest failed delivery before `before` is the latest.
+fn last_failed_hop(
+    spans: &[&SpanFacts],
+    hops: &[Hop],
+    before: i64,
+    is_dead_letter_queue: &impl Fn(Option<&str>) -> bool,
+) -> Option<usize> {
+    hops.iter()
+        .enumerate()
+        .filter(|(_, h)| !is_dead_letter_queue(h.destination.as_deref()))
+        .filter_map(|(i, h)| {
+            let failed = h.consumers.iter().map(|c| spans[*c]).filter(|d| d.error && d.start <= before);
+            failed.map(|d| d.end).max().map(|t| (t, i))
+        })
+        .max()
+        .map(|(_, i)| i)
 }
 
 fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -> Option<usize>) -> Vec<Retry> {
     let mut retries = Vec::new();
     let mut counted: HashSet<usize> = HashSet::default();
     let push = |retries: &mut Vec<Retry>, i: usize, attempt: i32, previous: Option<usize>| {
-        let s = &spans[i];
+        let s = spans[i];
         retries.push(Retry {
             span: i,
+            previous,
             time: s.start,
             service: s.service.clone(),
             destination: s.destination.clone(),
@@ -405,13 +623,27 @@ fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -
             delay_ns: previous.map_or(0, |p| (s.start - spans[p].end).max(0)),
         });
     };
-    // Redeliveries: the same message delivered to its consumer again.
+    // Redeliveries: the same message taken again by the same consuming service (another
+    // service taking it is a fan-out; a dead-letter consumer has a hop of its own).
     for hop in hops {
-        let mut deliveries: Vec<usize> = hop.consumers.iter().copied().filter(|c| is_delivery(&spans[*c])).collect();
-        deliveries.sort_by_key(|c| spans[*c].start);
-        for (n, pair) in deliveries.windows(2).enumerate() {
-            push(&mut retries, pair[1], n as i32 + 2, Some(pair[0]));
-            counted.insert(pair[1]);
+        let mut by_service: HashMap<(&str, bool), Vec<usize>> = HashMap::default();
+        for c in &hop.consumers {
+            let s = spans[*c];
+            by_service.entry((s.service.as_str(), takes_by_processing(s))).or_default().push(*c);
+        }
+        let mut groups: Vec<((&str, bool), Vec<usize>)> = by_service
+            .iter()
+            .filter(|((service, processing), _)| *processing || !by_service.contains_key(&(*service, true)))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        groups.sort();
+        for (_, mut deliveries) in groups {
+            deliveries.sort_by_key(|c| (spans[*c].start, *c));
+            for (n, pair) in deliveries.windows(2).enumerate() {
+                if counted.insert(pair[1]) {
+                    push(&mut retries, pair[1], n as i32 + 2, Some(pair[0]));
+                }
+            }
         }
     }
     // Attempt counters above 1 (delivery counts, celery.retries, http resend_count).
@@ -448,6 +680,10 @@ fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -
     retries
 }
 
+fn error_text(s: &SpanFacts) -> String {
+    s.status_message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| format!("{} failed", s.name))
+}
+
 fn find_dead_letters(
     spans: &[&SpanFacts],
     hops: &[Hop],
@@ -456,17 +692,14 @@ fn find_dead_letters(
     let mut out = Vec::new();
     let mut seen: HashSet<usize> = HashSet::default();
     let last_error_before =
-        |t: i64| {
-            spans.iter().filter(|s| s.error && s.start <= t).max_by_key(|s| s.end).map(|s| {
-                s.status_message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| format!("{} failed", s.name))
-            })
-        };
-    // The queue the dead-lettered message came from: the consumer span above the
+        |t: i64| spans.iter().filter(|s| s.error && s.start <= t).max_by_key(|s| s.end).map(|s| error_text(s));
+    // The queue a republished dead letter came from: the consumer span above the
     // dead-letter publish, or else the destination that was last consumed before it.
+    // (Parents are acyclic, so the walk ends.)
     let source_of = |i: usize, dlq: &str| {
         let mut at = parent_of(i);
         while let Some(a) = at {
-            if role(&spans[a]) == Role::Consumer && spans[a].destination.as_deref() != Some(dlq) {
+            if role(spans[a]) == Role::Consumer && spans[a].destination.as_deref() != Some(dlq) {
                 return spans[a].destination.clone();
             }
             at = parent_of(a);
@@ -482,31 +715,53 @@ fn find_dead_letters(
             .and_then(|s| s.destination.clone())
     };
     for hop in hops.iter().filter(|h| h.dead_letter) {
-        let Some(span) = hop.producer.or_else(|| hop.consumers.first().copied()) else {
-            continue;
-        };
         let destination = hop.destination.clone().unwrap_or_default();
-        seen.insert(span);
+        seen.extend(hop.producer);
         seen.extend(&hop.consumers);
-        let s = &spans[span];
-        out.push(DeadLetter {
-            span,
-            time: s.start,
-            source_destination: source_of(span, &destination),
-            destination,
-            message_id: s.message_id.clone(),
-            correlation_id: s.correlation_id.clone(),
-            error: last_error_before(s.start),
-        });
+        let dead = if hop.source_destination.is_some() || hop.producer.is_none() {
+            // Moved by the broker: the dead-letter consumer is the evidence, the error is
+            // that of the delivery rejected before it.
+            let Some(first) = hop.consumers.iter().copied().min_by_key(|c| (spans[*c].start, *c)) else {
+                continue;
+            };
+            let s = spans[first];
+            let rejected = hop.wait_from.unwrap_or(s.start);
+            DeadLetter {
+                span: first,
+                time: rejected,
+                source_destination: hop
+                    .source_destination
+                    .clone()
+                    .or_else(|| s.dead_letter_source.clone())
+                    .or_else(|| source_of(first, &destination)),
+                destination,
+                message_id: s.message_id.clone(),
+                correlation_id: s.correlation_id.clone(),
+                error: last_error_before(rejected),
+            }
+        } else {
+            let Some(span) = hop.producer else { continue };
+            let s = spans[span];
+            DeadLetter {
+                span,
+                time: s.start,
+                source_destination: source_of(span, &destination),
+                destination,
+                message_id: s.message_id.clone(),
+                correlation_id: s.correlation_id.clone(),
+                error: last_error_before(s.start),
+            }
+        };
+        out.push(dead);
     }
-    // Broker-side dead-lettering recorded on a span (disposition, x-death, an event).
+    // Dead-lettering recorded on a span (disposition, x-death, an event).
     for (i, s) in spans.iter().enumerate() {
         if s.dead_letter_evidence && seen.insert(i) {
             let destination = s.destination.clone().unwrap_or_else(|| "(dead letter)".to_owned());
             out.push(DeadLetter {
                 span: i,
                 time: s.end,
-                source_destination: s.destination.clone(),
+                source_destination: s.dead_letter_source.clone().or_else(|| s.destination.clone()),
                 destination,
                 message_id: s.message_id.clone(),
                 correlation_id: s.correlation_id.clone(),
@@ -624,7 +879,8 @@ fn hop_path(spans: &[&SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
         }
     };
     for hop in hops {
-        let producer = hop.producer.map(|p| spans[p].service.as_str());
+        // A message the broker moved has no producing service of its own.
+        let producer = hop.producer.filter(|_| hop.source_destination.is_none()).map(|p| spans[p].service.as_str());
         let consumer = hop.consumers.first().map(|c| spans[*c].service.as_str());
         if !seen.insert((producer, hop.destination.as_deref(), consumer)) {
             continue;

@@ -1,7 +1,11 @@
 //! Queue backlog per destination: a depth series (from broker metrics when there are any,
 //! else estimated as messages sent minus messages consumed), rates, drain time and trend.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use super::analysis::QueueAlias;
 
 /// Broker metrics that report a queue's depth, best first for a destination that has
 /// several (Kafka exporters report both per-partition lag and its sum).
@@ -133,11 +137,141 @@ pub fn trend(recent: &[(i64, f64)], consumed_recently: Option<bool>) -> Trend {
     Trend { status, drain_seconds, slope_per_second: slope }
 }
 
+/// (system, destination): how the queue pages key a queue.
+pub type QueueKey = (String, String);
+
+/// One queue, one name: maps the other names a queue is seen under (an exchange that
+/// feeds it) to the queue. An alias feeding several queues (a fanout exchange) stays
+/// an entry of its own, since its messages cannot be split between them. Aliases with
+/// system `""` (from the config file) apply to every system.
+#[derive(Debug, Default, Clone)]
+pub struct QueueNames {
+    queue_of: BTreeMap<QueueKey, String>,
+}
+
+impl QueueNames {
+    pub fn new(aliases: &[QueueAlias]) -> QueueNames {
+        let mut targets: BTreeMap<QueueKey, Vec<&str>> = BTreeMap::new();
+        for a in aliases.iter().filter(|a| a.alias != a.queue) {
+            targets.entry((a.system.clone(), a.alias.clone())).or_default().push(&a.queue);
+        }
+        let queue_of = targets
+            .into_iter()
+            .filter_map(|(key, mut queues)| {
+                queues.sort_unstable();
+                queues.dedup();
+                (queues.len() == 1).then(|| (key, queues[0].to_owned()))
+            })
+            .collect();
+        QueueNames { queue_of }
+    }
+
+    /// The queue a name stands for (itself unless it is an alias).
+    pub fn canonical(&self, key: &QueueKey) -> QueueKey {
+        let (system, name) = key;
+        let queue = self.queue_of.get(key).or_else(|| self.queue_of.get(&(String::new(), name.clone())));
+        match queue {
+            Some(q) => (system.clone(), q.clone()),
+            None => key.clone(),
+        }
+    }
+
+    /// The names merged into a queue's entry.
+    pub fn aliases_of(&self, system: &str, queue: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .queue_of
+            .iter()
+            .filter(|((s, _), q)| (s == system || s.is_empty()) && q.as_str() == queue)
+            .map(|((_, alias), _)| alias.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn merge_points(&self, points: BTreeMap<QueueKey, Vec<DepthPoint>>) -> BTreeMap<QueueKey, Vec<DepthPoint>> {
+        let mut out: BTreeMap<QueueKey, Vec<DepthPoint>> = BTreeMap::new();
+        for (key, p) in points {
+            out.entry(self.canonical(&key)).or_default().extend(p);
+        }
+        for p in out.values_mut() {
+            p.sort_by_key(|d| d.time);
+        }
+        out
+    }
+
+    /// Sums (bucket, sent, consumed) counts of every name of a queue, bucket by bucket.
+    pub fn merge_counts(
+        &self,
+        counts: BTreeMap<QueueKey, Vec<(i64, i64, i64)>>,
+    ) -> BTreeMap<QueueKey, Vec<(i64, i64, i64)>> {
+        let mut out: BTreeMap<QueueKey, BTreeMap<i64, (i64, i64)>> = BTreeMap::new();
+        for (key, buckets) in counts {
+            let merged = out.entry(self.canonical(&key)).or_default();
+            for (b, sent, consumed) in buckets {
+                let e = merged.entry(b).or_default();
+                e.0 += sent;
+                e.1 += consumed;
+            }
+        }
+        out.into_iter().map(|(k, b)| (k, b.into_iter().map(|(b, (s, c))| (b, s, c)).collect())).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const S: i64 = 1_000_000_000;
+
+    fn alias(system: &str, alias: &str, queue: &str) -> QueueAlias {
+        QueueAlias { system: system.into(), alias: alias.into(), queue: queue.into() }
+    }
+
+    fn key(system: &str, name: &str) -> QueueKey {
+        (system.into(), name.into())
+    }
+
+    #[test]
+    fn queue_names_merge_an_exchange_into_the_one_queue_it_feeds() {
+        let names = QueueNames::new(&[
+            alias("rabbitmq", "orders", "payments.q"),
+            // A fanout exchange feeds two queues: it keeps its own entry.
+            alias("rabbitmq", "events", "audit.q"),
+            alias("rabbitmq", "events", "search.q"),
+            // From the config file: any system.
+            alias("", "payments", "emails.q"),
+        ]);
+        let cases = [
+            (key("rabbitmq", "orders"), key("rabbitmq", "payments.q")),
+            (key("rabbitmq", "payments.q"), key("rabbitmq", "payments.q")),
+            (key("kafka", "orders"), key("kafka", "orders")),
+            (key("rabbitmq", "events"), key("rabbitmq", "events")),
+            (key("rabbitmq", "payments"), key("rabbitmq", "emails.q")),
+        ];
+        for (name, want) in cases {
+            assert_eq!(names.canonical(&name), want, "{name:?}");
+        }
+        assert_eq!(names.aliases_of("rabbitmq", "payments.q"), vec!["orders".to_string()]);
+        assert_eq!(names.aliases_of("rabbitmq", "emails.q"), vec!["payments".to_string()]);
+        assert!(names.aliases_of("rabbitmq", "audit.q").is_empty());
+
+        let counts = BTreeMap::from([
+            (key("rabbitmq", "orders"), vec![(0, 5, 0), (1, 2, 0)]),
+            (key("rabbitmq", "payments.q"), vec![(0, 0, 4), (2, 0, 3)]),
+        ]);
+        let merged = names.merge_counts(counts);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[&key("rabbitmq", "payments.q")], vec![(0, 5, 4), (1, 2, 0), (2, 0, 3)]);
+
+        let point = |t: i64| DepthPoint { metric: "rabbitmq.message.current".into(), time: t, depth: 1.0 };
+        let points = BTreeMap::from([
+            (key("rabbitmq", "payments.q"), vec![point(3)]),
+            (key("rabbitmq", "orders"), vec![point(1)]),
+        ]);
+        let merged = names.merge_points(points);
+        assert_eq!(merged[&key("rabbitmq", "payments.q")].iter().map(|p| p.time).collect::<Vec<_>>(), vec![1, 3]);
+    }
 
     #[test]
     fn metrics_series_prefers_one_metric_and_keeps_the_last_value_per_bucket() {

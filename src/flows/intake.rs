@@ -29,10 +29,10 @@ pub struct NewRows {
 pub fn from_feed(commits: &[Committed]) -> NewRows {
     let mut rows = NewRows::default();
     let mut log_keys = HashSet::default();
-    for batch in commits.iter().flat_map(|c| &c.batches) {
+    for (commit, batch) in commits.iter().flat_map(|c| c.batches.iter().map(move |b| (c, b))) {
         let b = &batch.batch;
         match batch.table {
-            "spans" => spans_from_batch(b, &mut rows.spans),
+            "spans" => spans_from_batch(b, commit.seq, &mut rows.spans),
             "span_links" => links_from_batch(b, &mut rows.links),
             "logs" => {
                 let (trace, corr) = (strings(b, "trace_id"), strings(b, "correlation_id"));
@@ -109,27 +109,29 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
     }
 }
 
-/// A span from the first 17 columns of `stitch_new_spans.sql` (and of the other span
-/// reads that share its column list).
+/// A span from a row with the `span_facts` view's columns (read by name; other columns
+/// may follow).
 pub fn span_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
     Ok(SpanFacts {
-        trace_id: row.get(0)?,
-        span_id: row.get(1)?,
-        parent_span_id: row.get(2)?,
-        service: row.get(3)?,
-        name: row.get(4)?,
-        kind: SpanKind::parse(&row.get::<_, String>(5)?),
-        start: row.get(6)?,
-        end: row.get(7)?,
-        error: row.get(8)?,
-        status_message: row.get(9)?,
-        system: row.get(10)?,
-        operation: row.get(11)?,
-        destination: row.get(12)?,
-        message_id: row.get(13)?,
-        correlation_id: row.get(14)?,
-        attempt: row.get(15)?,
-        dead_letter_evidence: row.get(16)?,
+        trace_id: row.get("trace_id")?,
+        span_id: row.get("span_id")?,
+        parent_span_id: row.get("parent_span_id")?,
+        service: row.get("service_name")?,
+        name: row.get("name")?,
+        kind: SpanKind::parse(&row.get::<_, String>("kind")?),
+        start: row.get("start_unix_nano")?,
+        end: row.get("end_unix_nano")?,
+        error: row.get("error")?,
+        status_message: row.get("status_message")?,
+        system: row.get("messaging_system")?,
+        operation: row.get("messaging_operation")?,
+        destination: row.get("destination")?,
+        message_id: row.get("message_id")?,
+        correlation_id: row.get("correlation_id")?,
+        attempt: row.get("attempt")?,
+        dead_letter_evidence: row.get("dead_letter_evidence")?,
+        dead_letter_source: row.get("dead_letter_source")?,
+        commit_seq: row.get("commit_seq")?,
         links: Vec::new(),
     })
 }
@@ -138,7 +140,7 @@ fn link_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<LinkRow> {
     Ok((row.get(0)?, row.get(1)?, LinkFacts { trace_id: row.get(2)?, span_id: row.get(3)?, message_id: row.get(4)? }))
 }
 
-fn spans_from_batch(b: &RecordBatch, out: &mut Vec<SpanFacts>) {
+fn spans_from_batch(b: &RecordBatch, commit_seq: i64, out: &mut Vec<SpanFacts>) {
     let trace_id = strings(b, "trace_id");
     let span_id = strings(b, "span_id");
     let parent = strings(b, "parent_span_id");
@@ -156,6 +158,7 @@ fn spans_from_batch(b: &RecordBatch, out: &mut Vec<SpanFacts>) {
     let correlation_id = strings(b, "correlation_id");
     let attempt: &Int32Array = b.column_by_name("attempt").expect("attempt column").as_primitive::<Int32Type>();
     let dead_letter: &BooleanArray = b.column_by_name("dead_letter_evidence").expect("dead letter column").as_boolean();
+    let dead_letter_source = strings(b, "dead_letter_source");
     let owned = |a: &StringArray, i: usize| opt_str(a, i).map(str::to_owned);
     out.reserve(b.num_rows());
     for i in 0..b.num_rows() {
@@ -177,6 +180,8 @@ fn spans_from_batch(b: &RecordBatch, out: &mut Vec<SpanFacts>) {
             correlation_id: owned(correlation_id, i),
             attempt: attempt.is_valid(i).then(|| attempt.value(i)),
             dead_letter_evidence: dead_letter.is_valid(i) && dead_letter.value(i),
+            dead_letter_source: owned(dead_letter_source, i),
+            commit_seq,
             links: Vec::new(),
         });
     }

@@ -9,7 +9,8 @@
 //! constant "correlation id" such as `none`, a test fixture id) is not an identifier of one
 //! operation. When a key crosses the limit it is ignored from then on, recorded for the
 //! diagnostics page, and the component it had built is split again by recomputing it from
-//! its remaining edges.
+//! its remaining edges. Links are guarded by flow size instead: a link that would make a
+//! flow of more than ten times `key_trace_limit` traces is ignored (and counted).
 
 use super::{HashMap, HashSet};
 
@@ -69,6 +70,7 @@ pub struct Joiner {
     keys_of: HashMap<usize, Vec<JoinKey>>,
     keys: HashMap<JoinKey, KeyState>,
     ignored: Vec<IgnoredKey>,
+    ignored_links: u64,
 }
 
 impl Joiner {
@@ -83,6 +85,7 @@ impl Joiner {
             keys_of: HashMap::default(),
             keys: HashMap::default(),
             ignored: Vec::new(),
+            ignored_links: 0,
         }
     }
 
@@ -123,15 +126,34 @@ impl Joiner {
         self.id(trace);
     }
 
-    /// A span link between two traces.
-    pub fn link(&mut self, a: &str, b: &str) {
+    /// Most traces one flow may gather through links: ten times the key limit (a batch
+    /// consumer linking to a thousand messages is one flow; a chain of traces each linking
+    /// to the one before, without end, is an exporter's bug or an attack).
+    fn max_linked_traces(&self) -> usize {
+        self.key_trace_limit.saturating_mul(10)
+    }
+
+    /// A span link between two traces. Returns false when the link was ignored because the
+    /// flow it would make has more than ten times the key limit of traces.
+    pub fn link(&mut self, a: &str, b: &str) -> bool {
         let (ia, ib) = (self.id(a), self.id(b));
         if ia == ib {
-            return;
+            return true;
+        }
+        let (ra, rb) = (self.root(ia), self.root(ib));
+        if ra != rb && self.members[&ra].len() + self.members[&rb].len() > self.max_linked_traces() {
+            self.ignored_links += 1;
+            return false;
         }
         self.links.entry(ia).or_default().push(ib);
         self.links.entry(ib).or_default().push(ia);
         self.union(ia, ib);
+        true
+    }
+
+    /// Links ignored by the giant-component guard so far.
+    pub fn ignored_links(&self) -> u64 {
+        self.ignored_links
     }
 
     /// A join key seen in a trace. Returns the split if this call made it cross the limit.
@@ -242,6 +264,19 @@ mod tests {
     use Op::*;
 
     #[test]
+    fn a_chain_of_links_stops_growing_at_the_guard() {
+        let mut j = Joiner::new(3); // 30 traces at most through links
+        let names: Vec<String> = (0..100).map(|i| format!("t{i:03}")).collect();
+        for w in names.windows(2) {
+            j.link(&w[1], &w[0]);
+        }
+        assert_eq!(j.flow_of("t000").len(), 30);
+        // Each 30 traces form a flow; the link that would join two of them is ignored.
+        assert_eq!(j.ignored_links(), 3);
+        assert!(names.iter().all(|n| j.flow_of(n).len() <= 30));
+    }
+
+    #[test]
     fn components_by_each_join_kind() {
         struct Case {
             name: &'static str,
@@ -312,7 +347,9 @@ mod tests {
             for op in case.ops {
                 match op {
                     Trace(t) => j.add_trace(t),
-                    Link(a, b) => j.link(a, b),
+                    Link(a, b) => {
+                        j.link(a, b);
+                    }
                     Key(t, k) => {
                         j.key(t, k);
                     }

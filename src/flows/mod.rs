@@ -6,13 +6,15 @@
 //! - [`stitcher`]: the background task applying both to newly committed spans and
 //!   writing the `flows` and `flow_*` tables;
 //! - [`backlog`]: queue depth series, rates and trends per destination;
-//! - [`queries`]: the read side the API and pages use.
+//! - [`queries`]: the read side the API and pages use;
+//! - [`rollup`]: settled flows as monotonic Prometheus counters and histograms.
 
 pub mod analysis;
 pub mod backlog;
 mod intake;
 pub mod joiner;
 pub mod queries;
+pub mod rollup;
 mod stitcher;
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use duckdb::{params, Connection};
 use serde::Serialize;
 
-use super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
+use super::analysis::{self, DeadLetterPatterns, LinkFacts, QueueAlias, SpanFacts};
 use super::backlog::{self, DepthPoint, QueueStatus};
 use super::intake;
 use crate::store::{Store, StoreError};
@@ -163,6 +163,9 @@ pub struct FlowHop {
     pub queue_wait_ms: f64,
     pub clock_skew: bool,
     pub dead_letter: bool,
+    /// Where the broker moved the message from (dead-letter exchanges, SQS redrive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_destination: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -182,6 +185,8 @@ pub struct FlowDetail {
     pub service_ms: f64,
     pub retry_delay_ms: f64,
     pub settled: bool,
+    /// The flow has more spans than the cap: only the earliest are shown and analysed.
+    pub truncated: bool,
     pub spans: Vec<FlowSpan>,
     pub hops: Vec<FlowHop>,
     pub dead_letters: Vec<DeadLetterRow>,
@@ -197,21 +202,21 @@ fn ms(ns: i64) -> f64 {
 
 /// The whole flow containing `id` (a flow id or any of its trace ids), analysed afresh
 /// from its spans; `None` when no flow contains it.
-pub async fn flow(
-    store: &Arc<Store>,
-    id: String,
-    patterns: DeadLetterPatterns,
-    quiet_period_ns: i64,
-) -> Result<Option<FlowDetail>, StoreError> {
-    store.read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &patterns, quiet_period_ns)).await
+/// How a flow is read for its page: as the stitcher analyses it.
+#[derive(Debug, Clone)]
+pub struct FlowReading {
+    pub dead_letter_patterns: DeadLetterPatterns,
+    /// A flow with no new span for this long is settled.
+    pub quiet_period_ns: i64,
+    /// At most this many spans are read and analysed (the stitcher's cap).
+    pub max_spans: usize,
 }
 
-fn flow_blocking(
-    c: &Connection,
-    id: &str,
-    patterns: &DeadLetterPatterns,
-    quiet_ns: i64,
-) -> Result<Option<FlowDetail>, StoreError> {
+pub async fn flow(store: &Arc<Store>, id: String, reading: FlowReading) -> Result<Option<FlowDetail>, StoreError> {
+    store.read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &reading)).await
+}
+
+fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Option<FlowDetail>, StoreError> {
     let summary = c
         .prepare_cached(include_str!("../../queries/flow_summary.sql"))?
         .query_map([id], |r| {
@@ -233,22 +238,25 @@ fn flow_blocking(
     let mut extras: Vec<Extra> = Vec::new();
     {
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_spans.sql"))?;
-        let mut rows = stmt.query(params![flow_id, start, end])?;
+        let limit = reading.max_spans.saturating_add(1) as i64;
+        let mut rows = stmt.query(params![flow_id, start, end, limit])?;
         while let Some(r) = rows.next()? {
-            // The first 17 columns are the stitcher's; the rest are for display.
             facts.push(intake::span_from_row(r)?);
             extras.push(Extra {
-                kind: r.get(5)?,
-                status: r.get(17)?,
-                attributes: r.get(18)?,
-                events: r.get(19)?,
-                resource: r.get(20)?,
+                kind: r.get("kind")?,
+                status: r.get("status_code")?,
+                attributes: r.get("attributes")?,
+                events: r.get("events")?,
+                resource: r.get("resource_attributes")?,
             });
         }
     }
     if facts.is_empty() {
         return Ok(None);
     }
+    let truncated = facts.len() > reading.max_spans;
+    facts.truncate(reading.max_spans);
+    extras.truncate(reading.max_spans);
     let mut link_rows: Vec<(String, String, LinkFacts, Option<String>)> = Vec::new();
     {
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_links.sql"))?;
@@ -278,10 +286,14 @@ fn flow_blocking(
         }
     }
 
-    let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), patterns);
+    let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), &reading.dead_letter_patterns);
     let mut retry_attempt: Vec<Option<i32>> = vec![None; facts.len()];
     for r in &a.retries {
         retry_attempt[r.span] = Some(r.attempt);
+        // The first attempt of what was retried is numbered too.
+        if let Some(p) = r.previous.filter(|_| r.attempt == 2) {
+            retry_attempt[p].get_or_insert(1);
+        }
     }
     let mut dead: Vec<bool> = vec![false; facts.len()];
     for d in &a.dead_letters {
@@ -326,6 +338,7 @@ fn flow_blocking(
             queue_wait_ms: ms(h.queue_wait_ns),
             clock_skew: h.clock_skew,
             dead_letter: h.dead_letter,
+            source_destination: h.source_destination.clone(),
         })
         .collect();
     let dead_letters = a
@@ -357,7 +370,8 @@ fn flow_blocking(
         queue_wait_ms: ms(a.queue_wait_ns),
         service_ms: ms(a.service_ns),
         retry_delay_ms: ms(a.retry_delay_ns),
-        settled: now - updated > quiet_ns,
+        settled: now - updated > reading.quiet_period_ns,
+        truncated,
         spans,
         hops,
         dead_letters,
@@ -399,6 +413,8 @@ fn search_with(c: &Connection, sql: &str, q: &str) -> Result<Vec<SearchHit>, Sto
 pub struct QueueView {
     pub system: String,
     pub destination: String,
+    /// Other names of this queue merged into this entry (the exchanges that feed it).
+    pub aliases: Vec<String>,
     pub depth: f64,
     pub depth_source: &'static str,
     pub series: Vec<(i64, f64)>,
@@ -421,7 +437,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
     // Whole slots per bucket, so every bucket holds the same number of them.
     let per_bucket = ((range.to - range.from) / SERIES_BUCKETS).max(1);
     let bucket = (per_bucket + QUEUE_COUNT_SLOT - 1) / QUEUE_COUNT_SLOT * QUEUE_COUNT_SLOT;
-    let (points, flows) = store
+    let (points, flows, names) = store
         .read(move |c| {
             let mut points: BTreeMap<(String, String), Vec<DepthPoint>> = BTreeMap::new();
             let mut stmt = c.prepare_cached(include_str!("../../queries/queue_depth_points.sql"))?;
@@ -452,7 +468,12 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
                     (key, flow)
                 })
                 .collect();
-            Ok((points, flows))
+            let mut stmt = c.prepare_cached(include_str!("../../queries/queue_aliases.sql"))?;
+            let aliases = stmt
+                .query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let names = backlog::QueueNames::new(&aliases);
+            Ok((names.merge_points(points), names.merge_counts(flows), names))
         })
         .await?;
     let mut destinations: Vec<(String, String)> = points.keys().chain(flows.keys()).cloned().collect();
@@ -486,6 +507,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
         let recent = if recent.len() >= 2 { recent } else { series.iter().rev().take(2).rev().copied().collect() };
         let t = backlog::trend(&recent, has_spans.then_some(recent_consumed > 0));
         out.push(QueueView {
+            aliases: names.aliases_of(&key.0, &key.1),
             system: key.0,
             destination: key.1,
             depth: series.last().map_or(0.0, |(_, d)| *d),

@@ -33,10 +33,11 @@ use std::time::Duration;
 use duckdb::{params, Connection};
 use tokio::sync::watch;
 
-use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, SpanFacts};
+use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
 use super::intake::{self, NewRows};
 use super::joiner::{JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
+use crate::stage::{StageGuard, StageState};
 use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
@@ -54,6 +55,11 @@ pub struct StitchConfig {
     /// dropped (and reloaded from the file should they get a late span).
     pub cache_spans: usize,
     pub dead_letter_patterns: DeadLetterPatterns,
+    /// Most spans of one flow analysed; a larger flow is analysed on its earliest spans
+    /// and marked truncated, so one runaway flow cannot make every round cost more.
+    pub max_flow_spans: usize,
+    /// Queue aliases from the config file: alias (an exchange) -> queue, any system.
+    pub configured_queue_aliases: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for StitchConfig {
@@ -65,6 +71,8 @@ impl Default for StitchConfig {
             commits_per_round: 50,
             cache_spans: 100_000,
             dead_letter_patterns: DeadLetterPatterns::default(),
+            configured_queue_aliases: Default::default(),
+            max_flow_spans: 10_000,
         }
     }
 }
@@ -104,9 +112,15 @@ impl CachedTrace {
 pub struct StitcherHandle {
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
+    stage: Arc<StageState>,
 }
 
 impl StitcherHandle {
+    /// Whether the stitcher thread is alive.
+    pub fn stage(&self) -> &Arc<StageState> {
+        &self.stage
+    }
+
     pub fn stop(mut self) {
         self.stop_and_join();
     }
@@ -139,6 +153,8 @@ pub struct Stitcher {
     watermark: i64,
     /// Last commit whose messaging spans are in `queue_counts`.
     queues_counted_through: i64,
+    /// Queue aliases already in `queue_aliases` (a few per exchange: small).
+    known_aliases: HashSet<QueueAlias>,
     progress: watch::Sender<StitchProgress>,
 }
 
@@ -165,7 +181,22 @@ impl Stitcher {
                 written_as.insert(trace, written);
             }
         }
+        in_transaction(&conn, || {
+            conn.execute(include_str!("../../queries/queue_aliases_clear_configured.sql"), [])?;
+            let mut insert = conn.prepare(include_str!("../../queries/queue_alias_insert.sql"))?;
+            for (alias, queue) in &config.configured_queue_aliases {
+                insert.execute(params!["", alias, queue, 0, "config"])?;
+            }
+            Ok(())
+        })?;
+        let known_aliases = {
+            let mut stmt = conn.prepare(include_str!("../../queries/queue_aliases.sql"))?;
+            let rows =
+                stmt.query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?;
+            rows.collect::<Result<HashSet<_>, _>>()?
+        };
         Ok(Stitcher {
+            known_aliases,
             commits,
             feed,
             conn,
@@ -184,22 +215,35 @@ impl Stitcher {
     /// work) until the returned handle is stopped. Catching up runs rounds back to back.
     pub fn spawn(mut self) -> std::io::Result<StitcherHandle> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let stage = StageState::new();
+        let guard = StageGuard::new("stitcher", Arc::clone(&stage));
         let thread = std::thread::Builder::new().name("flowscope-stitcher".into()).spawn(move || loop {
-            let caught_up = match self.round() {
+            // A panic in a round (a bug meeting odd data) is reported like a failed round;
+            // flows that panic the analysis are skipped inside the round already.
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.round()));
+            let failure = match round {
+                Ok(Ok(more)) => Ok(more),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(panic) => Err(format!("stitching round panicked: {}", crate::text::panic_message(&panic))),
+            };
+            let caught_up = match failure {
                 Ok(more) => !more,
                 Err(e) => {
                     tracing::warn!(error = %e, "stitching round failed; will retry");
-                    self.progress.send_modify(|p| p.last_error = Some(e.to_string()));
+                    self.progress.send_modify(|p| p.last_error = Some(e));
                     true
                 }
             };
             let wait = if caught_up { self.config.interval } else { Duration::ZERO };
             match stopped.recv_timeout(wait) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => return,
+                _ => {
+                    guard.stopped();
+                    return;
+                }
             }
         })?;
-        Ok(StitcherHandle { stop, thread: Some(thread) })
+        Ok(StitcherHandle { stop, thread: Some(thread), stage })
     }
 
     /// One round. Returns whether more committed data is waiting.
@@ -241,7 +285,12 @@ impl Stitcher {
             None => intake::from_file(&self.conn, from, to)?,
         };
         for (trace, _, link) in &links {
-            self.joiner.link(trace, &link.trace_id);
+            if !self.joiner.link(trace, &link.trace_id) && self.joiner.ignored_links().is_power_of_two() {
+                tracing::warn!(
+                    ignored = self.joiner.ignored_links(),
+                    "span links that would join more traces than the guard allows are ignored"
+                );
+            }
             if let Some(m) = &link.message_id {
                 self.join_key(trace, JoinKey::MessageId(m.clone()));
             }
@@ -346,21 +395,30 @@ impl Stitcher {
         let now = now_nanos();
         let mut stale: HashSet<String> = HashSet::default();
         // Spans are analysed in place (borrowed from the cache), not copied per round.
-        let mut analysed: Vec<(Vec<TraceId>, Vec<&SpanFacts>, FlowAnalysis)> = Vec::new();
+        let mut analysed: Vec<AnalysedFlow> = Vec::new();
         for members in flows {
             for t in &members {
                 if let Some(old) = self.written_as.get(t) {
                     stale.insert(old.flow_id.clone());
                 }
             }
-            let spans: Vec<&SpanFacts> =
+            let mut spans: Vec<&SpanFacts> =
                 members.iter().filter_map(|t| self.cache.get(t)).flat_map(|c| &c.spans).collect();
+            let truncated = analysis::keep_earliest(&mut spans, self.config.max_flow_spans);
             if spans.is_empty() {
                 // Only log records so far: nothing to show until a span arrives.
                 continue;
             }
-            let a = analysis::analyze(&spans, &self.config.dead_letter_patterns);
-            analysed.push((members, spans, a));
+            let patterns = &self.config.dead_letter_patterns;
+            match std::panic::catch_unwind(|| analysis::analyze(&spans, patterns)) {
+                Ok(a) => analysed.push((members, spans, a, truncated)),
+                Err(panic) => tracing::error!(
+                    trace = %members[0],
+                    spans = spans.len(),
+                    error = %crate::text::panic_message(&panic),
+                    "analysing a flow panicked; its spans stay stored, the flow is not written"
+                ),
+            }
         }
 
         tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
@@ -387,9 +445,11 @@ impl Stitcher {
             write_flows(conn, &analysed, now)?;
             Ok(analysed.len())
         })?;
+        let aliases: Vec<QueueAlias> =
+            analysed.iter().flat_map(|(_, _, a, _)| a.queue_aliases.iter().cloned()).collect();
         let flow_ids: Vec<(Vec<TraceId>, String, i64)> = analysed
             .into_iter()
-            .map(|(members, spans, a)| (members, spans[a.root].trace_id.clone(), a.start))
+            .map(|(members, spans, a, _)| (members, spans[a.root].trace_id.clone(), a.start))
             .collect();
         for (members, flow_id, flow_start) in flow_ids {
             for t in members {
@@ -397,7 +457,35 @@ impl Stitcher {
             }
         }
         self.dirty.clear();
+        self.learn_aliases(aliases.iter(), now)?;
         Ok(written)
+    }
+
+    /// Records queue aliases not seen before. An alias is a pair of names one exchange
+    /// or queue really has, so they are few; the cap only stops a hostile stream of
+    /// made-up names from growing the table and the set.
+    fn learn_aliases<'a>(&mut self, seen: impl Iterator<Item = &'a QueueAlias>, now: i64) -> Result<(), StoreError> {
+        let new: Vec<QueueAlias> = seen
+            .filter(|a| !self.known_aliases.contains(*a))
+            .take(MAX_QUEUE_ALIASES.saturating_sub(self.known_aliases.len()))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let conn = &self.conn;
+        in_transaction(conn, || {
+            let mut insert = conn.prepare_cached(include_str!("../../queries/queue_alias_insert.sql"))?;
+            for a in &new {
+                insert.execute(params![a.system, a.alias, a.queue, now, "learnt"])?;
+            }
+            Ok(())
+        })?;
+        for a in new {
+            tracing::info!(system = %a.system, alias = %a.alias, queue = %a.queue, "learnt a queue alias");
+            self.known_aliases.insert(a);
+        }
+        Ok(())
     }
 
     /// Forgets the spans of traces quiet for `quiet_period`, then, while more than
@@ -429,6 +517,9 @@ impl Stitcher {
     }
 }
 
+/// Most queue aliases learnt; real brokers have a few per exchange.
+const MAX_QUEUE_ALIASES: usize = 10_000;
+
 /// Up to this many changed flows are deleted through the indexes, one by one; beyond it a
 /// scan per table is cheaper.
 const DELETE_ONE_BY_ONE: usize = 200;
@@ -442,11 +533,11 @@ fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
 
-fn write_flows(
-    conn: &Connection,
-    flows: &[(Vec<TraceId>, Vec<&SpanFacts>, FlowAnalysis)],
-    now: i64,
-) -> Result<(), StoreError> {
+/// A flow ready to write: its traces, the spans analysed, the analysis, and whether the
+/// flow had more spans than were analysed.
+type AnalysedFlow<'a> = (Vec<TraceId>, Vec<&'a SpanFacts>, FlowAnalysis, bool);
+
+fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Result<(), StoreError> {
     // Built as Arrow batches: appending whole columns costs a fraction of binding values
     // row by row, which profiles showed as a quarter of the stitcher's time.
     let mut flow_rows = FlowRows::new();
@@ -454,7 +545,7 @@ fn write_flows(
     let mut hop_rows = FlowHopRows::new();
     let mut retry_rows = FlowRetryRows::new();
     let mut dead_rows = FlowDeadLetterRows::new();
-    for (members, spans, a) in flows {
+    for (members, spans, a, truncated) in flows {
         let root = &spans[a.root];
         let flow_id = root.trace_id.as_str();
         let f = &mut flow_rows;
@@ -478,6 +569,8 @@ fn write_flows(
         f.retry_delay_ms.append_value(ms(a.retry_delay_ns));
         f.clock_skew_hops.append_value(a.hops.iter().filter(|h| h.clock_skew).count() as i32);
         f.updated_unix_nano.append_value(now);
+        f.last_commit_seq.append_value(spans.iter().map(|s| s.commit_seq).max().unwrap_or(0));
+        f.truncated.append_value(*truncated);
         for t in members {
             trace_rows.flow_id.append_value(flow_id);
             trace_rows.trace_id.append_value(t);
@@ -500,6 +593,7 @@ fn write_flows(
             r.dead_letter.append_value(h.dead_letter);
             r.chain.append_value(&a.chain);
             r.flow_start_unix_nano.append_value(a.start);
+            r.source_destination.append_option(h.source_destination.as_deref());
         }
         for retry in &a.retries {
             let r = &mut retry_rows;
@@ -510,6 +604,7 @@ fn write_flows(
             r.span_id.append_value(&spans[retry.span].span_id);
             r.attempt.append_value(retry.attempt);
             r.delay_ms.append_value(ms(retry.delay_ns));
+            r.previous_span_id.append_option(retry.previous.map(|p| &spans[p].span_id));
         }
         for d in &a.dead_letters {
             let r = &mut dead_rows;

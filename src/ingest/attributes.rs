@@ -157,11 +157,37 @@ pub mod keys {
         "messaging.gcp_pubsub.message.delivery_attempt",
         "retry_topic-attempts",
         "messaging.rabbitmq.message.delivery_count",
+        // SQS's ApproximateReceiveCount, as the AWS instrumentations record it.
+        "messaging.aws.sqs.approximate_receive_count",
+        "aws.sqs.approximate_receive_count",
+        "ApproximateReceiveCount",
     ];
     /// Counters of earlier attempts: the first delivery has 0.
     pub const RETRY_COUNT: &[&str] =
         &["x-delivery-count", "messaging.rabbitmq.x_delivery_count", "celery.retries", "http.request.resend_count"];
-    pub const DEATH_COUNT: &[&str] = &["x-death", "messaging.rabbitmq.x_death", "x-death.count"];
+    pub const DEATH_COUNT: &[&str] = &[
+        "x-death",
+        "messaging.rabbitmq.x_death",
+        "x-death.count",
+        "rabbitmq.x_death.count",
+        "messaging.rabbitmq.x_death.count",
+    ];
+    /// Why and from where RabbitMQ dead-lettered a message (its `x-death` header, as
+    /// instrumentations or applications record it). Present only on dead letters.
+    pub const DEATH_REASON: &[&str] = &[
+        "rabbitmq.x_death.reason",
+        "messaging.rabbitmq.x_death.reason",
+        "x-death.reason",
+        "x-first-death-reason",
+        "rabbitmq.x_first_death_reason",
+    ];
+    pub const DEATH_QUEUE: &[&str] = &[
+        "rabbitmq.x_death.queue",
+        "messaging.rabbitmq.x_death.queue",
+        "x-death.queue",
+        "x-first-death-queue",
+        "rabbitmq.x_first_death_queue",
+    ];
     pub const DISPOSITION: &[&str] = &["messaging.servicebus.disposition_status"];
     /// Correlation keys accepted on every signal; users add their own (`app.order_id`).
     pub const DEFAULT_CORRELATION: &[&str] = &[
@@ -187,6 +213,8 @@ pub struct Messaging {
     /// Attempt number of this delivery or call: 1 for the first, 2 for the first retry.
     pub attempt: Option<i64>,
     pub dead_letter_evidence: bool,
+    /// The queue the broker dead-lettered the message from.
+    pub dead_letter_source: Option<String>,
 }
 
 pub fn messaging(attrs: &[KeyValue]) -> Messaging {
@@ -199,7 +227,8 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
         .or_else(|| int_of(attrs, keys::RETRY_COUNT).map(|n| n.max(0) + 1));
     let disposition_dead = text_of(attrs, keys::DISPOSITION)
         .is_some_and(|d| d.eq_ignore_ascii_case("dead_letter") || d.eq_ignore_ascii_case("deadletter"));
-    let died = int_of(attrs, keys::DEATH_COUNT).is_some_and(|n| n > 0);
+    let died = int_of(attrs, keys::DEATH_COUNT).is_some_and(|n| n > 0) || find(attrs, keys::DEATH_REASON).is_some();
+    let dead_letter_source = text_of(attrs, keys::DEATH_QUEUE).and_then(|q| normalize_destination(&q));
     Messaging {
         system,
         operation: text_of(attrs, keys::OPERATION).map(|o| normalize_operation(&o)),
@@ -210,7 +239,29 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
         partition: text_of(attrs, keys::PARTITION),
         attempt,
         dead_letter_evidence: disposition_dead || died,
+        dead_letter_source,
     }
+}
+
+/// RabbitMQ instrumentations that name only the exchange in attributes still name the
+/// queue a consumer read in the span's name (`<queue> process`, `<queue> receive`). For
+/// a consuming RabbitMQ span whose name says so, that queue is its destination.
+pub fn queue_from_span_name(messaging: &Messaging, kind_is_consumer: bool, span_name: &str) -> Option<String> {
+    if messaging.system.as_deref() != Some("rabbitmq") {
+        return None;
+    }
+    let consuming = matches!(messaging.operation.as_deref(), Some("receive" | "process"))
+        || (messaging.operation.is_none() && kind_is_consumer);
+    if !consuming {
+        return None;
+    }
+    let (queue, verb) = span_name.trim().rsplit_once(' ')?;
+    let queue = queue.trim();
+    let named = matches!(verb, "receive" | "process" | "consume" | "deliver");
+    let anonymous = queue.is_empty() || queue.contains(' ') || queue.starts_with('(') || queue == "<default>";
+    (named && !anonymous && messaging.destination.as_deref() != Some(queue))
+        .then(|| normalize_destination(queue))
+        .flatten()
 }
 
 /// Legacy `publish` became `send`; `deliver` (push-style brokers) is a process.
@@ -356,5 +407,41 @@ mod tests {
         for (n, c) in cases.into_iter().enumerate() {
             assert_eq!(messaging(&c.attrs), c.want, "case {n}");
         }
+    }
+
+    #[test]
+    fn rabbitmq_consumers_take_the_queue_from_the_span_name_and_x_death_names_the_source() {
+        let rabbit = |op: &str, dest: &str| Messaging {
+            system: Some("rabbitmq".into()),
+            operation: Some(op.into()),
+            destination: Some(dest.into()),
+            ..Default::default()
+        };
+        let cases = [
+            // (messaging, consumer kind, span name, queue)
+            (rabbit("process", "orders"), true, "payments.q process", Some("payments.q")),
+            (rabbit("receive", "orders"), true, "payments.q receive", Some("payments.q")),
+            // pika: the span name repeats the exchange: nothing to learn.
+            (rabbit("receive", "orders"), true, "orders receive", None),
+            // A publish is not a consumer.
+            (rabbit("send", "orders"), false, "payments.q send", None),
+            // Anonymous or unnamed.
+            (rabbit("process", "orders"), true, "(anonymous) process", None),
+            (rabbit("process", "orders"), true, "process", None),
+            // Kafka names topics everywhere.
+            (Messaging { system: Some("kafka".into()), ..rabbit("process", "orders") }, true, "other process", None),
+        ];
+        for (m, consumer, name, want) in cases {
+            assert_eq!(queue_from_span_name(&m, consumer, name).as_deref(), want, "{name}");
+        }
+        let m = messaging(&[
+            s("messaging.destination", "orders.dead-letter"),
+            s("rabbitmq.x_death.reason", "rejected"),
+            s("rabbitmq.x_death.queue", "payments.q"),
+        ]);
+        assert!(m.dead_letter_evidence);
+        assert_eq!(m.dead_letter_source.as_deref(), Some("payments.q"));
+        let sqs = messaging(&[s("messaging.system", "aws_sqs"), i("messaging.aws.sqs.approximate_receive_count", 3)]);
+        assert_eq!(sqs.attempt, Some(3));
     }
 }

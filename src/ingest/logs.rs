@@ -6,15 +6,17 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use super::attributes::{self, write_json_object, write_json_value};
-use super::{append_hex, check_id, nanos, CorrelationKeys, Flattened, ResourceContext};
+use super::{append_hex, check_id, nanos, CorrelationKeys, Flattened, RequestResources, ResourceContext};
 use crate::store::tables::LogRows;
 
 pub(crate) fn flatten(req: &ExportLogsServiceRequest, correlation: &CorrelationKeys) -> Flattened {
     let mut out = Flattened::default();
     let mut rows = LogRows::new();
     let received = crate::text::now_nanos();
+    let mut resources = RequestResources::default();
     for rl in &req.resource_logs {
         let resource = ResourceContext::new(rl.resource.as_ref());
+        let accepted_before = out.accepted;
         for sl in &rl.scope_logs {
             for record in &sl.log_records {
                 match validate(record, received) {
@@ -26,8 +28,13 @@ pub(crate) fn flatten(req: &ExportLogsServiceRequest, correlation: &CorrelationK
                 }
             }
         }
+        // Stored only when a row of this request refers to it.
+        if out.accepted > accepted_before {
+            resources.add(&resource);
+        }
     }
     out.batches.extend(rows.finish());
+    out.batches.extend(resources.finish());
     out
 }
 
@@ -74,7 +81,7 @@ fn push(
     append_hex(&mut rows.span_id, &record.span_id);
     write_json_object(&mut rows.attributes, &record.attributes);
     rows.attributes.append_value("");
-    rows.resource_attributes.append_value(&resource.attributes_json);
+    rows.resource_id.append_value(resource.id);
     rows.correlation_id.append_option(correlation.find(&record.attributes));
     rows.message_id.append_option(attributes::text_of(&record.attributes, attributes::keys::MESSAGE_ID));
 }

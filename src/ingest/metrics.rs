@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::attributes::{self, write_json_object};
-use super::{nanos, Flattened, ResourceContext};
+use super::{nanos, Flattened, RequestResources, ResourceContext};
 use crate::store::tables::MetricPointRows;
 
 /// Where brokers and their exporters put the queue or topic a metric is about.
@@ -22,15 +22,22 @@ const DESTINATION_RESOURCE_KEYS: &[&str] = &["rabbitmq.queue.name", "messaging.d
 pub(crate) fn flatten(req: &ExportMetricsServiceRequest) -> Flattened {
     let mut out = Flattened::default();
     let mut rows = MetricPointRows::new();
+    let mut resources = RequestResources::default();
     for rm in &req.resource_metrics {
         let resource = ResourceContext::new(rm.resource.as_ref());
+        let accepted_before = out.accepted;
         for sm in &rm.scope_metrics {
             for metric in &sm.metrics {
                 flatten_metric(&mut rows, &mut out, &resource, metric);
             }
         }
+        // Stored only when a row of this request refers to it.
+        if out.accepted > accepted_before {
+            resources.add(&resource);
+        }
     }
     out.batches.extend(rows.finish());
+    out.batches.extend(resources.finish());
     out
 }
 
@@ -167,7 +174,7 @@ fn push(
     pad(&mut rows.temporality, n);
     write_json_object(&mut rows.attributes, point.attributes);
     rows.attributes.append_value("");
-    rows.resource_attributes.append_value(&resource.attributes_json);
+    rows.resource_id.append_value(resource.id);
     let (system, destination) = broker_of(&metric.name, point.attributes, resource.attributes);
     rows.messaging_system.append_option(system);
     rows.destination.append_option(destination);

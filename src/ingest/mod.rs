@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use crate::store::tables::TableBatch;
+use crate::store::tables::{ResourceRows, TableBatch};
 use crate::store::{StoreError, Writer};
 
 /// The three OTLP signals.
@@ -229,17 +229,45 @@ pub(crate) struct ResourceContext<'a> {
     pub attributes: &'a [KeyValue],
     pub service_name: String,
     pub attributes_json: String,
+    /// Stable across requests and restarts: the first 8 bytes of the JSON's SHA-256.
+    pub id: i64,
 }
 
 impl<'a> ResourceContext<'a> {
     pub fn new(resource: Option<&'a Resource>) -> Self {
+        use sha2::Digest;
         let attributes = resource.map(|r| &r.attributes[..]).unwrap_or(&[]);
+        let attributes_json = attributes::json_object(attributes);
+        let digest = sha2::Sha256::digest(attributes_json.as_bytes());
+        let id = i64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"));
         ResourceContext {
             attributes,
             service_name: attributes::text_of(attributes, attributes::keys::SERVICE_NAME)
                 .unwrap_or_else(|| "unknown_service".to_owned()),
-            attributes_json: attributes::json_object(attributes),
+            attributes_json,
+            id,
         }
+    }
+}
+
+/// The resources of one request, each stored once however many rows refer to it: a large
+/// resource attribute costs its size once per request, not once per span.
+#[derive(Default)]
+pub(crate) struct RequestResources {
+    rows: ResourceRows,
+    seen: crate::flows::HashSet<i64>,
+}
+
+impl RequestResources {
+    pub fn add(&mut self, resource: &ResourceContext<'_>) {
+        if self.seen.insert(resource.id) {
+            self.rows.resource_id.append_value(resource.id);
+            self.rows.attributes.append_value(&resource.attributes_json);
+        }
+    }
+
+    pub fn finish(self) -> Option<TableBatch> {
+        self.rows.finish()
     }
 }
 
@@ -305,7 +333,17 @@ impl Ingest {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(e.into());
         }
-        let flat = match flatten(signal, encoding, body, &self.correlation) {
+        let flat = if body.len() > DECODE_INLINE_BYTES {
+            // Decoding megabytes takes milliseconds: on a blocking thread, so the async
+            // workers keep answering other requests meanwhile.
+            let (body, correlation) = (body.to_vec(), self.correlation.clone());
+            tokio::task::spawn_blocking(move || flatten(signal, encoding, &body, &correlation))
+                .await
+                .unwrap_or_else(|panic| Err(IngestError::Storage(format!("decoding failed: {panic}"))))
+        } else {
+            flatten(signal, encoding, body, &self.correlation)
+        };
+        let flat = match flat {
             Ok(flat) => flat,
             Err(e) => {
                 stats.malformed_requests.fetch_add(1, Ordering::Relaxed);
@@ -323,6 +361,9 @@ impl Ingest {
         Ok(Accepted { signal, accepted: flat.accepted, rejected: flat.rejected, reason })
     }
 }
+
+/// Bodies up to this size are decoded on the async worker that received them.
+const DECODE_INLINE_BYTES: usize = 256 * 1024;
 
 /// Decodes one request body and flattens it into table rows (what [`Ingest::export`] does
 /// before handing the rows to the writer).

@@ -5,15 +5,17 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, Span};
 
 use super::attributes::{self, write_json_object, write_json_string};
-use super::{append_hex, check_id, nanos, CorrelationKeys, Flattened, ResourceContext};
+use super::{append_hex, check_id, nanos, CorrelationKeys, Flattened, RequestResources, ResourceContext};
 use crate::store::tables::{LinkRows, SpanRows};
 
 pub(crate) fn flatten(req: &ExportTraceServiceRequest, correlation: &CorrelationKeys) -> Flattened {
     let mut out = Flattened::default();
     let mut spans = SpanRows::new();
     let mut links = LinkRows::new();
+    let mut resources = RequestResources::default();
     for rs in &req.resource_spans {
         let resource = ResourceContext::new(rs.resource.as_ref());
+        let accepted_before = out.accepted;
         for ss in &rs.scope_spans {
             let scope = ss.scope.as_ref().map(|s| s.name.as_str()).filter(|s| !s.is_empty());
             for span in &ss.spans {
@@ -27,9 +29,14 @@ pub(crate) fn flatten(req: &ExportTraceServiceRequest, correlation: &Correlation
                 }
             }
         }
+        // Stored only when a row of this request refers to it.
+        if out.accepted > accepted_before {
+            resources.add(&resource);
+        }
     }
     out.batches.extend(spans.finish());
     out.batches.extend(links.finish());
+    out.batches.extend(resources.finish());
     out
 }
 
@@ -45,6 +52,9 @@ fn validate(span: &Span) -> Result<(i64, i64), String> {
     let end = nanos(span.end_time_unix_nano).ok_or("end_time_unix_nano is out of range")?;
     Ok((start, end))
 }
+
+/// OTLP's SPAN_KIND_CONSUMER.
+const CONSUMER_KIND: i32 = 5;
 
 pub(crate) fn kind_name(kind: i32) -> &'static str {
     match kind {
@@ -81,7 +91,10 @@ fn push_span(
     end: i64,
     correlation: &CorrelationKeys,
 ) {
-    let messaging = attributes::messaging(&span.attributes);
+    let mut messaging = attributes::messaging(&span.attributes);
+    if let Some(queue) = attributes::queue_from_span_name(&messaging, span.kind == CONSUMER_KIND, &span.name) {
+        messaging.destination = Some(queue);
+    }
     append_hex(&mut rows.trace_id, &span.trace_id);
     append_hex(&mut rows.span_id, &span.span_id);
     append_hex(&mut rows.parent_span_id, &span.parent_span_id);
@@ -97,7 +110,7 @@ fn push_span(
     rows.status_message.append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
     write_json_object(&mut rows.attributes, &span.attributes);
     rows.attributes.append_value("");
-    rows.resource_attributes.append_value(&resource.attributes_json);
+    rows.resource_id.append_value(resource.id);
     if span.events.is_empty() {
         rows.events.append_null();
     } else {
@@ -118,6 +131,7 @@ fn push_span(
     rows.attempt.append_option(messaging.attempt.map(|a| a.clamp(0, i32::MAX as i64) as i32));
     rows.dead_letter_evidence
         .append_value(messaging.dead_letter_evidence || span.events.iter().any(is_dead_letter_event));
+    rows.dead_letter_source.append_option(messaging.dead_letter_source);
 }
 
 fn write_events<W: std::fmt::Write>(out: &mut W, events: &[Event]) {

@@ -36,6 +36,7 @@ const STITCH_COLUMNS: &[(&str, &[&str])] = &[
             "correlation_id",
             "attempt",
             "dead_letter_evidence",
+            "dead_letter_source",
         ],
     ),
     ("span_links", &["trace_id", "span_id", "linked_trace_id", "linked_span_id", "message_id"]),
@@ -138,7 +139,6 @@ mod tests {
             rows.status_code.append_value("UNSET");
             rows.status_message.append_null();
             rows.attributes.append_value("{\"big\":\"json\"}");
-            rows.resource_attributes.append_value("{}");
             rows.events.append_null();
             rows.link_count.append_value(0);
             rows.messaging_system.append_null();
@@ -151,6 +151,8 @@ mod tests {
             rows.batch_message_count.append_null();
             rows.attempt.append_null();
             rows.dead_letter_evidence.append_value(false);
+            rows.dead_letter_source.append_null();
+            rows.resource_id.append_value(0);
         }
         rows.finish().expect("rows")
     }

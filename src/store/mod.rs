@@ -24,8 +24,8 @@ pub enum StoreError {
     Db(#[from] duckdb::Error),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
-    #[error("write queue is full ({queued_rows} rows waiting); retry later")]
-    Overloaded { queued_rows: usize },
+    #[error("write queue is full ({queued_bytes} bytes waiting); retry later")]
+    Overloaded { queued_bytes: usize },
     #[error("flowscope is shutting down")]
     ShuttingDown,
     #[error("background task failed: {0}")]
@@ -39,6 +39,10 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "flow_indexes", include_str!("../../queries/migrations/004_flow_indexes.sql")),
     (5, "queue_counts", include_str!("../../queries/migrations/005_queue_counts.sql")),
     (6, "hop_chain", include_str!("../../queries/migrations/006_hop_chain.sql")),
+    (7, "broker_dead_letters", include_str!("../../queries/migrations/007_broker_dead_letters.sql")),
+    (8, "received_time", include_str!("../../queries/migrations/008_received_time.sql")),
+    (9, "resources", include_str!("../../queries/migrations/009_resources.sql")),
+    (10, "flow_metrics", include_str!("../../queries/migrations/010_flow_metrics.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
@@ -49,6 +53,9 @@ pub struct Store {
     /// Kept open for the life of the store; every other connection is cloned from it.
     root: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Background writes (alert state, retention, metric roll-ups) take turns on this
+    /// connection, so they never conflict with each other; ingest has its own writer.
+    background: Mutex<Connection>,
 }
 
 impl Store {
@@ -71,7 +78,8 @@ impl Store {
         }
         let conn = Connection::open_with_flags(path, config)?;
         migrate(&conn)?;
-        Ok(Arc::new(Store { root: Mutex::new(conn), readers: Mutex::new(Vec::new()) }))
+        let background = Mutex::new(conn.try_clone()?);
+        Ok(Arc::new(Store { root: Mutex::new(conn), readers: Mutex::new(Vec::new()), background }))
     }
 
     /// A connection of its own, for a background stage that writes its own tables.
@@ -92,6 +100,19 @@ impl Store {
     {
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` on the background-write connection, one writer at a time, off the async
+    /// runtime.
+    pub async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&store.background.lock()))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
@@ -180,8 +201,8 @@ mod tests {
     fn row_builders_match_the_migrated_tables() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("x.duckdb")).unwrap();
-        let with_commit_seq = tables::ALL.iter().map(|t| (t, true));
-        for ((table, columns), commit_seq) in with_commit_seq.chain(tables::FLOW_TABLES.iter().map(|t| (t, false))) {
+        let raw = tables::ALL.iter().map(|(t, c, at)| (t, c, Some(*at)));
+        for (table, columns, commit_seq_at) in raw.chain(tables::FLOW_TABLES.iter().map(|(t, c)| (t, c, None))) {
             let actual: Vec<String> = store
                 .read_blocking(|c| {
                     let mut stmt = c.prepare("SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position")?;
@@ -190,8 +211,8 @@ mod tests {
                 })
                 .unwrap();
             let mut expected: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-            if commit_seq {
-                expected.push("commit_seq".into());
+            if let Some(at) = commit_seq_at {
+                expected.insert(at, "commit_seq".into());
             }
             assert_eq!(actual, expected, "columns of {table}");
         }

@@ -1,4 +1,5 @@
-//! Deletes data older than the retention age. Runs on its own connection in the
+//! Deletes data received longer ago than the retention age (by commit time, not by the
+//! timestamps in the data: exporters' clocks and bugs decide those). Runs in the
 //! background: DuckDB's optimistic concurrency lets the deletes of old rows and the
 //! writer's appends of new rows proceed side by side, so ingest never waits for it.
 
@@ -10,17 +11,19 @@ use tokio::sync::watch;
 use super::{Store, StoreError};
 
 const DELETES: &[(&str, &str)] = &[
-    ("spans", include_str!("../../queries/retention_spans.sql")),
-    ("span_links", include_str!("../../queries/retention_span_links.sql")),
-    ("logs", include_str!("../../queries/retention_logs.sql")),
-    ("metric_points", include_str!("../../queries/retention_metric_points.sql")),
-    ("queue_counts", include_str!("../../queries/retention_queue_counts.sql")),
-    // A flow's rows go once the whole flow is older than the cutoff; children first.
+    // A flow's rows go once its last span is old; children first.
     ("flow_traces", include_str!("../../queries/retention_flow_traces.sql")),
     ("flow_hops", include_str!("../../queries/retention_flow_hops.sql")),
     ("flow_retries", include_str!("../../queries/retention_flow_retries.sql")),
     ("flow_dead_letters", include_str!("../../queries/retention_flow_dead_letters.sql")),
     ("flows", include_str!("../../queries/retention_flows.sql")),
+    ("spans", include_str!("../../queries/retention_spans.sql")),
+    ("span_links", include_str!("../../queries/retention_span_links.sql")),
+    ("logs", include_str!("../../queries/retention_logs.sql")),
+    ("metric_points", include_str!("../../queries/retention_metric_points.sql")),
+    ("resources", include_str!("../../queries/retention_resources.sql")),
+    ("queue_counts", include_str!("../../queries/retention_queue_counts.sql")),
+    ("commits", include_str!("../../queries/retention_commits.sql")),
 ];
 
 /// The oldest timestamp (unix ns) to keep.
@@ -33,10 +36,13 @@ pub fn cutoff_unix_nano(now: SystemTime, max_age: Duration) -> i64 {
 pub async fn sweep(store: &Arc<Store>, max_age: Duration) -> Result<usize, StoreError> {
     let cutoff = cutoff_unix_nano(SystemTime::now(), max_age);
     store
-        .read(move |conn| {
+        .write(move |conn| {
+            let last_old: Option<i64> =
+                conn.query_row(include_str!("../../queries/retention_cutoff_seq.sql"), [cutoff], |r| r.get(0))?;
+            let Some(last_old) = last_old else { return Ok(0) };
             let mut deleted = 0;
             for (_, sql) in DELETES {
-                deleted += conn.execute(sql, [cutoff])?;
+                deleted += conn.execute(sql, [last_old])?;
             }
             Ok(deleted)
         })

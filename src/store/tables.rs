@@ -17,23 +17,33 @@ pub struct TableBatch {
     pub batch: RecordBatch,
 }
 
+/// `table_rows! { Rows = "table" { columns } }`, optionally followed by
+/// `after_commit_seq { columns }` for columns a later migration added to a raw-signal
+/// table (`ALTER TABLE ... ADD COLUMN` puts them after `commit_seq`).
 macro_rules! table_rows {
-    ($(#[$doc:meta])* $rows:ident = $table:literal { $($col:ident : $builder:ident => $dtype:expr,)* }) => {
+    ($(#[$doc:meta])* $rows:ident = $table:literal { $($col:ident : $builder:ident => $dtype:expr,)* }
+     $(after_commit_seq { $($late:ident : $lbuilder:ident => $ldtype:expr,)* })?) => {
         $(#[$doc])*
         pub struct $rows {
             $(pub $col: $builder,)*
+            $($(pub $late: $lbuilder,)*)?
         }
 
         impl $rows {
             pub const TABLE: &'static str = $table;
-            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($col),)*];
+            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($col),)* $($(stringify!($late),)*)?];
+            /// Where the writer's `commit_seq` column goes among `COLUMNS`.
+            pub const COMMIT_SEQ_AT: usize = [$(stringify!($col),)*].len();
 
             pub fn new() -> Self {
-                Self { $($col: $builder::new(),)* }
+                Self { $($col: $builder::new(),)* $($($late: $lbuilder::new(),)*)? }
             }
 
             pub fn schema() -> SchemaRef {
-                Arc::new(Schema::new(vec![$(Field::new(stringify!($col), $dtype, true),)*]))
+                Arc::new(Schema::new(vec![
+                    $(Field::new(stringify!($col), $dtype, true),)*
+                    $($(Field::new(stringify!($late), $ldtype, true),)*)?
+                ]))
             }
 
             pub fn len(&self) -> usize {
@@ -50,7 +60,7 @@ macro_rules! table_rows {
                 if self.is_empty() {
                     return None;
                 }
-                let columns = vec![$(ArrayBuilder::finish(&mut self.$col),)*];
+                let columns = vec![$(ArrayBuilder::finish(&mut self.$col),)* $($(ArrayBuilder::finish(&mut self.$late),)*)?];
                 let batch = RecordBatch::try_new(Self::schema(), columns)
                     .expect("row builders are filled one value per column per row");
                 Some(TableBatch { table: Self::TABLE, batch })
@@ -81,7 +91,6 @@ table_rows! {
         status_code: StringBuilder => DataType::Utf8,
         status_message: StringBuilder => DataType::Utf8,
         attributes: StringBuilder => DataType::Utf8,
-        resource_attributes: StringBuilder => DataType::Utf8,
         events: StringBuilder => DataType::Utf8,
         link_count: Int32Builder => DataType::Int32,
         messaging_system: StringBuilder => DataType::Utf8,
@@ -94,6 +103,10 @@ table_rows! {
         batch_message_count: Int64Builder => DataType::Int64,
         attempt: Int32Builder => DataType::Int32,
         dead_letter_evidence: BooleanBuilder => DataType::Boolean,
+    }
+    after_commit_seq {
+        dead_letter_source: StringBuilder => DataType::Utf8,
+        resource_id: Int64Builder => DataType::Int64,
     }
 }
 
@@ -123,9 +136,20 @@ table_rows! {
         trace_id: StringBuilder => DataType::Utf8,
         span_id: StringBuilder => DataType::Utf8,
         attributes: StringBuilder => DataType::Utf8,
-        resource_attributes: StringBuilder => DataType::Utf8,
         correlation_id: StringBuilder => DataType::Utf8,
         message_id: StringBuilder => DataType::Utf8,
+    }
+    after_commit_seq {
+        resource_id: Int64Builder => DataType::Int64,
+    }
+}
+
+table_rows! {
+    /// Rows of `resources`: each OTLP resource (its attributes as JSON) once per request
+    /// that used it; spans, logs and metric points refer to it by `resource_id`.
+    ResourceRows = "resources" {
+        resource_id: Int64Builder => DataType::Int64,
+        attributes: StringBuilder => DataType::Utf8,
     }
 }
 
@@ -147,9 +171,11 @@ table_rows! {
         is_monotonic: BooleanBuilder => DataType::Boolean,
         temporality: StringBuilder => DataType::Utf8,
         attributes: StringBuilder => DataType::Utf8,
-        resource_attributes: StringBuilder => DataType::Utf8,
         messaging_system: StringBuilder => DataType::Utf8,
         destination: StringBuilder => DataType::Utf8,
+    }
+    after_commit_seq {
+        resource_id: Int64Builder => DataType::Int64,
     }
 }
 
@@ -176,6 +202,8 @@ table_rows! {
         retry_delay_ms: Float64Builder => DataType::Float64,
         clock_skew_hops: Int32Builder => DataType::Int32,
         updated_unix_nano: Int64Builder => DataType::Int64,
+        last_commit_seq: Int64Builder => DataType::Int64,
+        truncated: BooleanBuilder => DataType::Boolean,
     }
 }
 
@@ -205,6 +233,7 @@ table_rows! {
         dead_letter: BooleanBuilder => DataType::Boolean,
         chain: StringBuilder => DataType::Utf8,
         flow_start_unix_nano: Int64Builder => DataType::Int64,
+        source_destination: StringBuilder => DataType::Utf8,
     }
 }
 
@@ -218,6 +247,7 @@ table_rows! {
         span_id: StringBuilder => DataType::Utf8,
         attempt: Int32Builder => DataType::Int32,
         delay_ms: Float64Builder => DataType::Float64,
+        previous_span_id: StringBuilder => DataType::Utf8,
     }
 }
 
@@ -244,10 +274,14 @@ pub const FLOW_TABLES: &[(&str, &[&str])] = &[
     (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::COLUMNS),
 ];
 
-/// Every raw-signal table with its appended columns, for the writer and the schema test.
-pub const ALL: &[(&str, &[&str])] = &[
-    (SpanRows::TABLE, SpanRows::COLUMNS),
-    (LinkRows::TABLE, LinkRows::COLUMNS),
-    (LogRows::TABLE, LogRows::COLUMNS),
-    (MetricPointRows::TABLE, MetricPointRows::COLUMNS),
+/// A raw-signal table: its name, appended columns, and where `commit_seq` goes among them.
+pub type RawTable = (&'static str, &'static [&'static str], usize);
+
+/// Every raw-signal table, for the writer and the schema test.
+pub const ALL: &[RawTable] = &[
+    (SpanRows::TABLE, SpanRows::COLUMNS, SpanRows::COMMIT_SEQ_AT),
+    (LinkRows::TABLE, LinkRows::COLUMNS, LinkRows::COMMIT_SEQ_AT),
+    (LogRows::TABLE, LogRows::COLUMNS, LogRows::COMMIT_SEQ_AT),
+    (MetricPointRows::TABLE, MetricPointRows::COLUMNS, MetricPointRows::COMMIT_SEQ_AT),
+    (ResourceRows::TABLE, ResourceRows::COLUMNS, ResourceRows::COMMIT_SEQ_AT),
 ];

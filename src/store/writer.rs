@@ -17,11 +17,14 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use super::feed::CommitFeed;
 use super::tables::{TableBatch, ALL};
 use super::StoreError;
+use crate::stage::{StageGuard, StageState};
+use crate::text::now_nanos;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
-    /// Rows that may wait for a commit before new requests are turned away.
-    pub queue_capacity_rows: usize,
+    /// Bytes of decoded rows (Arrow buffers) that may wait for a commit before new
+    /// requests are turned away.
+    pub queue_capacity_bytes: usize,
     /// Longest time a request waits for others to share its commit.
     pub flush_interval: Duration,
     /// Commit as soon as this many rows are pending.
@@ -35,7 +38,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            queue_capacity_rows: 500_000,
+            queue_capacity_bytes: 256 << 20,
             flush_interval: Duration::from_millis(200),
             flush_rows: 100_000,
             linger: Duration::from_millis(2),
@@ -102,20 +105,28 @@ pub struct Writer {
     closed: AtomicBool,
     stats: Arc<CommitStats>,
     feed: Arc<CommitFeed>,
+    stage: Arc<StageState>,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection, config: WriterConfig) -> Result<Writer, StoreError> {
         let next_seq: i64 = conn.query_row(include_str!("../../queries/max_commit_seq.sql"), [], |r| r.get(0))?;
-        let capacity = config.queue_capacity_rows.max(1);
+        conn.execute(include_str!("../../queries/commit_time_backfill.sql"), duckdb::params![next_seq, now_nanos()])?;
+        // Permits are KiB: a semaphore counts in u32 per acquisition.
+        let capacity = (config.queue_capacity_bytes / 1024).max(1);
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         stats.last_commit_seq.store(next_seq as u64, Ordering::Relaxed);
         let feed = Arc::new(CommitFeed::new(config.feed_capacity_rows));
         let committed = Committer { stats: Arc::clone(&stats), feed: Arc::clone(&feed) };
+        let stage = StageState::new();
+        let guard = StageGuard::new("writer", Arc::clone(&stage));
         std::thread::Builder::new()
             .name("flowscope-writer".into())
-            .spawn(move || run(conn, rx, config, next_seq, &committed))
+            .spawn(move || {
+                run(conn, rx, config, next_seq, &committed);
+                guard.stopped();
+            })
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Writer {
             tx,
@@ -124,7 +135,13 @@ impl Writer {
             closed: AtomicBool::new(false),
             stats,
             feed,
+            stage,
         })
+    }
+
+    /// Whether the writer thread is alive.
+    pub fn stage(&self) -> &Arc<StageState> {
+        &self.stage
     }
 
     /// Queues the batches and waits until they are committed. Returns the commit sequence
@@ -137,11 +154,12 @@ impl Writer {
         if rows == 0 {
             return Ok(self.stats.last_commit_seq.load(Ordering::Relaxed) as i64);
         }
+        let bytes: usize = batches.iter().map(|b| b.batch.get_array_memory_size()).sum();
         // A request larger than the whole queue takes the whole queue rather than never fitting.
-        let wanted = rows.min(self.capacity) as u32;
+        let wanted = bytes.div_ceil(1024).clamp(1, self.capacity) as u32;
         let permit = Arc::clone(&self.permits)
             .try_acquire_many_owned(wanted)
-            .map_err(|_| StoreError::Overloaded { queued_rows: self.queued_rows() })?;
+            .map_err(|_| StoreError::Overloaded { queued_bytes: self.queued_bytes() })?;
         let (done, committed) = oneshot::channel();
         self.tx.send(Msg::Write(Job { batches, rows, done, permit })).map_err(|_| StoreError::ShuttingDown)?;
         committed.await.map_err(|_| StoreError::ShuttingDown)?
@@ -152,17 +170,18 @@ impl Writer {
     /// that cannot be queued would take CPU and memory from the commits that drain it.
     pub fn check_room(&self) -> Result<(), StoreError> {
         match self.permits.available_permits() {
-            0 => Err(StoreError::Overloaded { queued_rows: self.queued_rows() }),
+            0 => Err(StoreError::Overloaded { queued_bytes: self.queued_bytes() }),
             _ => Ok(()),
         }
     }
 
-    pub fn queued_rows(&self) -> usize {
-        self.capacity - self.permits.available_permits()
+    /// Bytes of rows waiting for a commit (to the KiB).
+    pub fn queued_bytes(&self) -> usize {
+        (self.capacity - self.permits.available_permits()) * 1024
     }
 
-    pub fn capacity_rows(&self) -> usize {
-        self.capacity
+    pub fn capacity_bytes(&self) -> usize {
+        self.capacity * 1024
     }
 
     pub fn stats(&self) -> &Arc<CommitStats> {
@@ -279,14 +298,17 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Com
 /// DuckDB's appender can take on this machine.
 pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
     super::in_transaction(conn, || {
-        for (table, _) in ALL {
+        // When the rows were received: what retention goes by.
+        conn.prepare_cached(include_str!("../../queries/commit_time_insert.sql"))?
+            .execute(duckdb::params![seq, now_nanos()])?;
+        for (table, _, commit_seq_at) in ALL {
             let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
             if of_table.peek().is_none() {
                 continue;
             }
             let mut appender = conn.appender(table)?;
             for b in of_table {
-                appender.append_record_batch(with_commit_seq(&b.batch, seq))?;
+                appender.append_record_batch(with_commit_seq(&b.batch, seq, *commit_seq_at))?;
             }
             appender.flush()?;
         }
@@ -294,11 +316,12 @@ pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i6
     })
 }
 
-fn with_commit_seq(batch: &RecordBatch, seq: i64) -> RecordBatch {
+/// The batch with a `commit_seq` column inserted at `at` (the table's column order).
+fn with_commit_seq(batch: &RecordBatch, seq: i64, at: usize) -> RecordBatch {
     let schema = batch.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("commit_seq", DataType::Int64, false));
+    fields.insert(at, Field::new("commit_seq", DataType::Int64, false));
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from_value(seq, batch.num_rows())));
+    columns.insert(at, Arc::new(Int64Array::from_value(seq, batch.num_rows())));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("one more column of the same length")
 }

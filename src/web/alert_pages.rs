@@ -291,7 +291,7 @@ async fn alerts_view(state: &AppState, p: &PageParams, form: FormView) -> Result
         active,
         history,
         deliveries,
-        webhooks: state.alerts.webhooks().iter().map(|w| w.name.clone().unwrap_or_else(|| w.url.clone())).collect(),
+        webhooks: state.alerts.webhooks().iter().map(|w| w.display()).collect(),
         form,
     })
 }

@@ -80,6 +80,8 @@ pub struct RangeParams {
 }
 
 pub const DEFAULT_RANGE: Duration = Duration::from_secs(3600);
+/// Shortest range a page or the API shows: charts cut a range into buckets and ticks.
+pub const MIN_RANGE_NS: i64 = 1_000_000_000;
 
 impl RangeParams {
     pub fn resolve(&self, now: i64) -> Result<Range, ApiError> {
@@ -102,6 +104,15 @@ impl RangeParams {
             .unwrap_or_else(|| to.saturating_sub(last.as_nanos().min(i64::MAX as u128) as i64));
         if from >= to {
             return Err(ApiError::BadRequest(format!("from ({from}) must be before to ({to})")));
+        }
+        if from < 0 {
+            return Err(ApiError::BadRequest(format!("from ({from}) must not be before 1970")));
+        }
+        if to - from < MIN_RANGE_NS {
+            return Err(ApiError::BadRequest(format!(
+                "the range must be at least one second long, got {} ns",
+                to - from
+            )));
         }
         Ok(Range { from, to })
     }
@@ -176,8 +187,7 @@ pub async fn load_flow(state: &AppState, flow_id: &str) -> Result<queries::FlowD
     if flow_id.len() != 32 || !flow_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::BadRequest(format!("a flow id is 32 hex digits, got {flow_id:?}")));
     }
-    let patterns = state.flows.dead_letter_patterns.clone();
-    queries::flow(&state.store, flow_id.to_string(), patterns, state.flows.quiet_period_ns())
+    queries::flow(&state.store, flow_id.to_string(), state.flows.reading())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))
 }
@@ -321,6 +331,7 @@ async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
         .collect();
     Ok(Json(serde_json::json!({
         "evaluations": state.alerts.evaluations(),
+        "rule_errors": state.alerts.rule_errors(),
         "active": state.alerts.instances(),
         "history": history,
         "deliveries": deliveries,
@@ -341,12 +352,16 @@ mod tests {
         let h = 3_600_000_000_000i64;
         assert_eq!(p(None, None, None).resolve(10 * h).unwrap(), Range { from: 9 * h, to: 10 * h });
         assert_eq!(p(None, None, Some("15m")).resolve(4 * h).unwrap(), Range { from: 4 * h - h / 4, to: 4 * h });
-        assert_eq!(p(Some("5"), Some("10"), None).resolve(0).unwrap(), Range { from: 5, to: 10 });
+        assert_eq!(p(Some("5"), Some("1000000005"), None).resolve(0).unwrap(), Range { from: 5, to: 1_000_000_005 });
         for bad in [
             p(Some("x"), None, None),
             p(None, Some("1.5"), None),
             p(None, None, Some("soon")),
             p(Some("10"), Some("5"), None),
+            // Shorter than a second, before 1970.
+            p(Some("5"), Some("10"), None),
+            p(Some("1700000000000000000"), Some("1700000000000000256"), None),
+            p(Some("-9000000000000000000"), Some("9000000000000000000"), None),
         ] {
             assert!(matches!(bad.resolve(h), Err(ApiError::BadRequest(_))), "{bad:?}");
         }

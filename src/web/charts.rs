@@ -30,14 +30,23 @@ pub fn nice_ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
     let raw = (hi - lo) / count.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    let mut t = (lo / step).ceil() * step;
-    let mut ticks = Vec::new();
-    while t <= hi + step * 1e-9 {
-        ticks.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
-        t += step;
+    // Ticks by index, not by adding steps: near 1.7e18 (nanosecond timestamps) a small
+    // step does not change a float, and the sum would never reach `hi`.
+    let first = (lo / step).ceil();
+    let mut ticks: Vec<f64> = (0..MAX_TICKS)
+        .map(|k| (first + k as f64) * step)
+        .take_while(|t| *t <= hi + step * 1e-9)
+        .map(|t| if t.abs() < step * 1e-9 { 0.0 } else { t })
+        .collect();
+    ticks.dedup();
+    if ticks.is_empty() {
+        ticks.push(lo);
     }
     ticks
 }
+
+/// Most ticks on an axis, whatever the range.
+const MAX_TICKS: usize = 64;
 
 fn fmt_num(v: f64) -> String {
     if v.abs() >= 1_000_000.0 {
@@ -324,6 +333,13 @@ mod tests {
         assert_eq!(nice_ticks(0.0, 100.0, 4), vec![0.0, 25.0, 50.0, 75.0, 100.0]);
         assert_eq!(nice_ticks(0.0, 9.0, 4), vec![0.0, 2.5, 5.0, 7.5]);
         assert_eq!(nice_ticks(5.0, 5.0, 4), vec![5.0]);
+        // Nanosecond timestamps with a range far below their float precision: ends, few ticks.
+        let lo = 1.7e18;
+        for width in [1.0, 256.0, 1e3, 1e9] {
+            let ticks = nice_ticks(lo, lo + width, 5);
+            assert!(!ticks.is_empty() && ticks.len() <= MAX_TICKS, "{width}: {}", ticks.len());
+        }
+        assert!(nice_ticks(0.0, f64::MAX, 4).len() <= MAX_TICKS);
     }
 
     #[test]

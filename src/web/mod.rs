@@ -4,6 +4,8 @@
 pub mod alert_pages;
 pub mod api;
 pub mod charts;
+pub mod flow_metrics;
+pub mod hosts;
 pub mod pages;
 mod self_metrics;
 
@@ -21,9 +23,12 @@ use axum::{middleware, Router};
 use crate::alerts::Alerts;
 use crate::auth::{self, BearerToken};
 use crate::flows::analysis::DeadLetterPatterns;
+use crate::flows::queries::FlowReading;
 use crate::flows::StitchProgress;
 use crate::ingest::Ingest;
+use crate::stage::StageState;
 use crate::store::Store;
+pub use hosts::HostPolicy;
 
 pub struct AppState {
     pub store: Arc<Store>,
@@ -46,19 +51,34 @@ impl AppState {
 /// What the pages need to know about stitching.
 pub struct FlowsState {
     pub progress: watch::Receiver<StitchProgress>,
+    /// Whether the stitcher thread is alive.
+    pub stage: Arc<StageState>,
     pub dead_letter_patterns: DeadLetterPatterns,
     pub quiet_period: Duration,
+    pub max_flow_spans: usize,
+    /// Chains (and destinations) exported with their own label on `/metrics/flows`.
+    pub metrics_series_limit: usize,
 }
 
 impl FlowsState {
     pub fn quiet_period_ns(&self) -> i64 {
         self.quiet_period.as_nanos().min(i64::MAX as u128) as i64
     }
+
+    /// How flow pages read a flow: as the stitcher analyses it.
+    pub fn reading(&self) -> FlowReading {
+        FlowReading {
+            dead_letter_patterns: self.dead_letter_patterns.clone(),
+            quiet_period_ns: self.quiet_period_ns(),
+            max_spans: self.max_flow_spans,
+        }
+    }
 }
 
-pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
+pub fn router(state: Arc<AppState>, token: BearerToken, hosts: HostPolicy) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
+        .route("/metrics/flows", get(flow_metrics::flow_metrics))
         .merge(api::router())
         .merge(pages::router())
         .merge(alert_pages::router())
@@ -69,6 +89,7 @@ pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
         .route("/readyz", get(readyz))
         .merge(guarded)
         .layer(middleware::map_response(security_headers))
+        .layer(middleware::from_fn_with_state(Arc::new(hosts), hosts::require_served_host))
         .with_state(state)
 }
 
@@ -88,12 +109,26 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     response
 }
 
-/// Ready when the database answers and the writer is accepting work.
+impl AppState {
+    /// Every long-running stage with why it died, if it did.
+    pub fn stages(&self) -> [(&'static str, Option<String>); 3] {
+        [
+            ("writer", self.ingest.writer().stage().dead()),
+            ("stitcher", self.flows.stage.dead()),
+            ("alert evaluator", self.alerts.stage().dead()),
+        ]
+    }
+}
+
+/// Ready when every stage runs, the database answers and the writer is accepting work.
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Some((_, why)) = state.stages().into_iter().find_map(|(n, d)| d.map(|d| (n, d))) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"));
+    }
     let db = state.store.read(|c| Ok(c.execute_batch("SELECT 1")?)).await;
     let writer = state.ingest.writer();
     match db {
-        Ok(()) if writer.queued_rows() < writer.capacity_rows() => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) if writer.queued_bytes() < writer.capacity_bytes() => (StatusCode::OK, "ready\n".to_owned()),
         Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "write queue is full\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
     }
@@ -102,7 +137,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     // A scrape still answers when the database is busy; only the DuckDB lines go missing.
     let duckdb_memory = state.store.duckdb_memory().await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], self_metrics::render(&state.ingest, &duckdb_memory))
+    let mut text = self_metrics::render(&state.ingest, &duckdb_memory);
+    self_metrics::render_stages(&mut text, &state.stages());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 #[derive(rust_embed::Embed)]

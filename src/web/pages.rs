@@ -503,8 +503,10 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
             classes.push("critical".into());
         }
         if let Some(a) = s.retry_attempt {
-            classes.push("retry".into());
-            marks.push(format!("retry #{a}"));
+            if a > 1 {
+                classes.push("retry".into());
+            }
+            marks.push(format!("attempt {a}"));
         }
         if s.dead_letter {
             classes.push("dead".into());
@@ -653,6 +655,8 @@ async fn flow(
 // ---------------------------------------------------------------- queues
 
 pub struct QueueCard {
+    /// Other names of the queue (exchanges feeding it), comma-separated.
+    fed_by: String,
     pub destination: String,
     pub system: String,
     pub status: String,
@@ -683,6 +687,7 @@ async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>)
         .iter()
         .map(|q| QueueCard {
             destination: q.destination.clone(),
+            fed_by: q.aliases.join(", "),
             system: if q.system.is_empty() { "–".into() } else { q.system.clone() },
             status: q.status.as_str().into(),
             depth: fmt_count(q.depth),

@@ -6,6 +6,15 @@ use std::sync::atomic::Ordering;
 use crate::ingest::{Ingest, Signal};
 use crate::store::COMMIT_BUCKETS_MS;
 
+/// `flowscope_stage_up{stage}`: 1 while a stage runs, 0 once it died.
+pub fn render_stages(out: &mut String, stages: &[(&'static str, Option<String>)]) {
+    let _ = writeln!(out, "# HELP flowscope_stage_up Whether a stage (writer, stitcher, alert evaluator) is running");
+    let _ = writeln!(out, "# TYPE flowscope_stage_up gauge");
+    for (name, dead) in stages {
+        let _ = writeln!(out, "flowscope_stage_up{{stage=\"{name}\"}} {}", u8::from(dead.is_none()));
+    }
+}
+
 pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let mut out = String::with_capacity(4096);
     let stats = ingest.stats();
@@ -35,11 +44,11 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let commits = writer.stats();
     let _ = writeln!(
         out,
-        "# HELP flowscope_write_queue_rows Rows waiting for a commit\n# TYPE flowscope_write_queue_rows gauge"
+        "# HELP flowscope_write_queue_bytes Bytes of rows waiting for a commit\n# TYPE flowscope_write_queue_bytes gauge"
     );
-    let _ = writeln!(out, "flowscope_write_queue_rows {}", writer.queued_rows());
-    let _ = writeln!(out, "# HELP flowscope_write_queue_capacity_rows Rows the write queue holds before refusing\n# TYPE flowscope_write_queue_capacity_rows gauge");
-    let _ = writeln!(out, "flowscope_write_queue_capacity_rows {}", writer.capacity_rows());
+    let _ = writeln!(out, "flowscope_write_queue_bytes {}", writer.queued_bytes());
+    let _ = writeln!(out, "# HELP flowscope_write_queue_capacity_bytes Bytes the write queue holds before refusing\n# TYPE flowscope_write_queue_capacity_bytes gauge");
+    let _ = writeln!(out, "flowscope_write_queue_capacity_bytes {}", writer.capacity_bytes());
     let _ = writeln!(out, "# HELP flowscope_committed_rows_total Rows committed, all tables\n# TYPE flowscope_committed_rows_total counter");
     let _ = writeln!(out, "flowscope_committed_rows_total {}", commits.rows.load(Ordering::Relaxed));
     let _ = writeln!(

@@ -211,3 +211,85 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn shared_fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(rel)
 }
+
+/// Replays a recorded fixture directory: every `NNNN-v1-{traces,metrics,logs}.pb` body,
+/// in file-name order, to its OTLP/HTTP endpoint; each must be accepted.
+pub async fn replay_recorded(server: &TestServer, rel: &str) {
+    replay_recorded_shifted(server, rel, 0).await
+}
+
+/// Like [`replay_recorded`], with every timestamp moved by `shift_ns` (to replay a
+/// recording as if it happened now, for rules that look at the last minutes).
+pub async fn replay_recorded_shifted(server: &TestServer, rel: &str, shift_ns: i64) {
+    let dir = shared_fixture(rel);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pb"))
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let signal =
+            ["traces", "metrics", "logs"].into_iter().find(|s| name.ends_with(&format!("-v1-{s}.pb"))).unwrap();
+        let body = shift_times(signal, &std::fs::read(&f).unwrap(), shift_ns);
+        let status = server.post_protobuf(&format!("/v1/{signal}"), body).await;
+        assert_eq!(status, 200, "{name}");
+    }
+}
+
+/// Keeps recorded fixtures (whose timestamps are fixed in the past) out of reach of the
+/// retention sweep.
+pub fn keep_forever(config: &mut Config) {
+    config.retention = std::time::Duration::from_secs(100 * 365 * 86_400);
+}
+
+/// The OTLP body with every timestamp moved by `shift_ns`.
+pub fn shift_times(signal: &str, body: &[u8], shift_ns: i64) -> Vec<u8> {
+    use prost::Message;
+    if shift_ns == 0 {
+        return body.to_vec();
+    }
+    let t = |v: &mut u64| {
+        if *v != 0 {
+            *v = (*v as i64 + shift_ns) as u64;
+        }
+    };
+    match signal {
+        "traces" => {
+            let mut r = ExportTraceServiceRequest::decode(body).unwrap();
+            for s in r.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+                t(&mut s.start_time_unix_nano);
+                t(&mut s.end_time_unix_nano);
+                s.events.iter_mut().for_each(|e| t(&mut e.time_unix_nano));
+            }
+            r.encode_to_vec()
+        }
+        "logs" => {
+            let mut r = ExportLogsServiceRequest::decode(body).unwrap();
+            for l in r.resource_logs.iter_mut().flat_map(|r| &mut r.scope_logs).flat_map(|s| &mut s.log_records) {
+                t(&mut l.time_unix_nano);
+                t(&mut l.observed_time_unix_nano);
+            }
+            r.encode_to_vec()
+        }
+        _ => {
+            let mut r = ExportMetricsServiceRequest::decode(body).unwrap();
+            for m in r.resource_metrics.iter_mut().flat_map(|r| &mut r.scope_metrics).flat_map(|s| &mut s.metrics) {
+                let points: Vec<&mut NumberDataPoint> = match &mut m.data {
+                    Some(Data::Gauge(g)) => g.data_points.iter_mut().collect(),
+                    Some(Data::Sum(s)) => s.data_points.iter_mut().collect(),
+                    _ => Vec::new(),
+                };
+                for p in points {
+                    t(&mut p.time_unix_nano);
+                    t(&mut p.start_time_unix_nano);
+                }
+            }
+            r.encode_to_vec()
+        }
+    }
+}
+
+/// When the pika-dlx recording started (its first span), unix nanoseconds.
+pub const PIKA_DLX_RECORDED_AT: i64 = 1_795_380_661_000_000_000;

@@ -32,6 +32,8 @@ fn sp(
         correlation_id: None,
         attempt: None,
         dead_letter_evidence: false,
+        dead_letter_source: None,
+        commit_seq: 0,
         links: vec![],
     }
 }
@@ -357,6 +359,10 @@ fn dead_letter_patterns() {
         ("orders.dead-letter", true),
         ("DeadLetterQueue", true),
         ("jobs.dead", true),
+        ("orders.dlx", true),
+        ("orders-dlx", true),
+        ("orders_dlx", true),
+        ("payments.DLQ", true),
         ("orders", false),
         ("dltx", false),
     ] {
@@ -374,5 +380,376 @@ fn covered_merges_overlaps() {
         (vec![(0, 10), (2, 3)], 10),
     ] {
         assert_eq!(covered(&intervals), want);
+    }
+}
+
+/// RabbitMQ as pika records it: CONSUMER-kind `receive` spans are the deliveries.
+fn rabbit(mut s: SpanFacts, op: &str, dest: &str, message: &str) -> SpanFacts {
+    s.system = Some("rabbitmq".into());
+    s.operation = Some(op.into());
+    s.destination = Some(dest.into());
+    s.message_id = Some(message.into());
+    s
+}
+
+fn failed(mut s: SpanFacts, why: &str) -> SpanFacts {
+    s.error = true;
+    s.status_message = Some(why.into());
+    s
+}
+
+#[test]
+fn broker_side_dead_letters_and_redeliveries_in_every_shape() {
+    let publish = || {
+        vec![
+            sp("A", "root", None, "web", "POST /orders", Server, 0, 10),
+            rabbit(sp("A", "send", Some("root"), "web", "orders send", Producer, 5, 6), "send", "orders", "m1"),
+        ]
+    };
+    let rejected = |parent: Option<&str>| {
+        failed(
+            rabbit(sp("A", "d1", parent, "payments", "orders receive", Consumer, 8, 12), "receive", "orders", "m1"),
+            "card declined",
+        )
+    };
+    let auditor = |trace: &str, parent: Option<&str>| {
+        rabbit(
+            sp(trace, "dl", parent, "auditor", "orders.dead-letter receive", Consumer, 20, 21),
+            "receive",
+            "orders.dead-letter",
+            "m1",
+        )
+    };
+    let dead_lettered = Want {
+        chain: "web POST /orders",
+        hops: vec![("orders", Some("send"), vec!["d1"], 2), ("orders.dead-letter", Some("send"), vec!["dl"], 8)],
+        retries: vec![],
+        dead_letters: vec![("orders.dead-letter", Some("orders"), Some("card declined"))],
+    };
+
+    // Headers survive dead-lettering: the dead-letter consumer is a child of the publish.
+    let a = check(
+        "dead-letter consumer as child of the producer",
+        [publish(), vec![rejected(Some("send")), auditor("A", Some("send"))]].concat(),
+        dead_lettered,
+    );
+    assert_eq!(a.hops[1].source_destination.as_deref(), Some("orders"));
+    assert!(a.hops[1].dead_letter && !a.hops[0].dead_letter);
+    assert_eq!(a.queue_wait_ns, 2 * MS + 8 * MS, "the dead-letter wait starts at the rejection");
+    assert_eq!(a.path, vec!["web", "orders", "payments", "orders.dead-letter", "auditor"]);
+
+    // No context survives: a root span in a trace of its own, joined by message id.
+    check(
+        "dead-letter consumer as a root joined by message id",
+        [publish(), vec![rejected(Some("send")), auditor("B", None)]].concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![("orders", Some("send"), vec!["d1"], 2), ("orders.dead-letter", Some("send"), vec!["dl"], 8)],
+            retries: vec![],
+            dead_letters: vec![("orders.dead-letter", Some("orders"), Some("card declined"))],
+        },
+    );
+
+    // Linked to the original publish (the OpenTelemetry default for consumers).
+    check(
+        "dead-letter consumer linked",
+        [
+            publish(),
+            vec![
+                rejected(Some("send")),
+                with(auditor("B", None), |s| {
+                    s.message_id = None;
+                    s.links = vec![link("A", "send")];
+                }),
+            ],
+        ]
+        .concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![("orders", Some("send"), vec!["d1"], 2), ("orders.dead-letter", Some("send"), vec!["dl"], 8)],
+            retries: vec![],
+            dead_letters: vec![("orders.dead-letter", Some("orders"), Some("card declined"))],
+        },
+    );
+
+    // Only a correlation id joins it: the message last rejected is the one dead-lettered.
+    let corr = |s: SpanFacts| with(s, |s| s.correlation_id = Some("ord-1".into()));
+    check(
+        "dead-letter consumer joined by correlation id only",
+        [
+            publish(),
+            vec![
+                rejected(Some("send")),
+                corr(with(auditor("B", None), |s| s.message_id = Some("broker-generated".into()))),
+            ],
+        ]
+        .concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![("orders", Some("send"), vec!["d1"], 2), ("orders.dead-letter", Some("send"), vec!["dl"], 8)],
+            retries: vec![],
+            dead_letters: vec![("orders.dead-letter", Some("orders"), Some("card declined"))],
+        },
+    );
+
+    // The DLX named `*.dlx`, the broker's x-death record naming the queue the publish
+    // reached through exchange `orders`: the source is the queue, and an alias is learnt.
+    let a = check(
+        "dead-letter exchange *.dlx with the queue from x-death",
+        [
+            publish(),
+            vec![
+                rejected(Some("send")),
+                with(auditor("A", Some("send")), |s| {
+                    s.destination = Some("payments.dlx".into());
+                    s.dead_letter_source = Some("payments.q".into());
+                }),
+            ],
+        ]
+        .concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![("orders", Some("send"), vec!["d1"], 2), ("payments.dlx", Some("send"), vec!["dl"], 8)],
+            retries: vec![],
+            dead_letters: vec![("payments.dlx", Some("payments.q"), Some("card declined"))],
+        },
+    );
+    assert_eq!(
+        a.queue_aliases,
+        vec![QueueAlias { system: "rabbitmq".into(), alias: "orders".into(), queue: "payments.q".into() }]
+    );
+
+    // Rejected with requeue twice, then processed: attempts 2 and 3, nothing dead.
+    let delivery = |id: &str, start, end| {
+        rabbit(sp("A", id, Some("send"), "payments", "orders receive", Consumer, start, end), "receive", "orders", "m1")
+    };
+    let a = check(
+        "redelivered twice then succeeded",
+        [
+            publish(),
+            vec![
+                failed(delivery("d1", 8, 12), "timeout"),
+                failed(delivery("d2", 15, 16), "timeout"),
+                delivery("d3", 30, 31),
+            ],
+        ]
+        .concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![("orders", Some("send"), vec!["d1", "d2", "d3"], 2)],
+            retries: vec![("d2", 2, 3), ("d3", 3, 14)],
+            dead_letters: vec![],
+        },
+    );
+    // Spans: root, send, d1, d2, d3: each retry points at the attempt before it.
+    assert_eq!(a.retries.iter().map(|r| r.previous).collect::<Vec<_>>(), vec![Some(2), Some(3)]);
+    assert_eq!(a.retry_delay_ns, 17 * MS);
+
+    // Redelivered once, then rejected for good: one retry, then a dead letter (the
+    // dead-letter consumption itself is not a retry).
+    check(
+        "redelivered then dead-lettered",
+        [
+            publish(),
+            vec![
+                failed(delivery("d1", 8, 12), "timeout"),
+                failed(delivery("d2", 15, 16), "still failing"),
+                auditor("A", Some("send")),
+            ],
+        ]
+        .concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![
+                ("orders", Some("send"), vec!["d1", "d2"], 2),
+                ("orders.dead-letter", Some("send"), vec!["dl"], 4),
+            ],
+            retries: vec![("d2", 2, 3)],
+            dead_letters: vec![("orders.dead-letter", Some("orders"), Some("still failing"))],
+        },
+    );
+
+    // Two services reading the same message (a fan-out) is not a retry.
+    check(
+        "fan-out",
+        [publish(), vec![delivery("d1", 8, 12), with(delivery("d2", 8, 13), |s| s.service = "search".into())]].concat(),
+        Want {
+            chain: "web POST /orders",
+            hops: vec![("orders", Some("send"), vec!["d1", "d2"], 2)],
+            retries: vec![],
+            dead_letters: vec![],
+        },
+    );
+}
+
+#[test]
+fn sqs_redrive_after_max_receive_count() {
+    let sqs = |s: SpanFacts, op: &str, dest: &str| {
+        with(s, |s| {
+            s.system = Some("aws_sqs".into());
+            s.operation = Some(op.into());
+            s.destination = Some(dest.into());
+            s.message_id = Some("sqs-1".into());
+        })
+    };
+    // No context crosses SQS here: every span is a root joined by the message id. Two
+    // receives time out (visibility expired, no error recorded), then SQS redrives the
+    // message to the dead-letter queue.
+    let receive = |id: &str, trace: &str, start, end, count| {
+        with(sqs(sp(trace, id, None, "worker", "orders receive", Client, start, end), "receive", "orders"), |s| {
+            s.attempt = Some(count)
+        })
+    };
+    check(
+        "sqs redrive",
+        vec![
+            sqs(sp("A", "send", None, "api", "orders send", Producer, 0, 1), "send", "orders"),
+            receive("r1", "B", 2, 3, 1),
+            receive("r2", "C", 33, 34, 2),
+            sqs(sp("D", "dl", None, "janitor", "orders-dlq receive", Client, 70, 71), "receive", "orders-dlq"),
+        ],
+        Want {
+            chain: "api orders send",
+            hops: vec![("orders", Some("send"), vec!["r1", "r2"], 1), ("orders-dlq", Some("send"), vec!["dl"], 36)],
+            retries: vec![("r2", 2, 30)],
+            dead_letters: vec![("orders-dlq", Some("orders"), None)],
+        },
+    );
+    // Without the producer's span the receives still share one hop, so the second is a retry.
+    check(
+        "sqs redelivery without the producer",
+        vec![receive("r1", "B", 2, 3, 1), receive("r2", "C", 33, 34, 2)],
+        Want {
+            chain: "worker orders receive",
+            hops: vec![("orders", None, vec!["r1", "r2"], 0)],
+            retries: vec![("r2", 2, 30)],
+            dead_letters: vec![],
+        },
+    );
+}
+
+#[test]
+fn parent_cycles_terminate_and_keep_every_span() {
+    let mut dead = msg(sp("A", "x", Some("x"), "svc", "send", Producer, 0, 1), "send", "orders.DLT");
+    dead.error = true;
+    let table = vec![
+        vec![dead.clone()],
+        vec![
+            sp("A", "a", Some("b"), "svc", "a", Internal, 0, 1),
+            sp("A", "b", Some("a"), "svc", "b", Internal, 1, 2),
+            dead,
+        ],
+        vec![
+            sp("A", "a", Some("c"), "svc", "a", Internal, 0, 5),
+            sp("A", "b", Some("a"), "svc", "b", Internal, 1, 2),
+            sp("A", "c", Some("b"), "svc", "c", Consumer, 2, 3),
+        ],
+    ];
+    for spans in table {
+        let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+        assert_eq!(a.critical.len(), spans.len());
+        assert!(a.critical.iter().any(|c| *c), "the root is on the critical path");
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    /// A random span graph: parents anywhere (itself, cycles, missing), duplicate span ids,
+    /// links to unknown traces, shared message ids, skewed clocks.
+    fn span_graph() -> impl Strategy<Value = Vec<SpanFacts>> {
+        let one = (
+            0u8..3,
+            0u8..12,
+            prop::option::of(0u8..14),
+            0u8..6,
+            0i64..1000,
+            -50i64..300,
+            0u8..4,
+            any::<bool>(),
+            prop::option::of(0u8..4),
+            prop::option::of((0u8..4, 0u8..14)),
+        );
+        prop::collection::vec(one, 1..40).prop_map(|specs| {
+            specs
+                .into_iter()
+                .map(|(trace, id, parent, role, start, len, dest, error, message, link)| {
+                    let kind = [Server, Client, Producer, Consumer, Internal, Consumer][role as usize];
+                    let mut s = sp(
+                        &format!("t{trace}"),
+                        &format!("s{id}"),
+                        parent.map(|p| format!("s{p}")).as_deref(),
+                        &format!("svc{}", role % 3),
+                        "op",
+                        kind,
+                        start,
+                        start + len,
+                    );
+                    s.error = error;
+                    if matches!(kind, Producer | Consumer) {
+                        s.system = Some("rabbitmq".into());
+                        s.operation = Some(
+                            if kind == Producer { "send" } else { ["receive", "process"][id as usize % 2] }.into(),
+                        );
+                        s.destination =
+                            Some(["orders", "orders.dlq", "payments", "x.dead-letter"][dest as usize].into());
+                        s.message_id = message.map(|m| format!("m{m}"));
+                    }
+                    if let Some((t, sid)) = link {
+                        s.links = vec![link_to(&format!("t{t}"), &format!("s{sid}"))];
+                    }
+                    s
+                })
+                .collect()
+        })
+    }
+
+    fn link_to(trace: &str, span: &str) -> LinkFacts {
+        LinkFacts { trace_id: trace.into(), span_id: span.into(), message_id: None }
+    }
+
+    /// What must not depend on the order spans arrive in.
+    fn summary(a: &FlowAnalysis) -> (String, usize, usize, usize, i64, i64, i64) {
+        (a.chain.clone(), a.hops.len(), a.retries.len(), a.dead_letters.len(), a.queue_wait_ns, a.start, a.end)
+    }
+
+    #[test]
+    fn analysis_terminates_never_waits_negative_and_ignores_arrival_order() {
+        let config = Config { cases: 300, failure_persistence: None, ..Config::default() };
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        runner
+            .run(&(span_graph(), any::<u64>()), |(spans, seed)| {
+                let patterns = DeadLetterPatterns::default();
+                let a = analyze(&spans.iter().collect::<Vec<_>>(), &patterns);
+                prop_assert!(a.hops.iter().all(|h| h.queue_wait_ns >= 0));
+                prop_assert!(a.queue_wait_ns >= 0 && a.retry_delay_ns >= 0 && a.service_ns >= 0);
+                prop_assert!(a.queue_wait_ns + a.retry_delay_ns <= a.end - a.start);
+                prop_assert_eq!(a.critical.len(), spans.len());
+                prop_assert!(a
+                    .hops
+                    .iter()
+                    .flat_map(|h| h.producer.iter().chain(&h.consumers))
+                    .all(|i| *i < spans.len()));
+                // The same spans in another order: the same flow, unless duplicate span
+                // ids make "which of the two" order-dependent.
+                let mut ids: Vec<(&str, &str)> =
+                    spans.iter().map(|s| (s.trace_id.as_str(), s.span_id.as_str())).collect();
+                ids.sort();
+                ids.dedup();
+                if ids.len() == spans.len() {
+                    let mut shuffled: Vec<&SpanFacts> = spans.iter().collect();
+                    let n = shuffled.len();
+                    for i in 0..n {
+                        shuffled.swap(i, (seed as usize).wrapping_mul(i + 7) % n);
+                    }
+                    let b = analyze(&shuffled, &patterns);
+                    prop_assert_eq!(summary(&a), summary(&b));
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

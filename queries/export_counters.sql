@@ -1,0 +1,1 @@
+SELECT metric, labels, value FROM export_counters ORDER BY metric, labels;

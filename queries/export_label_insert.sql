@@ -1,0 +1,1 @@
+INSERT INTO export_labels VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;

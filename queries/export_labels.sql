@@ -1,0 +1,1 @@
+SELECT kind, name, label FROM export_labels;

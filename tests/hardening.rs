@@ -1,0 +1,148 @@
+//! Hostile and careless input against a real server on loopback with a real DuckDB file:
+//! after each, the server is alive, a normal producer/consumer pair sent afterwards becomes
+//! one flow, pages answer, and every stored row is still there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flowscope::alerts::notify::WebhookConfig;
+
+use prost::Message;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A producer in one trace and its consumer in another, joined by a link: one flow.
+fn producer_consumer_pair(seed: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut send = span(seed, 1, "orders send");
+    send.kind = 4;
+    send.attributes = vec![kv("messaging.system", "kafka"), kv("messaging.destination.name", "orders")];
+    let mut process = span(seed.wrapping_add(100), 2, "orders process");
+    process.kind = 5;
+    process.attributes = vec![
+        kv("messaging.system", "kafka"),
+        kv("messaging.operation.type", "process"),
+        kv("messaging.destination.name", "orders"),
+    ];
+    process.links = vec![opentelemetry_proto::tonic::trace::v1::span::Link {
+        trace_id: send.trace_id.clone(),
+        span_id: send.span_id.clone(),
+        ..Default::default()
+    }];
+    (traces("api", vec![send]).encode_to_vec(), traces("worker", vec![process]).encode_to_vec())
+}
+
+/// The server still stitches: a fresh pair becomes one flow of two traces, and pages answer.
+async fn still_healthy(server: &TestServer, seed: u8) {
+    let (p, c) = producer_consumer_pair(seed);
+    assert_eq!(server.post_protobuf("/v1/traces", p).await, 200);
+    assert_eq!(server.post_protobuf("/v1/traces", c).await, 200);
+    tokio::time::timeout(Duration::from_secs(20), server.running().wait_stitched()).await.expect("stitching goes on");
+    let flow: Value =
+        reqwest::get(server.ui_url(&format!("/api/flows/{}", trace_hex(seed)))).await.unwrap().json().await.unwrap();
+    assert_eq!(flow["trace_ids"].as_array().map(|t| t.len()), Some(2), "{flow}");
+    for page in ["/", "/queues", "/retries", "/dead-letters", "/alerts"] {
+        assert_eq!(reqwest::get(server.ui_url(page)).await.unwrap().status(), 200, "{page}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_cycles_neither_hang_nor_stop_stitching() {
+    let server = TestServer::start().await;
+    // A span that is its own parent, sent to a dead-letter queue; two spans that are each
+    // other's parent.
+    let mut own = span(1, 1, "orders.DLT send");
+    own.kind = 4;
+    own.parent_span_id = own.span_id.clone();
+    own.attributes = vec![kv("messaging.system", "kafka"), kv("messaging.destination.name", "orders.DLT")];
+    own.status = Some(opentelemetry_proto::tonic::trace::v1::Status { code: 2, message: "boom".into() });
+    let mut a = span(2, 1, "a");
+    let mut b = span(2, 2, "b");
+    a.parent_span_id = b.span_id.clone();
+    b.parent_span_id = a.span_id.clone();
+    assert_eq!(server.post_protobuf("/v1/traces", traces("svc", vec![own, a, b]).encode_to_vec()).await, 200);
+    still_healthy(&server, 10).await;
+    // The looped spans are stored and shown.
+    let flow: Value =
+        reqwest::get(server.ui_url(&format!("/api/flows/{}", trace_hex(2)))).await.unwrap().json().await.unwrap();
+    assert_eq!(flow["spans"].as_array().unwrap().len(), 2, "{flow}");
+    assert_eq!(server.count("SELECT count(*) FROM spans").await, 5);
+    // And shutdown does not hang on them.
+    tokio::time::timeout(Duration::from_secs(30), server.stop()).await.expect("shutdown finishes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_ranges_and_parameters_get_400_with_a_message() {
+    let server = TestServer::start().await;
+    let s = 1_700_000_000_000_000_000i64;
+    for path in [
+        format!("/chains/x?from={s}&to={}", s + 256),
+        format!("/queues?from={s}&to={}", s + 256),
+        format!("/api/queues?from={}&to={s}", s + 1),
+        format!("/api/chains?from={s}&to={s}"),
+        "/api/retries?from=-9000000000000000000&to=9000000000000000000&bucket=1".to_string(),
+        format!("/api/retries?from={s}&to={}&bucket=1", s + 3_600_000_000_000),
+    ] {
+        let resp = tokio::time::timeout(Duration::from_secs(10), reqwest::get(server.ui_url(&path)))
+            .await
+            .expect("answered at once")
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert!(!resp.text().await.unwrap().is_empty(), "{path}: a message");
+    }
+    let client = reqwest::Client::new();
+    for (seconds, field) in
+        [(json!(1e19), "params.seconds"), (json!(1e20), "params.seconds"), (json!(1e308), "params.seconds")]
+    {
+        let rule = json!({"name": "stalled", "kind": "consumer_stalled", "scope": "*", "params": {"seconds": seconds}});
+        let resp = client.post(server.ui_url("/api/alert-rules")).json(&rule).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{seconds}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains(field), "{body}");
+    }
+    still_healthy(&server, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_others_still_served() {
+    let server = TestServer::start_with(|c| c.listen.header_read = Duration::from_millis(500)).await;
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        for addr in [server.running().ui, server.running().otlp_http] {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+            slow.push(s);
+        }
+    }
+    still_healthy(&server, 12).await;
+    // Every connection that never finished its headers is closed by the server.
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "the server closes a connection stuck in its headers");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_host_names_get_421_and_webhook_secrets_stay_hidden() {
+    let server = TestServer::start_with(|c| {
+        c.allowed_hosts = vec!["flowscope.internal".into()];
+        c.alerts.webhooks = vec![WebhookConfig {
+            url: "https://hooks.example.com/services/T0/B0/s3cr3t-t0ken".into(),
+            bearer_token: None,
+            timeout_seconds: 1.0,
+            name: None,
+        }];
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let get = |host: &'static str| client.get(server.ui_url("/api/chains")).header("host", host).send();
+    assert_eq!(get("rebound.attacker.example").await.unwrap().status(), 421);
+    assert_eq!(get("flowscope.internal:8080").await.unwrap().status(), 200);
+    assert_eq!(get("localhost:8080").await.unwrap().status(), 200);
+    let page = reqwest::get(server.ui_url("/alerts")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("https://hooks.example.com/services/…"), "the receiver is shown, redacted");
+    assert!(!page.contains("s3cr3t"), "no secret on the page");
+    still_healthy(&server, 13).await;
+}
