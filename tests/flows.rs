@@ -199,16 +199,7 @@ async fn check_demo_scenarios(server: TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_aio_pika_request_reply_is_eight_flows_of_five_spans() {
     let server = TestServer::start().await;
-    let dir = shared_fixture("recorded/aio-pika-rpc");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pb"))
-        .collect();
-    files.sort();
-    for f in files {
-        assert_eq!(server.post_protobuf("/v1/traces", std::fs::read(&f).unwrap()).await, 200);
-    }
+    replay_recorded(&server, "recorded/aio-pika-rpc").await;
     wait_stitched(&server).await;
     let (_, list) = api(&server, &format!("/api/flows?{ALL_TIME}")).await;
     let flows = list["flows"].as_array().unwrap();
@@ -242,7 +233,7 @@ async fn recorded_aio_pika_request_reply_is_eight_flows_of_five_spans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_pika_dead_letter_exchange_replays_as_expected() {
-    let server = TestServer::start_with(keep_forever).await;
+    let server = TestServer::start().await;
     replay_recorded(&server, "recorded/pika-dlx").await;
     wait_stitched(&server).await;
     let expected: Value =

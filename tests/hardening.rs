@@ -146,3 +146,66 @@ async fn foreign_host_names_get_421_and_webhook_secrets_stay_hidden() {
     assert!(!page.contains("s3cr3t"), "no secret on the page");
     still_healthy(&server, 13).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_resource_attribute_is_stored_once_per_request_not_per_span() {
+    let server = TestServer::start().await;
+    let big = "x".repeat(64 * 1024);
+    for request in 0..6u8 {
+        let spans: Vec<_> = (0..12_000u32)
+            .map(|i| {
+                let mut s = span(request.wrapping_add(50), 0, "tiny");
+                s.span_id = [&i.to_be_bytes()[..], &[request, 1, 1, 1]].concat();
+                s.attributes.clear();
+                s
+            })
+            .collect();
+        let mut req = traces("bloat", spans);
+        req.resource_spans[0].resource.as_mut().unwrap().attributes.push(kv("huge", &big));
+        let status = server.post_protobuf("/v1/traces", req.encode_to_vec()).await;
+        assert_eq!(status, 200, "request {request}");
+    }
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE service_name = 'bloat'").await, 72_000);
+    // The 64 KiB attribute is stored six times (once per request), not 72,000 times.
+    assert_eq!(server.count("SELECT count(*) FROM resources WHERE length(attributes) > 65536").await, 6);
+    still_healthy(&server, 14).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_link_chains_and_giant_flows_stay_bounded() {
+    let server = TestServer::start_with(|c| {
+        c.stitch.key_trace_limit = 5; // links may gather 50 traces into one flow
+        c.stitch.max_flow_spans = 20;
+    })
+    .await;
+    // 120 traces (seeds 120..240, clear of the pairs `still_healthy` sends), each linking
+    // to the one before.
+    let mut chain = Vec::new();
+    for n in 0..120u8 {
+        let mut s = span(n + 120, 0, "hop");
+        if n > 0 {
+            s.links = vec![opentelemetry_proto::tonic::trace::v1::span::Link {
+                trace_id: trace_id(n + 119),
+                span_id: vec![n + 119, 0, 1, 1, 1, 1, 1, 1],
+                ..Default::default()
+            }];
+        }
+        chain.push(s);
+    }
+    assert_eq!(server.post_protobuf("/v1/traces", traces("linker", chain).encode_to_vec()).await, 200);
+    // One trace of 60 spans: past the flow span cap.
+    let wide: Vec<_> = (0..60u8).map(|i| span(250, i, "wide")).collect();
+    assert_eq!(server.post_protobuf("/v1/traces", traces("wide", wide).encode_to_vec()).await, 200);
+    still_healthy(&server, 15).await;
+
+    let most_traces = server.count("SELECT max(trace_count) FROM flows WHERE root_service = 'linker'").await;
+    assert!(most_traces <= 50, "a flow gathered {most_traces} traces through links");
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE service_name = 'linker'").await, 120, "every span kept");
+    let flow: Value =
+        reqwest::get(server.ui_url(&format!("/api/flows/{}", trace_hex(250)))).await.unwrap().json().await.unwrap();
+    assert_eq!(flow["truncated"], true);
+    assert_eq!(flow["spans"].as_array().unwrap().len(), 20);
+    assert_eq!(server.count("SELECT count(*) FROM flows WHERE truncated AND root_service = 'wide'").await, 1);
+    let page = reqwest::get(server.ui_url(&format!("/flows/{}", trace_hex(250)))).await.unwrap().text().await.unwrap();
+    assert!(page.contains("truncated"), "the flow page says so");
+}

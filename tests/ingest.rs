@@ -317,19 +317,7 @@ async fn overload_refuses_with_retryable_errors_and_keeps_every_acknowledged_spa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_aio_pika_export_is_stored_with_normalised_messaging_columns() {
     let server = TestServer::start().await;
-    let dir = shared_fixture("recorded/aio-pika-rpc");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pb"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    for f in files {
-        let resp =
-            post(&server.http_url("/v1/traces"), "application/x-protobuf", std::fs::read(&f).unwrap(), false).await;
-        assert_eq!(resp.status(), 200, "{f:?}");
-    }
+    replay_recorded(&server, "recorded/aio-pika-rpc").await;
     assert_eq!(server.count(SPANS).await, 40);
     assert_eq!(server.count("SELECT count(DISTINCT trace_id) FROM spans").await, 16);
     // ",pricing.requests" on sends and "pricing.requests" on receives name one queue.

@@ -16,6 +16,12 @@ use flowscope::web::{self, AppState, FlowsState};
 use tower::ServiceExt;
 
 async fn app() -> (axum::Router, Arc<Ingest>, tempfile::TempDir) {
+    app_with_stitcher(flowscope::stage::StageState::new()).await
+}
+
+async fn app_with_stitcher(
+    stitcher: Arc<flowscope::stage::StageState>,
+) -> (axum::Router, Arc<Ingest>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("x.duckdb")).unwrap();
     let writer = Arc::new(store.start_writer(WriterConfig::default()).unwrap());
@@ -23,7 +29,7 @@ async fn app() -> (axum::Router, Arc<Ingest>, tempfile::TempDir) {
     let (_progress, watcher) = tokio::sync::watch::channel(StitchProgress::default());
     let flows = FlowsState {
         progress: watcher,
-        stage: flowscope::stage::StageState::new(),
+        stage: stitcher,
         dead_letter_patterns: DeadLetterPatterns::default(),
         quiet_period: Duration::from_secs(30),
         max_flow_spans: 10_000,
@@ -113,4 +119,23 @@ async fn json_api_and_static_assets() {
     assert!(body.contains("auto-refresh") || body.contains("refresh"));
     let (status, _, _) = get(&app, "/static/nope.css").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_stage_fails_readiness_by_name_and_shows_in_metrics() {
+    let stitcher = flowscope::stage::StageState::new();
+    let (app, _ingest, _dir) = app_with_stitcher(Arc::clone(&stitcher)).await;
+    assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+    let guarded = Arc::clone(&stitcher);
+    let _ = std::thread::spawn(move || {
+        let _guard = flowscope::stage::StageGuard::new("stitcher", guarded);
+        panic!("a bug meets odd data");
+    })
+    .join();
+    let (status, _, body) = get(&app, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("the stitcher panicked"), "{body}");
+    let (_, _, metrics) = get(&app, "/metrics").await;
+    assert!(metrics.contains("flowscope_stage_up{stage=\"stitcher\"} 0"), "{metrics}");
+    assert!(metrics.contains("flowscope_stage_up{stage=\"writer\"} 1"), "{metrics}");
 }

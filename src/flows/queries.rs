@@ -220,11 +220,11 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     let summary = c
         .prepare_cached(include_str!("../../queries/flow_summary.sql"))?
         .query_map([id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get(4)?))
         })?
         .next()
         .transpose()?;
-    let Some((flow_id, updated, start, end)) = summary else {
+    let Some((flow_id, updated, start, end, stitched_truncated)) = summary else {
         return Ok(None);
     };
     struct Extra {
@@ -254,7 +254,9 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     if facts.is_empty() {
         return Ok(None);
     }
-    let truncated = facts.len() > reading.max_spans;
+    // The stitcher kept the earliest spans (and the flow's bounds are theirs), or more
+    // spans than the cap fall within those bounds.
+    let truncated: bool = stitched_truncated || facts.len() > reading.max_spans;
     facts.truncate(reading.max_spans);
     extras.truncate(reading.max_spans);
     let mut link_rows: Vec<(String, String, LinkFacts, Option<String>)> = Vec::new();

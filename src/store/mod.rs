@@ -42,7 +42,9 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "broker_dead_letters", include_str!("../../queries/migrations/007_broker_dead_letters.sql")),
     (8, "received_time", include_str!("../../queries/migrations/008_received_time.sql")),
     (9, "resources", include_str!("../../queries/migrations/009_resources.sql")),
-    (10, "flow_metrics", include_str!("../../queries/migrations/010_flow_metrics.sql")),
+    (10, "resources_backfill", include_str!("../../queries/migrations/010_resources_backfill.sql")),
+    (11, "resources_drop", include_str!("../../queries/migrations/011_resources_drop.sql")),
+    (12, "flow_metrics", include_str!("../../queries/migrations/012_flow_metrics.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
@@ -216,6 +218,56 @@ mod tests {
             }
             assert_eq!(actual, expected, "columns of {table}");
         }
+    }
+
+    #[test]
+    fn a_file_of_the_previous_schema_is_upgraded_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.duckdb");
+        {
+            // The schema as the previous release left it (migrations 1-6), with data.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(include_str!("../../queries/schema_migrations_init.sql")).unwrap();
+            for (version, name, sql) in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    include_str!("../../queries/schema_migrations_record.sql"),
+                    duckdb::params![version, name],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO spans (trace_id, span_id, service_name, name, kind, start_unix_nano, end_unix_nano,
+                                    status_code, attributes, resource_attributes, link_count, dead_letter_evidence, commit_seq)
+                 VALUES ('t1', 's1', 'api', 'GET /', 'SERVER', 1, 2, 'UNSET', '{}', '{\"service.name\":\"api\"}', 0, false, 1),
+                        ('t2', 's2', 'api', 'GET /', 'SERVER', 3, 4, 'UNSET', '{}', '{\"service.name\":\"api\"}', 0, false, 2);
+                 INSERT INTO logs (time_unix_nano, observed_time_unix_nano, service_name, severity_number, attributes,
+                                   resource_attributes, commit_seq)
+                 VALUES (1, 1, 'api', 9, '{}', '{\"service.name\":\"api\"}', 2);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let (spans, resources, orphans): (i64, i64, i64) = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM resources),
+                            (SELECT count(*) FROM spans s WHERE NOT EXISTS
+                                (SELECT 1 FROM resources r WHERE r.resource_id = s.resource_id AND r.commit_seq = s.commit_seq))",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(spans, 2, "every row kept");
+        assert_eq!(resources, 3, "one resource row per table and commit");
+        assert_eq!(orphans, 0, "every span finds its resource");
+        drop(store);
+        // And the upgraded file takes new rows through the writer's column order.
+        let store = Store::open(&path).unwrap();
+        let cols: i64 =
+            store.read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM span_facts", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(cols, 2);
     }
 
     #[test]

@@ -238,12 +238,6 @@ pub async fn replay_recorded_shifted(server: &TestServer, rel: &str, shift_ns: i
     }
 }
 
-/// Keeps recorded fixtures (whose timestamps are fixed in the past) out of reach of the
-/// retention sweep.
-pub fn keep_forever(config: &mut Config) {
-    config.retention = std::time::Duration::from_secs(100 * 365 * 86_400);
-}
-
 /// The OTLP body with every timestamp moved by `shift_ns`.
 pub fn shift_times(signal: &str, body: &[u8], shift_ns: i64) -> Vec<u8> {
     use prost::Message;
