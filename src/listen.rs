@@ -1,8 +1,9 @@
-//! Serving the HTTP listeners (OTLP/HTTP and the UI) with limits no client can outlast:
-//! a connection cap, a deadline for request headers (which also closes idle keep-alive
-//! connections), a deadline for each whole request, and a bounded drain on shutdown.
-//! axum's own `serve` sets none of these: a client that opens connections and never
-//! finishes its headers would hold them forever.
+//! Serving the three listeners (OTLP/gRPC, OTLP/HTTP and the UI) with limits no client can
+//! outlast: a connection cap, a deadline for the first bytes (HTTP/1 request headers, which
+//! also closes idle keep-alive connections; the HTTP/2 connection preface), keep-alive
+//! pings and a stream cap on HTTP/2, a deadline for each whole request, and a bounded drain
+//! on shutdown. Neither axum's `serve` nor tonic's server sets the first-byte deadlines: a
+//! client that connects and never finishes its headers would hold its connection forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -44,21 +45,46 @@ impl Default for ListenLimits {
     }
 }
 
+/// What a listener speaks. Each is pinned (no protocol sniffing, which would wait for a
+/// client's first bytes with no deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1: browsers and OTLP/HTTP exporters over plain TCP.
+    Http1,
+    /// gRPC: HTTP/2 with prior knowledge.
+    Grpc,
+}
+
+/// Concurrent streams (gRPC calls) one HTTP/2 connection may have open.
+const STREAMS_PER_CONNECTION: u32 = 64;
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`: what an HTTP/2 client sends first.
+const HTTP2_PREFACE_LEN: usize = 24;
+
 /// Serves `app` on `listener` until `stopped` turns true.
 pub fn serve(
     what: &'static str,
     listener: TcpListener,
     app: axum::Router,
+    protocol: Protocol,
     limits: ListenLimits,
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let deadline = limits.request;
-    let app = app.layer(middleware::from_fn(move |req: Request, next: Next| request_deadline(deadline, req, next)));
+    let app =
+        app.layer(middleware::from_fn(move |req: Request, next: Next| request_deadline(deadline, protocol, req, next)));
     tokio::spawn(async move {
-        // HTTP/1.1 only (browsers and OTLP/HTTP exporters use it over plain TCP): no
-        // protocol sniffing, which would wait for a client's first bytes with no deadline.
-        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder = match protocol {
+            Protocol::Http1 => builder.http1_only(),
+            Protocol::Grpc => builder.http2_only(),
+        };
         builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(limits.header_read))
+            .keep_alive_timeout(limits.header_read)
+            .max_concurrent_streams(STREAMS_PER_CONNECTION);
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let graceful = GracefulShutdown::new();
         loop {
@@ -81,8 +107,13 @@ pub fn serve(
             };
             let _ = stream.set_nodelay(true);
             let service = TowerToHyperService::new(app.clone());
-            let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
+                if protocol == Protocol::Grpc && !first_bytes(&stream, HTTP2_PREFACE_LEN, limits.header_read).await {
+                    return; // dropping the stream and the permit closes the connection
+                }
+                let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
                 let _ = connection.await;
                 drop(permit);
             });
@@ -98,9 +129,29 @@ async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-async fn request_deadline(deadline: Duration, request: Request, next: Next) -> Response {
+/// Whether the client sent its first `n` bytes within `deadline` (they stay unread).
+async fn first_bytes(stream: &TcpStream, n: usize, deadline: Duration) -> bool {
+    let arrived = async {
+        let mut buf = [0u8; HTTP2_PREFACE_LEN];
+        loop {
+            match stream.peek(&mut buf[..n]).await {
+                Ok(got) if got >= n => return true,
+                Ok(0) | Err(_) => return false,
+                // Part of it: peek returns at once while data waits, so pause between looks.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    };
+    tokio::time::timeout(deadline, arrived).await.unwrap_or(false)
+}
+
+async fn request_deadline(deadline: Duration, protocol: Protocol, request: Request, next: Next) -> Response {
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if protocol == Protocol::Grpc => {
+            let status = tonic::Status::deadline_exceeded(format!("call not finished within {deadline:?}"));
+            status.into_http::<axum::body::Body>().into_response()
+        }
         Err(_) => (StatusCode::REQUEST_TIMEOUT, format!("request not finished within {deadline:?}\n")).into_response(),
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
 use crate::alerts::{AlertError, Alerts};
 use crate::auth::{self, BearerToken};
@@ -16,7 +15,7 @@ use crate::flows::{self, StitchProgress, StitcherHandle};
 use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
 use crate::ingest::{CorrelationKeys, Ingest};
-use crate::listen;
+use crate::listen::{self, Protocol};
 use crate::store::{retention, Store, StoreError};
 use crate::web::{self, AppState, FlowsState};
 
@@ -64,34 +63,23 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
     let mut listeners = Vec::new();
     let max = config.max_request_bytes;
-    // gRPC's bounds: a deadline per call, keep-alive pings that close dead or stalled
-    // connections, and a cap on concurrent calls per connection.
-    let limits = config.listen;
-    let grpc = tonic::transport::Server::builder()
-        .timeout(limits.request)
-        .http2_keepalive_interval(Some(limits.header_read))
-        .http2_keepalive_timeout(Some(limits.header_read))
-        .concurrency_limit_per_connection(GRPC_CALLS_PER_CONNECTION)
-        .add_service(OtlpGrpc::<TraceService>::new(Arc::clone(&ingest), max, token.clone()))
+    let grpc_app = tonic::service::Routes::new(OtlpGrpc::<TraceService>::new(Arc::clone(&ingest), max, token.clone()))
         .add_service(OtlpGrpc::<MetricsService>::new(Arc::clone(&ingest), max, token.clone()))
-        .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(&ingest), max, token.clone()));
-    let mut grpc_stop = stopped.clone();
-    listeners.push(tokio::spawn(async move {
-        let incoming = TcpIncoming::from(grpc_listener);
-        if let Err(e) = grpc
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
-            })
-            .await
-        {
-            tracing::error!(error = %e, "OTLP/gRPC listener failed");
-        }
-    }));
+        .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(&ingest), max, token.clone()))
+        .into_axum_router();
+    listeners.push(listen::serve("OTLP/gRPC", grpc_listener, grpc_app, Protocol::Grpc, config.listen, stopped.clone()));
 
     let http_app =
         crate::ingest::http::router(Arc::new(HttpIngest { ingest: Arc::clone(&ingest), max_body_bytes: max }))
             .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
-    listeners.push(listen::serve("OTLP/HTTP", http_listener, http_app, config.listen, stopped.clone()));
+    listeners.push(listen::serve(
+        "OTLP/HTTP",
+        http_listener,
+        http_app,
+        Protocol::Http1,
+        config.listen,
+        stopped.clone(),
+    ));
 
     let (stitcher, progress) = flows::start(&store, ingest.writer(), config.stitch.clone())?;
     let flows_state = FlowsState {
@@ -106,7 +94,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
     let hosts = web::HostPolicy::new(&config.alerts.external_url, &config.allowed_hosts);
     let ui_app = web::router(Arc::new(state), token, hosts);
-    listeners.push(listen::serve("UI", ui_listener, ui_app, config.listen, stopped.clone()));
+    listeners.push(listen::serve("UI", ui_listener, ui_app, Protocol::Http1, config.listen, stopped.clone()));
 
     tracing::info!("OTLP/gRPC listening on {otlp_grpc}");
     tracing::info!("OTLP/HTTP listening on http://{otlp_http}");
@@ -124,9 +112,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
     Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
 }
-
-/// Concurrent gRPC calls one connection may have in flight.
-const GRPC_CALLS_PER_CONNECTION: usize = 64;
 
 impl Running {
     /// Resolves if the writer dies: nothing more can be committed, so the process should

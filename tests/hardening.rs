@@ -114,6 +114,11 @@ async fn slow_clients_are_cut_off_and_others_still_served() {
             s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
             slow.push(s);
         }
+        // gRPC: silent, and stuck in the HTTP/2 connection preface.
+        slow.push(tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap());
+        let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        slow.push(s);
     }
     still_healthy(&server, 12).await;
     // Every connection that never finished its headers is closed by the server.
