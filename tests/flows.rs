@@ -299,6 +299,47 @@ async fn recorded_pika_dead_letter_exchange_replays_as_expected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_attribution_names_the_slowed_email_queue() {
+    let server = TestServer::start().await;
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut b = Builder::new(&mut rng);
+    let mut pending = Pending::new();
+    // Sign-ups at 3/s; the mailer keeps up for a minute, then takes 1/s: later messages
+    // wait ever longer in `emails`.
+    let t0 = flowscope::web::api::now_nanos() - 200_000 * MS;
+    for tick in 0..120 {
+        let consumed = if tick < 60 { 3 } else { 1 };
+        scenarios::emails_tick(&mut b, t0 + tick * 1000 * MS, 1000 * MS, 3, consumed, &mut pending);
+    }
+    send_shuffled(&server, std::mem::take(&mut b.out), 3).await;
+    wait_stitched(&server).await;
+
+    let chain = "accounts POST /signup";
+    let (status, breakdown) =
+        api(&server, &format!("/api/chains/{}/breakdown?{ALL_TIME}", flowscope::text::urlencode(chain))).await;
+    assert_eq!(status, 200, "{breakdown}");
+    assert_eq!(breakdown["chain"], chain);
+    let (tail, typical) = (breakdown["tail_flows"].as_u64().unwrap(), breakdown["typical_flows"].as_u64().unwrap());
+    assert!(tail > 0 && typical > 0, "{breakdown}");
+    let first = &breakdown["steps"][0];
+    assert_eq!((first["kind"].as_str(), first["step"].as_str()), (Some("queue_wait"), Some("emails")), "{breakdown}");
+    assert!(first["delta_ms"].as_f64().unwrap() > 1000.0, "{first}");
+    // Its example is a tail flow that did wait that long.
+    let example = first["example_flow_ids"][0].as_str().unwrap();
+    let (_, flow) = api(&server, &format!("/api/flows/{example}")).await;
+    assert!(flow["queue_wait_ms"].as_f64().unwrap() >= first["tail_ms"].as_f64().unwrap() - 1.0, "{flow}");
+    // The chain page says it in one sentence and draws it.
+    let page = reqwest::get(server.ui_url(&format!("/chains/{}?{ALL_TIME}", flowscope::text::urlencode(chain))))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Why the tail is slow") && page.contains("waiting in emails"), "chain page");
+    assert!(page.contains(&format!("/flows/{example}")), "the step links to its tail flow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_show_backlog_from_spans_and_from_broker_metrics() {
     let server = TestServer::start().await;
     let mut rng = StdRng::seed_from_u64(3);

@@ -456,6 +456,8 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
         ("overview_page", format!("/?{range}")),
         ("api_chains", format!("/api/chains?{range}")),
         ("chain_page", format!("/chains/checkout%20POST%20%2Forders?{range}")),
+        ("api_chain_breakdown", format!("/api/chains/checkout%20POST%20%2Forders/breakdown?{range}")),
+        ("metrics_flows", "/metrics/flows".to_string()),
         ("api_flows_slowest", format!("/api/flows?{range}&sort=duration")),
         ("flow_timeline_page", format!("/flows/{biggest}?{range}")),
         ("api_flow", format!("/api/flows/{biggest}")),

@@ -2,6 +2,8 @@
 //! stitcher and the flow page agree): its chain, hops with queue waits, retries, dead
 //! letters, the split of its duration, and its critical path.
 
+use std::collections::BTreeMap;
+
 use super::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +162,41 @@ pub struct FlowAnalysis {
     pub critical: Vec<bool>,
     /// Other names of queues this flow went through (see [`QueueAlias`]).
     pub queue_aliases: Vec<QueueAlias>,
+    /// Where the flow's time went, step by step along its path (see [`steps`]).
+    pub steps: Vec<Step>,
+}
+
+/// What kind of time a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StepKind {
+    /// A service's own work: the self time of its spans (their time not covered by
+    /// their children).
+    Service,
+    /// Messages waiting in a destination.
+    QueueWait,
+    /// Waiting between a failed attempt and the next, by destination (or service).
+    RetryDelay,
+    /// A synchronous call from one service to another, as the caller saw it.
+    Call,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Service => "service",
+            StepKind::QueueWait => "queue_wait",
+            StepKind::RetryDelay => "retry_delay",
+            StepKind::Call => "call",
+        }
+    }
+}
+
+/// One step of a flow and the time it took (summed when it happens more than once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub kind: StepKind,
+    pub name: String,
+    pub ns: i64,
 }
 
 /// A name under which a queue is seen: RabbitMQ publishes name an exchange while the
@@ -314,6 +351,7 @@ fn analyze_canonical(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatt
     trace_ids.dedup();
 
     let critical = critical_path(spans, root, &hops, &parent_of);
+    let steps = steps(spans, &parents, &hops, &retries);
     FlowAnalysis {
         root,
         chain: format!("{} {}", spans[root].service, spans[root].name),
@@ -331,7 +369,47 @@ fn analyze_canonical(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatt
         service_ns,
         critical,
         queue_aliases,
+        steps,
     }
+}
+
+/// The flow's time by step: each service's own time, each destination's queue wait, the
+/// retry delay before each retried destination (or service), each synchronous call
+/// between two services. O(n log n) in the spans.
+pub fn steps(spans: &[&SpanFacts], parents: &[Option<usize>], hops: &[Hop], retries: &[Retry]) -> Vec<Step> {
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    for (i, p) in parents.iter().enumerate() {
+        if let Some(p) = p {
+            children[*p].push(i);
+        }
+    }
+    let mut total: BTreeMap<(StepKind, String), i64> = BTreeMap::new();
+    let mut add = |kind: StepKind, name: &str, ns: i64| {
+        if ns > 0 {
+            *total.entry((kind, name.to_owned())).or_default() += ns;
+        }
+    };
+    for (i, s) in spans.iter().enumerate() {
+        let inside: Vec<(i64, i64)> =
+            children[i].iter().map(|c| (spans[*c].start.max(s.start), spans[*c].end.min(s.end))).collect();
+        add(StepKind::Service, &s.service, (s.end - s.start - covered(&inside)).max(0));
+        if s.kind == SpanKind::Client && role(s) == Role::Other {
+            let callee =
+                children[i].iter().map(|c| spans[*c]).find(|c| c.kind == SpanKind::Server && c.service != s.service);
+            if let Some(callee) = callee {
+                add(StepKind::Call, &format!("{} → {}", s.service, callee.service), s.end - s.start);
+            }
+        }
+    }
+    for h in hops {
+        if let Some(d) = &h.destination {
+            add(StepKind::QueueWait, d, h.queue_wait_ns);
+        }
+    }
+    for r in retries {
+        add(StepKind::RetryDelay, r.destination.as_deref().unwrap_or(&r.service), r.delay_ns);
+    }
+    total.into_iter().map(|((kind, name), ns)| Step { kind, name, ns }).collect()
 }
 
 /// Each span's parent within the flow, with parent cycles (a span naming itself, two

@@ -6,11 +6,13 @@
 //! - [`stitcher`]: the background task applying both to newly committed spans and
 //!   writing the `flows` and `flow_*` tables;
 //! - [`backlog`]: queue depth series, rates and trends per destination;
+//! - [`breakdown`]: tail attribution, where a chain's slow flows spend their extra time;
 //! - [`queries`]: the read side the API and pages use;
 //! - [`rollup`]: settled flows as monotonic Prometheus counters and histograms.
 
 pub mod analysis;
 pub mod backlog;
+pub mod breakdown;
 mod intake;
 pub mod joiner;
 pub mod queries;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::analysis::{self, DeadLetterPatterns, LinkFacts, QueueAlias, SpanFacts};
 use super::backlog::{self, DepthPoint, QueueStatus};
+use super::breakdown::{self, Breakdown, FlowStep};
 use super::intake;
 use crate::store::{Store, StoreError};
 
@@ -749,6 +750,29 @@ pub async fn chain_quantiles(
             let mut stmt = c.prepare_cached(include_str!("../../queries/chain_quantile.sql"))?;
             let rows = stmt.query_map(params![range.from, range.to, quantile], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+}
+
+/// Flows of each group the tail attribution reads at most (a deterministic sample).
+const BREAKDOWN_SAMPLE: i64 = 5_000;
+
+/// Tail attribution of a chain over a range (see [`breakdown`]).
+pub async fn chain_breakdown(store: &Arc<Store>, range: Range, chain: String) -> Result<Breakdown, StoreError> {
+    store
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(include_str!("../../queries/chain_breakdown.sql"))?;
+            let rows = stmt
+                .query_map(params![chain, range.from, range.to, BREAKDOWN_SAMPLE], |r| {
+                    let kind: Option<String> = r.get(2)?;
+                    let step = match kind {
+                        Some(kind) => Some((kind, r.get::<_, String>(3)?, r.get::<_, f64>(4)?)),
+                        None => None,
+                    };
+                    Ok(FlowStep { tail: r.get(0)?, flow_id: r.get(1)?, step })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(breakdown::tail_attribution(&chain, &rows))
         })
         .await
 }

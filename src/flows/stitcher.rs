@@ -38,7 +38,7 @@ use super::intake::{self, NewRows};
 use super::joiner::{JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
-use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
+use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowStepRows, FlowTraceRows};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
@@ -545,6 +545,7 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
     let mut hop_rows = FlowHopRows::new();
     let mut retry_rows = FlowRetryRows::new();
     let mut dead_rows = FlowDeadLetterRows::new();
+    let mut step_rows = FlowStepRows::new();
     for (members, spans, a, truncated) in flows {
         let root = &spans[a.root];
         let flow_id = root.trace_id.as_str();
@@ -617,8 +618,24 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
             r.error.append_option(d.error.as_deref());
             r.span_id.append_value(&spans[d.span].span_id);
         }
+        for step in &a.steps {
+            let r = &mut step_rows;
+            r.flow_id.append_value(flow_id);
+            r.chain.append_value(&a.chain);
+            r.flow_start_unix_nano.append_value(a.start);
+            r.kind.append_value(step.kind.as_str());
+            r.step.append_value(&step.name);
+            r.ms.append_value(ms(step.ns));
+        }
     }
-    let batches = [flow_rows.finish(), trace_rows.finish(), hop_rows.finish(), retry_rows.finish(), dead_rows.finish()];
+    let batches = [
+        flow_rows.finish(),
+        trace_rows.finish(),
+        hop_rows.finish(),
+        retry_rows.finish(),
+        dead_rows.finish(),
+        step_rows.finish(),
+    ];
     for batch in batches.into_iter().flatten() {
         let mut appender = conn.appender(batch.table)?;
         appender.append_record_batch(batch.batch)?;

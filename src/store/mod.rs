@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "resources_backfill", include_str!("../../queries/migrations/010_resources_backfill.sql")),
     (11, "resources_drop", include_str!("../../queries/migrations/011_resources_drop.sql")),
     (12, "flow_metrics", include_str!("../../queries/migrations/012_flow_metrics.sql")),
+    (13, "flow_steps", include_str!("../../queries/migrations/013_flow_steps.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

@@ -23,6 +23,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/flows", get(flows))
         .route("/api/flows/{flow_id}", get(flow))
         .route("/api/chains", get(chains))
+        .route("/api/chains/{chain}/breakdown", get(chain_breakdown))
         .route("/api/queues", get(queues))
         .route("/api/retries", get(retries))
         .route("/api/dead-letters", get(dead_letters))
@@ -190,6 +191,15 @@ pub async fn load_flow(state: &AppState, flow_id: &str) -> Result<queries::FlowD
     queries::flow(&state.store, flow_id.to_string(), state.flows.reading())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no flow contains {flow_id}")))
+}
+
+async fn chain_breakdown(
+    State(state): State<Arc<AppState>>,
+    Path(chain): Path<String>,
+    Query(p): Query<RangeParams>,
+) -> Result<Json<crate::flows::breakdown::Breakdown>, ApiError> {
+    let range = p.resolve(now_nanos())?;
+    Ok(Json(queries::chain_breakdown(&state.store, range, chain).await?))
 }
 
 async fn chains(

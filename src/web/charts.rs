@@ -258,6 +258,66 @@ pub fn stacked_bars(rows: &[(String, Vec<(&str, f64)>)], legend: &[(&str, &str)]
     svg
 }
 
+/// One row of [`paired_bars`]: a label (linked), and two values drawn side by side.
+pub struct PairedBar {
+    pub label: String,
+    pub href: String,
+    pub first: f64,
+    pub second: f64,
+    /// Shown after the bars, e.g. "+820 ms".
+    pub note: String,
+}
+
+/// Two bars per row (e.g. typical vs tail), each label a link, values in `format`.
+pub fn paired_bars(rows: &[PairedBar], names: (&str, &str), format: fn(f64) -> String) -> String {
+    let (w, row_h, left) = (640.0, 30.0, 230.0);
+    let h = row_h * rows.len() as f64 + 8.0;
+    let max = rows.iter().map(|r| r.first.max(r.second)).fold(0.0f64, f64::max).max(1e-9);
+    let span = w - left - 90.0;
+    let mut svg = format!(
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{} vs {}">"#,
+        esc(names.0),
+        esc(names.1)
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = 4.0 + i as f64 * row_h;
+        let _ = write!(
+            svg,
+            r#"<a href="{}"><text class="tick" x="{}" y="{:.1}" text-anchor="end">{}</text></a>"#,
+            esc(&r.href),
+            left - 6.0,
+            y + 16.0,
+            esc(&r.label)
+        );
+        for (k, (class, name, v)) in
+            [("typical", names.0, r.first), ("tail", names.1, r.second)].into_iter().enumerate()
+        {
+            let bw = (v / max * span).max(if v > 0.0 { 1.0 } else { 0.0 });
+            let _ = write!(
+                svg,
+                r#"<rect class="seg {class}" x="{left}" y="{:.1}" width="{bw:.1}" height="11"><title>{}: {}</title></rect>"#,
+                y + 2.0 + k as f64 * 12.0,
+                esc(name),
+                esc(&format(v))
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text class="tick" x="{:.1}" y="{:.1}">{}</text>"#,
+            left + r.first.max(r.second) / max * span + 6.0,
+            y + 16.0,
+            esc(&r.note)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"</svg><div class="legend"><span><i class="swatch typical"></i>{}</span><span><i class="swatch tail"></i>{}</span></div>"#,
+        esc(names.0),
+        esc(names.1)
+    );
+    svg
+}
+
 /// Rows x time-bucket columns, colour by count, with a legend and a title per cell.
 pub fn heatmap(rows: &[String], from: i64, bucket_ns: i64, columns: usize, cells: &[(usize, usize, i64)]) -> String {
     let (left, cell_w, cell_h, top) = (220.0, (640.0 - 220.0) / columns.max(1) as f64, 18.0, 4.0);

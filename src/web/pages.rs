@@ -14,9 +14,10 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::api::{load_flow, now_nanos, parse_bucket, ApiError, RangeParams};
-use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, LineSeries};
+use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, LineSeries, PairedBar};
 use super::AppState;
 use crate::flows::backlog::QueueStatus;
+use crate::flows::breakdown::{Breakdown, StepDelta};
 use crate::flows::queries::{self, FlowDetail, FlowOrder, Range};
 pub use crate::text::urlencode;
 
@@ -295,6 +296,9 @@ struct ChainPage {
     histogram: String,
     over_time: String,
     breakdown: String,
+    /// "The slowest 5% spend +820 ms waiting in emails.q and ..."; empty without a tail.
+    tail_summary: String,
+    tail_chart: String,
     slowest: Vec<FlowLinkRow>,
 }
 
@@ -319,11 +323,12 @@ async fn chain(
 ) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let bucket = ((range.to - range.from) / 30).max(1);
-    let (summary, series, hops, slowest) = tokio::try_join!(
+    let (summary, series, hops, slowest, tail) = tokio::try_join!(
         queries::chain_summary(&state.store, range, chain.clone()),
         queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())),
         queries::chain_hop_waits(&state.store, range, chain.clone()),
         queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20),
+        queries::chain_breakdown(&state.store, range, chain.clone()),
     )?;
     let Some(summary) = summary else {
         return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
@@ -365,7 +370,10 @@ async fn chain(
         &[("svc", "service time"), ("wait", "queue wait"), ("retry", "retry delay")],
         fmt_ms,
     );
+    let (tail_summary, tail_chart) = tail_view(&tail, &p.range_query());
     let page = ChainPage {
+        tail_summary,
+        tail_chart,
         layout: p.layout(chain.clone(), "overview", &format!("/chains/{}", urlencode(&chain)), range),
         count: summary.flows as usize,
         percentiles,
@@ -376,6 +384,49 @@ async fn chain(
         chain,
     };
     Ok(render(&page))
+}
+
+/// What a step is called in the tail summary: "waiting in emails.q".
+fn step_phrase(s: &StepDelta) -> String {
+    match s.kind.as_str() {
+        "queue_wait" => format!("waiting in {}", s.step),
+        "retry_delay" => format!("in retries at {}", s.step),
+        "call" => format!("in calls {}", s.step),
+        _ => format!("in {}", s.step),
+    }
+}
+
+/// The tail attribution as one sentence and paired bars (typical vs tail), each step
+/// linked to the tail flow where it took longest.
+fn tail_view(b: &Breakdown, rq: &str) -> (String, String) {
+    if b.tail_flows == 0 || b.steps.is_empty() {
+        return (String::new(), String::new());
+    }
+    let worse: Vec<String> = b
+        .steps
+        .iter()
+        .filter(|s| s.delta_ms > 0.0)
+        .take(2)
+        .map(|s| format!("+{} {}", fmt_ms(s.delta_ms), step_phrase(s)))
+        .collect();
+    let summary = if worse.is_empty() {
+        format!("The slowest 5% ({} flows) take no step longer than typical flows do.", b.tail_flows)
+    } else {
+        format!("The slowest 5% ({} flows) spend {}.", b.tail_flows, worse.join(" and "))
+    };
+    let rows: Vec<PairedBar> = b
+        .steps
+        .iter()
+        .take(12)
+        .map(|s| PairedBar {
+            label: format!("{} {}", s.kind.replace('_', " "), s.step),
+            href: s.example_flow_ids.first().map_or_else(String::new, |f| format!("/flows/{f}?{rq}")),
+            first: s.typical_ms,
+            second: s.tail_ms,
+            note: format!("{}{}", if s.delta_ms >= 0.0 { "+" } else { "−" }, fmt_ms(s.delta_ms.abs())),
+        })
+        .collect();
+    (summary, charts::paired_bars(&rows, ("typical (p40-p60)", "tail (> p95)"), fmt_ms))
 }
 
 fn flow_link_row(f: queries::FlowRow, rq: &str) -> FlowLinkRow {

@@ -739,3 +739,34 @@ mod properties {
             .unwrap();
     }
 }
+
+#[test]
+fn steps_split_a_flow_into_service_time_queue_waits_retries_and_calls() {
+    let spans = vec![
+        sp("A", "root", None, "checkout", "POST /orders", Server, 0, 100),
+        sp("A", "call", Some("root"), "checkout", "POST", Client, 10, 40),
+        sp("A", "srv", Some("call"), "billing", "POST /charge", Server, 12, 38),
+        msg(sp("A", "send", Some("root"), "checkout", "orders send", Producer, 50, 52), "send", "orders"),
+        with(msg(sp("B", "p1", None, "worker", "orders process", Consumer, 60, 70), "process", "orders"), |s| {
+            s.links = vec![link("A", "send")];
+            s.error = true;
+        }),
+        with(msg(sp("B", "p2", None, "worker", "orders process", Consumer, 90, 95), "process", "orders"), |s| {
+            s.links = vec![link("A", "send")]
+        }),
+    ];
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+    let got: Vec<(&str, &str, i64)> = a.steps.iter().map(|s| (s.kind.as_str(), s.name.as_str(), s.ns / MS)).collect();
+    assert_eq!(
+        got,
+        vec![
+            // checkout: root 100 - call 30 - send 2 = 68, call's own 30 - 26 = 4, send 2
+            ("service", "billing", 26),
+            ("service", "checkout", 74),
+            ("service", "worker", 15),
+            ("queue_wait", "orders", 8),
+            ("retry_delay", "orders", 20),
+            ("call", "checkout → billing", 30),
+        ]
+    );
+}
