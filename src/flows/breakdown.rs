@@ -54,10 +54,12 @@ pub fn median_with_zeros(values: &[f64], n: usize) -> f64 {
     }
 }
 
+/// Per group (typical, tail): a step's (ms, flow id) in each flow that has it.
+type Groups<'a> = [Vec<(f64, &'a str)>; 2];
+
 pub fn tail_attribution(chain: &str, rows: &[FlowStep]) -> Breakdown {
     let mut flows: [std::collections::BTreeSet<&str>; 2] = Default::default();
-    // (kind, step) -> per group the (ms, flow) values
-    let mut by_step: BTreeMap<(&str, &str), [Vec<(f64, &str)>; 2]> = BTreeMap::new();
+    let mut by_step: BTreeMap<(&str, &str), Groups<'_>> = BTreeMap::new();
     for r in rows {
         let g = usize::from(r.tail);
         flows[g].insert(&r.flow_id);

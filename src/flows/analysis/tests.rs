@@ -742,7 +742,7 @@ mod properties {
 
 #[test]
 fn steps_split_a_flow_into_service_time_queue_waits_retries_and_calls() {
-    let spans = vec![
+    let spans = [
         sp("A", "root", None, "checkout", "POST /orders", Server, 0, 100),
         sp("A", "call", Some("root"), "checkout", "POST", Client, 10, 40),
         sp("A", "srv", Some("call"), "billing", "POST /charge", Server, 12, 38),
