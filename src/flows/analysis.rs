@@ -515,6 +515,16 @@ fn build_hops(
             }
         }
     }
+    // Producers by (correlation id, destination), in start order, for step 4 below.
+    let mut by_correlation: HashMap<(&str, &str), Vec<usize>> = HashMap::default();
+    for p in &producers {
+        if let (Some(c), Some(d)) = (spans[*p].correlation_id.as_deref(), spans[*p].destination.as_deref()) {
+            by_correlation.entry((c, d)).or_default().push(*p);
+        }
+    }
+    for ps in by_correlation.values_mut() {
+        ps.sort_by_key(|p| (spans[*p].start, *p));
+    }
     let mut hops: Vec<Hop> = Vec::new();
     // The hop each producer's message makes, and the dead-letter hop (by destination)
     // the broker moved a hop's message on to.
@@ -574,17 +584,9 @@ fn build_hops(
         //    most recently before this consumer started
         if found.is_empty() {
             if let (Some(corr), Some(dest)) = (s.correlation_id.as_deref(), s.destination.as_deref()) {
-                let p = producers
-                    .iter()
-                    .filter(|p| {
-                        let ps = spans[**p];
-                        ps.correlation_id.as_deref() == Some(corr)
-                            && ps.destination.as_deref() == Some(dest)
-                            && ps.start <= s.start
-                    })
-                    .max_by_key(|p| spans[**p].start);
-                if let Some(p) = p {
-                    found.push(hop_for(&mut hops, *p));
+                if let Some(p) = by_correlation.get(&(corr, dest)).and_then(|ps| latest_starting_by(spans, ps, s.start))
+                {
+                    found.push(hop_for(&mut hops, p));
                 }
             }
         }
@@ -668,6 +670,12 @@ fn build_hops(
     (hops, aliases)
 }
 
+/// Of `candidates` (sorted by start), the one that started last at or before `t`.
+fn latest_starting_by(spans: &[&SpanFacts], candidates: &[usize], t: i64) -> Option<usize> {
+    let started = candidates.partition_point(|p| spans[*p].start <= t);
+    started.checked_sub(1).map(|k| candidates[k])
+}
+
 /// The (non-dead-letter) hop whose latest failed delivery before `before` is the latest.
 fn last_failed_hop(
     spans: &[&SpanFacts],
@@ -724,7 +732,15 @@ fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -
             }
         }
     }
-    // Attempt counters above 1 (delivery counts, celery.retries, http resend_count).
+    // Attempt counters above 1 (delivery counts, celery.retries, http resend_count); the
+    // attempt before is the same operation of the same service that ended last before it.
+    let mut by_operation: HashMap<(&str, &str), Vec<usize>> = HashMap::default();
+    for (i, s) in spans.iter().enumerate() {
+        by_operation.entry((s.service.as_str(), s.name.as_str())).or_default().push(i);
+    }
+    for same in by_operation.values_mut() {
+        same.sort_by_key(|p| (spans[*p].end, *p));
+    }
     for (i, s) in spans.iter().enumerate() {
         let Some(attempt) = s.attempt.filter(|a| *a > 1) else {
             continue;
@@ -732,11 +748,9 @@ fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -
         if !counted.insert(i) {
             continue;
         }
-        let previous = (0..spans.len())
-            .filter(|p| {
-                *p != i && spans[*p].name == s.name && spans[*p].service == s.service && spans[*p].end <= s.start
-            })
-            .max_by_key(|p| spans[*p].end);
+        let same = &by_operation[&(s.service.as_str(), s.name.as_str())];
+        let ended_before = same.partition_point(|p| spans[*p].end <= s.start);
+        let previous = same[..ended_before].iter().rev().find(|p| **p != i).copied();
         push(&mut retries, i, attempt, previous);
     }
     // Client calls repeated to the same target after an error.
@@ -769,8 +783,19 @@ fn find_dead_letters(
 ) -> Vec<DeadLetter> {
     let mut out = Vec::new();
     let mut seen: HashSet<usize> = HashSet::default();
-    let last_error_before =
-        |t: i64| spans.iter().filter(|s| s.error && s.start <= t).max_by_key(|s| s.end).map(|s| error_text(s));
+    // The failed span that ended last among those started by `t`: failed spans by start,
+    // with the one that ended latest so far, so each lookup is a binary search.
+    let mut failed: Vec<usize> = (0..spans.len()).filter(|i| spans[*i].error).collect();
+    failed.sort_by_key(|i| (spans[*i].start, *i));
+    let mut latest_end: Vec<usize> = Vec::with_capacity(failed.len());
+    for f in &failed {
+        let keep = latest_end.last().copied().filter(|l| spans[*l].end > spans[*f].end);
+        latest_end.push(keep.unwrap_or(*f));
+    }
+    let last_error_before = |t: i64| {
+        let started = failed.partition_point(|f| spans[*f].start <= t);
+        started.checked_sub(1).map(|k| error_text(spans[latest_end[k]]))
+    };
     // The queue a republished dead letter came from: the consumer span above the
     // dead-letter publish, or else the destination that was last consumed before it.
     // (Parents are acyclic, so the walk ends.)

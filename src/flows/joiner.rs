@@ -373,4 +373,82 @@ mod tests {
         assert_eq!(j.ignored_keys().len(), 1);
         assert_eq!(j.flows_of(["a", "b", "c", "d"]).len(), 4);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+        #[derive(Debug, Clone)]
+        enum Join {
+            Link(u8, u8),
+            Key(u8, bool, u8),
+        }
+
+        fn joins() -> impl Strategy<Value = Vec<Join>> {
+            let one = prop_oneof![
+                (0u8..40, 0u8..40).prop_map(|(a, b)| Join::Link(a, b)),
+                (0u8..40, any::<bool>(), 0u8..8).prop_map(|(t, m, v)| Join::Key(t, m, v)),
+            ];
+            prop::collection::vec(one, 0..120)
+        }
+
+        /// The flows of traces t0..t39 as a sorted partition.
+        fn partition(j: &Joiner) -> Vec<Vec<TraceId>> {
+            let names: Vec<String> = (0..40).map(|t| format!("t{t:02}")).collect();
+            let mut flows = j.flows_of(names.iter().map(String::as_str));
+            flows.sort();
+            flows
+        }
+
+        fn apply(ops: &[Join]) -> Joiner {
+            // Keys shared by more than 5 traces are ignored (splits happen); links may gather
+            // 50 traces, more than there are, so the link guard (which by nature depends
+            // on arrival order) never refuses one here.
+            let mut j = Joiner::new(5);
+            for t in 0..40 {
+                j.add_trace(&format!("t{t:02}"));
+            }
+            for op in ops {
+                match op {
+                    Join::Link(a, b) => {
+                        j.link(&format!("t{a:02}"), &format!("t{b:02}"));
+                    }
+                    Join::Key(t, message, v) => {
+                        let key = if *message {
+                            JoinKey::MessageId(format!("m{v}"))
+                        } else {
+                            JoinKey::Correlation(format!("c{v}"))
+                        };
+                        j.key(&format!("t{t:02}"), key);
+                    }
+                }
+            }
+            j
+        }
+
+        #[test]
+        fn every_trace_is_in_one_flow_and_arrival_order_does_not_matter() {
+            let config = Config { cases: 400, failure_persistence: None, ..Config::default() };
+            let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[5; 32]));
+            runner
+                .run(&(joins(), any::<u64>()), |(ops, seed)| {
+                    let flows = partition(&apply(&ops));
+                    let mut all: Vec<&TraceId> = flows.iter().flatten().collect();
+                    let n = all.len();
+                    all.sort();
+                    all.dedup();
+                    prop_assert_eq!(n, 40, "every trace once");
+                    prop_assert_eq!(all.len(), 40);
+                    let mut shuffled = ops.clone();
+                    let len = shuffled.len();
+                    for i in 0..len {
+                        shuffled.swap(i, (seed as usize).wrapping_mul(i + 3) % len.max(1));
+                    }
+                    prop_assert_eq!(flows, partition(&apply(&shuffled)), "the same flows in another order");
+                    Ok(())
+                })
+                .unwrap();
+        }
+    }
 }
