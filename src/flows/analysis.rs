@@ -383,33 +383,41 @@ pub fn steps(spans: &[&SpanFacts], parents: &[Option<usize>], hops: &[Hop], retr
             children[*p].push(i);
         }
     }
-    let mut total: BTreeMap<(StepKind, String), i64> = BTreeMap::new();
-    let mut add = |kind: StepKind, name: &str, ns: i64| {
-        if ns > 0 {
-            *total.entry((kind, name.to_owned())).or_default() += ns;
-        }
-    };
+    // Keyed by borrowed names while summing; calls' "a → b" names are built once each.
+    let mut total: BTreeMap<(StepKind, &str), i64> = BTreeMap::new();
+    let mut calls: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut inside: Vec<(i64, i64)> = Vec::new();
     for (i, s) in spans.iter().enumerate() {
-        let inside: Vec<(i64, i64)> =
-            children[i].iter().map(|c| (spans[*c].start.max(s.start), spans[*c].end.min(s.end))).collect();
-        add(StepKind::Service, &s.service, (s.end - s.start - covered(&inside)).max(0));
+        inside.clear();
+        inside.extend(children[i].iter().map(|c| (spans[*c].start.max(s.start), spans[*c].end.min(s.end))));
+        let own = (s.end - s.start - covered(&inside)).max(0);
+        if own > 0 {
+            *total.entry((StepKind::Service, s.service.as_str())).or_default() += own;
+        }
         if s.kind == SpanKind::Client && role(s) == Role::Other {
             let callee =
                 children[i].iter().map(|c| spans[*c]).find(|c| c.kind == SpanKind::Server && c.service != s.service);
             if let Some(callee) = callee {
-                add(StepKind::Call, &format!("{} → {}", s.service, callee.service), s.end - s.start);
+                *calls.entry((s.service.as_str(), callee.service.as_str())).or_default() += s.end - s.start;
             }
         }
     }
     for h in hops {
-        if let Some(d) = &h.destination {
-            add(StepKind::QueueWait, d, h.queue_wait_ns);
+        if let Some(d) = h.destination.as_deref().filter(|_| h.queue_wait_ns > 0) {
+            *total.entry((StepKind::QueueWait, d)).or_default() += h.queue_wait_ns;
         }
     }
-    for r in retries {
-        add(StepKind::RetryDelay, r.destination.as_deref().unwrap_or(&r.service), r.delay_ns);
+    for r in retries.iter().filter(|r| r.delay_ns > 0) {
+        *total.entry((StepKind::RetryDelay, r.destination.as_deref().unwrap_or(&r.service))).or_default() += r.delay_ns;
     }
-    total.into_iter().map(|((kind, name), ns)| Step { kind, name, ns }).collect()
+    let mut steps: Vec<Step> =
+        total.into_iter().map(|((kind, name), ns)| Step { kind, name: name.to_owned(), ns }).collect();
+    steps.extend(calls.into_iter().filter(|(_, ns)| *ns > 0).map(|((from, to), ns)| Step {
+        kind: StepKind::Call,
+        name: format!("{from} → {to}"),
+        ns,
+    }));
+    steps
 }
 
 /// Each span's parent within the flow, with parent cycles (a span naming itself, two
@@ -734,12 +742,15 @@ fn find_retries(spans: &[&SpanFacts], hops: &[Hop], parent_of: &impl Fn(usize) -
     }
     // Attempt counters above 1 (delivery counts, celery.retries, http resend_count); the
     // attempt before is the same operation of the same service that ended last before it.
+    // (Indexed only when some span has a counter: most flows have none.)
     let mut by_operation: HashMap<(&str, &str), Vec<usize>> = HashMap::default();
-    for (i, s) in spans.iter().enumerate() {
-        by_operation.entry((s.service.as_str(), s.name.as_str())).or_default().push(i);
-    }
-    for same in by_operation.values_mut() {
-        same.sort_by_key(|p| (spans[*p].end, *p));
+    if spans.iter().any(|s| s.attempt.is_some_and(|a| a > 1)) {
+        for (i, s) in spans.iter().enumerate() {
+            by_operation.entry((s.service.as_str(), s.name.as_str())).or_default().push(i);
+        }
+        for same in by_operation.values_mut() {
+            same.sort_by_key(|p| (spans[*p].end, *p));
+        }
     }
     for (i, s) in spans.iter().enumerate() {
         let Some(attempt) = s.attempt.filter(|a| *a > 1) else {

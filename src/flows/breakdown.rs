@@ -8,12 +8,25 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// A flow of one group with one of its steps (`None`: a flow with no steps at all).
+/// A flow of one group with its steps.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlowStep {
+pub struct FlowSteps {
     pub tail: bool,
     pub flow_id: String,
-    pub step: Option<(String, String, f64)>, // kind, step, ms
+    pub steps: Vec<StoredStep>,
+}
+
+/// One element of `flows.steps` (JSON, written by the stitcher).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredStep {
+    pub kind: String,
+    pub step: String,
+    pub ms: f64,
+}
+
+/// Reads `flows.steps`; unreadable text (written by hand?) counts as no steps.
+pub fn parse_steps(json: &str) -> Vec<StoredStep> {
+    serde_json::from_str(json).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,14 +70,14 @@ pub fn median_with_zeros(values: &[f64], n: usize) -> f64 {
 /// Per group (typical, tail): a step's (ms, flow id) in each flow that has it.
 type Groups<'a> = [Vec<(f64, &'a str)>; 2];
 
-pub fn tail_attribution(chain: &str, rows: &[FlowStep]) -> Breakdown {
+pub fn tail_attribution(chain: &str, flows_of_groups: &[FlowSteps]) -> Breakdown {
     let mut flows: [std::collections::BTreeSet<&str>; 2] = Default::default();
     let mut by_step: BTreeMap<(&str, &str), Groups<'_>> = BTreeMap::new();
-    for r in rows {
-        let g = usize::from(r.tail);
-        flows[g].insert(&r.flow_id);
-        if let Some((kind, step, ms)) = &r.step {
-            by_step.entry((kind, step)).or_default()[g].push((*ms, &r.flow_id));
+    for f in flows_of_groups {
+        let g = usize::from(f.tail);
+        flows[g].insert(&f.flow_id);
+        for s in &f.steps {
+            by_step.entry((&s.kind, &s.step)).or_default()[g].push((s.ms, &f.flow_id));
         }
     }
     let (typical_n, tail_n) = (flows[0].len(), flows[1].len());
@@ -109,30 +122,33 @@ mod tests {
 
     #[test]
     fn the_step_that_makes_the_tail_comes_first() {
-        let row = |tail, flow: &str, step: Option<(&str, &str, f64)>| FlowStep {
-            tail,
-            flow_id: flow.into(),
-            step: step.map(|(k, s, m)| (k.into(), s.into(), m)),
-        };
+        let flow = |tail, flow: &str, json: &str| FlowSteps { tail, flow_id: flow.into(), steps: parse_steps(json) };
+        let step = |k: &str, s: &str, ms: f64| format!(r#"{{"kind":"{k}","step":"{s}","ms":{ms}}}"#);
         let rows = vec![
             // Typical: a little queue wait, no retries.
-            row(false, "t1", Some(("service", "api", 10.0))),
-            row(false, "t1", Some(("queue_wait", "emails", 5.0))),
-            row(false, "t2", Some(("service", "api", 12.0))),
-            row(false, "t2", Some(("queue_wait", "emails", 7.0))),
-            row(false, "t3", None),
+            flow(false, "t1", &format!("[{},{}]", step("service", "api", 10.0), step("queue_wait", "emails", 5.0))),
+            flow(false, "t2", &format!("[{},{}]", step("service", "api", 12.0), step("queue_wait", "emails", 7.0))),
+            flow(false, "t3", "[]"),
             // Tail: waits in emails, one retried.
-            row(true, "s1", Some(("service", "api", 11.0))),
-            row(true, "s1", Some(("queue_wait", "emails", 800.0))),
-            row(true, "s2", Some(("service", "api", 13.0))),
-            row(true, "s2", Some(("queue_wait", "emails", 900.0))),
-            row(true, "s2", Some(("retry_delay", "payments", 300.0))),
+            flow(true, "s1", &format!("[{},{}]", step("service", "api", 11.0), step("queue_wait", "emails", 800.0))),
+            flow(
+                true,
+                "s2",
+                &format!(
+                    "[{},{},{}]",
+                    step("service", "api", 13.0),
+                    step("queue_wait", "emails", 900.0),
+                    step("retry_delay", "payments", 300.0)
+                ),
+            ),
+            // Unreadable steps count as none.
+            flow(false, "t4", "not json"),
         ];
         let b = tail_attribution("c", &rows);
-        assert_eq!((b.tail_flows, b.typical_flows), (2, 3));
+        assert_eq!((b.tail_flows, b.typical_flows), (2, 4));
         let got: Vec<(&str, f64, f64)> = b.steps.iter().map(|s| (s.step.as_str(), s.typical_ms, s.tail_ms)).collect();
-        assert_eq!(got, vec![("emails", 5.0, 850.0), ("payments", 0.0, 150.0), ("api", 10.0, 12.0)]);
+        assert_eq!(got, vec![("emails", 2.5, 850.0), ("payments", 0.0, 150.0), ("api", 5.0, 12.0)]);
         assert_eq!(b.steps[0].example_flow_ids, vec!["s2", "s1"]);
-        assert_eq!(b.steps[0].delta_ms, 845.0);
+        assert_eq!(b.steps[0].delta_ms, 847.5);
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::analysis::{self, DeadLetterPatterns, LinkFacts, QueueAlias, SpanFacts};
 use super::backlog::{self, DepthPoint, QueueStatus};
-use super::breakdown::{self, Breakdown, FlowStep};
+use super::breakdown::{self, Breakdown, FlowSteps};
 use super::intake;
 use crate::store::{Store, StoreError};
 
@@ -241,8 +241,9 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         let mut stmt = c.prepare_cached(include_str!("../../queries/flow_spans.sql"))?;
         let limit = reading.max_spans.saturating_add(1) as i64;
         let mut rows = stmt.query(params![flow_id, start, end, limit])?;
+        let mut read_span = intake::span_reader();
         while let Some(r) = rows.next()? {
-            facts.push(intake::span_from_row(r)?);
+            facts.push(read_span(r)?);
             extras.push(Extra {
                 kind: r.get("kind")?,
                 status: r.get("status_code")?,
@@ -764,12 +765,8 @@ pub async fn chain_breakdown(store: &Arc<Store>, range: Range, chain: String) ->
             let mut stmt = c.prepare_cached(include_str!("../../queries/chain_breakdown.sql"))?;
             let rows = stmt
                 .query_map(params![chain, range.from, range.to, BREAKDOWN_SAMPLE], |r| {
-                    let kind: Option<String> = r.get(2)?;
-                    let step = match kind {
-                        Some(kind) => Some((kind, r.get::<_, String>(3)?, r.get::<_, f64>(4)?)),
-                        None => None,
-                    };
-                    Ok(FlowStep { tail: r.get(0)?, flow_id: r.get(1)?, step })
+                    let steps: String = r.get(2)?;
+                    Ok(FlowSteps { tail: r.get(0)?, flow_id: r.get(1)?, steps: breakdown::parse_steps(&steps) })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(breakdown::tail_attribution(&chain, &rows))

@@ -38,7 +38,7 @@ use super::intake::{self, NewRows};
 use super::joiner::{JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
-use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowStepRows, FlowTraceRows};
+use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
@@ -529,6 +529,20 @@ fn json_array(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
         .expect("strings serialize")
 }
 
+/// A flow's steps as the `flows.steps` JSON array (read back by [`super::breakdown`]).
+fn steps_json(steps: &[analysis::Step]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 * steps.len() + 2);
+    out.push('[');
+    for (i, s) in steps.iter().enumerate() {
+        let name = serde_json::to_string(&s.name).expect("strings serialize");
+        let sep = if i > 0 { "," } else { "" };
+        let _ = write!(out, r#"{sep}{{"kind":"{}","step":{name},"ms":{}}}"#, s.kind.as_str(), ms(s.ns));
+    }
+    out.push(']');
+    out
+}
+
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
@@ -545,7 +559,6 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
     let mut hop_rows = FlowHopRows::new();
     let mut retry_rows = FlowRetryRows::new();
     let mut dead_rows = FlowDeadLetterRows::new();
-    let mut step_rows = FlowStepRows::new();
     for (members, spans, a, truncated) in flows {
         let root = &spans[a.root];
         let flow_id = root.trace_id.as_str();
@@ -572,6 +585,7 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
         f.updated_unix_nano.append_value(now);
         f.last_commit_seq.append_value(spans.iter().map(|s| s.commit_seq).max().unwrap_or(0));
         f.truncated.append_value(*truncated);
+        f.steps.append_value(steps_json(&a.steps));
         for t in members {
             trace_rows.flow_id.append_value(flow_id);
             trace_rows.trace_id.append_value(t);
@@ -618,24 +632,8 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
             r.error.append_option(d.error.as_deref());
             r.span_id.append_value(&spans[d.span].span_id);
         }
-        for step in &a.steps {
-            let r = &mut step_rows;
-            r.flow_id.append_value(flow_id);
-            r.chain.append_value(&a.chain);
-            r.flow_start_unix_nano.append_value(a.start);
-            r.kind.append_value(step.kind.as_str());
-            r.step.append_value(&step.name);
-            r.ms.append_value(ms(step.ns));
-        }
     }
-    let batches = [
-        flow_rows.finish(),
-        trace_rows.finish(),
-        hop_rows.finish(),
-        retry_rows.finish(),
-        dead_rows.finish(),
-        step_rows.finish(),
-    ];
+    let batches = [flow_rows.finish(), trace_rows.finish(), hop_rows.finish(), retry_rows.finish(), dead_rows.finish()];
     for batch in batches.into_iter().flatten() {
         let mut appender = conn.appender(batch.table)?;
         appender.append_record_batch(batch.batch)?;

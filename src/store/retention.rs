@@ -16,7 +16,6 @@ const DELETES: &[(&str, &str)] = &[
     ("flow_hops", include_str!("../../queries/retention_flow_hops.sql")),
     ("flow_retries", include_str!("../../queries/retention_flow_retries.sql")),
     ("flow_dead_letters", include_str!("../../queries/retention_flow_dead_letters.sql")),
-    ("flow_steps", include_str!("../../queries/retention_flow_steps.sql")),
     ("flows", include_str!("../../queries/retention_flows.sql")),
     ("spans", include_str!("../../queries/retention_spans.sql")),
     ("span_links", include_str!("../../queries/retention_span_links.sql")),

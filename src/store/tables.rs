@@ -204,6 +204,7 @@ table_rows! {
         updated_unix_nano: Int64Builder => DataType::Int64,
         last_commit_seq: Int64Builder => DataType::Int64,
         truncated: BooleanBuilder => DataType::Boolean,
+        steps: StringBuilder => DataType::Utf8,
     }
 }
 
@@ -265,18 +266,6 @@ table_rows! {
     }
 }
 
-table_rows! {
-    /// Rows of `flow_steps`: where a flow's time went, one row per step.
-    FlowStepRows = "flow_steps" {
-        flow_id: StringBuilder => DataType::Utf8,
-        chain: StringBuilder => DataType::Utf8,
-        flow_start_unix_nano: Int64Builder => DataType::Int64,
-        kind: StringBuilder => DataType::Utf8,
-        step: StringBuilder => DataType::Utf8,
-        ms: Float64Builder => DataType::Float64,
-    }
-}
-
 /// The flow tables the stitcher appends, for the schema test.
 pub const FLOW_TABLES: &[(&str, &[&str])] = &[
     (FlowRows::TABLE, FlowRows::COLUMNS),
@@ -284,7 +273,6 @@ pub const FLOW_TABLES: &[(&str, &[&str])] = &[
     (FlowHopRows::TABLE, FlowHopRows::COLUMNS),
     (FlowRetryRows::TABLE, FlowRetryRows::COLUMNS),
     (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::COLUMNS),
-    (FlowStepRows::TABLE, FlowStepRows::COLUMNS),
 ];
 
 /// A raw-signal table: its name, appended columns, and where `commit_seq` goes among them.

@@ -1,2 +1,0 @@
--- The rows of flows whose last span was received up to commit $1.
-DELETE FROM flow_steps WHERE flow_id IN (SELECT flow_id FROM flows WHERE coalesce(last_commit_seq, 0) <= $1);
