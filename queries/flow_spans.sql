@@ -1,10 +1,10 @@
--- The spans of a flow, every column (the page shows attributes, events and resources),
--- plus `error` as in the span_facts view, so the stitcher's reader reads them by name.
+-- The spans of a flow, every column (the page shows attributes, events and resources;
+-- the stitcher's reader finds its columns among them by name).
 -- Every span of a flow starts within the flow's bounds ($2, $3), and spans arrive roughly
 -- in time order, so that range lets DuckDB skip most row groups before matching trace ids.
 -- $4 is the flow span cap + 1, to tell a truncated flow.
 WITH flow AS (
-    SELECT *, status_code = 'ERROR' AS error
+    SELECT *
     FROM spans
     WHERE start_unix_nano BETWEEN $2 AND $3
       AND trace_id IN (SELECT trace_id FROM flow_traces WHERE flow_id = $1)

@@ -93,7 +93,7 @@ async fn user_data_is_escaped_and_security_headers_are_set() {
             "name": "<script>alert(1)</script>", "kind": 2,
             "startTimeUnixNano": (flowscope::text::now_nanos() - 1_000_000_000).to_string(),
             "endTimeUnixNano": flowscope::text::now_nanos().to_string()}]}]}]});
-    ingest.export(Signal::Traces, Encoding::Json, body.to_string().as_bytes()).await.unwrap();
+    ingest.export(Signal::Traces, Encoding::Json, body.to_string().into()).await.unwrap();
     // Search reads spans directly; the not-yet-stitched span has no flow, but the name
     // must never come back as markup from any page that echoes input.
     let (_, _, html) = get(&app, "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;

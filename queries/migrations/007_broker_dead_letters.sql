@@ -23,10 +23,11 @@ CREATE TABLE queue_aliases (
     origin           VARCHAR NOT NULL DEFAULT 'learnt'
 );
 
--- The span columns the stitcher reads, in one place: its reads of new spans and of
--- evicted traces select from this view by column name.
+-- The span columns the stitcher reads (src/store/feed.rs SPAN_FACT_COLUMNS, which the
+-- writer's in-memory feed keeps too), plus commit_seq: its reads of new spans and of
+-- evicted traces select from this view.
 CREATE VIEW span_facts AS
 SELECT trace_id, span_id, parent_span_id, service_name, name, kind, start_unix_nano, end_unix_nano,
-       status_code = 'ERROR' AS error, status_message, messaging_system, messaging_operation, destination,
+       status_code, status_message, messaging_system, messaging_operation, destination,
        message_id, correlation_id, attempt, dead_letter_evidence, dead_letter_source, commit_seq
 FROM spans;

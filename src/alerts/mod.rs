@@ -59,6 +59,11 @@ pub enum AlertError {
 /// Queue views are shared between rules with the same window within one evaluation.
 type QueueCache = HashMap<i64, Vec<queries::QueueView>>;
 
+/// When a window ending `now` starts (saturating, whatever the window).
+fn window_start(now: i64, window: Duration) -> i64 {
+    now.saturating_sub(window.as_nanos().min(i64::MAX as u128) as i64)
+}
+
 pub struct Alerts {
     store: Arc<Store>,
     config: AlertConfig,
@@ -187,12 +192,12 @@ impl Alerts {
         window: Duration,
         now: i64,
     ) -> Result<Vec<queries::QueueView>, StoreError> {
-        let ns = window.as_nanos().min(i64::MAX as u128) as i64;
-        if let Some(q) = cache.get(&ns) {
+        let from = window_start(now, window);
+        if let Some(q) = cache.get(&from) {
             return Ok(q.clone());
         }
-        let q = queries::queues(&self.store, Range { from: now.saturating_sub(ns), to: now }).await?;
-        cache.insert(ns, q.clone());
+        let q = queries::queues(&self.store, Range { from, to: now }).await?;
+        cache.insert(from, q.clone());
         Ok(q)
     }
 
@@ -214,12 +219,12 @@ impl Alerts {
                 evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
             }
             Condition::DeadLetters { min_count, window } => {
-                let from = now.saturating_sub(window.as_nanos().min(i64::MAX as u128) as i64);
+                let from = window_start(now, *window);
                 let dead = queries::dead_letters(&self.store, Range { from, to: now + 1 }).await?;
                 evaluate::observe_dead_letters(*min_count, &spec.scope, &dead)
             }
             Condition::ChainLatency { quantile, budget_ms, window } => {
-                let from = now.saturating_sub(window.as_nanos().min(i64::MAX as u128) as i64);
+                let from = window_start(now, *window);
                 let chains = queries::chain_quantiles(&self.store, Range { from, to: now + 1 }, *quantile).await?;
                 evaluate::observe_chains(*quantile, *budget_ms, &spec.scope, &chains)
             }
@@ -269,18 +274,14 @@ impl Alerts {
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         for rule in &rules {
             let for_ns = (rule.spec.for_seconds * 1e9) as i64;
-            let observed = AssertUnwindSafe(self.observe(rule, now, &mut cache)).catch_unwind().await;
+            let observed = match AssertUnwindSafe(self.observe(rule, now, &mut cache)).catch_unwind().await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(panic) => Err(format!("evaluation panicked: {}", crate::text::panic_message(&panic))),
+            };
             let observations = match observed {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    errors.insert(rule.id.clone(), e.to_string());
-                    continue;
-                }
-                Err(panic) => {
-                    errors.insert(
-                        rule.id.clone(),
-                        format!("evaluation panicked: {}", crate::text::panic_message(&panic)),
-                    );
+                Ok(o) => o,
+                Err(e) => {
+                    errors.insert(rule.id.clone(), e);
                     continue;
                 }
             };

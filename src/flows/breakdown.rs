@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::analysis::Step;
+
 /// A flow of one group with its steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowSteps {
@@ -16,12 +18,25 @@ pub struct FlowSteps {
     pub steps: Vec<StoredStep>,
 }
 
-/// One element of `flows.steps` (JSON, written by the stitcher).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+/// One element of `flows.steps` as read back.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct StoredStep {
     pub kind: String,
     pub step: String,
     pub ms: f64,
+}
+
+/// A flow's steps as `flows.steps` stores them (the stitcher writes, [`parse_steps`] reads).
+pub fn steps_json(steps: &[Step]) -> String {
+    #[derive(Serialize)]
+    struct Stored<'a> {
+        kind: &'a str,
+        step: &'a str,
+        ms: f64,
+    }
+    let stored: Vec<Stored<'_>> =
+        steps.iter().map(|s| Stored { kind: s.kind.as_str(), step: &s.name, ms: s.ns as f64 / 1e6 }).collect();
+    serde_json::to_string(&stored).expect("steps serialize")
 }
 
 /// Reads `flows.steps`; unreadable text (written by hand?) counts as no steps.
@@ -106,6 +121,23 @@ pub fn tail_attribution(chain: &str, flows_of_groups: &[FlowSteps]) -> Breakdown
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flows::analysis::StepKind;
+
+    #[test]
+    fn stored_steps_read_back() {
+        let steps = [
+            Step { kind: StepKind::QueueWait, name: "emails \"q\"".into(), ns: 1_500_000 },
+            Step { kind: StepKind::Call, name: "a → b".into(), ns: 2_000_000 },
+        ];
+        let back = parse_steps(&steps_json(&steps));
+        assert_eq!(
+            back,
+            vec![
+                StoredStep { kind: "queue_wait".into(), step: "emails \"q\"".into(), ms: 1.5 },
+                StoredStep { kind: "call".into(), step: "a → b".into(), ms: 2.0 },
+            ]
+        );
+    }
 
     #[test]
     fn medians_count_missing_steps_as_zero() {

@@ -11,7 +11,8 @@ use duckdb::Connection;
 use super::analysis::{LinkFacts, SpanFacts, SpanKind};
 use super::joiner::TraceId;
 use super::{HashMap, HashSet};
-use crate::store::{Committed, StoreError};
+
+use crate::store::{Committed, StoreError, SPAN_FACT_COLUMNS};
 
 /// (span's trace, span id, link)
 pub type LinkRow = (TraceId, String, LinkFacts);
@@ -109,34 +110,11 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
     }
 }
 
-/// The `span_facts` view's columns, by name: the one list the file readers share (the
-/// feed reads the same names from its Arrow batches).
-const SPAN_COLUMNS: [&str; 19] = [
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "service_name",
-    "name",
-    "kind",
-    "start_unix_nano",
-    "end_unix_nano",
-    "error",
-    "status_message",
-    "messaging_system",
-    "messaging_operation",
-    "destination",
-    "message_id",
-    "correlation_id",
-    "attempt",
-    "dead_letter_evidence",
-    "dead_letter_source",
-    "commit_seq",
-];
-
 /// Reads spans from rows that have the `span_facts` columns (other columns may follow).
 /// Positions are looked up by name once, at the first row: looking a name up on every
 /// `get` cost the stitcher's replay a quarter of its speed.
 pub fn span_reader() -> impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
+    // SPAN_FACT_COLUMNS, then commit_seq.
     let mut at: Option<[usize; 19]> = None;
     move |row| {
         let c = match at {
@@ -144,7 +122,7 @@ pub fn span_reader() -> impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<SpanFacts
             None => {
                 let stmt = row.as_ref();
                 let mut c = [0; 19];
-                for (i, name) in SPAN_COLUMNS.iter().enumerate() {
+                for (i, name) in SPAN_FACT_COLUMNS.iter().chain(&["commit_seq"]).enumerate() {
                     c[i] = stmt.column_index(name)?;
                 }
                 *at.insert(c)
@@ -159,7 +137,7 @@ pub fn span_reader() -> impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<SpanFacts
             kind: SpanKind::parse(&row.get::<_, String>(c[5])?),
             start: row.get(c[6])?,
             end: row.get(c[7])?,
-            error: row.get(c[8])?,
+            error: row.get::<_, String>(c[8])? == "ERROR",
             status_message: row.get(c[9])?,
             system: row.get(c[10])?,
             operation: row.get(c[11])?,

@@ -472,11 +472,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
                     (key, flow)
                 })
                 .collect();
-            let mut stmt = c.prepare_cached(include_str!("../../queries/queue_aliases.sql"))?;
-            let aliases = stmt
-                .query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let names = backlog::QueueNames::new(&aliases);
+            let names = backlog::QueueNames::new(&stored_queue_aliases(c)?);
             Ok((names.merge_points(points), names.merge_counts(flows), names))
         })
         .await?;
@@ -753,6 +749,13 @@ pub async fn chain_quantiles(
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+}
+
+/// Every queue alias stored (learnt or configured; migration 007).
+pub(super) fn stored_queue_aliases(c: &Connection) -> Result<Vec<QueueAlias>, StoreError> {
+    let mut stmt = c.prepare_cached(include_str!("../../queries/queue_aliases.sql"))?;
+    let rows = stmt.query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Flows of each group the tail attribution reads at most (a deterministic sample).

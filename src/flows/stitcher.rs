@@ -189,12 +189,7 @@ impl Stitcher {
             }
             Ok(())
         })?;
-        let known_aliases = {
-            let mut stmt = conn.prepare(include_str!("../../queries/queue_aliases.sql"))?;
-            let rows =
-                stmt.query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?;
-            rows.collect::<Result<HashSet<_>, _>>()?
-        };
+        let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
         Ok(Stitcher {
             known_aliases,
             commits,
@@ -221,12 +216,11 @@ impl Stitcher {
             // A panic in a round (a bug meeting odd data) is reported like a failed round;
             // flows that panic the analysis are skipped inside the round already.
             let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.round()));
-            let failure = match round {
-                Ok(Ok(more)) => Ok(more),
-                Ok(Err(e)) => Err(e.to_string()),
+            let round = match round {
+                Ok(result) => result.map_err(|e| e.to_string()),
                 Err(panic) => Err(format!("stitching round panicked: {}", crate::text::panic_message(&panic))),
             };
-            let caught_up = match failure {
+            let caught_up = match round {
                 Ok(more) => !more,
                 Err(e) => {
                     tracing::warn!(error = %e, "stitching round failed; will retry");
@@ -529,20 +523,6 @@ fn json_array(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
         .expect("strings serialize")
 }
 
-/// A flow's steps as the `flows.steps` JSON array (read back by [`super::breakdown`]).
-fn steps_json(steps: &[analysis::Step]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(64 * steps.len() + 2);
-    out.push('[');
-    for (i, s) in steps.iter().enumerate() {
-        let name = serde_json::to_string(&s.name).expect("strings serialize");
-        let sep = if i > 0 { "," } else { "" };
-        let _ = write!(out, r#"{sep}{{"kind":"{}","step":{name},"ms":{}}}"#, s.kind.as_str(), ms(s.ns));
-    }
-    out.push(']');
-    out
-}
-
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
@@ -585,7 +565,7 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
         f.updated_unix_nano.append_value(now);
         f.last_commit_seq.append_value(spans.iter().map(|s| s.commit_seq).max().unwrap_or(0));
         f.truncated.append_value(*truncated);
-        f.steps.append_value(steps_json(&a.steps));
+        f.steps.append_value(super::breakdown::steps_json(&a.steps));
         for t in members {
             trace_rows.flow_id.append_value(flow_id);
             trace_rows.trace_id.append_value(t);

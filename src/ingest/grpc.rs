@@ -117,7 +117,7 @@ impl UnaryService<Bytes> for Export {
         let signal = self.signal;
         Box::pin(async move {
             let body = request.into_inner();
-            match ingest.export(signal, Encoding::Protobuf, &body).await {
+            match ingest.export(signal, Encoding::Protobuf, body).await {
                 Ok(accepted) => Ok(tonic::Response::new(Bytes::from(accepted.encode(Encoding::Protobuf)))),
                 Err(e) => Err(status_of(&e)),
             }

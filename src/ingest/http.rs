@@ -120,7 +120,7 @@ async fn handle(
         return Err(fail(StatusCode::PAYLOAD_TOO_LARGE, message, encoding));
     }
     let body = decompress(headers, body, state.max_body_bytes).map_err(|(s, m)| fail(s, m, encoding))?;
-    match state.ingest.export(signal, encoding, &body).await {
+    match state.ingest.export(signal, encoding, body).await {
         Ok(accepted) => Ok((encoding, accepted.encode(encoding))),
         Err(e) => {
             let status = match e {

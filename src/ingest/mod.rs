@@ -13,6 +13,7 @@ mod traces;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -326,7 +327,7 @@ impl Ingest {
     }
 
     /// Decodes, validates and stores one export request body; returns once it is committed.
-    pub async fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Accepted, IngestError> {
+    pub async fn export(&self, signal: Signal, encoding: Encoding, body: Bytes) -> Result<Accepted, IngestError> {
         let stats = self.stats.of(signal);
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.writer.check_room() {
@@ -336,12 +337,12 @@ impl Ingest {
         let flat = if body.len() > DECODE_INLINE_BYTES {
             // Decoding megabytes takes milliseconds: on a blocking thread, so the async
             // workers keep answering other requests meanwhile.
-            let (body, correlation) = (body.to_vec(), self.correlation.clone());
+            let correlation = self.correlation.clone();
             tokio::task::spawn_blocking(move || flatten(signal, encoding, &body, &correlation))
                 .await
                 .unwrap_or_else(|panic| Err(IngestError::Storage(format!("decoding failed: {panic}"))))
         } else {
-            flatten(signal, encoding, body, &self.correlation)
+            flatten(signal, encoding, &body, &self.correlation)
         };
         let flat = match flat {
             Ok(flat) => flat,

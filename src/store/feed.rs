@@ -14,31 +14,32 @@ use parking_lot::Mutex;
 
 use super::tables::TableBatch;
 
+/// The span columns the stitcher reads: what the feed keeps of `spans`, and what the
+/// `span_facts` view (migration 007) selects besides `commit_seq`.
+pub const SPAN_FACT_COLUMNS: [&str; 18] = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service_name",
+    "name",
+    "kind",
+    "start_unix_nano",
+    "end_unix_nano",
+    "status_code",
+    "status_message",
+    "messaging_system",
+    "messaging_operation",
+    "destination",
+    "message_id",
+    "correlation_id",
+    "attempt",
+    "dead_letter_evidence",
+    "dead_letter_source",
+];
+
 /// Columns of each table the stitcher needs, by table name.
 const STITCH_COLUMNS: &[(&str, &[&str])] = &[
-    (
-        "spans",
-        &[
-            "trace_id",
-            "span_id",
-            "parent_span_id",
-            "service_name",
-            "name",
-            "kind",
-            "start_unix_nano",
-            "end_unix_nano",
-            "status_code",
-            "status_message",
-            "messaging_system",
-            "messaging_operation",
-            "destination",
-            "message_id",
-            "correlation_id",
-            "attempt",
-            "dead_letter_evidence",
-            "dead_letter_source",
-        ],
-    ),
+    ("spans", &SPAN_FACT_COLUMNS),
     ("span_links", &["trace_id", "span_id", "linked_trace_id", "linked_span_id", "message_id"]),
     ("logs", &["trace_id", "correlation_id"]),
 ];

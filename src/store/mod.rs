@@ -15,7 +15,7 @@ use std::sync::Arc;
 use duckdb::Connection;
 use parking_lot::Mutex;
 
-pub use feed::{CommitFeed, Committed};
+pub use feed::{CommitFeed, Committed, SPAN_FACT_COLUMNS};
 pub use writer::{append_in_transaction, CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +102,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(self);
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        off_runtime(move || store.read_blocking(f)).await
     }
 
     /// Runs `f` on the background-write connection, one writer at a time, off the async
@@ -115,9 +113,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(&store.background.lock()))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        off_runtime(move || f(&store.background.lock())).await
     }
 
     /// The blocking form of [`Store::read`], for background threads and tools.
@@ -150,6 +146,13 @@ impl Store {
         })
         .await
     }
+}
+
+/// Runs blocking database work on tokio's blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 /// Runs `f` in one transaction on `conn`: committed when it succeeds, rolled back when it
