@@ -164,6 +164,16 @@ pub struct FlowAnalysis {
     pub queue_aliases: Vec<QueueAlias>,
     /// Where the flow's time went, step by step along its path (see [`steps`]).
     pub steps: Vec<Step>,
+    /// Synchronous calls from one service to another (see [`calls`]).
+    pub calls: Vec<Call>,
+}
+
+/// A synchronous call between two services: a client span and the server span under it
+/// in another service (indexes into the flow's spans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub client: usize,
+    pub server: usize,
 }
 
 /// What kind of time a step is.
@@ -306,6 +316,10 @@ pub fn analyze(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) 
     for d in &mut a.dead_letters {
         back(&mut d.span);
     }
+    for c in &mut a.calls {
+        back(&mut c.client);
+        back(&mut c.server);
+    }
     let mut critical = vec![false; spans.len()];
     for (k, c) in a.critical.iter().enumerate() {
         critical[order[k]] = *c;
@@ -351,7 +365,9 @@ fn analyze_canonical(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatt
     trace_ids.dedup();
 
     let critical = critical_path(spans, root, &hops, &parent_of);
-    let steps = steps(spans, &parents, &hops, &retries);
+    let children = children_of(&parents);
+    let calls = calls(spans, &children);
+    let steps = steps(spans, &children, &calls, &hops, &retries);
     FlowAnalysis {
         root,
         chain: format!("{} {}", spans[root].service, spans[root].name),
@@ -370,22 +386,51 @@ fn analyze_canonical(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatt
         critical,
         queue_aliases,
         steps,
+        calls,
     }
 }
 
-/// The flow's time by step: each service's own time, each destination's queue wait, the
-/// retry delay before each retried destination (or service), each synchronous call
-/// between two services. O(n log n) in the spans.
-pub fn steps(spans: &[&SpanFacts], parents: &[Option<usize>], hops: &[Hop], retries: &[Retry]) -> Vec<Step> {
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+/// Each span's children, by index.
+fn children_of(parents: &[Option<usize>]) -> Vec<Vec<usize>> {
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); parents.len()];
     for (i, p) in parents.iter().enumerate() {
         if let Some(p) = p {
             children[*p].push(i);
         }
     }
+    children
+}
+
+/// Synchronous calls: each client span (not a messaging one) with a server span of
+/// another service among its children; the first such child is the callee.
+pub fn calls(spans: &[&SpanFacts], children: &[Vec<usize>]) -> Vec<Call> {
+    spans
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == SpanKind::Client && role(s) == Role::Other)
+        .filter_map(|(i, s)| {
+            let server = children[i]
+                .iter()
+                .copied()
+                .find(|c| spans[*c].kind == SpanKind::Server && spans[*c].service != s.service)?;
+            Some(Call { client: i, server })
+        })
+        .collect()
+}
+
+/// The flow's time by step: each service's own time, each destination's queue wait, the
+/// retry delay before each retried destination (or service), each synchronous call
+/// between two services. O(n log n) in the spans.
+pub fn steps(
+    spans: &[&SpanFacts],
+    children: &[Vec<usize>],
+    calls: &[Call],
+    hops: &[Hop],
+    retries: &[Retry],
+) -> Vec<Step> {
     // Keyed by borrowed names while summing; calls' "a → b" names are built once each.
     let mut total: BTreeMap<(StepKind, &str), i64> = BTreeMap::new();
-    let mut calls: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut call_time: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     let mut inside: Vec<(i64, i64)> = Vec::new();
     for (i, s) in spans.iter().enumerate() {
         inside.clear();
@@ -394,13 +439,10 @@ pub fn steps(spans: &[&SpanFacts], parents: &[Option<usize>], hops: &[Hop], retr
         if own > 0 {
             *total.entry((StepKind::Service, s.service.as_str())).or_default() += own;
         }
-        if s.kind == SpanKind::Client && role(s) == Role::Other {
-            let callee =
-                children[i].iter().map(|c| spans[*c]).find(|c| c.kind == SpanKind::Server && c.service != s.service);
-            if let Some(callee) = callee {
-                *calls.entry((s.service.as_str(), callee.service.as_str())).or_default() += s.end - s.start;
-            }
-        }
+    }
+    for c in calls {
+        let (client, server) = (spans[c.client], spans[c.server]);
+        *call_time.entry((client.service.as_str(), server.service.as_str())).or_default() += client.end - client.start;
     }
     for h in hops {
         if let Some(d) = h.destination.as_deref().filter(|_| h.queue_wait_ns > 0) {
@@ -412,7 +454,7 @@ pub fn steps(spans: &[&SpanFacts], parents: &[Option<usize>], hops: &[Hop], retr
     }
     let mut steps: Vec<Step> =
         total.into_iter().map(|((kind, name), ns)| Step { kind, name: name.to_owned(), ns }).collect();
-    steps.extend(calls.into_iter().filter(|(_, ns)| *ns > 0).map(|((from, to), ns)| Step {
+    steps.extend(call_time.into_iter().filter(|(_, ns)| *ns > 0).map(|((from, to), ns)| Step {
         kind: StepKind::Call,
         name: format!("{from} → {to}"),
         ns,

@@ -137,6 +137,90 @@ pub fn trend(recent: &[(i64, f64)], consumed_recently: Option<bool>) -> Trend {
     Trend { status, drain_seconds, slope_per_second: slope }
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueView {
+    pub system: String,
+    pub destination: String,
+    /// Other names of this queue merged into this entry (the exchanges that feed it).
+    pub aliases: Vec<String>,
+    pub depth: f64,
+    pub depth_source: &'static str,
+    pub series: Vec<(i64, f64)>,
+    pub publish_rate: f64,
+    pub consume_rate: f64,
+    pub drain_seconds: Option<f64>,
+    pub growth_per_minute: f64,
+    pub status: QueueStatus,
+}
+
+
+/// A range cut into buckets of `width` ns for a queue's series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    pub from: i64,
+    pub to: i64,
+    pub width: i64,
+}
+
+/// The trailing part of the range the trend and rates are judged on, in buckets.
+const RECENT_BUCKETS: i64 = 10;
+
+/// One queue as the queue page shows it, from its depth metrics (if any) and its span
+/// counts per bucket (`(bucket index, sent, consumed)`; negative indexes are before the
+/// range and only seed the span-estimated depth). `None` when there is nothing to draw.
+pub fn queue_view(
+    (system, destination): QueueKey,
+    aliases: Vec<String>,
+    depth_points: &[DepthPoint],
+    counted: &[(i64, i64, i64)],
+    range: Buckets,
+) -> Option<QueueView> {
+    let before: i64 = counted.iter().filter(|(b, _, _)| *b < 0).map(|(_, s, c)| s - c).sum();
+    let in_range: Vec<(i64, i64, i64)> =
+        counted.iter().filter(|(b, _, _)| *b >= 0).map(|(b, s, c)| (range.from + b * range.width, *s, *c)).collect();
+    let recent_from = range.to - range.width * RECENT_BUCKETS;
+    let recent = in_range.iter().filter(|(t, _, _)| *t >= recent_from);
+    let (recent_sent, recent_consumed) = recent.fold((0, 0), |(s, c), (_, sent, consumed)| (s + sent, c + consumed));
+    let window_s = (range.width * RECENT_BUCKETS) as f64 / 1e9;
+    let metric_series = series_from_metrics(depth_points, range.from, range.width);
+    let (series, source) = if metric_series.is_empty() {
+        (series_from_spans(before, &in_range), "spans")
+    } else {
+        (metric_series, "metrics")
+    };
+    if series.is_empty() {
+        return None;
+    }
+    let has_spans = !in_range.is_empty() || before != 0;
+    let recent: Vec<(i64, f64)> = series.iter().copied().filter(|(t, _)| *t >= recent_from).collect();
+    let recent = if recent.len() >= 2 { recent } else { series.iter().rev().take(2).rev().copied().collect() };
+    let t = trend(&recent, has_spans.then_some(recent_consumed > 0));
+    Some(QueueView {
+        aliases,
+        system,
+        destination,
+        depth: series.last().map_or(0.0, |(_, d)| *d),
+        depth_source: source,
+        publish_rate: recent_sent as f64 / window_s,
+        consume_rate: recent_consumed as f64 / window_s,
+        drain_seconds: t.drain_seconds,
+        growth_per_minute: t.slope_per_second * 60.0,
+        status: t.status,
+        series,
+    })
+}
+
+/// Trouble first: stalled, growing, draining, then the rest; by name within each.
+pub fn trouble_first(queues: &mut [QueueView]) {
+    let rank = |s: QueueStatus| match s {
+        QueueStatus::Stalled => 0,
+        QueueStatus::Growing => 1,
+        QueueStatus::Draining => 2,
+        QueueStatus::Ok => 3,
+    };
+    queues.sort_by(|a, b| rank(a.status).cmp(&rank(b.status)).then(a.destination.cmp(&b.destination)));
+}
+
 /// (system, destination): how the queue pages key a queue.
 pub type QueueKey = (String, String);
 
@@ -178,10 +262,19 @@ impl QueueNames {
 
     /// The names merged into a queue's entry.
     pub fn aliases_of(&self, system: &str, queue: &str) -> Vec<String> {
+        self.aliases_where(queue, |s| s == system || s.is_empty())
+    }
+
+    /// The names merged into a queue of this name in any system.
+    pub fn aliases_of_any_system(&self, queue: &str) -> Vec<String> {
+        self.aliases_where(queue, |_| true)
+    }
+
+    fn aliases_where(&self, queue: &str, system: impl Fn(&str) -> bool) -> Vec<String> {
         let mut names: Vec<String> = self
             .queue_of
             .iter()
-            .filter(|((s, _), q)| (s == system || s.is_empty()) && q.as_str() == queue)
+            .filter(|((s, _), q)| system(s) && q.as_str() == queue)
             .map(|((_, alias), _)| alias.clone())
             .collect();
         names.sort();
@@ -312,4 +405,44 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn queue_views_from_spans_or_metrics() {
+        const S: i64 = 1_000_000_000;
+        let range = Buckets { from: 0, to: 100 * S, width: 5 * S };
+        let key = || ("rabbitmq".to_string(), "emails.q".to_string());
+        // (name, depth metrics, span counts, status, depth, source, publish rate, consume rate)
+        let steady: Vec<(i64, i64, i64)> = (0..20).map(|b| (b, 10, 10)).collect();
+        let growing: Vec<(i64, i64, i64)> = (0..20).map(|b| (b, 10, 5)).collect();
+        let stalled: Vec<(i64, i64, i64)> = [(-1, 8, 0)].into_iter().chain((0..20).map(|b| (b, 1, 0))).collect();
+        let metric = |t: i64, depth: f64| DepthPoint { metric: "messaging.queue.depth".into(), time: t * S, depth };
+        let draining: Vec<DepthPoint> = (0..20).map(|i| metric(i * 5, 400.0 - 20.0 * i as f64)).collect();
+        let cases: Vec<(&str, Vec<DepthPoint>, Vec<(i64, i64, i64)>, QueueStatus, f64, &str, f64, f64)> = vec![
+            ("steady", vec![], steady, QueueStatus::Ok, 0.0, "spans", 2.0, 2.0),
+            ("growing", vec![], growing, QueueStatus::Growing, 100.0, "spans", 2.0, 1.0),
+            ("stalled", vec![], stalled, QueueStatus::Stalled, 28.0, "spans", 0.2, 0.0),
+            ("draining by metrics", draining, vec![], QueueStatus::Draining, 20.0, "metrics", 0.0, 0.0),
+        ];
+        for (name, points, counted, status, depth, source, publish, consume) in cases {
+            let q = queue_view(key(), vec![], &points, &counted, range).expect(name);
+            assert_eq!(q.status, status, "{name}");
+            assert_eq!((q.depth, q.depth_source), (depth, source), "{name}");
+            assert!((q.publish_rate - publish).abs() < 1e-9 && (q.consume_rate - consume).abs() < 1e-9, "{name}: {q:?}");
+        }
+        assert_eq!(queue_view(key(), vec![], &[], &[], range), None, "nothing to draw");
+
+        let mut queues: Vec<QueueView> = ["b", "a", "c"]
+            .iter()
+            .zip([QueueStatus::Ok, QueueStatus::Ok, QueueStatus::Stalled])
+            .map(|(name, status)| {
+                let mut q = queue_view(key(), vec![], &[], &[(0, 1, 1)], range).unwrap();
+                q.destination = name.to_string();
+                q.status = status;
+                q
+            })
+            .collect();
+        trouble_first(&mut queues);
+        assert_eq!(queues.iter().map(|q| q.destination.as_str()).collect::<Vec<_>>(), ["c", "a", "b"]);
+    }
+
 }

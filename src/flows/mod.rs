@@ -13,8 +13,10 @@
 pub mod analysis;
 pub mod backlog;
 pub mod breakdown;
+pub mod edges;
 mod intake;
 pub mod joiner;
+pub mod map;
 pub mod queries;
 pub mod rollup;
 mod stitcher;

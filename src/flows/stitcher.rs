@@ -19,7 +19,9 @@
 //! 4. The changed flows' rows are replaced in one transaction on the stitcher's own
 //!    connection (flows, flow_traces, flow_hops, flow_retries, flow_dead_letters),
 //!    appended as Arrow batches; the old rows of a few changed flows are deleted through
-//!    the flow-id indexes, of many with one scan per table.
+//!    the flow-id indexes, of many with one scan per table. The flow map's sums in
+//!    `flow_edge_slots` change in the same transaction: the old flows' cells, returned
+//!    by the delete, subtracted, the new ones added (see [`edges`]).
 //!
 //! Each span is read once and each flow re-analysed once per round it changes in, so the
 //! cost grows linearly with the spans ingested. On start the stitcher replays the stored
@@ -38,7 +40,8 @@ use super::intake::{self, NewRows};
 use super::joiner::{JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
-use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
+use super::edges::{self, EdgeChanges};
+use crate::store::tables::{FlowDeadLetterRows, FlowEdgeSlotRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
@@ -155,6 +158,8 @@ pub struct Stitcher {
     queues_counted_through: i64,
     /// Queue aliases already in `queue_aliases` (a few per exchange: small).
     known_aliases: HashSet<QueueAlias>,
+    /// When to compact the map's sums.
+    edge_slots: EdgeSlotsSize,
     progress: watch::Sender<StitchProgress>,
 }
 
@@ -190,6 +195,7 @@ impl Stitcher {
             Ok(())
         })?;
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
+        let edge_rows: i64 = conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
         Ok(Stitcher {
             known_aliases,
             commits,
@@ -202,6 +208,7 @@ impl Stitcher {
             dirty: HashSet::default(),
             watermark: 0,
             queues_counted_through,
+            edge_slots: EdgeSlotsSize::compacted(edge_rows as usize),
             progress,
         })
     }
@@ -417,12 +424,21 @@ impl Stitcher {
 
         tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
         let conn = &self.conn;
-        let written = in_transaction(conn, || {
+        let (written, edge_rows) = in_transaction(conn, || {
             // New flows have nothing to replace; only rewritten flows need the deletes. A
             // few are deleted one by one through the flow-id indexes; many at once with
             // one scan per table.
+            let mut edge_changes = EdgeChanges::default();
+            let mut subtract = |rows: &mut duckdb::Rows<'_>| -> Result<(), StoreError> {
+                while let Some(r) = rows.next()? {
+                    let (chain, seq, cells): (String, i64, Option<String>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                    edge_changes.apply(&chain, seq, &edges::parse_cells(cells.as_deref()), -1);
+                }
+                Ok(())
+            };
             if stale.len() <= DELETE_ONE_BY_ONE {
                 for id in &stale {
+                    subtract(&mut conn.prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?.query([id])?)?;
                     for sql in include_str!("../../queries/stitch_delete_flow.sql").split_terminator(";\n") {
                         conn.prepare_cached(sql)?.execute([id])?;
                     }
@@ -434,10 +450,11 @@ impl Stitcher {
                 }
                 app.flush()?;
                 drop(app);
+                subtract(&mut conn.prepare(include_str!("../../queries/stitch_delete_stale_rows.sql"))?.query([])?)?;
                 conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
             }
-            write_flows(conn, &analysed, now)?;
-            Ok(analysed.len())
+            write_flows(conn, &analysed, now, &mut edge_changes)?;
+            Ok((analysed.len(), append_edge_changes(conn, edge_changes)?))
         })?;
         let aliases: Vec<QueueAlias> =
             analysed.iter().flat_map(|(_, _, a, _)| a.queue_aliases.iter().cloned()).collect();
@@ -452,6 +469,13 @@ impl Stitcher {
         }
         self.dirty.clear();
         self.learn_aliases(aliases.iter(), now)?;
+        self.edge_slots.appended(edge_rows);
+        if self.edge_slots.due() {
+            let conn = &self.conn;
+            in_transaction(conn, || Ok(conn.execute_batch(include_str!("../../queries/flow_edge_slots_compact.sql"))?))?;
+            let rows: i64 = conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
+            self.edge_slots = EdgeSlotsSize::compacted(rows as usize);
+        }
         Ok(written)
     }
 
@@ -531,7 +555,62 @@ fn ms(ns: i64) -> f64 {
 /// flow had more spans than were analysed.
 type AnalysedFlow<'a> = (Vec<TraceId>, Vec<&'a SpanFacts>, FlowAnalysis, bool);
 
-fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Result<(), StoreError> {
+/// Appends the round's changes to the map's sums; returns how many rows it appended.
+fn append_edge_changes(conn: &Connection, changes: EdgeChanges) -> Result<usize, StoreError> {
+    let mut rows = FlowEdgeSlotRows::new();
+    for (chain, seq, key, counts) in changes.into_rows() {
+        rows.slot_unix_nano.append_value(key.slot);
+        rows.chain.append_value(chain);
+        rows.kind.append_value(key.kind.as_str());
+        rows.source.append_value(key.source);
+        rows.target.append_value(key.target);
+        rows.system.append_option(key.system);
+        rows.latency_bucket.append_option(key.bucket);
+        rows.n.append_value(counts.n);
+        rows.errors.append_value(counts.errors);
+        rows.retries.append_value(counts.retries);
+        rows.dead_letters.append_value(counts.dead_letters);
+        rows.commit_seq.append_value(seq);
+    }
+    let Some(batch) = rows.finish() else { return Ok(0) };
+    let appended = batch.batch.num_rows();
+    let mut appender = conn.appender(batch.table)?;
+    appender.append_record_batch(batch.batch)?;
+    appender.flush()?;
+    Ok(appended)
+}
+
+/// How many rows `flow_edge_slots` holds: compacted, and appended since. Compacting once
+/// the appended rows outnumber the compacted ones keeps the cost per row constant.
+#[derive(Debug, Clone, Copy)]
+struct EdgeSlotsSize {
+    compacted: usize,
+    appended: usize,
+}
+
+impl EdgeSlotsSize {
+    /// Appended rows that never warrant a compaction on their own.
+    const FLOOR: usize = 100_000;
+
+    fn compacted(rows: usize) -> Self {
+        EdgeSlotsSize { compacted: rows, appended: 0 }
+    }
+
+    fn appended(&mut self, rows: usize) {
+        self.appended += rows;
+    }
+
+    fn due(&self) -> bool {
+        self.appended > self.compacted.max(Self::FLOOR)
+    }
+}
+
+fn write_flows(
+    conn: &Connection,
+    flows: &[AnalysedFlow<'_>],
+    now: i64,
+    edge_changes: &mut EdgeChanges,
+) -> Result<(), StoreError> {
     // Built as Arrow batches: appending whole columns costs a fraction of binding values
     // row by row, which profiles showed as a quarter of the stitcher's time.
     let mut flow_rows = FlowRows::new();
@@ -542,6 +621,7 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
     for (members, spans, a, truncated) in flows {
         let root = &spans[a.root];
         let flow_id = root.trace_id.as_str();
+        let last_commit_seq = spans.iter().map(|s| s.commit_seq).max().unwrap_or(0);
         let f = &mut flow_rows;
         f.flow_id.append_value(flow_id);
         f.chain.append_value(&a.chain);
@@ -563,9 +643,12 @@ fn write_flows(conn: &Connection, flows: &[AnalysedFlow<'_>], now: i64) -> Resul
         f.retry_delay_ms.append_value(ms(a.retry_delay_ns));
         f.clock_skew_hops.append_value(a.hops.iter().filter(|h| h.clock_skew).count() as i32);
         f.updated_unix_nano.append_value(now);
-        f.last_commit_seq.append_value(spans.iter().map(|s| s.commit_seq).max().unwrap_or(0));
+        f.last_commit_seq.append_value(last_commit_seq);
         f.truncated.append_value(*truncated);
         f.steps.append_value(super::breakdown::steps_json(&a.steps));
+        let cells = edges::flow_cells(spans, a);
+        f.edges.append_value(edges::cells_json(&cells));
+        edge_changes.apply(&a.chain, last_commit_seq, &cells, 1);
         for t in members {
             trace_rows.flow_id.append_value(flow_id);
             trace_rows.trace_id.append_value(t);

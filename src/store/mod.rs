@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (11, "resources_drop", include_str!("../../queries/migrations/011_resources_drop.sql")),
     (12, "flow_metrics", include_str!("../../queries/migrations/012_flow_metrics.sql")),
     (13, "flow_steps", include_str!("../../queries/migrations/013_flow_steps.sql")),
+    (14, "flow_map", include_str!("../../queries/migrations/014_flow_map.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

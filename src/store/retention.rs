@@ -23,6 +23,7 @@ const DELETES: &[(&str, &str)] = &[
     ("metric_points", include_str!("../../queries/retention_metric_points.sql")),
     ("resources", include_str!("../../queries/retention_resources.sql")),
     ("queue_counts", include_str!("../../queries/retention_queue_counts.sql")),
+    ("flow_edge_slots", include_str!("../../queries/retention_flow_edge_slots.sql")),
     ("commits", include_str!("../../queries/retention_commits.sql")),
 ];
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
+use duckdb::arrow::array::{ArrayBuilder, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder};
 use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use duckdb::arrow::record_batch::RecordBatch;
 
@@ -205,6 +205,7 @@ table_rows! {
         last_commit_seq: Int64Builder => DataType::Int64,
         truncated: BooleanBuilder => DataType::Boolean,
         steps: StringBuilder => DataType::Utf8,
+        edges: StringBuilder => DataType::Utf8,
     }
 }
 
@@ -266,6 +267,24 @@ table_rows! {
     }
 }
 
+table_rows! {
+    /// Rows of `flow_edge_slots`: changes to the flow map's sums (src/flows/edges.rs).
+    FlowEdgeSlotRows = "flow_edge_slots" {
+        slot_unix_nano: Int64Builder => DataType::Int64,
+        chain: StringBuilder => DataType::Utf8,
+        kind: StringBuilder => DataType::Utf8,
+        source: StringBuilder => DataType::Utf8,
+        target: StringBuilder => DataType::Utf8,
+        system: StringBuilder => DataType::Utf8,
+        latency_bucket: Int16Builder => DataType::Int16,
+        n: Int64Builder => DataType::Int64,
+        errors: Int64Builder => DataType::Int64,
+        retries: Int64Builder => DataType::Int64,
+        dead_letters: Int64Builder => DataType::Int64,
+        commit_seq: Int64Builder => DataType::Int64,
+    }
+}
+
 /// The flow tables the stitcher appends, for the schema test.
 pub const FLOW_TABLES: &[(&str, &[&str])] = &[
     (FlowRows::TABLE, FlowRows::COLUMNS),
@@ -273,6 +292,7 @@ pub const FLOW_TABLES: &[(&str, &[&str])] = &[
     (FlowHopRows::TABLE, FlowHopRows::COLUMNS),
     (FlowRetryRows::TABLE, FlowRetryRows::COLUMNS),
     (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::COLUMNS),
+    (FlowEdgeSlotRows::TABLE, FlowEdgeSlotRows::COLUMNS),
 ];
 
 /// A raw-signal table: its name, appended columns, and where `commit_seq` goes among them.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use crate::alerts::rules::{Rule, RuleSpec};
 use crate::alerts::{store as alert_store, AlertError};
+use crate::flows::map::FlowMap;
 use crate::flows::queries::{self, FlowOrder, Range};
 use crate::store::StoreError;
 
@@ -24,6 +25,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/flows/{flow_id}", get(flow))
         .route("/api/chains", get(chains))
         .route("/api/chains/{chain}/breakdown", get(chain_breakdown))
+        .route("/api/map", get(map))
         .route("/api/queues", get(queues))
         .route("/api/retries", get(retries))
         .route("/api/dead-letters", get(dead_letters))
@@ -65,11 +67,72 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (status, Json(ErrorBody { error: self.to_string() })).into_response()
     }
 }
 
 pub use crate::text::now_nanos;
+
+/// What every failed API request answers.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `{"flows": [...]}` and the like: every list the API returns is named.
+#[derive(Debug, Serialize)]
+pub struct Flows<T> {
+    pub flows: Vec<T>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Chains {
+    pub chains: Vec<queries::ChainStats>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Queues {
+    pub queues: Vec<queries::QueueView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetters {
+    pub dead_letters: Vec<queries::DeadLetterRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rules {
+    pub rules: Vec<RuleView>,
+}
+
+/// The stitcher's progress and the join keys it gave up on.
+#[derive(Debug, Serialize)]
+pub struct Stitching {
+    pub stitched_commit_seq: i64,
+    pub spans_stitched: u64,
+    pub flows_written: u64,
+    pub rounds: u64,
+    pub last_error: Option<String>,
+    pub ignored_join_keys: Vec<queries::IgnoredKeyRow>,
+}
+
+/// A webhook delivery with when it was made.
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    pub time_unix_nano: i64,
+    #[serde(flatten)]
+    pub record: alert_store::DeliveryRecord,
+}
+
+/// Active alerts (pending and firing), recent transitions and webhook deliveries.
+#[derive(Debug, Serialize)]
+pub struct AlertsView {
+    pub evaluations: u64,
+    pub rule_errors: std::collections::BTreeMap<String, String>,
+    pub active: Vec<crate::alerts::state::Instance>,
+    pub history: Vec<alert_store::HistoryEntry>,
+    pub deliveries: Vec<Delivery>,
+}
 
 /// `from`/`to` in unix nanoseconds, or `last` as a duration (`15m`, `6h`); the default is
 /// the last hour.
@@ -127,13 +190,12 @@ struct SearchParams {
 async fn search(
     State(state): State<Arc<AppState>>,
     Query(p): Query<SearchParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Flows<queries::SearchHit>>, ApiError> {
     let q = p.q.unwrap_or_default();
     if q.trim().is_empty() {
         return Err(ApiError::BadRequest("q is required: a trace id, span id, message id or correlation id".into()));
     }
-    let flows = queries::search(&state.store, q).await?;
-    Ok(Json(serde_json::json!({ "flows": flows })))
+    Ok(Json(Flows { flows: queries::search(&state.store, q).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,13 +228,12 @@ pub fn parse_sort(sort: Option<&str>) -> Result<FlowOrder, ApiError> {
 async fn flows(
     State(state): State<Arc<AppState>>,
     Query(p): Query<FlowsParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Flows<queries::FlowRow>>, ApiError> {
     let range = p.range.resolve(now_nanos())?;
     let limit = parse_limit(p.limit.as_deref())?;
     let order = parse_sort(p.sort.as_deref())?;
     let chain = p.chain.filter(|c| !c.is_empty());
-    let flows = queries::flows(&state.store, range, chain, order, limit).await?;
-    Ok(Json(serde_json::json!({ "flows": flows })))
+    Ok(Json(Flows { flows: queries::flows(&state.store, range, chain, order, limit).await? }))
 }
 
 async fn flow(
@@ -202,20 +263,37 @@ async fn chain_breakdown(
     Ok(Json(queries::chain_breakdown(&state.store, range, chain).await?))
 }
 
-async fn chains(
-    State(state): State<Arc<AppState>>,
-    Query(p): Query<RangeParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let range = p.resolve(now_nanos())?;
-    Ok(Json(serde_json::json!({ "chains": queries::chains(&state.store, range).await? })))
+#[derive(Debug, Deserialize)]
+struct ChainsParams {
+    #[serde(flatten)]
+    range: RangeParams,
+    /// Only chains whose flows go through this service.
+    service: Option<String>,
 }
 
-async fn queues(
-    State(state): State<Arc<AppState>>,
-    Query(p): Query<RangeParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn chains(State(state): State<Arc<AppState>>, Query(p): Query<ChainsParams>) -> Result<Json<Chains>, ApiError> {
+    let range = p.range.resolve(now_nanos())?;
+    let service = p.service.filter(|s| !s.is_empty());
+    Ok(Json(Chains { chains: queries::chains(&state.store, range, service).await? }))
+}
+
+#[derive(Debug, Deserialize)]
+struct MapParams {
+    #[serde(flatten)]
+    range: RangeParams,
+    chain: Option<String>,
+}
+
+/// Services, destinations and the calls, publishes and consumptions between them.
+async fn map(State(state): State<Arc<AppState>>, Query(p): Query<MapParams>) -> Result<Json<FlowMap>, ApiError> {
+    let range = p.range.resolve(now_nanos())?;
+    let chain = p.chain.filter(|c| !c.is_empty());
+    Ok(Json(queries::flow_map(&state.store, range, chain).await?))
+}
+
+async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<RangeParams>) -> Result<Json<Queues>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(serde_json::json!({ "queues": queries::queues(&state.store, range).await? })))
+    Ok(Json(Queues { queues: queries::queues(&state.store, range).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,22 +335,21 @@ async fn retries(
 async fn dead_letters(
     State(state): State<Arc<AppState>>,
     Query(p): Query<RangeParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeadLetters>, ApiError> {
     let range = p.resolve(now_nanos())?;
-    Ok(Json(serde_json::json!({ "dead_letters": queries::dead_letters(&state.store, range).await? })))
+    Ok(Json(DeadLetters { dead_letters: queries::dead_letters(&state.store, range).await? }))
 }
 
-async fn stitching(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn stitching(State(state): State<Arc<AppState>>) -> Result<Json<Stitching>, ApiError> {
     let progress = state.flows.progress.borrow().clone();
-    let ignored = queries::ignored_keys(&state.store).await?;
-    Ok(Json(serde_json::json!({
-        "stitched_commit_seq": progress.stitched_seq,
-        "spans_stitched": progress.spans_stitched,
-        "flows_written": progress.flows_written,
-        "rounds": progress.rounds,
-        "last_error": progress.last_error,
-        "ignored_join_keys": ignored,
-    })))
+    Ok(Json(Stitching {
+        stitched_commit_seq: progress.stitched_seq,
+        spans_stitched: progress.spans_stitched,
+        flows_written: progress.flows_written,
+        rounds: progress.rounds,
+        last_error: progress.last_error,
+        ignored_join_keys: queries::ignored_keys(&state.store).await?,
+    }))
 }
 
 /// A rule as the API shows it: the spec plus its id and where it comes from.
@@ -296,9 +373,8 @@ fn rule_body(body: RuleBody) -> Result<RuleSpec, ApiError> {
     body.map(|Json(spec)| spec).map_err(|e| ApiError::BadRequest(format!("invalid rule: {}", e.body_text())))
 }
 
-async fn list_rules(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let rules: Vec<RuleView> = state.alerts.rules().into_iter().map(RuleView::from).collect();
-    Json(serde_json::json!({ "rules": rules }))
+async fn list_rules(State(state): State<Arc<AppState>>) -> Json<Rules> {
+    Json(Rules { rules: state.alerts.rules().into_iter().map(RuleView::from).collect() })
 }
 
 async fn create_rule(
@@ -327,25 +403,20 @@ async fn delete_rule(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Active alerts (pending and firing), recent transitions and webhook deliveries.
-async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<AlertsView>, ApiError> {
     let history = alert_store::history(state.alerts.store(), 200).await?;
-    let deliveries: Vec<serde_json::Value> = alert_store::deliveries(state.alerts.store(), 200)
+    let deliveries = alert_store::deliveries(state.alerts.store(), 200)
         .await?
         .into_iter()
-        .map(|(t, d)| {
-            let mut v = serde_json::to_value(d).expect("serializable");
-            v["time_unix_nano"] = t.into();
-            v
-        })
+        .map(|(time_unix_nano, record)| Delivery { time_unix_nano, record })
         .collect();
-    Ok(Json(serde_json::json!({
-        "evaluations": state.alerts.evaluations(),
-        "rule_errors": state.alerts.rule_errors(),
-        "active": state.alerts.instances(),
-        "history": history,
-        "deliveries": deliveries,
-    })))
+    Ok(Json(AlertsView {
+        evaluations: state.alerts.evaluations(),
+        rule_errors: state.alerts.rule_errors(),
+        active: state.alerts.instances(),
+        history,
+        deliveries,
+    }))
 }
 
 #[cfg(test)]

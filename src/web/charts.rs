@@ -140,6 +140,11 @@ pub fn line_chart(
     svg
 }
 
+/// "2.50/s": a rate per second.
+pub fn fmt_rate(r: f64) -> String {
+    format!("{r:.2}/s")
+}
+
 pub fn fmt_count(v: f64) -> String {
     fmt_num(v)
 }

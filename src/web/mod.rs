@@ -6,6 +6,8 @@ pub mod api;
 pub mod charts;
 pub mod flow_metrics;
 pub mod hosts;
+pub mod layered;
+pub mod map;
 pub mod pages;
 mod self_metrics;
 
@@ -81,6 +83,7 @@ pub fn router(state: Arc<AppState>, token: BearerToken, hosts: HostPolicy) -> Ro
         .route("/metrics/flows", get(flow_metrics::flow_metrics))
         .merge(api::router())
         .merge(pages::router())
+        .merge(map::router())
         .merge(alert_pages::router())
         .layer(middleware::from_fn_with_state(token, auth::require));
     Router::new()

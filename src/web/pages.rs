@@ -14,7 +14,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::api::{load_flow, now_nanos, parse_bucket, ApiError, RangeParams};
-use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, LineSeries, PairedBar};
+use super::charts::{self, esc, fmt_clock, fmt_count, fmt_datetime, fmt_ms, fmt_rate, LineSeries, PairedBar};
 use super::AppState;
 use crate::flows::backlog::QueueStatus;
 use crate::flows::breakdown::{Breakdown, StepDelta};
@@ -44,6 +44,9 @@ pub struct Layout {
     pub from_value: String,
     pub to_value: String,
     pub path: String,
+    /// Query parameters of the page itself (not the range), kept by the range links and
+    /// the custom-range form.
+    pub hidden: Vec<(String, String)>,
 }
 
 /// The query string every page shares: the range and the refresh toggle.
@@ -55,6 +58,8 @@ pub struct PageParams {
     pub sort: Option<String>,
     pub bucket: Option<String>,
     pub q: Option<String>,
+    /// The overview: only chains through this service.
+    pub service: Option<String>,
 }
 
 impl PageParams {
@@ -90,16 +95,29 @@ impl PageParams {
     }
 
     pub fn layout(&self, title: impl Into<String>, active: &'static str, path: &str, range: Range) -> Layout {
+        self.layout_with(title, active, path, &[], range)
+    }
+
+    /// The layout of a page with parameters of its own (`page`), which its range links keep.
+    pub fn layout_with(
+        &self,
+        title: impl Into<String>,
+        active: &'static str,
+        path: &str,
+        page: &[(&str, &str)],
+        range: Range,
+    ) -> Layout {
+        let own: String = page.iter().map(|(k, v)| format!("{k}={}&", urlencode(v))).collect();
         let current = self.range.last.clone().unwrap_or_default();
         let custom = self.range.from.is_some() || self.range.to.is_some();
         let ranges = ["15m", "1h", "6h", "24h", "7d"]
             .iter()
             .map(|l| {
                 let on = !custom && (current == *l || (current.is_empty() && *l == "1h"));
-                (l.to_string(), format!("{path}?{}", self.query_string(Some(l), self.refresh_on())), on)
+                (l.to_string(), format!("{path}?{own}{}", self.query_string(Some(l), self.refresh_on())), on)
             })
             .collect();
-        let refresh_href = format!("{path}?{}", self.query_string(None, !self.refresh_on()));
+        let refresh_href = format!("{path}?{own}{}", self.query_string(None, !self.refresh_on()));
         Layout {
             title: title.into(),
             active,
@@ -111,6 +129,7 @@ impl PageParams {
             from_value: range.from.to_string(),
             to_value: range.to.to_string(),
             path: path.to_string(),
+            hidden: page.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 }
@@ -163,7 +182,7 @@ pub fn render<T: Template>(t: &T) -> Html<String> {
     Html(t.render().unwrap_or_else(|e| format!("<!doctype html><p>template error: {}</p>", esc(&e.to_string()))))
 }
 
-type PageResult = Result<Html<String>, PageError>;
+pub type PageResult = Result<Html<String>, PageError>;
 
 // ---------------------------------------------------------------- overview
 
@@ -193,6 +212,8 @@ struct OverviewPage {
     troubled_queues: Vec<(String, String, String)>,
     dead_letter_count: usize,
     range_query: String,
+    /// The service the chains are filtered by (from a map node), or empty.
+    service: String,
 }
 
 async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
@@ -200,7 +221,7 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
     let bucket = ((range.to - range.from) / 24).max(1);
     // Independent reads on separate pooled connections, side by side.
     let (mut chains, series, queues, dead) = tokio::try_join!(
-        queries::chains(&state.store, range),
+        queries::chains(&state.store, range, p.service.clone().filter(|s| !s.is_empty())),
         queries::chain_latency_series(&state.store, range, bucket, None),
         queries::queues(&state.store, range),
         queries::dead_letters(&state.store, range),
@@ -225,6 +246,8 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
         chains.sort_by(|a, b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal));
     }
     let rq = p.range_query();
+    let service = p.service.clone().unwrap_or_default();
+    let own: Vec<(&str, &str)> = if service.is_empty() { vec![] } else { vec![("service", service.as_str())] };
     let rows = chains
         .into_iter()
         .map(|c| {
@@ -247,7 +270,10 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
         .collect();
     let sort_links = ["chain", "count", "errors", "p50", "p95", "p99", "queue", "retries", "dead"]
         .iter()
-        .map(|k| (k.to_string(), format!("/?{}{}sort={k}", rq, if rq.is_empty() { "" } else { "&" })))
+        .map(|k| {
+            let own: String = own.iter().map(|(k, v)| format!("{k}={}&", urlencode(v))).collect();
+            (k.to_string(), format!("/?{own}{}{}sort={k}", rq, if rq.is_empty() { "" } else { "&" }))
+        })
         .collect();
     let troubled_queues = queues
         .iter()
@@ -255,7 +281,7 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
         .map(|q| (q.destination.clone(), q.status.as_str().to_string(), fmt_count(q.depth)))
         .collect();
     let page = OverviewPage {
-        layout: p.layout("Overview", "overview", "/", range),
+        layout: p.layout_with("Overview", "overview", "/", &own, range),
         empty,
         chains: rows,
         sort_links,
@@ -268,6 +294,7 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
         troubled_queues,
         dead_letter_count: dead.len(),
         range_query: rq,
+        service: service.clone(),
     };
     Ok(render(&page))
 }
@@ -300,6 +327,8 @@ struct ChainPage {
     tail_summary: String,
     tail_chart: String,
     slowest: Vec<FlowLinkRow>,
+    /// The chain's map (SVG), empty without edges.
+    map: String,
 }
 
 /// Histogram bars (label, count, tooltip) for power-of-two buckets, gaps filled with zeros.
@@ -323,12 +352,13 @@ async fn chain(
 ) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let bucket = ((range.to - range.from) / 30).max(1);
-    let (summary, series, hops, slowest, tail) = tokio::try_join!(
+    let (summary, series, hops, slowest, tail, map) = tokio::try_join!(
         queries::chain_summary(&state.store, range, chain.clone()),
         queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())),
         queries::chain_hop_waits(&state.store, range, chain.clone()),
         queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20),
         queries::chain_breakdown(&state.store, range, chain.clone()),
+        queries::flow_map(&state.store, range, Some(chain.clone())),
     )?;
     let Some(summary) = summary else {
         return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
@@ -381,6 +411,7 @@ async fn chain(
         over_time,
         breakdown,
         slowest: slowest.into_iter().map(|f| flow_link_row(f, &p.range_query())).collect(),
+        map: super::map::map_svg(&map, &p.range_query(), &format!("map of {chain}")),
         chain,
     };
     Ok(render(&page))
@@ -429,7 +460,7 @@ fn tail_view(b: &Breakdown, rq: &str) -> (String, String) {
     (summary, charts::paired_bars(&rows, ("typical (p40-p60)", "tail (> p95)"), fmt_ms))
 }
 
-fn flow_link_row(f: queries::FlowRow, rq: &str) -> FlowLinkRow {
+pub fn flow_link_row(f: queries::FlowRow, rq: &str) -> FlowLinkRow {
     FlowLinkRow {
         href: format!("/flows/{}?{rq}", f.flow_id),
         start: fmt_datetime(f.start_unix_nano),
@@ -725,10 +756,6 @@ pub struct QueueCard {
 struct QueuesPage {
     layout: Layout,
     queues: Vec<QueueCard>,
-}
-
-fn fmt_rate(r: f64) -> String {
-    format!("{r:.2}/s")
 }
 
 async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {

@@ -1,0 +1,1 @@
+SELECT count(*) FROM flow_edge_slots;

@@ -1,0 +1,375 @@
+//! One flow (its spans, hops and dead letters, analysed afresh), lists of flows, search.
+
+use std::sync::Arc;
+
+use duckdb::{params, Connection};
+use serde::Serialize;
+
+use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
+use super::super::intake;
+use super::{ms, parse_json, DeadLetterRow, Range};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowRow {
+    pub flow_id: String,
+    pub chain: String,
+    pub start_unix_nano: i64,
+    pub duration_ms: f64,
+    pub error: bool,
+    pub hops: i32,
+    pub retries: i32,
+    pub dead_letters: i32,
+    pub queue_wait_ms: f64,
+    pub span_count: i32,
+    pub trace_count: i32,
+}
+
+/// A row of `flows_by_*.sql` (and `flows_across_edge.sql`).
+pub(super) fn flow_row(r: &duckdb::Row<'_>) -> duckdb::Result<FlowRow> {
+    Ok(FlowRow {
+        flow_id: r.get(0)?,
+        chain: r.get(1)?,
+        start_unix_nano: r.get(2)?,
+        duration_ms: r.get(3)?,
+        error: r.get(4)?,
+        hops: r.get(5)?,
+        retries: r.get(6)?,
+        dead_letters: r.get(7)?,
+        queue_wait_ms: r.get(8)?,
+        span_count: r.get(9)?,
+        trace_count: r.get(10)?,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowOrder {
+    Newest,
+    Slowest,
+}
+
+pub async fn flows(
+    store: &Arc<Store>,
+    range: Range,
+    chain: Option<String>,
+    order: FlowOrder,
+    limit: i64,
+) -> Result<Vec<FlowRow>, StoreError> {
+    store
+        .read(move |c| {
+            let sql = match order {
+                FlowOrder::Newest => include_str!("../../../queries/flows_by_time.sql"),
+                FlowOrder::Slowest => include_str!("../../../queries/flows_by_duration.sql"),
+            };
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![range.from, range.to, chain, limit], flow_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub service: String,
+    pub name: String,
+    pub kind: String,
+    pub start_unix_nano: i64,
+    pub end_unix_nano: i64,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub critical: bool,
+    pub retry_attempt: Option<i32>,
+    pub dead_letter: bool,
+    pub destination: Option<String>,
+    pub attributes: serde_json::Value,
+    pub resource_attributes: serde_json::Value,
+    pub events: serde_json::Value,
+    pub links: Vec<FlowLink>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowLink {
+    pub trace_id: String,
+    pub span_id: String,
+    pub attributes: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowHop {
+    pub system: Option<String>,
+    pub destination: Option<String>,
+    pub producer_span_id: Option<String>,
+    pub consumer_span_ids: Vec<String>,
+    pub sent_unix_nano: i64,
+    pub received_unix_nano: Option<i64>,
+    pub queue_wait_ms: f64,
+    pub clock_skew: bool,
+    pub dead_letter: bool,
+    /// Where the broker moved the message from (dead-letter exchanges, SQS redrive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_destination: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowDetail {
+    pub flow_id: String,
+    pub chain: String,
+    pub path: Vec<String>,
+    pub start_unix_nano: i64,
+    pub end_unix_nano: i64,
+    pub duration_ms: f64,
+    pub services: Vec<String>,
+    pub trace_ids: Vec<String>,
+    pub error: bool,
+    pub retries: usize,
+    pub dead_lettered: bool,
+    pub queue_wait_ms: f64,
+    pub service_ms: f64,
+    pub retry_delay_ms: f64,
+    pub settled: bool,
+    /// The flow has more spans than the cap: only the earliest are shown and analysed.
+    pub truncated: bool,
+    pub spans: Vec<FlowSpan>,
+    pub hops: Vec<FlowHop>,
+    pub dead_letters: Vec<DeadLetterRow>,
+}
+
+/// How a flow is read for its page: as the stitcher analyses it.
+#[derive(Debug, Clone)]
+pub struct FlowReading {
+    pub dead_letter_patterns: DeadLetterPatterns,
+    /// A flow with no new span for this long is settled.
+    pub quiet_period_ns: i64,
+    /// At most this many spans are read and analysed (the stitcher's cap).
+    pub max_spans: usize,
+}
+
+/// The whole flow containing `id` (a flow id or any of its trace ids), analysed afresh
+/// from its spans; `None` when no flow contains it.
+pub async fn flow(store: &Arc<Store>, id: String, reading: FlowReading) -> Result<Option<FlowDetail>, StoreError> {
+    store.read(move |c| flow_blocking(c, &id.to_ascii_lowercase(), &reading)).await
+}
+
+fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Option<FlowDetail>, StoreError> {
+    let summary = c
+        .prepare_cached(include_str!("../../../queries/flow_summary.sql"))?
+        .query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get(4)?))
+        })?
+        .next()
+        .transpose()?;
+    let Some((flow_id, updated, start, end, stitched_truncated)) = summary else {
+        return Ok(None);
+    };
+    struct Extra {
+        kind: String,
+        status: String,
+        attributes: Option<String>,
+        events: Option<String>,
+        resource: Option<String>,
+    }
+    let mut facts: Vec<SpanFacts> = Vec::new();
+    let mut extras: Vec<Extra> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_spans.sql"))?;
+        let limit = reading.max_spans.saturating_add(1) as i64;
+        let mut rows = stmt.query(params![flow_id, start, end, limit])?;
+        let mut read_span = intake::span_reader();
+        while let Some(r) = rows.next()? {
+            facts.push(read_span(r)?);
+            extras.push(Extra {
+                kind: r.get("kind")?,
+                status: r.get("status_code")?,
+                attributes: r.get("attributes")?,
+                events: r.get("events")?,
+                resource: r.get("resource_attributes")?,
+            });
+        }
+    }
+    if facts.is_empty() {
+        return Ok(None);
+    }
+    // The stitcher kept the earliest spans (and the flow's bounds are theirs), or more
+    // spans than the cap fall within those bounds.
+    let truncated: bool = stitched_truncated || facts.len() > reading.max_spans;
+    facts.truncate(reading.max_spans);
+    extras.truncate(reading.max_spans);
+    let mut link_rows: Vec<(String, String, LinkFacts, Option<String>)> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_links.sql"))?;
+        let rows = stmt.query_map(params![flow_id, start, end], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                LinkFacts { trace_id: r.get(2)?, span_id: r.get(3)?, message_id: r.get(4)? },
+                r.get(5)?,
+            ))
+        })?;
+        for row in rows {
+            link_rows.push(row?);
+        }
+    }
+    let index: std::collections::HashMap<(String, String), usize> =
+        facts.iter().enumerate().map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i)).collect();
+    let mut link_attrs: Vec<Vec<FlowLink>> = vec![Vec::new(); facts.len()];
+    for (trace, span, link, attrs) in link_rows {
+        if let Some(i) = index.get(&(trace, span)) {
+            link_attrs[*i].push(FlowLink {
+                trace_id: link.trace_id.clone(),
+                span_id: link.span_id.clone(),
+                attributes: parse_json(attrs, serde_json::json!({})),
+            });
+            facts[*i].links.push(link);
+        }
+    }
+
+    let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), &reading.dead_letter_patterns);
+    let mut retry_attempt: Vec<Option<i32>> = vec![None; facts.len()];
+    for r in &a.retries {
+        retry_attempt[r.span] = Some(r.attempt);
+        // The first attempt of what was retried is numbered too.
+        if let Some(p) = r.previous.filter(|_| r.attempt == 2) {
+            retry_attempt[p].get_or_insert(1);
+        }
+    }
+    let mut dead: Vec<bool> = vec![false; facts.len()];
+    for d in &a.dead_letters {
+        dead[d.span] = true;
+    }
+    let spans: Vec<FlowSpan> = facts
+        .iter()
+        .zip(extras)
+        .zip(link_attrs)
+        .enumerate()
+        .map(|(i, ((s, x), links))| FlowSpan {
+            trace_id: s.trace_id.clone(),
+            span_id: s.span_id.clone(),
+            parent_span_id: s.parent_span_id.clone(),
+            service: s.service.clone(),
+            name: s.name.clone(),
+            kind: x.kind,
+            start_unix_nano: s.start,
+            end_unix_nano: s.end,
+            status: x.status,
+            status_message: s.status_message.clone(),
+            critical: a.critical[i],
+            retry_attempt: retry_attempt[i],
+            dead_letter: dead[i],
+            destination: s.destination.clone(),
+            attributes: parse_json(x.attributes, serde_json::json!({})),
+            resource_attributes: parse_json(x.resource, serde_json::json!({})),
+            events: parse_json(x.events, serde_json::json!([])),
+            links,
+        })
+        .collect();
+    let hops = a
+        .hops
+        .iter()
+        .map(|h| FlowHop {
+            system: h.system.clone(),
+            destination: h.destination.clone(),
+            producer_span_id: h.producer.map(|p| facts[p].span_id.clone()),
+            consumer_span_ids: h.consumers.iter().map(|c| facts[*c].span_id.clone()).collect(),
+            sent_unix_nano: h.time,
+            received_unix_nano: h.consumers.iter().map(|c| facts[*c].start).min(),
+            queue_wait_ms: ms(h.queue_wait_ns),
+            clock_skew: h.clock_skew,
+            dead_letter: h.dead_letter,
+            source_destination: h.source_destination.clone(),
+        })
+        .collect();
+    let dead_letters = a
+        .dead_letters
+        .iter()
+        .map(|d| DeadLetterRow {
+            time_unix_nano: d.time,
+            flow_id: flow_id.clone(),
+            destination: d.destination.clone(),
+            source_destination: d.source_destination.clone(),
+            message_id: d.message_id.clone(),
+            correlation_id: d.correlation_id.clone(),
+            error: d.error.clone(),
+        })
+        .collect::<Vec<_>>();
+    let now = crate::text::now_nanos();
+    Ok(Some(FlowDetail {
+        flow_id,
+        chain: a.chain.clone(),
+        path: a.path.clone(),
+        start_unix_nano: a.start,
+        end_unix_nano: a.end,
+        duration_ms: ms(a.end - a.start),
+        services: a.services.clone(),
+        trace_ids: a.trace_ids.clone(),
+        error: a.error,
+        retries: a.retries.len(),
+        dead_lettered: !dead_letters.is_empty(),
+        queue_wait_ms: ms(a.queue_wait_ns),
+        service_ms: ms(a.service_ns),
+        retry_delay_ms: ms(a.retry_delay_ns),
+        settled: now - updated > reading.quiet_period_ns,
+        truncated,
+        spans,
+        hops,
+        dead_letters,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SearchHit {
+    pub flow_id: String,
+    pub chain: String,
+    pub start_unix_nano: i64,
+    pub duration_ms: f64,
+}
+
+/// Flows containing `q` as a trace id (a cheap lookup, tried first) or else as a span id,
+/// message id or correlation id (a scan of those span, link and log columns).
+pub async fn search(store: &Arc<Store>, q: String) -> Result<Vec<SearchHit>, StoreError> {
+    store
+        .read(move |c| {
+            let q = q.trim();
+            let by_trace = search_with(c, include_str!("../../../queries/search_by_trace_id.sql"), q)?;
+            if !by_trace.is_empty() {
+                return Ok(by_trace);
+            }
+            search_with(c, include_str!("../../../queries/search.sql"), q)
+        })
+        .await
+}
+
+fn search_with(c: &Connection, sql: &str, q: &str) -> Result<Vec<SearchHit>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map([q], |r| {
+        Ok(SearchHit { flow_id: r.get(0)?, chain: r.get(1)?, start_unix_nano: r.get(2)?, duration_ms: r.get(3)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IgnoredKeyRow {
+    pub kind: String,
+    pub value: String,
+    pub traces: i64,
+    pub detected_unix_nano: i64,
+}
+
+pub async fn ignored_keys(store: &Arc<Store>) -> Result<Vec<IgnoredKeyRow>, StoreError> {
+    store
+        .read(|c| {
+            let mut stmt = c.prepare_cached(include_str!("../../../queries/ignored_join_keys.sql"))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(IgnoredKeyRow {
+                    kind: r.get(0)?,
+                    value: r.get(1)?,
+                    traces: r.get(2)?,
+                    detected_unix_nano: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+}
