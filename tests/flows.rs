@@ -112,8 +112,10 @@ async fn check_demo_scenarios(server: TestServer) {
         scenarios::refund(&mut b, t0 + 70_000 * MS, scenarios::Delivery::Ok),
     ];
     let emission = std::mem::take(&mut b.out);
+    let sent = emission.spans.clone();
     send_shuffled(&server, emission, 1).await;
     wait_stitched(&server).await;
+    let server = check_demo_map(server, &sent, &expected).await;
 
     let (status, list) = api(&server, &format!("/api/flows?{ALL_TIME}&limit=100")).await;
     assert_eq!(status, 200);
@@ -194,6 +196,129 @@ async fn check_demo_scenarios(server: TestServer) {
         .map(|c| c["count"].as_i64().unwrap())
         .sum::<i64>();
     assert_eq!(psp_retries as usize, expected[0].retries);
+}
+
+/// The p95 of durations (ns) as the map computes it: the ceil(0.95 n)-th smallest.
+fn p95_ms(mut ns: Vec<i64>) -> f64 {
+    ns.sort_unstable();
+    let rank = ((ns.len() as f64 * 0.95).ceil() as usize).max(1);
+    ns[rank - 1] as f64 / 1e6
+}
+
+/// Durations of the spans one service sent under one name.
+fn durations(sent: &[(String, opentelemetry_proto::tonic::trace::v1::Span)], service: &str, name: &str) -> Vec<i64> {
+    sent.iter()
+        .filter(|(s, span)| s == service && span.name == name)
+        .map(|(_, span)| (span.end_time_unix_nano - span.start_time_unix_nano) as i64)
+        .collect()
+}
+
+fn map_edge<'a>(map: &'a Value, kind: &str, from: &str, to: &str) -> &'a Value {
+    map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == kind && e["from"] == from && e["to"] == to)
+        .unwrap_or_else(|| panic!("no {kind} edge {from} -> {to} in {map}"))
+}
+
+fn assert_close(got: f64, want: f64, what: &str) {
+    // Latencies are counted in buckets eight to a doubling: within 4.5%.
+    assert!((got - want).abs() <= want * 0.045 + 1e-9, "{what}: {got} vs {want} computed from the spans");
+}
+
+/// The map of the demo scenarios against figures computed by hand from the spans sent;
+/// then the same map after a restart (the stitcher replays and rewrites every flow,
+/// subtracting each flow's old cells). Returns the restarted server.
+async fn check_demo_map(server: TestServer, sent: &[(String, opentelemetry_proto::tonic::trace::v1::Span)], expected: &[Expected]) -> TestServer {
+    let (status, map) = api(&server, &format!("/api/map?{ALL_TIME}")).await;
+    assert_eq!(status, 200, "{map}");
+    let nodes: Vec<&str> = map["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    for id in [
+        "service:checkout",
+        "service:inventory",
+        "destination:orders",
+        "service:billing",
+        "destination:payments",
+        "service:payments-worker",
+        "destination:orders.DLT",
+        "destination:refunds.q",
+        "destination:refunds.dead-letter",
+        "service:auditor",
+        "destination:shipments",
+    ] {
+        assert!(nodes.contains(&id), "{id} is on the map: {nodes:?}");
+    }
+    let node = |id: &str| map["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap().clone();
+    assert_eq!(node("destination:orders")["kind"], "destination");
+    assert_eq!(node("destination:orders")["system"], "kafka");
+    assert_eq!(node("service:checkout")["kind"], "service");
+    assert_eq!(node("service:checkout")["flows_started"], 2);
+
+    // The synchronous call: client span durations.
+    let call = map_edge(&map, "call", "service:checkout", "service:inventory");
+    assert_eq!(call["count"], 2);
+    assert_close(call["p95_ms"].as_f64().unwrap(), p95_ms(durations(sent, "checkout", "inventory.Inventory/Reserve")), "call p95");
+    assert_eq!(call["error_share"], 0.0);
+    // The publish: producer span durations.
+    let publish = map_edge(&map, "publish", "service:checkout", "destination:orders");
+    assert_eq!(publish["count"], 2);
+    assert_close(publish["p95_ms"].as_f64().unwrap(), p95_ms(durations(sent, "checkout", "orders publish")), "publish p95");
+    // The consumption crosses traces (the consumer is linked): queue waits as generated,
+    // the poison message's first delivery failed and it was retried twice.
+    let consume = map_edge(&map, "consume", "destination:orders", "service:billing");
+    assert_eq!(consume["count"], 2);
+    let waits: Vec<i64> = expected[..2].iter().map(|e| e.hops.iter().find(|h| h.0 == "orders").unwrap().1).collect();
+    assert_close(consume["p95_ms"].as_f64().unwrap(), p95_ms(waits), "queue wait p95");
+    assert_eq!(consume["error_share"], 0.5);
+    assert_eq!(consume["retries"], 2);
+    // Dead letters: billing publishes the poison order to the DLT; the broker moves the
+    // rejected refund from refunds.q to its dead-letter queue, where auditor reads it.
+    assert_eq!(map_edge(&map, "publish", "service:billing", "destination:orders.DLT")["dead_letters"], 1);
+    let moved = map_edge(&map, "publish", "destination:refunds.q", "destination:refunds.dead-letter");
+    assert_eq!((moved["dead_letters"].as_i64(), moved["count"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(map_edge(&map, "consume", "destination:refunds.dead-letter", "service:auditor")["count"], 1);
+    let refunds = map_edge(&map, "consume", "destination:refunds.q", "service:refunds");
+    assert_eq!(refunds["count"], 3, "three refunds, each one delivery to the refunds service");
+    assert_eq!(refunds["retries"].as_i64().unwrap() as usize, expected[5..].iter().map(|e| e.retries).sum::<usize>());
+
+    // A rate is the count over the range (whole minutes from the one `from` falls in).
+    let minute = 60_000_000_000i64;
+    let from = (flowscope::web::api::now_nanos() - 10 * minute) / minute * minute;
+    let to = from + 20 * minute;
+    let (_, ranged) = api(&server, &format!("/api/map?from={from}&to={to}")).await;
+    let ranged_call = map_edge(&ranged, "call", "service:checkout", "service:inventory");
+    assert!((ranged_call["rate_per_s"].as_f64().unwrap() - 2.0 / 1200.0).abs() < 1e-9, "{ranged_call}");
+
+    // One chain's map has only its own edges.
+    let (_, chain_map) = api(&server, &format!("/api/map?{ALL_TIME}&chain=checkout%20POST%20%2Forders")).await;
+    let chain_edges = chain_map["edges"].as_array().unwrap();
+    assert!(chain_edges.iter().all(|e| !e["from"].as_str().unwrap().contains("refunds")), "{chain_map}");
+    assert_eq!(map_edge(&chain_map, "consume", "destination:orders", "service:billing")["count"], 2);
+
+    // The edge page lists the flows that crossed the edge, slowest first.
+    let edge_page = reqwest::get(server.ui_url(&format!(
+        "/map/edge?kind=consume&source=destination%3Aorders&target=service%3Abilling&{ALL_TIME}"
+    )))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    for e in &expected[..2] {
+        assert!(edge_page.contains(&format!("/flows/{}", e.flow_id)), "the edge page lists {}", e.chain);
+    }
+    assert!(!edge_page.contains(&format!("/flows/{}", expected[5].flow_id)), "and no refund");
+    let bad = reqwest::get(server.ui_url("/map/edge?kind=entry&source=x&target=y")).await.unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // After a restart the stitcher rewrites every flow: the sums must not move.
+    let (_, dir) = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    wait_stitched(&server).await;
+    let (_, again) = api(&server, &format!("/api/map?{ALL_TIME}")).await;
+    assert_eq!(again, map, "the map after a restart");
+    server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,6 +421,47 @@ async fn recorded_pika_dead_letter_exchange_replays_as_expected() {
     assert_eq!(payments["aliases"], serde_json::json!(["orders"]));
     assert_eq!(payments["depth_source"], "metrics");
     assert!(payments["publish_rate"].as_f64().unwrap() >= 0.0);
+
+    // The map: one node per queue (the exchange `orders` merged into the queue x-death
+    // records name; nothing in the spans names the queue behind `payments`, so that
+    // exchange stands for it), the broker's dead-lettering as an edge from payments.q,
+    // the redeliveries on the consumption that failed.
+    let (_, map) = api(&server, &format!("/api/map?{ALL_TIME}")).await;
+    let mut nodes: Vec<&str> = map["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        [
+            "destination:orders.dead-letter",
+            "destination:payments",
+            "destination:payments.q",
+            "service:auditor",
+            "service:emails",
+            "service:inventory",
+            "service:payments",
+            "service:web"
+        ],
+        "{map}"
+    );
+    let orders = expected["orders"].as_array().unwrap();
+    let count = |kind: &str| orders.iter().filter(|o| o["kind"] == kind).count() as i64;
+    let orders = orders.len() as i64;
+    assert_eq!(map_edge(&map, "call", "service:web", "service:inventory")["count"], orders);
+    // The broken orders were published without instrumentation: no publish span.
+    let published = orders - count("broken");
+    assert_eq!(map_edge(&map, "publish", "service:web", "destination:payments.q")["count"], published);
+    let delivered = orders - count("poison");
+    assert_eq!(map_edge(&map, "publish", "service:payments", "destination:payments")["count"], delivered);
+    assert_eq!(map_edge(&map, "consume", "destination:payments", "service:emails")["count"], delivered);
+    let consume = map_edge(&map, "consume", "destination:payments.q", "service:payments");
+    assert_eq!(consume["count"], orders);
+    assert!(consume["retries"].as_i64().unwrap() >= 2, "{consume}");
+    let dead = map_edge(&map, "publish", "destination:payments.q", "destination:orders.dead-letter");
+    assert_eq!(dead["dead_letters"], 2);
+    assert_eq!(map_edge(&map, "consume", "destination:orders.dead-letter", "service:auditor")["count"], 2);
+    let payments_node = map["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "destination:payments.q").unwrap();
+    assert_eq!(payments_node["system"], "rabbitmq");
+    assert!(payments_node["status"].is_string(), "the queue's backlog status: {payments_node}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
