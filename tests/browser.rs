@@ -59,9 +59,9 @@ fn screenshot(url: &str, name: &str) -> PathBuf {
     file
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_page_renders_in_chromium_with_the_demo_data() {
-    let server = TestServer::start().await;
+/// The demo's scenarios over the last ten minutes, the e-mail queue growing in the
+/// second half, plus a span with a hostile name; returns the checkouts.
+async fn send_demo_data(server: &TestServer) -> Vec<scenarios::Expected> {
     let mut rng = StdRng::seed_from_u64(5);
     let mut b = Builder::new(&mut rng);
     let now = flowscope::web::api::now_nanos();
@@ -73,6 +73,8 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
     scenarios::quote(&mut b, t0 + 5_000 * MS);
     scenarios::shipping(&mut b, t0 + 6_000 * MS);
     scenarios::analytics_batch(&mut b, t0 + 7_000 * MS, 4);
+    scenarios::refund(&mut b, t0 + 8_000 * MS, scenarios::Delivery::DeadLettered);
+    scenarios::refund(&mut b, t0 + 9_000 * MS, scenarios::Delivery::Redelivered(1));
     let mut pending = Pending::new();
     for tick in 0..10 {
         let (sent, consumed) = if tick < 4 { (3, 3) } else { (3, 1) };
@@ -87,7 +89,13 @@ async fn every_page_renders_in_chromium_with_the_demo_data() {
     evil.end_time_unix_nano = (now - 59_000 * MS) as u64;
     assert_eq!(server.post_protobuf("/v1/traces", traces("<b>evil</b>", vec![evil]).encode_to_vec()).await, 200);
     tokio::time::timeout(Duration::from_secs(60), server.running().wait_stitched()).await.unwrap();
+    checkouts
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_in_chromium_with_the_demo_data() {
+    let server = TestServer::start().await;
+    let checkouts = send_demo_data(&server).await;
     let range = "last=1h";
     let page = |path: &str| server.ui_url(&format!("{path}{}{range}", if path.contains('?') { "&" } else { "?" }));
 
@@ -184,4 +192,157 @@ async fn empty_install_unknown_flow_and_bad_parameters() {
     let resp = reqwest::get(server.ui_url("/static/style.css")).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+}
+
+/// Measures, once Chromium has laid the page out, the boxes of the map's nodes and edge
+/// labels and of the texts in them, into `<pre id="boxes">` (JSON). flowscope's pages
+/// allow no inline script, so the test serves them through a loopback proxy of its own
+/// that adds this one.
+const MEASURE: &str = r#"<script>
+window.addEventListener('load', function () {
+  var box = function (e) { var r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; };
+  var items = Array.from(document.querySelectorAll('svg.flowmap g.node, svg.flowmap g.edge-label')).map(function (g) {
+    return {
+      node: g.classList.contains('node'),
+      id: g.getAttribute('data-node') || g.getAttribute('data-edge'),
+      href: g.parentNode.getAttribute('href'),
+      box: box(g.querySelector('rect')),
+      texts: Array.from(g.querySelectorAll('text')).map(box)
+    };
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'boxes';
+  pre.textContent = JSON.stringify({ svg: box(document.querySelector('svg.flowmap')), items: items });
+  document.body.appendChild(pre);
+});
+</script>"#;
+
+/// A loopback HTTP server passing every GET through to `upstream`, with [`MEASURE`]
+/// added to HTML pages (and their script policy relaxed for it).
+async fn measuring_proxy(upstream: String) -> std::net::SocketAddr {
+    use axum::http::{header, Uri};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let upstream = upstream.clone();
+        async move {
+            let resp = reqwest::get(format!("{upstream}{uri}")).await.unwrap();
+            let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+            let kind = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let mut body = resp.text().await.unwrap();
+            if kind.starts_with("text/html") {
+                body = body.replace("</body>", &format!("{MEASURE}</body>"));
+            }
+            (status, [(header::CONTENT_TYPE, kind)], body).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+type Box4 = [f64; 4];
+
+fn overlap(a: &Box4, b: &Box4) -> bool {
+    a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3]
+}
+
+fn inside(inner: &Box4, outer: &Box4) -> bool {
+    const SLACK: f64 = 1.0;
+    inner[0] >= outer[0] - SLACK
+        && inner[1] >= outer[1] - SLACK
+        && inner[0] + inner[2] <= outer[0] + outer[2] + SLACK
+        && inner[1] + inner[3] <= outer[1] + outer[3] + SLACK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_renders_every_node_without_overlapping_labels_and_links_to_the_right_pages() {
+    let server = TestServer::start().await;
+    let checkouts = send_demo_data(&server).await;
+    let api: serde_json::Value =
+        reqwest::get(server.ui_url("/api/map?last=1h")).await.unwrap().json().await.unwrap();
+    let api_nodes = api["nodes"].as_array().unwrap().len();
+    let api_edges = api["edges"].as_array().unwrap().len();
+    assert!(api_nodes >= 20, "the demo's services and destinations: {api}");
+
+    let proxy = measuring_proxy(format!("http://{}", server.running().ui)).await;
+    let measured_url = format!("http://{proxy}/map?last=1h");
+    let direct_url = server.ui_url("/map?last=1h");
+    let chain_url = server.ui_url("/chains/checkout%20POST%20%2Forders?last=1h");
+    let (measured, chain_dom) = tokio::task::spawn_blocking(move || {
+        let measured = dom(&measured_url);
+        eprintln!("screenshot of the map: {}", screenshot(&direct_url, "map").display());
+        eprintln!("screenshot of the chain page: {}", screenshot(&chain_url, "chain-map").display());
+        (measured, dom(&chain_url))
+    })
+    .await
+    .unwrap();
+    let json = measured
+        .split("<pre id=\"boxes\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .expect("the measuring script ran")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
+    let boxes: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let svg: Box4 = serde_json::from_value(boxes["svg"].clone()).unwrap();
+    let items = boxes["items"].as_array().unwrap();
+    let nodes: Vec<&serde_json::Value> = items.iter().filter(|i| i["node"] == true).collect();
+    assert_eq!(nodes.len(), api_nodes, "every node is drawn");
+    assert_eq!(items.len() - nodes.len(), api_edges, "every edge has its label");
+    let rects: Vec<(String, Box4)> = items
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), serde_json::from_value(i["box"].clone()).unwrap()))
+        .collect();
+    for (id, r) in &rects {
+        assert!(r[2] > 10.0 && r[3] > 10.0, "{id} has a size: {r:?}");
+        assert!(inside(r, &svg), "{id} lies within the map: {r:?} in {svg:?}");
+    }
+    for (k, (a, ra)) in rects.iter().enumerate() {
+        for (b, rb) in &rects[k + 1..] {
+            assert!(!overlap(ra, rb), "{a} {ra:?} overlaps {b} {rb:?}");
+        }
+    }
+    for item in items {
+        let r: Box4 = serde_json::from_value(item["box"].clone()).unwrap();
+        for t in item["texts"].as_array().unwrap() {
+            let t: Box4 = serde_json::from_value(t.clone()).unwrap();
+            assert!(inside(&t, &r), "the text of {} fits its box: {t:?} in {r:?}", item["id"]);
+        }
+    }
+    assert!(measured.contains("status-growing"), "the growing e-mail queue is marked");
+    assert!(measured.contains("edge publish trouble") || measured.contains("edge-label trouble"), "dead letters are marked");
+
+    // Links: a queue to its card on the queue page, a service to its chains, an edge to
+    // the slowest flows that crossed it.
+    let href = |id: &str| -> String {
+        items.iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("{id} on the map"))["href"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let page = |href: String| {
+        let url = server.ui_url(&href);
+        async move {
+            let resp = reqwest::get(url).await.unwrap();
+            assert_eq!(resp.status(), 200, "{href}");
+            resp.text().await.unwrap()
+        }
+    };
+    let queue_href = href("destination:emails");
+    assert!(queue_href.starts_with("/queues?") && queue_href.ends_with("#queue-emails"), "{queue_href}");
+    assert!(page(queue_href).await.contains("id=\"queue-emails\""));
+    let service_page = page(href("service:inventory")).await;
+    assert!(service_page.contains("Chains through inventory") && service_page.contains("checkout POST /orders"));
+    assert!(!service_page.contains("quote-api GET /quote"), "only the chains inventory is in");
+    let edge_page = page(href("consume destination:orders service:billing")).await;
+    for c in &checkouts {
+        assert!(edge_page.contains(&format!("/flows/{}", c.flow_id)), "the edge page lists {}", c.flow_id);
+    }
+
+    // The chain page draws the chain's own map.
+    assert!(chain_dom.contains("class=\"flowmap\""), "the chain page has its map");
+    assert!(chain_dom.contains("data-node=\"service:billing\"") && !chain_dom.contains("data-node=\"service:auditor\""));
 }

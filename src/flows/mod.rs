@@ -7,7 +7,9 @@
 //!   writing the `flows` and `flow_*` tables;
 //! - [`backlog`]: queue depth series, rates and trends per destination;
 //! - [`breakdown`]: tail attribution, where a chain's slow flows spend their extra time;
-//! - [`queries`]: the read side the API and pages use;
+//! - [`edges`]: what one flow contributes to the map, summed per edge and minute;
+//! - [`map`]: the map of a range, from those sums;
+//! - [`queries`]: the read side the API and pages use, by concern;
 //! - [`rollup`]: settled flows as monotonic Prometheus counters and histograms.
 
 pub mod analysis;

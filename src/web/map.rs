@@ -11,7 +11,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::api::{now_nanos, ApiError};
-use super::charts::{esc, fmt_rate};
+use super::charts::esc;
 use super::layered::{self, Size};
 use super::pages::{flow_link_row, render, FlowLinkRow, Layout, PageParams, PageResult};
 use super::AppState;
@@ -60,6 +60,21 @@ fn node_subtitle(n: &MapNode) -> String {
     }
 }
 
+/// A rate in the unit that keeps it readable: per second, minute or hour.
+fn fmt_edge_rate(per_s: f64) -> String {
+    if per_s >= 0.1 {
+        format!("{per_s:.1}/s")
+    } else if per_s * 60.0 >= 0.1 {
+        format!("{:.1}/min", per_s * 60.0)
+    } else {
+        format!("{:.1}/h", per_s * 3600.0)
+    }
+}
+
+fn plural(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// An edge's label lines: rate and p95 always, trouble only when there is some.
 fn edge_lines(e: &MapEdge) -> Vec<String> {
     let latency = match (e.kind, e.p95_ms) {
@@ -67,16 +82,16 @@ fn edge_lines(e: &MapEdge) -> Vec<String> {
         ("consume", Some(p)) => format!(" · wait p95 {}", fmt_ms(p)),
         (_, Some(p)) => format!(" · p95 {}", fmt_ms(p)),
     };
-    let mut lines = vec![format!("{}{latency}", fmt_rate(e.rate_per_s))];
+    let mut lines = vec![format!("{}{latency}", fmt_edge_rate(e.rate_per_s))];
     let mut trouble = Vec::new();
     if e.error_share > 0.0 {
         trouble.push(format!("{:.1}% errors", e.error_share * 100.0));
     }
     if e.retries > 0 {
-        trouble.push(format!("{} retries", e.retries));
+        trouble.push(plural(e.retries, "retry", "retries"));
     }
     if e.dead_letters > 0 {
-        trouble.push(format!("{} dead letters", e.dead_letters));
+        trouble.push(plural(e.dead_letters, "dead letter", "dead letters"));
     }
     if !trouble.is_empty() {
         lines.push(trouble.join(" · "));
@@ -256,7 +271,7 @@ fn edge_rows(map: &FlowMap, rq: &str) -> Vec<EdgeRow> {
             from: name(&e.from),
             to: name(&e.to),
             href: edge_href(e, rq),
-            rate: fmt_rate(e.rate_per_s),
+            rate: fmt_edge_rate(e.rate_per_s),
             p95: e.p95_ms.map_or_else(|| "–".into(), fmt_ms),
             errors: format!("{:.1}%", e.error_share * 100.0),
             retries: e.retries,
@@ -356,10 +371,13 @@ mod tests {
             retries: 0,
             dead_letters: 0,
         };
-        assert_eq!(edge_lines(&e), ["2.00/s · wait p95 820 ms"]);
+        assert_eq!(edge_lines(&e), ["2.0/s · wait p95 820 ms"]);
         e.retries = 3;
         e.dead_letters = 1;
-        assert_eq!(edge_lines(&e)[1], "3 retries · 1 dead letters");
+        assert_eq!(edge_lines(&e)[1], "3 retries · 1 dead letter");
+        for (per_s, text) in [(2.0, "2.0/s"), (0.05, "3.0/min"), (0.0005, "1.8/h")] {
+            assert_eq!(fmt_edge_rate(per_s), text);
+        }
         assert!(edge_href(&e, "last=1h").starts_with("/map/edge?kind=consume&source=destination%3Aemails"));
         assert!(parse_edge(Some("entry"), Some("service:a"), Some("service:b")).is_err());
         assert!(parse_edge(Some("call"), Some("a"), Some("service:b")).is_err());

@@ -37,7 +37,7 @@ pub struct Layout {
     pub title: String,
     pub active: &'static str,
     pub q: String,
-    pub ranges: Vec<(String, String, bool)>,
+    pub ranges: Vec<RangeLink>,
     pub refresh_href: String,
     pub refresh_on: bool,
     pub range_text: String,
@@ -47,6 +47,13 @@ pub struct Layout {
     /// Query parameters of the page itself (not the range), kept by the range links and
     /// the custom-range form.
     pub hidden: Vec<(String, String)>,
+}
+
+/// One of the preset ranges at the top of every page.
+pub struct RangeLink {
+    pub label: String,
+    pub href: String,
+    pub on: bool,
 }
 
 /// The query string every page shares: the range and the refresh toggle.
@@ -114,7 +121,11 @@ impl PageParams {
             .iter()
             .map(|l| {
                 let on = !custom && (current == *l || (current.is_empty() && *l == "1h"));
-                (l.to_string(), format!("{path}?{own}{}", self.query_string(Some(l), self.refresh_on())), on)
+                RangeLink {
+                    label: l.to_string(),
+                    href: format!("{path}?{own}{}", self.query_string(Some(l), self.refresh_on())),
+                    on,
+                }
             })
             .collect();
         let refresh_href = format!("{path}?{own}{}", self.query_string(None, !self.refresh_on()));
@@ -201,6 +212,13 @@ pub struct ChainRow {
     pub sparkline: String,
 }
 
+/// A growing or stalled queue on the overview's tile.
+pub struct TroubledQueue {
+    pub destination: String,
+    pub status: &'static str,
+    pub depth: String,
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
@@ -209,7 +227,7 @@ struct OverviewPage {
     chains: Vec<ChainRow>,
     sort_links: Vec<(String, String)>,
     firing_alerts: usize,
-    troubled_queues: Vec<(String, String, String)>,
+    troubled_queues: Vec<TroubledQueue>,
     dead_letter_count: usize,
     range_query: String,
     /// The service the chains are filtered by (from a map node), or empty.
@@ -278,7 +296,7 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
     let troubled_queues = queues
         .iter()
         .filter(|q| matches!(q.status, QueueStatus::Growing | QueueStatus::Stalled))
-        .map(|q| (q.destination.clone(), q.status.as_str().to_string(), fmt_count(q.depth)))
+        .map(|q| TroubledQueue { destination: q.destination.clone(), status: q.status.as_str(), depth: fmt_count(q.depth) })
         .collect();
     let page = OverviewPage {
         layout: p.layout_with("Overview", "overview", "/", &own, range),
@@ -508,7 +526,15 @@ struct FlowPage {
     rows: Vec<TimelineRow>,
     axis: Vec<(String, String)>,
     chain_href: String,
-    dead_letters: Vec<(String, String, String)>,
+    dead_letters: Vec<DeadLetterLine>,
+}
+
+/// A dead letter of the flow, above its timeline.
+pub struct DeadLetterLine {
+    pub destination: String,
+    /// The queue the broker moved it from, or empty.
+    pub source: String,
+    pub error: String,
 }
 
 fn pct(v: f64) -> String {
@@ -721,12 +747,10 @@ async fn flow(
         dead_letters: detail
             .dead_letters
             .iter()
-            .map(|d| {
-                (
-                    d.destination.clone(),
-                    d.source_destination.clone().unwrap_or_default(),
-                    d.error.clone().unwrap_or_default(),
-                )
+            .map(|d| DeadLetterLine {
+                destination: d.destination.clone(),
+                source: d.source_destination.clone().unwrap_or_default(),
+                error: d.error.clone().unwrap_or_default(),
             })
             .collect(),
         flow: detail,
@@ -879,7 +903,14 @@ async fn dead_letters(State(state): State<Arc<AppState>>, Query(p): Query<PagePa
 struct SearchPage {
     layout: Layout,
     q: String,
-    hits: Vec<(String, String, String, String)>,
+    hits: Vec<SearchHitRow>,
+}
+
+pub struct SearchHitRow {
+    pub href: String,
+    pub chain: String,
+    pub start: String,
+    pub duration: String,
 }
 
 async fn search(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> Result<Response, PageError> {
@@ -898,8 +929,11 @@ async fn search(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>)
     }
     let hits = hits
         .into_iter()
-        .map(|h| {
-            (format!("/flows/{}?{rq}", h.flow_id), h.chain, fmt_datetime(h.start_unix_nano), fmt_ms(h.duration_ms))
+        .map(|h| SearchHitRow {
+            href: format!("/flows/{}?{rq}", h.flow_id),
+            chain: h.chain,
+            start: fmt_datetime(h.start_unix_nano),
+            duration: fmt_ms(h.duration_ms),
         })
         .collect();
     Ok(render(&SearchPage { layout: p.layout("Search", "", "/search", range), q, hits }).into_response())
