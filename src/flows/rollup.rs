@@ -157,7 +157,12 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
         let (flows_from, counts_from) = (progress("flows")?, progress("queue_counts")?);
         let settled: i64 =
             conn.query_row(include_str!("../../queries/rollup_settled_through.sql"), [settled_before], |r| r.get(0))?;
-        let flows_to = settled.min(stitched_seq).min(flows_from.saturating_add(FLOWS_PER_ROLLUP)).max(flows_from);
+        let ready = settled.min(stitched_seq).max(flows_from);
+        let flows_to: i64 = conn.query_row(
+            include_str!("../../queries/rollup_flows_cap.sql"),
+            params![flows_from, ready, FLOWS_PER_ROLLUP],
+            |r| r.get(0),
+        )?;
         let counts_to = stitched_seq.max(counts_from);
         let mut labels = Labels::load(conn, cap)?;
         let range = params![flows_from, flows_to];
