@@ -259,8 +259,7 @@ fn inside(inner: &Box4, outer: &Box4) -> bool {
 async fn the_map_renders_every_node_without_overlapping_labels_and_links_to_the_right_pages() {
     let server = TestServer::start().await;
     let checkouts = send_demo_data(&server).await;
-    let api: serde_json::Value =
-        reqwest::get(server.ui_url("/api/map?last=1h")).await.unwrap().json().await.unwrap();
+    let api: serde_json::Value = reqwest::get(server.ui_url("/api/map?last=1h")).await.unwrap().json().await.unwrap();
     let api_nodes = api["nodes"].as_array().unwrap().len();
     let api_edges = api["edges"].as_array().unwrap().len();
     assert!(api_nodes >= 20, "the demo's services and destinations: {api}");
@@ -313,7 +312,10 @@ async fn the_map_renders_every_node_without_overlapping_labels_and_links_to_the_
         }
     }
     assert!(measured.contains("status-growing"), "the growing e-mail queue is marked");
-    assert!(measured.contains("edge publish trouble") || measured.contains("edge-label trouble"), "dead letters are marked");
+    assert!(
+        measured.contains("edge publish trouble") || measured.contains("edge-label trouble"),
+        "dead letters are marked"
+    );
 
     // Links: a queue to its card on the queue page, a service to its chains, an edge to
     // the slowest flows that crossed it.
@@ -344,5 +346,7 @@ async fn the_map_renders_every_node_without_overlapping_labels_and_links_to_the_
 
     // The chain page draws the chain's own map.
     assert!(chain_dom.contains("class=\"flowmap\""), "the chain page has its map");
-    assert!(chain_dom.contains("data-node=\"service:billing\"") && !chain_dom.contains("data-node=\"service:auditor\""));
+    assert!(
+        chain_dom.contains("data-node=\"service:billing\"") && !chain_dom.contains("data-node=\"service:auditor\"")
+    );
 }

@@ -230,7 +230,11 @@ fn assert_close(got: f64, want: f64, what: &str) {
 /// The map of the demo scenarios against figures computed by hand from the spans sent;
 /// then the same map after a restart (the stitcher replays and rewrites every flow,
 /// subtracting each flow's old cells). Returns the restarted server.
-async fn check_demo_map(server: TestServer, sent: &[(String, opentelemetry_proto::tonic::trace::v1::Span)], expected: &[Expected]) -> TestServer {
+async fn check_demo_map(
+    server: TestServer,
+    sent: &[(String, opentelemetry_proto::tonic::trace::v1::Span)],
+    expected: &[Expected],
+) -> TestServer {
     let (status, map) = api(&server, &format!("/api/map?{ALL_TIME}")).await;
     assert_eq!(status, 200, "{map}");
     let nodes: Vec<&str> = map["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
@@ -258,12 +262,20 @@ async fn check_demo_map(server: TestServer, sent: &[(String, opentelemetry_proto
     // The synchronous call: client span durations.
     let call = map_edge(&map, "call", "service:checkout", "service:inventory");
     assert_eq!(call["count"], 2);
-    assert_close(call["p95_ms"].as_f64().unwrap(), p95_ms(durations(sent, "checkout", "inventory.Inventory/Reserve")), "call p95");
+    assert_close(
+        call["p95_ms"].as_f64().unwrap(),
+        p95_ms(durations(sent, "checkout", "inventory.Inventory/Reserve")),
+        "call p95",
+    );
     assert_eq!(call["error_share"], 0.0);
     // The publish: producer span durations.
     let publish = map_edge(&map, "publish", "service:checkout", "destination:orders");
     assert_eq!(publish["count"], 2);
-    assert_close(publish["p95_ms"].as_f64().unwrap(), p95_ms(durations(sent, "checkout", "orders publish")), "publish p95");
+    assert_close(
+        publish["p95_ms"].as_f64().unwrap(),
+        p95_ms(durations(sent, "checkout", "orders publish")),
+        "publish p95",
+    );
     // The consumption crosses traces (the consumer is linked): queue waits as generated,
     // the poison message's first delivery failed and it was retried twice.
     let consume = map_edge(&map, "consume", "destination:orders", "service:billing");
@@ -297,9 +309,10 @@ async fn check_demo_map(server: TestServer, sent: &[(String, opentelemetry_proto
     assert_eq!(map_edge(&chain_map, "consume", "destination:orders", "service:billing")["count"], 2);
 
     // The edge page lists the flows that crossed the edge, slowest first.
-    let edge_page = reqwest::get(server.ui_url(&format!(
-        "/map/edge?kind=consume&source=destination%3Aorders&target=service%3Abilling&{ALL_TIME}"
-    )))
+    let edge_page = reqwest::get(
+        server
+            .ui_url(&format!("/map/edge?kind=consume&source=destination%3Aorders&target=service%3Abilling&{ALL_TIME}")),
+    )
     .await
     .unwrap()
     .text()
@@ -354,6 +367,22 @@ async fn recorded_aio_pika_request_reply_is_eight_flows_of_five_spans() {
         }
     }
     assert_eq!(errors, 1);
+    // The map: request and reply make a cycle (quote-api -> pricing.requests -> pricing ->
+    // reply queue -> quote-api), drawn from where the flows enter.
+    let (_, map) = api(&server, &format!("/api/map?{ALL_TIME}")).await;
+    assert_eq!(map_edge(&map, "publish", "service:quote-api", "destination:pricing.requests")["count"], 8);
+    assert_eq!(map_edge(&map, "consume", "destination:pricing.requests", "service:pricing")["count"], 8);
+    let replies: i64 = map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "consume" && e["to"] == "service:quote-api")
+        .map(|e| e["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(replies, 8, "every reply, each through its own server-named queue: {map}");
+    let page = reqwest::get(server.ui_url(&format!("/map?{ALL_TIME}"))).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("data-node=\"service:quote-api\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1049,4 +1049,4 @@ fn hop_path(spans: &[&SpanFacts], root: usize, hops: &[Hop]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

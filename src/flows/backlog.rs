@@ -153,7 +153,6 @@ pub struct QueueView {
     pub status: QueueStatus,
 }
 
-
 /// A range cut into buckets of `width` ns for a queue's series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Buckets {
@@ -427,7 +426,10 @@ mod tests {
             let q = queue_view(key(), vec![], &points, &counted, range).expect(name);
             assert_eq!(q.status, status, "{name}");
             assert_eq!((q.depth, q.depth_source), (depth, source), "{name}");
-            assert!((q.publish_rate - publish).abs() < 1e-9 && (q.consume_rate - consume).abs() < 1e-9, "{name}: {q:?}");
+            assert!(
+                (q.publish_rate - publish).abs() < 1e-9 && (q.consume_rate - consume).abs() < 1e-9,
+                "{name}: {q:?}"
+            );
         }
         assert_eq!(queue_view(key(), vec![], &[], &[], range), None, "nothing to draw");
 
@@ -444,5 +446,4 @@ mod tests {
         trouble_first(&mut queues);
         assert_eq!(queues.iter().map(|q| q.destination.as_str()).collect::<Vec<_>>(), ["c", "a", "b"]);
     }
-
 }

@@ -154,7 +154,13 @@ pub fn quantile_ms(buckets: &[(i16, i64)], q: f64) -> Option<f64> {
 /// The cells of one analysed flow.
 pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
     let mut cells = Cells::new();
-    let mut add = |time: i64, kind: EdgeKind, source: String, target: String, system: Option<&str>, latency: Option<i64>, counts: CellCounts| {
+    let mut add = |time: i64,
+                   kind: EdgeKind,
+                   source: String,
+                   target: String,
+                   system: Option<&str>,
+                   latency: Option<i64>,
+                   counts: CellCounts| {
         let key = CellKey {
             slot: slot_of(time),
             kind,
@@ -172,7 +178,15 @@ pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
     for c in &a.calls {
         let (client, server) = (spans[c.client], spans[c.server]);
         let latency = Some(client.end - client.start);
-        add(client.start, EdgeKind::Call, svc(c.client), svc(c.server), None, latency, one(client.error || server.error));
+        add(
+            client.start,
+            EdgeKind::Call,
+            svc(c.client),
+            svc(c.server),
+            None,
+            latency,
+            one(client.error || server.error),
+        );
     }
     let mut hop_of_consumer: HashMap<usize, usize> = HashMap::default();
     for (h, hop) in a.hops.iter().enumerate() {
@@ -187,7 +201,15 @@ pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
             (false, Some(p), _) => {
                 let producer = spans[p];
                 let counts = CellCounts { n: 1, errors: producer.error as i64, ..dead };
-                add(hop.time, EdgeKind::Publish, svc(p), target.clone(), system, Some(producer.end - producer.start), counts);
+                add(
+                    hop.time,
+                    EdgeKind::Publish,
+                    svc(p),
+                    target.clone(),
+                    system,
+                    Some(producer.end - producer.start),
+                    counts,
+                );
                 true
             }
             (true, _, Some(source)) => {
@@ -296,6 +318,7 @@ impl EdgeChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flows::analysis::tests::{msg, sp, with};
     use crate::flows::analysis::{analyze, DeadLetterPatterns, SpanKind};
 
     #[test]
@@ -316,58 +339,31 @@ mod tests {
         assert_eq!(quantile_ms(&[(3, 0), (4, -2)], 0.95), None);
     }
 
-    fn span(trace: &str, id: &str, parent: Option<&str>, service: &str, kind: SpanKind, start: i64, end: i64) -> SpanFacts {
-        SpanFacts {
-            trace_id: trace.into(),
-            span_id: id.into(),
-            parent_span_id: parent.map(Into::into),
-            service: service.into(),
-            name: format!("{service} op"),
-            kind,
-            start,
-            end,
-            error: false,
-            status_message: None,
-            system: None,
-            operation: None,
-            destination: None,
-            message_id: None,
-            correlation_id: None,
-            attempt: None,
-            dead_letter_evidence: false,
-            dead_letter_source: None,
-            commit_seq: 1,
-            links: vec![],
-        }
-    }
-
-    fn messaging(mut s: SpanFacts, operation: &str, destination: &str, message: &str) -> SpanFacts {
-        s.system = Some("rabbitmq".into());
-        s.operation = Some(operation.into());
-        s.destination = Some(destination.into());
-        s.message_id = Some(message.into());
-        s
-    }
-
-    const MS: i64 = 1_000_000;
-
     /// A checkout: web calls api (20 ms); api publishes to orders.q (2 ms); worker takes
     /// it 30 ms later and fails; takes it again (a redelivery); the broker then moves it
     /// to orders.dlq, where auditor consumes it.
     fn checkout() -> Vec<SpanFacts> {
-        let t = 1_700_000_000_000_000_000;
-        let mut failed = messaging(span("t1", "w1", Some("p"), "worker", SpanKind::Consumer, t + 52 * MS, t + 60 * MS), "process", "orders.q", "m1");
-        failed.error = true;
-        let mut dlq = messaging(span("t1", "d1", Some("p"), "auditor", SpanKind::Consumer, t + 200 * MS, t + 201 * MS), "process", "orders.dlq", "m1");
-        dlq.dead_letter_source = Some("orders.q".into());
+        use SpanKind::*;
+        let t = 1_700_000_000_000; // ms
+        let m1 = |s: SpanFacts| with(s, |s| s.message_id = Some("m1".into()));
         vec![
-            span("t1", "root", None, "web", SpanKind::Server, t, t + 40 * MS),
-            span("t1", "c", Some("root"), "web", SpanKind::Client, t + MS, t + 21 * MS),
-            span("t1", "s", Some("c"), "api", SpanKind::Server, t + 2 * MS, t + 20 * MS),
-            messaging(span("t1", "p", Some("s"), "api", SpanKind::Producer, t + 18 * MS, t + 20 * MS), "send", "orders.q", "m1"),
-            failed,
-            messaging(span("t1", "w2", Some("p"), "worker", SpanKind::Consumer, t + 100 * MS, t + 110 * MS), "process", "orders.q", "m1"),
-            dlq,
+            sp("t1", "root", None, "web", "POST /orders", Server, t, t + 40),
+            sp("t1", "c", Some("root"), "web", "GET", Client, t + 1, t + 21),
+            sp("t1", "s", Some("c"), "api", "GET", Server, t + 2, t + 20),
+            m1(msg(sp("t1", "p", Some("s"), "api", "send", Producer, t + 18, t + 20), "send", "orders.q")),
+            with(
+                m1(msg(sp("t1", "w1", Some("p"), "worker", "take", Consumer, t + 52, t + 60), "process", "orders.q")),
+                |s| s.error = true,
+            ),
+            m1(msg(sp("t1", "w2", Some("p"), "worker", "take", Consumer, t + 100, t + 110), "process", "orders.q")),
+            with(
+                m1(msg(
+                    sp("t1", "d1", Some("p"), "auditor", "take", Consumer, t + 200, t + 201),
+                    "process",
+                    "orders.dlq",
+                )),
+                |s| s.dead_letter_source = Some("orders.q".into()),
+            ),
         ]
     }
 

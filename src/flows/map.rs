@@ -3,7 +3,7 @@
 //! stitcher keeps per edge and minute ([`super::edges`]); a pure function of those rows,
 //! the stored queue aliases and the queues' backlog status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -13,6 +13,9 @@ use super::edges::{self, CellCounts, EdgeKind};
 /// Most nodes a map shows: past it, the busiest edges are kept (a map of hundreds of
 /// nodes is unreadable and slow to lay out); `omitted_edges` says how many were left off.
 pub const MAX_NODES: usize = 120;
+/// Most edges a map shows, busiest first: the layout's crossing reduction is quadratic in
+/// the edges between two ranks.
+pub const MAX_EDGES: usize = 250;
 
 /// One edge's sums over a range, per latency bucket, as read from `flow_edge_slots`.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +78,7 @@ impl MapEdge {
 pub struct FlowMap {
     pub nodes: Vec<MapNode>,
     pub edges: Vec<MapEdge>,
-    /// Edges left off to keep the map within [`MAX_NODES`].
+    /// Edges left off to keep the map within [`MAX_NODES`] and [`MAX_EDGES`].
     pub omitted_edges: usize,
 }
 
@@ -144,17 +147,17 @@ pub fn build(
         .collect();
     // The busiest edges first, to keep within the node cap; then back in a stable order.
     all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind))));
-    let mut shown: BTreeMap<String, ()> = entries.keys().take(MAX_NODES).map(|k| (k.clone(), ())).collect();
+    let mut shown: BTreeSet<String> = entries.keys().take(MAX_NODES).cloned().collect();
     let mut kept = Vec::new();
     let mut omitted_edges = 0;
     for e in all {
-        let new = [&e.from, &e.to].into_iter().filter(|n| !shown.contains_key(*n)).count();
-        if shown.len() + new > MAX_NODES {
+        let new = [&e.from, &e.to].into_iter().filter(|n| !shown.contains(*n)).count();
+        if shown.len() + new > MAX_NODES || kept.len() >= MAX_EDGES {
             omitted_edges += 1;
             continue;
         }
-        shown.insert(e.from.clone(), ());
-        shown.insert(e.to.clone(), ());
+        shown.insert(e.from.clone());
+        shown.insert(e.to.clone());
         kept.push(e);
     }
     kept.sort_by(|a, b| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind)));
@@ -163,7 +166,7 @@ pub fn build(
         exact.or_else(|| statuses.iter().find(|((_, n), _)| n == name).map(|(_, s)| s)).copied()
     };
     let nodes = shown
-        .into_keys()
+        .into_iter()
         .map(|id| match id.strip_prefix("destination:") {
             Some(name) => {
                 let system = systems.get(&id).cloned();
@@ -207,9 +210,11 @@ mod tests {
 
     #[test]
     fn aliases_merge_into_one_node_with_figures_and_status() {
-        let mut failed = row(EdgeKind::Consume, "destination:payments.q", "service:payments", Some("rabbitmq"), None, 0);
+        let mut failed =
+            row(EdgeKind::Consume, "destination:payments.q", "service:payments", Some("rabbitmq"), None, 0);
         failed.counts = CellCounts { n: 0, errors: 1, retries: 2, dead_letters: 0 };
-        let mut moved = row(EdgeKind::Publish, "destination:payments.q", "destination:payments.dlq", Some("rabbitmq"), None, 1);
+        let mut moved =
+            row(EdgeKind::Publish, "destination:payments.q", "destination:payments.dlq", Some("rabbitmq"), None, 1);
         moved.counts.dead_letters = 1;
         let rows = vec![
             row(EdgeKind::Entry, "", "service:orders", None, None, 10),
@@ -240,7 +245,10 @@ mod tests {
             ]
         );
         let queue = &map.nodes[1];
-        assert_eq!((queue.kind, queue.system.as_deref(), queue.status), (NodeKind::Destination, Some("rabbitmq"), Some(QueueStatus::Growing)));
+        assert_eq!(
+            (queue.kind, queue.system.as_deref(), queue.status),
+            (NodeKind::Destination, Some("rabbitmq"), Some(QueueStatus::Growing))
+        );
         assert_eq!(map.nodes[2].flows_started, 10);
         let edge = |from: &str, to: &str| map.edges.iter().find(|e| e.from == from && e.to == to).unwrap();
         let call = edge("service:orders", "service:stock");
@@ -265,5 +273,13 @@ mod tests {
         assert_eq!(map.nodes.len(), MAX_NODES);
         assert_eq!(map.omitted_edges, 1);
         assert!(map.edges.iter().all(|e| e.to != "service:s000"), "the quietest edge goes");
+
+        // Every service calling every other: few nodes, too many edges.
+        let mesh: Vec<EdgeSlotSum> = (0..30)
+            .flat_map(|a| (0..30).filter(move |b| *b != a).map(move |b| (a, b)))
+            .map(|(a, b)| row(EdgeKind::Call, &format!("service:s{a}"), &format!("service:s{b}"), None, Some(1.0), 1))
+            .collect();
+        let map = build(mesh, &QueueNames::default(), &BTreeMap::new(), 60.0);
+        assert_eq!((map.edges.len(), map.omitted_edges), (MAX_EDGES, 30 * 29 - MAX_EDGES));
     }
 }

@@ -36,11 +36,11 @@ use duckdb::{params, Connection};
 use tokio::sync::watch;
 
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
+use super::edges::{self, EdgeChanges};
 use super::intake::{self, NewRows};
 use super::joiner::{JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
-use super::edges::{self, EdgeChanges};
 use crate::store::tables::{FlowDeadLetterRows, FlowEdgeSlotRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
@@ -195,7 +195,8 @@ impl Stitcher {
             Ok(())
         })?;
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
-        let edge_rows: i64 = conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
+        let edge_rows: i64 =
+            conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
         Ok(Stitcher {
             known_aliases,
             commits,
@@ -438,7 +439,11 @@ impl Stitcher {
             };
             if stale.len() <= DELETE_ONE_BY_ONE {
                 for id in &stale {
-                    subtract(&mut conn.prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?.query([id])?)?;
+                    subtract(
+                        &mut conn
+                            .prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?
+                            .query([id])?,
+                    )?;
                     for sql in include_str!("../../queries/stitch_delete_flow.sql").split_terminator(";\n") {
                         conn.prepare_cached(sql)?.execute([id])?;
                     }
@@ -472,8 +477,12 @@ impl Stitcher {
         self.edge_slots.appended(edge_rows);
         if self.edge_slots.due() {
             let conn = &self.conn;
-            in_transaction(conn, || Ok(conn.execute_batch(include_str!("../../queries/flow_edge_slots_compact.sql"))?))?;
-            let rows: i64 = conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
+            in_transaction(
+                conn,
+                || Ok(conn.execute_batch(include_str!("../../queries/flow_edge_slots_compact.sql"))?),
+            )?;
+            let rows: i64 =
+                conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
             self.edge_slots = EdgeSlotsSize::compacted(rows as usize);
         }
         Ok(written)

@@ -74,7 +74,9 @@ const PLACE_SWEEPS: usize = 12;
 enum Item {
     Node,
     /// A point of an edge; `label` on the first point after the source's rank.
-    Point { label: bool },
+    Point {
+        label: bool,
+    },
 }
 
 /// Lays out `nodes` (sizes) and `edges`. `priority` orders the nodes cycles are broken
@@ -249,7 +251,8 @@ fn reduce_crossings(ranks: usize, items: &[(usize, Item, Size)], segments: &[(us
             break;
         }
         let downward = sweep % 2 == 0;
-        let ranks_in_turn: Vec<usize> = if downward { (1..ranks).collect() } else { (0..ranks.saturating_sub(1)).rev().collect() };
+        let ranks_in_turn: Vec<usize> =
+            if downward { (1..ranks).collect() } else { (0..ranks.saturating_sub(1)).rev().collect() };
         for r in ranks_in_turn {
             let neighbours = if downward { &left } else { &right };
             let mut keyed: Vec<(f64, usize)> = order[r]
@@ -337,7 +340,8 @@ fn place_vertically(order: &[Vec<usize>], items: &[(usize, Item, Size)], segment
         }
     }
     for sweep in 0..PLACE_SWEEPS {
-        let ranks: Vec<&Vec<usize>> = if sweep % 2 == 0 { order.iter().collect() } else { order.iter().rev().collect() };
+        let ranks: Vec<&Vec<usize>> =
+            if sweep % 2 == 0 { order.iter().collect() } else { order.iter().rev().collect() };
         for rank in ranks {
             let wanted: Vec<f64> = rank
                 .iter()
@@ -476,7 +480,10 @@ mod tests {
         for (e, r) in edges.iter().zip(&d.edges) {
             let (from, to) = (d.nodes[e.from], d.nodes[e.to]);
             let (start, end) = (r.points[0], *r.points.last().unwrap());
-            assert!((start.0 - from.x).abs() < 1e-6 || (start.0 - (from.x + from.w)).abs() < 1e-6, "starts at its source");
+            assert!(
+                (start.0 - from.x).abs() < 1e-6 || (start.0 - (from.x + from.w)).abs() < 1e-6,
+                "starts at its source"
+            );
             assert!((end.0 - to.x).abs() < 1e-6 || (end.0 - (to.x + to.w)).abs() < 1e-6, "ends at its target");
         }
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::api::{now_nanos, ApiError};
 use super::charts::esc;
 use super::layered::{self, Size};
-use super::pages::{flow_link_row, render, FlowLinkRow, Layout, PageParams, PageResult};
+use super::pages::{flow_link_row, page_query, render, FlowLinkRow, Layout, PageParams, PageResult};
 use super::AppState;
 use crate::flows::backlog::QueueStatus;
 use crate::flows::edges::EdgeKind;
@@ -101,19 +101,13 @@ fn edge_lines(e: &MapEdge) -> Vec<String> {
 
 fn node_href(n: &MapNode, rq: &str) -> String {
     match n.kind {
-        NodeKind::Service => format!("/?{rq}{}service={}", if rq.is_empty() { "" } else { "&" }, urlencode(&n.name)),
+        NodeKind::Service => format!("/?{}", page_query(&[("service", &n.name)], rq)),
         NodeKind::Destination => format!("/queues?{rq}#queue-{}", urlencode(&n.name)),
     }
 }
 
 fn edge_href(e: &MapEdge, rq: &str) -> String {
-    format!(
-        "/map/edge?kind={}&source={}&target={}{}{rq}",
-        e.kind,
-        urlencode(&e.from),
-        urlencode(&e.to),
-        if rq.is_empty() { "" } else { "&" }
-    )
+    format!("/map/edge?{}", page_query(&[("kind", e.kind), ("source", &e.from), ("target", &e.to)], rq))
 }
 
 /// A smooth path through the route's points, bending only horizontally.
@@ -325,9 +319,9 @@ pub fn parse_edge(
         .filter(|k| *k != EdgeKind::Entry)
         .ok_or_else(|| ApiError::BadRequest("kind must be call, publish or consume".into()))?;
     let node = |name: &str, v: Option<&str>| {
-        v.filter(|v| v.starts_with("service:") || v.starts_with("destination:"))
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError::BadRequest(format!("{name} must be a map node id (service:NAME or destination:NAME)")))
+        v.filter(|v| v.starts_with("service:") || v.starts_with("destination:")).map(str::to_owned).ok_or_else(|| {
+            ApiError::BadRequest(format!("{name} must be a map node id (service:NAME or destination:NAME)"))
+        })
     };
     Ok((kind, node("source", source)?, node("target", target)?))
 }

@@ -56,6 +56,16 @@ pub struct RangeLink {
     pub on: bool,
 }
 
+/// A query string: a page's own parameters (values URL-encoded), then `rest` (already a
+/// query string, such as the range part), joined with `&`.
+pub fn page_query(own: &[(&str, &str)], rest: &str) -> String {
+    own.iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .chain((!rest.is_empty()).then(|| rest.to_owned()))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The query string every page shares: the range and the refresh toggle.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct PageParams {
@@ -114,7 +124,6 @@ impl PageParams {
         page: &[(&str, &str)],
         range: Range,
     ) -> Layout {
-        let own: String = page.iter().map(|(k, v)| format!("{k}={}&", urlencode(v))).collect();
         let current = self.range.last.clone().unwrap_or_default();
         let custom = self.range.from.is_some() || self.range.to.is_some();
         let ranges = ["15m", "1h", "6h", "24h", "7d"]
@@ -123,12 +132,12 @@ impl PageParams {
                 let on = !custom && (current == *l || (current.is_empty() && *l == "1h"));
                 RangeLink {
                     label: l.to_string(),
-                    href: format!("{path}?{own}{}", self.query_string(Some(l), self.refresh_on())),
+                    href: format!("{path}?{}", page_query(page, &self.query_string(Some(l), self.refresh_on()))),
                     on,
                 }
             })
             .collect();
-        let refresh_href = format!("{path}?{own}{}", self.query_string(None, !self.refresh_on()));
+        let refresh_href = format!("{path}?{}", page_query(page, &self.query_string(None, !self.refresh_on())));
         Layout {
             title: title.into(),
             active,
@@ -288,15 +297,16 @@ async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams
         .collect();
     let sort_links = ["chain", "count", "errors", "p50", "p95", "p99", "queue", "retries", "dead"]
         .iter()
-        .map(|k| {
-            let own: String = own.iter().map(|(k, v)| format!("{k}={}&", urlencode(v))).collect();
-            (k.to_string(), format!("/?{own}{}{}sort={k}", rq, if rq.is_empty() { "" } else { "&" }))
-        })
+        .map(|k| (k.to_string(), format!("/?{}", page_query(&[own.as_slice(), &[("sort", *k)]].concat(), &rq))))
         .collect();
     let troubled_queues = queues
         .iter()
         .filter(|q| matches!(q.status, QueueStatus::Growing | QueueStatus::Stalled))
-        .map(|q| TroubledQueue { destination: q.destination.clone(), status: q.status.as_str(), depth: fmt_count(q.depth) })
+        .map(|q| TroubledQueue {
+            destination: q.destination.clone(),
+            status: q.status.as_str(),
+            depth: fmt_count(q.depth),
+        })
         .collect();
     let page = OverviewPage {
         layout: p.layout_with("Overview", "overview", "/", &own, range),

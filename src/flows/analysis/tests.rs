@@ -4,7 +4,7 @@ const MS: i64 = 1_000_000;
 
 /// A span builder: `sp("t1", "a", None, "svc", "name", Server, 0, 10)` in milliseconds.
 #[allow(clippy::too_many_arguments)]
-fn sp(
+pub(crate) fn sp(
     trace: &str,
     id: &str,
     parent: Option<&str>,
@@ -38,14 +38,14 @@ fn sp(
     }
 }
 
-fn msg(mut s: SpanFacts, op: &str, dest: &str) -> SpanFacts {
+pub(crate) fn msg(mut s: SpanFacts, op: &str, dest: &str) -> SpanFacts {
     s.system = Some("kafka".into());
     s.operation = Some(op.into());
     s.destination = Some(dest.into());
     s
 }
 
-fn with(mut s: SpanFacts, f: impl FnOnce(&mut SpanFacts)) -> SpanFacts {
+pub(crate) fn with(mut s: SpanFacts, f: impl FnOnce(&mut SpanFacts)) -> SpanFacts {
     f(&mut s);
     s
 }

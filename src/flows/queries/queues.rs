@@ -7,8 +7,8 @@ use duckdb::{params, Connection};
 use serde::Serialize;
 
 use super::super::analysis::QueueAlias;
-use super::super::backlog::{self, Buckets, DepthPoint};
 pub use super::super::backlog::QueueView;
+use super::super::backlog::{self, Buckets, DepthPoint};
 use super::Range;
 use crate::store::{Store, StoreError};
 
