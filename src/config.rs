@@ -106,6 +106,12 @@ pub struct ServeArgs {
     /// Chains and destinations exported with their own label on /metrics/flows; later ones as "other" [default: 100]
     #[arg(long, env = "FLOWSCOPE_METRICS_SERIES_LIMIT", value_name = "N")]
     pub metrics_series_limit: Option<usize>,
+    /// Memory budget of the whole process, e.g. 1GiB, 512MiB, shared by DuckDB, the write queue, the commit feed and the stitcher [default: 1GiB]
+    #[arg(long, env = "FLOWSCOPE_MEMORY_LIMIT", value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory_limit: Option<u64>,
+    /// How long after its last change a stored flow can still be joined by a late span [default: 24h]
+    #[arg(long, env = "FLOWSCOPE_JOIN_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub join_window: Option<Duration>,
     /// Host name the UI answers besides IP addresses, localhost and --external-url's (repeatable)
     #[arg(long = "allowed-host", env = "FLOWSCOPE_ALLOWED_HOSTS", value_delimiter = ',', value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
@@ -140,6 +146,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     pub metrics_series_limit: Option<usize>,
+    pub memory_limit: Option<String>,
+    pub join_window: Option<String>,
     #[serde(default)]
     pub duckdb_settings: std::collections::BTreeMap<String, String>,
     /// Other names of queues that flowscope cannot learn: an exchange -> the queue it feeds.
@@ -180,6 +188,61 @@ pub struct Config {
     pub listen: crate::listen::ListenLimits,
     /// Chains (and destinations) with their own label on `/metrics/flows`.
     pub metrics_series_limit: usize,
+    /// The process's memory budget (bytes), split by [`MemoryBudget`].
+    pub memory_limit: u64,
+}
+
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
+const MIN_MEMORY_LIMIT: u64 = 128 << 20;
+
+/// How `--memory-limit` is shared. DuckDB gets half: its buffer pool holds the column
+/// segments that queries and the stitcher's lookups read, and spills beyond it. The
+/// queue of decoded rows waiting for a commit (admitted by bytes) an eighth; the feed of
+/// committed rows the stitcher reads from memory and the stitcher's working set (flows
+/// still arriving) a sixteenth and an eighth, at the sizes per row and per span measured
+/// in BENCHMARKS.md. The rest (about a fifth) is for requests being decoded, pages being
+/// rendered and the allocator's slack. Nothing here grows with the data stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub duckdb_bytes: u64,
+    pub write_queue_bytes: usize,
+    pub feed_rows: usize,
+    pub stitcher_spans: usize,
+}
+
+impl MemoryBudget {
+    /// Bytes one committed row takes in the feed (Arrow buffers of a span with its
+    /// attributes), and one span in the stitcher's working set (its facts and strings).
+    const FEED_ROW_BYTES: u64 = 512;
+    const STITCHER_SPAN_BYTES: u64 = 1024;
+
+    pub fn split(limit: u64) -> MemoryBudget {
+        MemoryBudget {
+            duckdb_bytes: limit / 2,
+            write_queue_bytes: (limit / 8) as usize,
+            feed_rows: (limit / 16 / Self::FEED_ROW_BYTES) as usize,
+            stitcher_spans: (limit / 8 / Self::STITCHER_SPAN_BYTES) as usize,
+        }
+    }
+}
+
+/// Parses a byte size: a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: write a number of bytes, e.g. 1GiB or 512MiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (use B, KB, MB, GB, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?}: too large"))
 }
 
 impl Config {
@@ -244,7 +307,23 @@ impl Config {
             external_url: args.external_url.or(file.external_url).unwrap_or_else(|| format!("http://{ui}")),
             retry: RetryPolicy::default(),
         };
+        let memory_limit = match (args.memory_limit, file.memory_limit) {
+            (Some(bytes), _) => bytes,
+            (None, Some(text)) => {
+                parse_bytes(&text).map_err(|message| ConfigError::Invalid { setting: "memory_limit", message })?
+            }
+            (None, None) => DEFAULT_MEMORY_LIMIT,
+        };
+        if memory_limit < MIN_MEMORY_LIMIT {
+            return Err(ConfigError::Invalid { setting: "memory_limit", message: "must be at least 128MiB".into() });
+        }
+        let budget = MemoryBudget::split(memory_limit);
         let mut duckdb_settings = crate::store::default_settings();
+        for (key, value) in &mut duckdb_settings {
+            if key == "memory_limit" {
+                *value = format!("{}B", budget.duckdb_bytes);
+            }
+        }
         let mut set = |k: String, v: String| match duckdb_settings.iter_mut().find(|(key, _)| *key == k) {
             Some(entry) => entry.1 = v,
             None => duckdb_settings.push((k, v)),
@@ -267,15 +346,13 @@ impl Config {
             retention: args.retention.or(duration("retention", file.retention)?).unwrap_or(DEFAULT_RETENTION),
             retention_sweep_every: Duration::from_secs(600),
             writer: WriterConfig {
-                queue_capacity_bytes: args
-                    .queue_bytes
-                    .or(file.queue_bytes)
-                    .unwrap_or(writer_default.queue_capacity_bytes),
+                queue_capacity_bytes: args.queue_bytes.or(file.queue_bytes).unwrap_or(budget.write_queue_bytes),
                 flush_interval: args
                     .flush_interval
                     .or(duration("flush_interval", file.flush_interval)?)
                     .unwrap_or(writer_default.flush_interval),
                 flush_rows: args.flush_rows.or(file.flush_rows).unwrap_or(writer_default.flush_rows),
+                feed_capacity_rows: budget.feed_rows,
                 ..writer_default
             },
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
@@ -298,6 +375,11 @@ impl Config {
                     _ => stitch_default.dead_letter_patterns.clone(),
                 },
                 configured_queue_aliases: file.queue_aliases,
+                join_window: args
+                    .join_window
+                    .or(duration("join_window", file.join_window)?)
+                    .unwrap_or(stitch_default.join_window),
+                cache_spans: budget.stitcher_spans,
                 ..stitch_default
             },
             file_rules,
@@ -306,6 +388,7 @@ impl Config {
             allowed_hosts: if args.allowed_hosts.is_empty() { file.allowed_hosts } else { args.allowed_hosts },
             alerts,
             duckdb_settings,
+            memory_limit,
         };
         if config.writer.queue_capacity_bytes < 1024 {
             return Err(ConfigError::Invalid { setting: "queue_bytes", message: "must be at least 1024".into() });
@@ -336,6 +419,31 @@ mod tests {
         assert_eq!(c.writer.flush_interval, Duration::from_millis(50));
         assert_eq!(c.correlation_keys, vec!["app.order_id".to_string()]);
         assert_eq!(c.db, PathBuf::from(DEFAULT_DB));
+    }
+
+    #[test]
+    fn the_memory_budget_is_shared_and_parsed() {
+        let b = MemoryBudget::split(1 << 30);
+        assert_eq!(b.duckdb_bytes, 512 << 20);
+        assert_eq!(b.write_queue_bytes, 128 << 20);
+        assert_eq!(b.feed_rows, 131_072);
+        assert_eq!(b.stitcher_spans, 131_072);
+        for (text, want) in
+            [("1GiB", Ok(1 << 30)), ("512MiB", Ok(512 << 20)), ("2GB", Ok(2_000_000_000)), ("4096", Ok(4096))]
+        {
+            assert_eq!(parse_bytes(text), want, "{text}");
+        }
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("1TiB").unwrap_err().contains("unknown unit"));
+        let c =
+            Config::resolve(ServeArgs { memory_limit: Some(256 << 20), ..Default::default() }, FileConfig::default())
+                .unwrap();
+        assert!(c.duckdb_settings.contains(&("memory_limit".into(), format!("{}B", 128 << 20))));
+        assert_eq!(c.writer.queue_capacity_bytes, 32 << 20);
+        assert_eq!(c.stitch.cache_spans, 32_768);
+        let err =
+            Config::resolve(ServeArgs { memory_limit: Some(1 << 20), ..Default::default() }, FileConfig::default());
+        assert!(err.is_err(), "too small a budget is refused");
     }
 
     #[test]

@@ -21,6 +21,21 @@ enum Command {
     /// Measure ingest, query latency and overload behaviour (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(flowscope::bench::BenchCommand),
+    /// Recompute stored flows with this version's analysis (stop the server first).
+    Restitch(RestitchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RestitchArgs {
+    /// Only flows that received spans since then: an RFC 3339 time or an age such as 6h
+    /// [default: every stored flow]
+    #[arg(long, value_name = "TIME", conflicts_with = "resume")]
+    since: Option<String>,
+    /// Finish a restitch that was interrupted, and nothing more
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 /// glibc gives each thread that allocates its own heap arena (up to eight per core), and
@@ -52,7 +67,51 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(flowscope::bench::run(command))?;
             Ok(())
         }
+        Some(Command::Restitch(args)) => restitch(args),
     }
+}
+
+fn restitch(args: RestitchArgs) -> anyhow::Result<()> {
+    use flowscope::flows::restitch::{self, Scope};
+    let scope = match (&args.since, args.resume) {
+        (_, true) => Scope::Resume,
+        (None, false) => Scope::All,
+        (Some(text), false) => Scope::Since(parse_since(text)?),
+    };
+    let config = Config::from_args(args.serve)?;
+    let store = flowscope::store::Store::open_with(&config.db, &config.duckdb_settings)
+        .with_context(|| format!("opening {}", config.db.display()))?;
+    restitch::begin(&store, scope)?;
+    let started = std::time::Instant::now();
+    let done = restitch::run(&store, config.stitch, std::time::Duration::from_secs(2), |p| {
+        let share = p.restitch.map_or(1.0, |r| r.done(p.stitched_seq));
+        eprintln!(
+            "restitch: {:5.1}% (commit {}), {} spans, {} flows written",
+            share * 100.0,
+            p.stitched_seq,
+            p.spans_stitched,
+            p.flows_written
+        );
+    })?;
+    eprintln!(
+        "restitch: done in {:.1} s: {} spans, {} flows written, stitched through commit {}",
+        started.elapsed().as_secs_f64(),
+        done.spans_stitched,
+        done.flows_written,
+        done.stitched_seq
+    );
+    Ok(())
+}
+
+/// An RFC 3339 time, or an age such as `6h` (that long before now), as unix ns.
+fn parse_since(text: &str) -> anyhow::Result<i64> {
+    let at = match humantime::parse_duration(text) {
+        Ok(age) => std::time::SystemTime::now() - age,
+        Err(_) => humantime::parse_rfc3339_weak(text)
+            .with_context(|| format!("--since {text:?}: write an RFC 3339 time or an age such as 6h"))?,
+    };
+    let since = at.duration_since(std::time::UNIX_EPOCH).context("--since before 1970")?;
+    Ok(since.as_nanos() as i64)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -97,7 +97,9 @@ async fn stitching_from_the_file_with_a_one_span_cache_gives_the_same_flows() {
     .await;
 }
 
-async fn check_demo_scenarios(server: TestServer) {
+/// The demo's scenarios, once each (with their expected flows), two minutes ago: every
+/// kind of join (trace id, links, message ids, correlation ids in spans and in logs).
+fn demo_emission() -> (Emission, Vec<Expected>) {
     let mut rng = StdRng::seed_from_u64(42);
     let mut b = Builder::new(&mut rng);
     let t0 = flowscope::web::api::now_nanos() - 120_000 * MS;
@@ -111,7 +113,11 @@ async fn check_demo_scenarios(server: TestServer) {
         scenarios::refund(&mut b, t0 + 60_000 * MS, scenarios::Delivery::DeadLettered),
         scenarios::refund(&mut b, t0 + 70_000 * MS, scenarios::Delivery::Ok),
     ];
-    let emission = std::mem::take(&mut b.out);
+    (std::mem::take(&mut b.out), expected)
+}
+
+async fn check_demo_scenarios(server: TestServer) {
+    let (emission, expected) = demo_emission();
     let sent = emission.spans.clone();
     send_shuffled(&server, emission, 1).await;
     wait_stitched(&server).await;
@@ -580,6 +586,150 @@ async fn queues_show_backlog_from_spans_and_from_broker_metrics() {
     assert_eq!(payments["status"], "growing");
     // Growing and stalled queues come first.
     assert!(queues.iter().position(|q| q["destination"] == "emails").unwrap() < 2);
+}
+
+/// Every stored flow in full as the API shows it, by flow id.
+async fn all_flows(server: &TestServer) -> Vec<Value> {
+    let (_, list) = api(server, &format!("/api/flows?{ALL_TIME}&limit=1000")).await;
+    let mut flows = Vec::new();
+    for f in list["flows"].as_array().unwrap() {
+        let (status, flow) = api(server, &format!("/api/flows/{}", f["flow_id"].as_str().unwrap())).await;
+        assert_eq!(status, 200);
+        flows.push(flow);
+    }
+    flows.sort_by_key(|f| f["flow_id"].as_str().unwrap().to_owned());
+    flows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_two_halves_of_the_spans_changes_no_flow() {
+    let (emission, expected) = demo_emission();
+    let reference = TestServer::start().await;
+    send_shuffled(&reference, emission.clone(), 3).await;
+    wait_stitched(&reference).await;
+    let want = all_flows(&reference).await;
+    assert_eq!(want.len(), expected.len());
+    let want_map = api(&reference, &format!("/api/map?{ALL_TIME}")).await.1;
+
+    // Half the spans (every other one of a shuffle), a restart, then the rest and the
+    // logs: late spans must find their flows in the file by trace id, link, message id
+    // and correlation id, since the restarted stitcher holds nothing in memory.
+    let mut spans = emission.spans;
+    spans.shuffle(&mut StdRng::seed_from_u64(9));
+    let (first, second): (Vec<_>, Vec<_>) = spans.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip = |half: Vec<(usize, (String, opentelemetry_proto::tonic::trace::v1::Span))>| {
+        half.into_iter().map(|(_, s)| s).collect::<Vec<_>>()
+    };
+    let server = TestServer::start().await;
+    send_shuffled(&server, Emission { spans: strip(first), logs: vec![] }, 4).await;
+    wait_stitched(&server).await;
+    let (_, dir) = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    send_shuffled(&server, Emission { spans: strip(second), logs: emission.logs }, 5).await;
+    wait_stitched(&server).await;
+    let (_, stitching) = api(&server, "/api/stitching").await;
+    let got = all_flows(&server).await;
+    let summary = |flows: &[Value]| -> Vec<String> {
+        flows
+            .iter()
+            .map(|f| format!("{} {} {}", f["flow_id"], f["chain"], f["spans"].as_array().unwrap().len()))
+            .collect()
+    };
+    assert_eq!(summary(&got), summary(&want), "{stitching}");
+    for (got, want) in got.iter().zip(&want) {
+        assert_eq!(got, want, "flow {}", want["flow_id"]);
+    }
+    assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map, "the map's sums too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
+    use flowscope::flows::restitch::{self, Scope};
+    let (emission, expected) = demo_emission();
+    let server = TestServer::start().await;
+    send_shuffled(&server, emission, 6).await;
+    wait_stitched(&server).await;
+    let want = all_flows(&server).await;
+    assert_eq!(want.len(), expected.len());
+    let want_map = api(&server, &format!("/api/map?{ALL_TIME}")).await.1;
+    let (db, dir) = server.stop().await;
+
+    // `flowscope restitch`, stopped after its first round: the flow tables are emptied
+    // and the watermark went back, so what is stored is incomplete...
+    let config = flowscope::config::Config::with_db(db.clone());
+    let stitch = flowscope::flows::StitchConfig { commits_per_round: 1, ..config.stitch.clone() };
+    {
+        let store = flowscope::store::Store::open_with(&db, &config.duckdb_settings).unwrap();
+        restitch::begin(&store, Scope::All).unwrap();
+        let conn = store.connect().unwrap();
+        assert_eq!(conn.query_row("SELECT count(*) FROM flows", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+        let mut rounds = 0;
+        let interrupted = restitch::run_until(&store, stitch.clone(), |_| {
+            rounds += 1;
+            rounds < 2
+        })
+        .unwrap();
+        let r = interrupted.restitch.expect("a restitch is under way");
+        assert!(r.done(interrupted.stitched_seq) < 1.0, "{interrupted:?}");
+    }
+    // ...and the next start finishes it in the background, with the same flows as before.
+    let server = TestServer::start_in(dir, |_| {}).await;
+    wait_stitched(&server).await;
+    assert!(server.running().progress.borrow().restitch.is_none());
+    let got = all_flows(&server).await;
+    assert_eq!(got, want);
+    assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map);
+    let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "flowscope_restitch_progress_ratio 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
+    let server = TestServer::start_with(|c| c.stitch.quiet_period = Duration::from_millis(200)).await;
+    let progress = server.running().progress.clone();
+    const BATCH: u32 = 200;
+    let mut after_batch = Vec::new();
+    for round in 0..10u32 {
+        // BATCH flows of a client and a server span each, in traces never seen before.
+        let spans: Vec<_> = (0..BATCH)
+            .flat_map(|n| {
+                let id = round * BATCH + n;
+                let mut trace = vec![0x5e; 16];
+                trace[..4].copy_from_slice(&id.to_be_bytes());
+                let mut client = span(1, 0, "GET /orders");
+                client.trace_id = trace.clone();
+                client.span_id = [&id.to_be_bytes()[..], &[1, 1, 1, 1]].concat();
+                client.kind = 3;
+                let mut server_span = span(1, 1, "GET /orders");
+                server_span.trace_id = trace;
+                server_span.span_id = [&id.to_be_bytes()[..], &[2, 2, 2, 2]].concat();
+                server_span.parent_span_id = client.span_id.clone();
+                [client, server_span]
+            })
+            .collect();
+        assert_eq!(server.post_protobuf("/v1/traces", traces("shop", spans).encode_to_vec()).await, 200);
+        wait_stitched(&server).await;
+        let p = progress.borrow().clone();
+        after_batch.push((p.cached_traces, p.joined_traces, p.cached_spans));
+        // Settled flows leave memory (awaited, not slept for).
+        let mut watch = progress.clone();
+        tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|p| p.cached_traces == 0 && p.joined_traces == 0))
+            .await
+            .expect("quiet flows leave the stitcher's memory")
+            .unwrap();
+    }
+    assert_eq!(server.count("SELECT count(*) FROM flows").await, 10 * BATCH as i64);
+    for (round, (traces, joined, spans)) in after_batch.iter().enumerate() {
+        assert!(*traces <= BATCH as usize, "round {round}: {traces} traces in memory");
+        assert!(*joined <= BATCH as usize, "round {round}: {joined} traces in the joiner");
+        assert!(*spans <= 2 * BATCH as usize, "round {round}: {spans} spans in memory");
+    }
+    let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+    for gauge in
+        ["flowscope_stitcher_cached_traces 0", "flowscope_stitcher_joined_traces 0", "flowscope_stitch_lag_seconds 0"]
+    {
+        assert!(metrics.lines().any(|l| l == gauge), "{gauge} in /metrics");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,42 @@ pub enum JoinKey {
     Correlation(String),
 }
 
+/// The 64-bit hash under which a join is stored (migration 015): FNV-1a over a kind tag
+/// and the value. Stable across versions and platforms, as stored data requires; not
+/// exposed to collisions crafted by senders in any way that matters, since a collision
+/// only makes the stitcher read a flow it then does not join (joins compare the values).
+pub fn join_hash(tag: u8, value: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(tag).chain(value.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The join hash of a trace id.
+pub fn trace_hash(trace: &str) -> i64 {
+    join_hash(b't', trace)
+}
+
 impl JoinKey {
+    /// The join hash of this key.
+    pub fn hash(&self) -> i64 {
+        match self {
+            JoinKey::MessageId(v) => join_hash(b'm', v),
+            JoinKey::Correlation(v) => join_hash(b'c', v),
+        }
+    }
+
+    /// A key from its stored kind and value.
+    pub fn from_stored(kind: &str, value: String) -> Option<JoinKey> {
+        match kind {
+            "message_id" => Some(JoinKey::MessageId(value)),
+            "correlation_id" => Some(JoinKey::Correlation(value)),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             JoinKey::MessageId(_) => "message_id",
@@ -243,6 +278,86 @@ impl Joiner {
     pub fn ignored_keys(&self) -> &[IgnoredKey] {
         &self.ignored
     }
+
+    /// Marks a key as ignored without a split (a key the file already shows to be shared by
+    /// too many traces).
+    pub fn ignore_key(&mut self, key: JoinKey, traces: usize) {
+        if !matches!(self.keys.get(&key), Some(KeyState::Ignored { .. })) {
+            self.ignored.push(IgnoredKey { key: key.clone(), traces });
+        }
+        self.keys.insert(key, KeyState::Ignored { traces });
+    }
+
+    /// Whether a trace is known (has spans, keys or links here).
+    pub fn knows_trace(&self, trace: &str) -> bool {
+        self.ids.contains_key(trace)
+    }
+
+    /// Whether a key has been seen (in a trace here, or as ignored).
+    pub fn knows_key(&self, key: &JoinKey) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// Traces known.
+    pub fn traces(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Every trace known.
+    pub fn all_traces(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// What joins a trace to others: the traces it links to, and its keys still used for
+    /// joining. This is what the stitcher persists so that the trace can be joined again
+    /// after it has left memory.
+    pub fn joins_of(&self, trace: &str) -> (Vec<TraceId>, Vec<JoinKey>) {
+        let Some(id) = self.ids.get(trace) else { return (Vec::new(), Vec::new()) };
+        let mut links: Vec<TraceId> =
+            self.links.get(id).into_iter().flatten().map(|m| self.names[*m].clone()).collect();
+        links.sort();
+        links.dedup();
+        let keys = self
+            .keys_of
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|k| matches!(self.keys.get(*k), Some(KeyState::Traces(_))))
+            .cloned()
+            .collect();
+        (links, keys)
+    }
+
+    /// A joiner holding only the traces `keep` accepts, with their links and keys (and
+    /// every ignored key). Built anew, so forgotten traces free their memory. The caller
+    /// keeps or drops whole flows; a link to a dropped trace is dropped with it.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Joiner {
+        let mut next = Joiner::new(self.key_trace_limit);
+        next.ignored_links = self.ignored_links;
+        next.ignored = self.ignored.clone();
+        for (key, state) in &self.keys {
+            if let KeyState::Ignored { traces } = state {
+                next.keys.insert(key.clone(), KeyState::Ignored { traces: *traces });
+            }
+        }
+        for (id, name) in self.names.iter().enumerate() {
+            if !keep(name) {
+                continue;
+            }
+            next.add_trace(name);
+            // Each link is kept at both ends; replayed from the lower one.
+            for other in self.links.get(&id).into_iter().flatten().filter(|o| **o > id) {
+                let other = &self.names[*other];
+                if keep(other) {
+                    next.link(name, other);
+                }
+            }
+            for key in self.keys_of.get(&id).into_iter().flatten() {
+                next.key(name, key.clone());
+            }
+        }
+        next
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +474,39 @@ mod tests {
                 assert_eq!(j.flow_of(trace), want, "{}: flow of {trace}", case.name);
             }
         }
+    }
+
+    #[test]
+    fn join_hashes_are_stable_and_tell_kinds_apart() {
+        // FNV-1a test vector: the empty input after the tag 'a' is the hash of "a".
+        assert_eq!(join_hash(b'a', "") as u64, 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(trace_hash("42"), m("42").hash());
+        assert_ne!(m("42").hash(), c("42").hash());
+        assert_eq!(JoinKey::from_stored("correlation_id", "x".into()), Some(c("x")));
+        assert_eq!(JoinKey::from_stored("link", "x".into()), None);
+    }
+
+    #[test]
+    fn retaining_keeps_the_kept_flows_and_their_joins() {
+        let mut j = Joiner::new(3);
+        j.link("a", "b");
+        j.key("b", m("1"));
+        j.key("c", m("1"));
+        j.key("d", c("x"));
+        for t in ["e", "f", "g", "h"] {
+            j.key(t, c("none"));
+        }
+        let kept = j.retain(|t| t != "d");
+        assert_eq!(kept.flow_of("a"), vec!["a", "b", "c"]);
+        assert!(!kept.knows_trace("d"));
+        assert!(!kept.knows_key(&c("x")), "the dropped trace's key is forgotten");
+        assert!(kept.knows_key(&c("none")), "ignored keys stay ignored");
+        assert_eq!(kept.ignored_keys().len(), 1);
+        assert_eq!(kept.joins_of("b"), (vec!["a".to_string()], vec![m("1")]));
+        assert_eq!(kept.joins_of("e"), (vec![], vec![]), "an ignored key is not a join");
+        let mut kept = kept;
+        kept.key("z", m("1"));
+        assert_eq!(kept.flow_of("z"), vec!["a", "b", "c", "z"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!   letters, critical path), a pure function of its spans;
 //! - [`stitcher`]: the background task applying both to newly committed spans and
 //!   writing the `flows` and `flow_*` tables;
+//! - [`restitch`]: recomputing stored flows on demand;
 //! - [`backlog`]: queue depth series, rates and trends per destination;
 //! - [`breakdown`]: tail attribution, where a chain's slow flows spend their extra time;
 //! - [`edges`]: what one flow contributes to the map, summed per edge and minute;
@@ -20,6 +21,7 @@ mod intake;
 pub mod joiner;
 pub mod map;
 pub mod queries;
+pub mod restitch;
 pub mod rollup;
 mod stitcher;
 
@@ -33,7 +35,7 @@ pub(crate) type HashSet<T> = std::collections::HashSet<T, ahash::RandomState>;
 
 use tokio::sync::watch;
 
-pub use stitcher::{StitchConfig, StitchProgress, Stitcher, StitcherHandle};
+pub use stitcher::{Restitch, StitchConfig, StitchProgress, Stitcher, StitcherHandle};
 
 use crate::store::{Store, StoreError, Writer};
 

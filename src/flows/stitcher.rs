@@ -3,30 +3,50 @@
 //! Algorithm (each round, every `interval`):
 //! 0. Count the new messaging spans per destination and 5-second slot into
 //!    `queue_counts` (one INSERT ... SELECT), which the queue pages read.
-//! 1. Take the rows committed since the last round (`commit_seq` above the watermark):
-//!    spans, span links, and log records carrying a trace id and a correlation id. They
-//!    come from the writer's in-memory feed, or from the file when the feed does not hold
-//!    the whole range (see [`intake`]); the scan is cheap because `commit_seq` only grows,
-//!    so DuckDB's zone maps skip old data.
-//! 2. Feed the joins into the [`Joiner`] (union-find over trace ids): links connect two
+//! 1. Take the rows committed since the watermark (`commit_seq` above it): spans, span
+//!    links, and log records carrying a trace id and a correlation id. They come from the
+//!    writer's in-memory feed, or from the file when the feed does not hold the whole
+//!    range (see [`intake`]); the scan is cheap because `commit_seq` only grows, so
+//!    DuckDB's zone maps skip old data.
+//! 2. Bring into memory the stored flows these rows join (see "Joining late spans").
+//! 3. Feed the joins into the [`Joiner`] (union-find over trace ids): links connect two
 //!    traces; message ids and correlation ids are keys connecting every trace they occur
 //!    in. Merges are O(smaller side); keys shared by too many traces are ignored.
-//! 3. Every flow that gained spans or changed shape is re-analysed from its spans
-//!    ([`analysis::analyze`]), which the stitcher keeps in memory while the flow is
-//!    active; a trace with no new span for `quiet_period` (or, beyond `cache_spans`, the
-//!    least recently active ones) is evicted and reloaded from DuckDB only if a late span
-//!    arrives for it.
-//! 4. The changed flows' rows are replaced in one transaction on the stitcher's own
-//!    connection (flows, flow_traces, flow_hops, flow_retries, flow_dead_letters),
-//!    appended as Arrow batches; the old rows of a few changed flows are deleted through
-//!    the flow-id indexes, of many with one scan per table. The flow map's sums in
-//!    `flow_edge_slots` change in the same transaction: the old flows' cells, returned
-//!    by the delete, subtracted, the new ones added (see [`edges`]).
+//! 4. Every flow that gained spans or changed shape is re-analysed from its spans
+//!    ([`analysis::analyze`]), which stay in memory while the flow is active.
+//! 5. The changed flows' rows are replaced in one transaction (flows, flow_traces,
+//!    flow_join_keys, flow_hops, flow_retries, flow_dead_letters), appended as Arrow
+//!    batches. The flow map's sums in `flow_edge_slots` change in the same transaction:
+//!    the old flows' cells, returned by the delete, subtracted, the new ones added (see
+//!    [`edges`]). Then the watermark is saved in `stitch_state`.
+//! 6. Flows with no new span for `quiet_period` (and, beyond `cache_spans`, the least
+//!    recently active) leave memory whole, with what the joiner knew of them.
 //!
-//! Each span is read once and each flow re-analysed once per round it changes in, so the
-//! cost grows linearly with the spans ingested. On start the stitcher replays the stored
-//! spans from the beginning (recomputing every flow), which also applies any change to
-//! the analysis to old data; spans already in `queue_counts` are not counted again.
+//! ## Memory does not grow with what is stored
+//! The stitcher holds the flows still arriving and nothing else: no map over stored
+//! traces. A restart resumes from the saved watermark with an empty working set, so it
+//! stitches new spans at once whatever is stored. Recomputing stored flows (after the
+//! analysis changed) is an explicit restitch: the watermark goes back (to 0 with the flow
+//! tables emptied, or to the first commit since a time) and rounds proceed as usual,
+//! resumably, since the watermark is saved each round ([`Restitch`]).
+//!
+//! ## Joining late spans
+//! A span whose trace is not in memory, a link to such a trace, and a message or
+//! correlation id not seen in memory may join a stored flow. One lookup per round finds
+//! those flows: the 64-bit join hashes of all of them go into a temp table, joined
+//! against `flow_traces.trace_key` (a flow's traces) and `flow_join_keys.key` (its links
+//! and keys). Each flow found is loaded whole (its traces, their joins, their spans) and
+//! then joined like any flow in memory, so a restart changes no flow.
+//!
+//! Why scans of hashes and not indexes: DuckDB holds an ART index wholly in memory, and
+//! an index over trace ids has one entry per stored trace (the ~100 bytes per span of
+//! memory measured before this design was mostly such per-trace state). A lookup instead
+//! reads one BIGINT column, restricted by `updated_unix_nano >= now - join_window`: rows
+//! are appended in write order (a rewritten flow's rows move to the end), so zone maps
+//! skip everything older than the window and a lookup costs O(flows written in the
+//! window), not O(stored), with nothing resident. A flow's rows are found again by
+//! (flow_id, updated_unix_nano), also through zone maps. Measured figures are in
+//! BENCHMARKS.md ("Fifth session").
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,10 +58,12 @@ use tokio::sync::watch;
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
 use super::edges::{self, EdgeChanges};
 use super::intake::{self, NewRows};
-use super::joiner::{JoinKey, Joiner, TraceId};
+use super::joiner::{self, JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
-use crate::store::tables::{FlowDeadLetterRows, FlowEdgeSlotRows, FlowHopRows, FlowRetryRows, FlowRows, FlowTraceRows};
+use crate::store::tables::{
+    FlowDeadLetterRows, FlowEdgeSlotRows, FlowHopRows, FlowJoinKeyRows, FlowRetryRows, FlowRows, FlowTraceRows,
+};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
@@ -63,6 +85,10 @@ pub struct StitchConfig {
     pub max_flow_spans: usize,
     /// Queue aliases from the config file: alias (an exchange) -> queue, any system.
     pub configured_queue_aliases: std::collections::BTreeMap<String, String>,
+    /// How long after its last change a stored flow can still be joined by a late span
+    /// (through its trace id, a link, a message id or a correlation id). Lookups read
+    /// the join rows written in this window, so it bounds their cost.
+    pub join_window: Duration,
 }
 
 impl Default for StitchConfig {
@@ -76,6 +102,7 @@ impl Default for StitchConfig {
             dead_letter_patterns: DeadLetterPatterns::default(),
             configured_queue_aliases: Default::default(),
             max_flow_spans: 10_000,
+            join_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -89,13 +116,39 @@ pub struct StitchProgress {
     pub flows_written: u64,
     pub rounds: u64,
     pub last_error: Option<String>,
+    /// How long ago the oldest commit not yet stitched was received (0: caught up).
+    pub lag: Duration,
+    /// A restitch in progress: from which commit to which (see [`Restitch`]).
+    pub restitch: Option<Restitch>,
+    /// What the stitcher holds in memory: traces with their spans, and spans.
+    pub cached_traces: usize,
+    pub cached_spans: usize,
+    /// Traces the in-memory joiner knows (the cached ones and those they link to).
+    pub joined_traces: usize,
 }
 
-/// Where a trace's rows were last written: its flow's id and start. No span of the trace
-/// starts before that, which bounds the scan when the trace is reloaded.
-struct WrittenAs {
+/// A recomputation of stored flows: the stitcher went back to commit `from` and is
+/// stitching again up to `to` (the last commit when it started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restitch {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Restitch {
+    /// The share done, 0 to 1, at the given watermark.
+    pub fn done(&self, watermark: i64) -> f64 {
+        let span = (self.to - self.from).max(1) as f64;
+        ((watermark - self.from) as f64 / span).clamp(0.0, 1.0)
+    }
+}
+
+/// Where the flow of a trace in memory was last written: its id and the time of the
+/// write, which together find its rows without an index (migration 015).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StoredFlow {
     flow_id: String,
-    flow_start: i64,
+    updated: i64,
 }
 
 struct CachedTrace {
@@ -149,11 +202,16 @@ pub struct Stitcher {
     config: StitchConfig,
     joiner: Joiner,
     cache: HashMap<TraceId, CachedTrace>,
-    /// The flow id each trace's rows were last written under.
-    written_as: HashMap<TraceId, WrittenAs>,
+    /// The stored flow of each trace in memory whose flow has been written.
+    stored: HashMap<TraceId, StoredFlow>,
     /// Flows changed but not yet written (kept across a failed write).
     dirty: HashSet<TraceId>,
     watermark: i64,
+    /// The watermark as last saved in `stitch_state`.
+    saved_watermark: i64,
+    restitch: Option<Restitch>,
+    /// When the cache was last trimmed (stitcher clock).
+    last_eviction: i64,
     /// Last commit whose messaging spans are in `queue_counts`.
     queues_counted_through: i64,
     /// Queue aliases already in `queue_aliases` (a few per exchange: small).
@@ -175,15 +233,25 @@ impl Stitcher {
         conn.execute_batch(include_str!("../../queries/stitch_temp_tables.sql"))?;
         let queues_counted_through =
             conn.query_row(include_str!("../../queries/queue_counts_through.sql"), [], |r| r.get(0))?;
-        let mut written_as = HashMap::default();
+        let state: HashMap<String, i64> = conn
+            .prepare(include_str!("../../queries/stitch_state.sql"))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let watermark = state.get("stitched_seq").copied().unwrap_or(0);
+        let restitch = match (state.get("restitch_from"), state.get("restitch_to")) {
+            (Some(from), Some(to)) if *to > watermark => Some(Restitch { from: *from, to: *to }),
+            _ => None,
+        };
+        let mut joiner = Joiner::new(config.key_trace_limit);
         {
-            let mut stmt = conn.prepare(include_str!("../../queries/stitch_written_flows.sql"))?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(1)?, WrittenAs { flow_id: r.get(0)?, flow_start: r.get(2)? }))
-            })?;
+            let mut stmt = conn.prepare(include_str!("../../queries/ignored_join_keys.sql"))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
             for row in rows {
-                let (trace, written) = row?;
-                written_as.insert(trace, written);
+                let (kind, value, traces) = row?;
+                if let Some(key) = JoinKey::from_stored(&kind, value) {
+                    joiner.ignore_key(key, traces as usize);
+                }
             }
         }
         in_transaction(&conn, || {
@@ -202,12 +270,15 @@ impl Stitcher {
             commits,
             feed,
             conn,
-            joiner: Joiner::new(config.key_trace_limit),
+            joiner,
             config,
             cache: HashMap::default(),
-            written_as,
+            stored: HashMap::default(),
             dirty: HashSet::default(),
-            watermark: 0,
+            watermark,
+            saved_watermark: watermark,
+            restitch,
+            last_eviction: 0,
             queues_counted_through,
             edge_slots: EdgeSlotsSize::compacted(edge_rows as usize),
             progress,
@@ -253,7 +324,7 @@ impl Stitcher {
         let latest = self.commits.last_commit_seq.load(Ordering::Acquire) as i64;
         let mut upper = latest.min(self.watermark + self.config.commits_per_round);
         if self.watermark < self.queues_counted_through {
-            // Replaying: a round stays on one side of what is already counted.
+            // Restitching: a round stays on one side of what is already counted.
             upper = upper.min(self.queues_counted_through);
         }
         let mut stitched = 0;
@@ -269,16 +340,61 @@ impl Stitcher {
             self.watermark = upper;
         }
         let written = self.write_dirty()?;
+        self.save_watermark()?;
         self.evict(now_nanos());
+        let lag = self.lag(latest)?;
         let watermark = self.watermark;
+        let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
+        let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
             p.stitched_seq = watermark;
             p.spans_stitched += stitched as u64;
             p.flows_written += written as u64;
             p.rounds += 1;
             p.last_error = None;
+            p.lag = lag;
+            p.restitch = restitch;
+            p.cached_traces = cached_traces;
+            p.cached_spans = cached_spans;
+            p.joined_traces = joined_traces;
         });
         Ok(upper < latest)
+    }
+
+    /// Saves the watermark once the flows of the commits below it are written, so a
+    /// restart resumes there; ends a restitch that has reached its target.
+    fn save_watermark(&mut self) -> Result<(), StoreError> {
+        if self.watermark == self.saved_watermark {
+            return Ok(());
+        }
+        let conn = &self.conn;
+        let finished = self.restitch.filter(|r| self.watermark >= r.to);
+        in_transaction(conn, || {
+            let mut set = conn.prepare_cached(include_str!("../../queries/stitch_state_set.sql"))?;
+            set.execute(params!["stitched_seq", self.watermark])?;
+            if finished.is_some() {
+                set.execute(params!["restitch_to", 0])?;
+            }
+            Ok(())
+        })?;
+        if let Some(r) = finished {
+            tracing::info!(from = r.from, to = r.to, "restitch finished");
+            self.restitch = None;
+        }
+        self.saved_watermark = self.watermark;
+        Ok(())
+    }
+
+    /// How long ago the oldest commit not yet stitched was received.
+    fn lag(&self, latest: i64) -> Result<Duration, StoreError> {
+        if latest <= self.watermark {
+            return Ok(Duration::ZERO);
+        }
+        let received: Option<i64> = self
+            .conn
+            .prepare_cached(include_str!("../../queries/stitch_lag.sql"))?
+            .query_row(params![self.watermark, latest], |r| r.get(0))?;
+        Ok(received.map_or(Duration::ZERO, |t| Duration::from_nanos(now_nanos().saturating_sub(t).max(0) as u64)))
     }
 
     fn ingest_new(&mut self, from: i64, to: i64) -> Result<usize, StoreError> {
@@ -286,6 +402,9 @@ impl Stitcher {
             Some(commits) => intake::from_feed(&commits),
             None => intake::from_file(&self.conn, from, to)?,
         };
+        // Stored flows these rows join are brought into memory first (with every span
+        // committed up to `to`, so this round's spans of them are already there).
+        let loaded = self.load_joined_flows(&spans, &links, &log_keys, to)?;
         for (trace, _, link) in &links {
             if !self.joiner.link(trace, &link.trace_id) && self.joiner.ignored_links().is_power_of_two() {
                 tracing::warn!(
@@ -298,19 +417,15 @@ impl Stitcher {
             }
         }
         intake::attach_links(&mut spans, links);
+        let now = now_nanos();
         for (trace, corr) in log_keys {
             self.join_key(&trace, JoinKey::Correlation(corr));
+            // A trace known only from logs so far stays in memory for the quiet period,
+            // so that its spans, when they come, are joined by the log's correlation id.
+            self.cache.entry(trace.clone()).or_insert_with(|| CachedTrace::new(now)).last_seen = now;
             self.dirty.insert(trace);
         }
         let count = spans.len();
-        // Traces seen before whose spans were evicted are reloaded whole (which includes
-        // the new spans), the others get the new spans appended.
-        let evicted: HashSet<TraceId> = spans
-            .iter()
-            .map(|s| &s.trace_id)
-            .filter(|t| !self.cache.contains_key(*t) && self.written_as.contains_key(*t))
-            .cloned()
-            .collect();
         for s in &spans {
             self.joiner.add_trace(&s.trace_id);
             if let Some(m) = &s.message_id {
@@ -321,44 +436,200 @@ impl Stitcher {
             }
             self.dirty.insert(s.trace_id.clone());
         }
-        let now = now_nanos();
         for s in spans {
-            if evicted.contains(&s.trace_id) {
-                continue;
-            }
             let entry = match self.cache.get_mut(&s.trace_id) {
                 Some(entry) => entry,
                 None => self.cache.entry(s.trace_id.clone()).or_insert_with(|| CachedTrace::new(now)),
             };
             entry.last_seen = now;
-            entry.spans.push(s);
+            if !loaded.contains(&s.trace_id) {
+                entry.spans.push(s);
+            }
         }
-        self.reload(&evicted.into_iter().collect::<Vec<_>>(), to)?;
         Ok(count)
+    }
+
+    /// Finds the stored flows that the new rows join (by trace id, link target, message id
+    /// or correlation id not already in memory), and loads each whole: its traces, their
+    /// links and keys, and their spans committed up to `upto_seq`. Returns the traces
+    /// loaded.
+    fn load_joined_flows(
+        &mut self,
+        spans: &[SpanFacts],
+        links: &[intake::LinkRow],
+        log_keys: &[(TraceId, String)],
+        upto_seq: i64,
+    ) -> Result<HashSet<TraceId>, StoreError> {
+        let probes = self.probes(spans, links, log_keys);
+        if probes.is_empty() {
+            return Ok(HashSet::default());
+        }
+        let since = now_nanos().saturating_sub(self.config.join_window.as_nanos().min(i64::MAX as u128) as i64);
+        let conn = &self.conn;
+        conn.execute_batch("DELETE FROM stitch_keys; DELETE FROM found_flows;")?;
+        {
+            let mut app = conn.appender("stitch_keys")?;
+            for key in probes.keys() {
+                app.append_row([key])?;
+            }
+            app.flush()?;
+        }
+        // key -> the stored flows it reaches
+        let mut reached: HashMap<i64, Vec<(StoredFlow, i64)>> = HashMap::default();
+        {
+            let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_lookup.sql"))?;
+            let rows = stmt.query_map([since], |r| {
+                Ok((r.get::<_, i64>(0)?, StoredFlow { flow_id: r.get(1)?, updated: r.get(2)? }, r.get::<_, i64>(3)?))
+            })?;
+            for row in rows {
+                let (key, flow, start) = row?;
+                reached.entry(key).or_default().push((flow, start));
+            }
+        }
+        let in_memory: HashSet<&StoredFlow> = self.stored.values().collect();
+        let mut found: HashMap<StoredFlow, i64> = HashMap::default();
+        let mut giant: Vec<(JoinKey, usize)> = Vec::new();
+        for (key, flows) in reached {
+            match probes.get(&key) {
+                // A key the file shows in more flows than the limit is not an identifier
+                // of one operation: ignored, as if the traces had arrived together.
+                Some(Some(join_key)) if flows.len() > self.config.key_trace_limit => {
+                    giant.push((join_key.clone(), flows.len()));
+                    continue;
+                }
+                Some(_) => {}
+                None => continue, // a hash collision with nothing probed
+            }
+            for (flow, start) in flows {
+                if !in_memory.contains(&flow) {
+                    found.insert(flow, start);
+                }
+            }
+        }
+        for (key, traces) in giant {
+            self.ignore_key(key, traces);
+        }
+        if found.is_empty() {
+            return Ok(HashSet::default());
+        }
+        let oldest_write = found.keys().map(|f| f.updated).min().unwrap_or(since);
+        let conn = &self.conn;
+        {
+            let mut app = conn.appender("found_flows")?;
+            for flow in found.keys() {
+                app.append_row(params![flow.flow_id, flow.updated])?;
+            }
+            app.flush()?;
+        }
+        let by_id: HashMap<&str, &StoredFlow> = found.keys().map(|f| (f.flow_id.as_str(), f)).collect();
+        let mut member_flows: Vec<(TraceId, StoredFlow)> = Vec::new();
+        {
+            let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_found_members.sql"))?;
+            let rows = stmt.query_map([oldest_write], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (trace, flow) = row?;
+                if let Some(f) = by_id.get(flow.as_str()) {
+                    member_flows.push((trace, (*f).clone()));
+                }
+            }
+        }
+        let joins: Vec<(TraceId, String, String)> = conn
+            .prepare_cached(include_str!("../../queries/stitch_found_joins.sql"))?
+            .query_map([oldest_write], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        // No stored span of these flows starts before their stored start; this round's
+        // spans (read again with them) may, such as a root span arriving last.
+        let from_start = found.values().copied().chain(spans.iter().map(|s| s.start)).min().unwrap_or(i64::MIN);
+        let members: Vec<TraceId> = member_flows.iter().map(|(t, _)| t.clone()).collect();
+        for t in &members {
+            self.joiner.add_trace(t);
+        }
+        for (trace, kind, value) in joins {
+            if kind == LINK {
+                self.joiner.link(&trace, &value);
+            } else if let Some(key) = JoinKey::from_stored(&kind, value) {
+                self.join_key(&trace, key);
+            }
+        }
+        self.stored.extend(member_flows);
+        self.reload(&members, from_start, upto_seq)?;
+        Ok(members.into_iter().collect())
+    }
+
+    /// The join hashes to look up for new rows: traces and link targets not in memory, and
+    /// message and correlation ids not seen in memory (None for a trace, else the key).
+    fn probes(
+        &self,
+        spans: &[SpanFacts],
+        links: &[intake::LinkRow],
+        log_keys: &[(TraceId, String)],
+    ) -> HashMap<i64, Option<JoinKey>> {
+        let mut probes: HashMap<i64, Option<JoinKey>> = HashMap::default();
+        let trace = |probes: &mut HashMap<i64, Option<JoinKey>>, t: &str| {
+            if !self.joiner.knows_trace(t) {
+                probes.insert(joiner::trace_hash(t), None);
+            }
+        };
+        let key = |probes: &mut HashMap<i64, Option<JoinKey>>, k: JoinKey| {
+            if !self.joiner.knows_key(&k) {
+                probes.insert(k.hash(), Some(k));
+            }
+        };
+        for s in spans {
+            trace(&mut probes, &s.trace_id);
+            if let Some(m) = &s.message_id {
+                key(&mut probes, JoinKey::MessageId(m.clone()));
+            }
+            if let Some(c) = &s.correlation_id {
+                key(&mut probes, JoinKey::Correlation(c.clone()));
+            }
+        }
+        for (t, _, link) in links {
+            trace(&mut probes, t);
+            trace(&mut probes, &link.trace_id);
+            if let Some(m) = &link.message_id {
+                key(&mut probes, JoinKey::MessageId(m.clone()));
+            }
+        }
+        for (t, corr) in log_keys {
+            trace(&mut probes, t);
+            key(&mut probes, JoinKey::Correlation(corr.clone()));
+        }
+        probes
     }
 
     fn join_key(&mut self, trace: &str, key: JoinKey) {
         if let Some(split) = self.joiner.key(trace, key) {
-            tracing::warn!(
-                kind = split.ignored.key.kind(),
-                value = split.ignored.key.value(),
-                traces = split.ignored.traces,
-                "join key shared by too many traces; ignoring it for joining"
-            );
-            let _ = self.conn.execute(
-                include_str!("../../queries/ignored_join_key_insert.sql"),
-                params![split.ignored.key.kind(), split.ignored.key.value(), split.ignored.traces as i64, now_nanos()],
-            );
+            self.record_ignored_key(&split.ignored.key, split.ignored.traces);
             self.dirty.extend(split.traces);
         }
     }
 
-    /// Loads every span (and link) of the given traces from the database into the cache.
-    fn reload(&mut self, traces: &[TraceId], upto_seq: i64) -> Result<(), StoreError> {
+    /// Ignores a key the file shows to be shared by more flows than the limit.
+    fn ignore_key(&mut self, key: JoinKey, flows: usize) {
+        self.record_ignored_key(&key, flows);
+        self.joiner.ignore_key(key, flows);
+    }
+
+    fn record_ignored_key(&self, key: &JoinKey, traces: usize) {
+        tracing::warn!(
+            kind = key.kind(),
+            value = key.value(),
+            traces,
+            "join key shared by too many traces; ignoring it for joining"
+        );
+        let _ = self.conn.execute(
+            include_str!("../../queries/ignored_join_key_insert.sql"),
+            params![key.kind(), key.value(), traces as i64, now_nanos()],
+        );
+    }
+
+    /// Loads every span (and link) of the given traces from the database into the cache;
+    /// none starts before `from_start`, which bounds the scan.
+    fn reload(&mut self, traces: &[TraceId], from_start: i64, upto_seq: i64) -> Result<(), StoreError> {
         if traces.is_empty() {
             return Ok(());
         }
-        let from_start = traces.iter().filter_map(|t| self.written_as.get(t)).map(|w| w.flow_start).min();
         self.conn.execute_batch(include_str!("../../queries/stitch_traces_clear.sql"))?;
         {
             let mut app = self.conn.appender("stitch_traces")?;
@@ -367,7 +638,7 @@ impl Stitcher {
             }
             app.flush()?;
         }
-        let spans = intake::reload_from_file(&self.conn, from_start.unwrap_or(i64::MIN), upto_seq)?;
+        let spans = intake::reload_from_file(&self.conn, from_start, upto_seq)?;
         let now = now_nanos();
         for t in traces {
             self.cache.insert(t.clone(), CachedTrace::new(now));
@@ -384,24 +655,17 @@ impl Stitcher {
         if self.dirty.is_empty() {
             return Ok(0);
         }
+        // Every member of these flows is in memory: stored flows are loaded whole.
         let flows = self.joiner.flows_of(self.dirty.iter().map(String::as_str));
-        // Members of these flows that are not in memory must be reloaded first.
-        let missing: Vec<TraceId> = flows
-            .iter()
-            .flatten()
-            .filter(|t| !self.cache.contains_key(*t) && self.written_as.contains_key(*t))
-            .cloned()
-            .collect();
-        self.reload(&missing, self.watermark)?;
 
         let now = now_nanos();
-        let mut stale: HashSet<String> = HashSet::default();
+        let mut stale: HashSet<StoredFlow> = HashSet::default();
         // Spans are analysed in place (borrowed from the cache), not copied per round.
         let mut analysed: Vec<AnalysedFlow> = Vec::new();
         for members in flows {
             for t in &members {
-                if let Some(old) = self.written_as.get(t) {
-                    stale.insert(old.flow_id.clone());
+                if let Some(old) = self.stored.get(t) {
+                    stale.insert(old.clone());
                 }
             }
             let mut spans: Vec<&SpanFacts> =
@@ -424,7 +688,7 @@ impl Stitcher {
         }
 
         tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
-        let conn = &self.conn;
+        let (conn, joiner) = (&self.conn, &self.joiner);
         let (written, edge_rows) = in_transaction(conn, || {
             // New flows have nothing to replace; only rewritten flows need the deletes. A
             // few are deleted one by one through the flow-id indexes; many at once with
@@ -438,38 +702,43 @@ impl Stitcher {
                 Ok(())
             };
             if stale.len() <= DELETE_ONE_BY_ONE {
-                for id in &stale {
+                for old in &stale {
+                    let id = &old.flow_id;
                     subtract(
                         &mut conn
                             .prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?
                             .query([id])?,
                     )?;
-                    for sql in include_str!("../../queries/stitch_delete_flow.sql").split_terminator(";\n") {
+                    for sql in statements(include_str!("../../queries/stitch_delete_flow.sql")) {
                         conn.prepare_cached(sql)?.execute([id])?;
                     }
+                    for sql in statements(include_str!("../../queries/stitch_delete_flow_joins.sql")) {
+                        conn.prepare_cached(sql)?.execute(params![id, old.updated])?;
+                    }
                 }
-            } else {
+            } else if let Some(oldest_write) = stale.iter().map(|f| f.updated).min() {
                 let mut app = conn.appender("stale_flows")?;
-                for id in &stale {
-                    app.append_row([id])?;
+                for old in &stale {
+                    app.append_row([&old.flow_id])?;
                 }
                 app.flush()?;
                 drop(app);
                 subtract(&mut conn.prepare(include_str!("../../queries/stitch_delete_stale_rows.sql"))?.query([])?)?;
+                for sql in statements(include_str!("../../queries/stitch_delete_stale_joins.sql")) {
+                    conn.prepare_cached(sql)?.execute([oldest_write])?;
+                }
                 conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
             }
-            write_flows(conn, &analysed, now, &mut edge_changes)?;
+            write_flows(conn, joiner, &analysed, now, &mut edge_changes)?;
             Ok((analysed.len(), append_edge_changes(conn, edge_changes)?))
         })?;
         let aliases: Vec<QueueAlias> =
             analysed.iter().flat_map(|(_, _, a, _)| a.queue_aliases.iter().cloned()).collect();
-        let flow_ids: Vec<(Vec<TraceId>, String, i64)> = analysed
-            .into_iter()
-            .map(|(members, spans, a, _)| (members, spans[a.root].trace_id.clone(), a.start))
-            .collect();
-        for (members, flow_id, flow_start) in flow_ids {
+        let flow_ids: Vec<(Vec<TraceId>, String)> =
+            analysed.into_iter().map(|(members, spans, a, _)| (members, spans[a.root].trace_id.clone())).collect();
+        for (members, flow_id) in flow_ids {
             for t in members {
-                self.written_as.insert(t, WrittenAs { flow_id: flow_id.clone(), flow_start });
+                self.stored.insert(t, StoredFlow { flow_id: flow_id.clone(), updated: now });
             }
         }
         self.dirty.clear();
@@ -515,33 +784,76 @@ impl Stitcher {
         Ok(())
     }
 
-    /// Forgets the spans of traces quiet for `quiet_period`, then, while more than
-    /// `cache_spans` remain, those of the least recently active traces (down to three
-    /// quarters of the cap, so the sort is paid rarely).
+    /// Forgets the flows quiet for `quiet_period`, then, while more than `cache_spans`
+    /// remain, the least recently active ones (down to three quarters of the cap, so the
+    /// sort is paid rarely). Whole flows go, with what the joiner knew of them; a late span
+    /// finds them again in the file. Runs at most once a second unless over the cap.
     fn evict(&mut self, now: i64) {
-        let cutoff = now - self.config.quiet_period.as_nanos() as i64;
-        self.cache.retain(|_, c| c.last_seen >= cutoff);
+        if !self.dirty.is_empty() {
+            return; // a failed write is retried with its flows in memory
+        }
         let cached: usize = self.cache.values().map(|c| c.spans.len()).sum();
-        if cached <= self.config.cache_spans {
+        let over_cap = cached > self.config.cache_spans;
+        if !over_cap && now - self.last_eviction < EVICTION_INTERVAL_NS {
             return;
         }
-        let mut by_age: Vec<(i64, usize, &TraceId)> =
-            self.cache.iter().map(|(t, c)| (c.last_seen, c.spans.len(), t)).collect();
-        by_age.sort_unstable_by_key(|(seen, _, _)| *seen);
-        let target = self.config.cache_spans / 4 * 3;
-        let mut remaining = cached;
-        let mut oldest: Vec<TraceId> = Vec::new();
-        for (_, spans, trace) in by_age {
-            if remaining <= target {
-                break;
+        self.last_eviction = now;
+        let cutoff = now - self.config.quiet_period.as_nanos() as i64;
+        // (last activity, spans, members) of every flow in memory
+        let mut flows: Vec<(i64, usize, Vec<TraceId>)> = self
+            .joiner
+            .flows_of(self.joiner.all_traces())
+            .into_iter()
+            .map(|members| {
+                let cached = members.iter().filter_map(|t| self.cache.get(t));
+                let (seen, spans) =
+                    cached.fold((i64::MIN, 0), |(seen, n), c| (seen.max(c.last_seen), n + c.spans.len()));
+                (seen, spans, members)
+            })
+            .collect();
+        let before = flows.len();
+        let mut forget: Vec<TraceId> = Vec::new();
+        flows.retain_mut(|(seen, _, members)| {
+            let keep = *seen >= cutoff;
+            if !keep {
+                forget.append(members);
             }
-            remaining -= spans;
-            oldest.push(trace.clone());
+            keep
+        });
+        let mut remaining: usize = flows.iter().map(|(_, spans, _)| spans).sum();
+        if remaining > self.config.cache_spans {
+            flows.sort_unstable_by_key(|(seen, _, _)| *seen);
+            let target = self.config.cache_spans / 4 * 3;
+            for (_, spans, members) in &mut flows {
+                if remaining <= target {
+                    break;
+                }
+                remaining -= *spans;
+                forget.append(members);
+            }
         }
-        for t in oldest {
-            self.cache.remove(&t);
+        if forget.is_empty() {
+            return;
         }
+        tracing::trace!(flows = before - flows.len(), traces = forget.len(), "forgetting quiet flows");
+        for t in &forget {
+            self.cache.remove(t);
+            self.stored.remove(t);
+        }
+        let forget: HashSet<TraceId> = forget.into_iter().collect();
+        self.joiner = self.joiner.retain(|t| !forget.contains(t));
     }
+}
+
+/// How often quiet flows are forgotten when the cache is under its cap (ns).
+const EVICTION_INTERVAL_NS: i64 = 1_000_000_000;
+
+/// The kind of a stored link row in `flow_join_keys`.
+const LINK: &str = "link";
+
+/// The statements of a file of several, one per line end after a semicolon.
+fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split_terminator(";\n").filter(|s| !s.trim().is_empty())
 }
 
 /// Most queue aliases learnt; real brokers have a few per exchange.
@@ -616,6 +928,7 @@ impl EdgeSlotsSize {
 
 fn write_flows(
     conn: &Connection,
+    joiner: &Joiner,
     flows: &[AnalysedFlow<'_>],
     now: i64,
     edge_changes: &mut EdgeChanges,
@@ -624,6 +937,7 @@ fn write_flows(
     // row by row, which profiles showed as a quarter of the stitcher's time.
     let mut flow_rows = FlowRows::new();
     let mut trace_rows = FlowTraceRows::new();
+    let mut join_rows = FlowJoinKeyRows::new();
     let mut hop_rows = FlowHopRows::new();
     let mut retry_rows = FlowRetryRows::new();
     let mut dead_rows = FlowDeadLetterRows::new();
@@ -659,8 +973,25 @@ fn write_flows(
         f.edges.append_value(edges::cells_json(&cells));
         edge_changes.apply(&a.chain, last_commit_seq, &cells, 1);
         for t in members {
-            trace_rows.flow_id.append_value(flow_id);
-            trace_rows.trace_id.append_value(t);
+            let r = &mut trace_rows;
+            r.flow_id.append_value(flow_id);
+            r.trace_id.append_value(t);
+            r.trace_key.append_value(joiner::trace_hash(t));
+            r.flow_start_unix_nano.append_value(a.start);
+            r.updated_unix_nano.append_value(now);
+            let (links, keys) = joiner.joins_of(t);
+            let links = links.into_iter().map(|to| (joiner::trace_hash(&to), LINK, to));
+            let keys = keys.into_iter().map(|k| (k.hash(), k.kind(), k.value().to_owned()));
+            for (key, kind, value) in links.chain(keys) {
+                let r = &mut join_rows;
+                r.key.append_value(key);
+                r.flow_id.append_value(flow_id);
+                r.trace_id.append_value(t);
+                r.kind.append_value(kind);
+                r.value.append_value(value);
+                r.flow_start_unix_nano.append_value(a.start);
+                r.updated_unix_nano.append_value(now);
+            }
         }
         for (i, h) in a.hops.iter().enumerate() {
             let producer = h.producer.map(|p| spans[p]);
@@ -705,7 +1036,14 @@ fn write_flows(
             r.span_id.append_value(&spans[d.span].span_id);
         }
     }
-    let batches = [flow_rows.finish(), trace_rows.finish(), hop_rows.finish(), retry_rows.finish(), dead_rows.finish()];
+    let batches = [
+        flow_rows.finish(),
+        trace_rows.finish(),
+        join_rows.finish(),
+        hop_rows.finish(),
+        retry_rows.finish(),
+        dead_rows.finish(),
+    ];
     for batch in batches.into_iter().flatten() {
         let mut appender = conn.appender(batch.table)?;
         appender.append_record_batch(batch.batch)?;

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (12, "flow_metrics", include_str!("../../queries/migrations/012_flow_metrics.sql")),
     (13, "flow_steps", include_str!("../../queries/migrations/013_flow_steps.sql")),
     (14, "flow_map", include_str!("../../queries/migrations/014_flow_map.sql")),
+    (15, "stitch_state", include_str!("../../queries/migrations/015_stitch_state.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
@@ -175,9 +176,10 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 /// DuckDB checkpoints (folds its write-ahead log into the file) every 16 MB of log by
 /// default: under sustained ingest that is a checkpoint every ~30k spans, which costs more
 /// than the appends themselves (see BENCHMARKS.md). 256 MB trades a larger log for it.
-/// DuckDB's buffer pool may otherwise grow to 80% of the machine's memory.
+/// DuckDB's buffer pool may otherwise grow to 80% of the machine's memory: it gets half
+/// of the default memory budget (see `config::MemoryBudget`).
 pub fn default_settings() -> Vec<(String, String)> {
-    vec![("checkpoint_threshold".to_string(), "256MB".to_string()), ("memory_limit".to_string(), "1GB".to_string())]
+    vec![("checkpoint_threshold".to_string(), "256MB".to_string()), ("memory_limit".to_string(), "512MiB".to_string())]
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ use super::{Store, StoreError};
 const DELETES: &[(&str, &str)] = &[
     // A flow's rows go once its last span is old; children first.
     ("flow_traces", include_str!("../../queries/retention_flow_traces.sql")),
+    ("flow_join_keys", include_str!("../../queries/retention_flow_join_keys.sql")),
     ("flow_hops", include_str!("../../queries/retention_flow_hops.sql")),
     ("flow_retries", include_str!("../../queries/retention_flow_retries.sql")),
     ("flow_dead_letters", include_str!("../../queries/retention_flow_dead_letters.sql")),

@@ -216,6 +216,22 @@ table_rows! {
     FlowTraceRows = "flow_traces" {
         flow_id: StringBuilder => DataType::Utf8,
         trace_id: StringBuilder => DataType::Utf8,
+        trace_key: Int64Builder => DataType::Int64,
+        flow_start_unix_nano: Int64Builder => DataType::Int64,
+        updated_unix_nano: Int64Builder => DataType::Int64,
+    }
+}
+
+table_rows! {
+    /// Rows of `flow_join_keys`: the links and keys that join a flow's traces.
+    FlowJoinKeyRows = "flow_join_keys" {
+        key: Int64Builder => DataType::Int64,
+        flow_id: StringBuilder => DataType::Utf8,
+        trace_id: StringBuilder => DataType::Utf8,
+        kind: StringBuilder => DataType::Utf8,
+        value: StringBuilder => DataType::Utf8,
+        flow_start_unix_nano: Int64Builder => DataType::Int64,
+        updated_unix_nano: Int64Builder => DataType::Int64,
     }
 }
 
@@ -291,6 +307,7 @@ table_rows! {
 pub const FLOW_TABLES: &[(&str, &[&str])] = &[
     (FlowRows::TABLE, FlowRows::COLUMNS),
     (FlowTraceRows::TABLE, FlowTraceRows::COLUMNS),
+    (FlowJoinKeyRows::TABLE, FlowJoinKeyRows::COLUMNS),
     (FlowHopRows::TABLE, FlowHopRows::COLUMNS),
     (FlowRetryRows::TABLE, FlowRetryRows::COLUMNS),
     (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::COLUMNS),

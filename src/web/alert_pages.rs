@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -296,10 +296,7 @@ async fn alerts_view(state: &AppState, p: &PageParams, form: FormView) -> Result
     })
 }
 
-pub async fn alerts_page(
-    State(state): State<Arc<AppState>>,
-    Query(p): Query<PageParams>,
-) -> Result<Response, PageError> {
+pub async fn alerts_page(State(state): State<Arc<AppState>>, p: PageParams) -> Result<Response, PageError> {
     let form = FormView::new("/alerts/rules".into(), "Create rule", RuleForm::blank(), None);
     Ok(render(&alerts_view(&state, &p, form).await?).into_response())
 }

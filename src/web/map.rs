@@ -275,7 +275,7 @@ fn edge_rows(map: &FlowMap, rq: &str) -> Vec<EdgeRow> {
         .collect()
 }
 
-async fn map_page(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+async fn map_page(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let map = queries::flow_map(&state.store, range, None).await?;
     let rq = p.range_query();
@@ -326,7 +326,8 @@ pub fn parse_edge(
     Ok((kind, node("source", source)?, node("target", target)?))
 }
 
-async fn edge_page(State(state): State<Arc<AppState>>, Query(p): Query<EdgeParams>) -> PageResult {
+async fn edge_page(State(state): State<Arc<AppState>>, Query(mut p): Query<EdgeParams>) -> PageResult {
+    p.page.notice = state.flows.notice();
     let range = p.page.range.resolve(now_nanos())?;
     let (kind, source, target) = parse_edge(p.kind.as_deref(), p.source.as_deref(), p.target.as_deref())?;
     let flows = queries::flows_across_edge(&state.store, range, kind, source.clone(), target.clone(), 50).await?;

@@ -50,6 +50,21 @@ impl AppState {
     }
 }
 
+/// Behind by more than this, pages say so.
+const NOTICE_LAG: Duration = Duration::from_secs(5);
+
+fn stitch_notice(p: &StitchProgress) -> Option<String> {
+    let behind = crate::text::fmt_ms(p.lag.as_secs_f64() * 1000.0);
+    match p.restitch {
+        Some(r) => Some(format!(
+            "Recomputing stored flows: {:.0}% done. Flows are complete up to {behind} ago.",
+            r.done(p.stitched_seq) * 100.0
+        )),
+        None if p.lag > NOTICE_LAG => Some(format!("Flows are complete up to {behind} ago: stitching is catching up.")),
+        None => None,
+    }
+}
+
 /// What the pages need to know about stitching.
 pub struct FlowsState {
     pub progress: watch::Receiver<StitchProgress>,
@@ -63,6 +78,12 @@ pub struct FlowsState {
 }
 
 impl FlowsState {
+    /// The line every page shows while its flows are not complete: during a restitch,
+    /// or when the stitcher is more than a few seconds behind what was received.
+    pub fn notice(&self) -> Option<String> {
+        stitch_notice(&self.progress.borrow())
+    }
+
     pub fn quiet_period_ns(&self) -> i64 {
         self.quiet_period.as_nanos().min(i64::MAX as u128) as i64
     }
@@ -142,6 +163,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let duckdb_memory = state.store.duckdb_memory().await.unwrap_or_default();
     let mut text = self_metrics::render(&state.ingest, &duckdb_memory);
     self_metrics::render_stages(&mut text, &state.stages());
+    self_metrics::render_stitching(&mut text, &state.flows.progress.borrow());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
@@ -160,5 +182,30 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
                 .into_response()
         }
         None => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::Restitch;
+
+    #[test]
+    fn pages_say_how_far_behind_they_are() {
+        let at = |lag_s: u64, restitch: Option<Restitch>, seq: i64| StitchProgress {
+            lag: Duration::from_secs(lag_s),
+            restitch,
+            stitched_seq: seq,
+            ..Default::default()
+        };
+        assert_eq!(stitch_notice(&at(2, None, 10)), None);
+        assert_eq!(
+            stitch_notice(&at(12, None, 10)).as_deref(),
+            Some("Flows are complete up to 12.00 s ago: stitching is catching up.")
+        );
+        assert_eq!(
+            stitch_notice(&at(90, Some(Restitch { from: 0, to: 200 }), 90)).as_deref(),
+            Some("Recomputing stored flows: 45% done. Flows are complete up to 1.5 min ago.")
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct Layout {
     /// Query parameters of the page itself (not the range), kept by the range links and
     /// the custom-range form.
     pub hidden: Vec<(String, String)>,
+    /// Shown above the page while flows are incomplete.
+    pub notice: Option<String>,
 }
 
 /// One of the preset ranges at the top of every page.
@@ -77,6 +79,23 @@ pub struct PageParams {
     pub q: Option<String>,
     /// The overview: only chains through this service.
     pub service: Option<String>,
+    /// How far behind the flows are, when they are (see `FlowsState::notice`).
+    #[serde(skip)]
+    pub notice: Option<String>,
+}
+
+/// Pages take their parameters with the stitcher's notice attached.
+impl axum::extract::FromRequestParts<Arc<AppState>> for PageParams {
+    type Rejection = axum::extract::rejection::QueryRejection;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(mut p) = Query::<PageParams>::from_request_parts(parts, state).await?;
+        p.notice = state.flows.notice();
+        Ok(p)
+    }
 }
 
 impl PageParams {
@@ -150,6 +169,7 @@ impl PageParams {
             to_value: range.to.to_string(),
             path: path.to_string(),
             hidden: page.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            notice: self.notice.clone(),
         }
     }
 }
@@ -243,7 +263,7 @@ struct OverviewPage {
     service: String,
 }
 
-async fn overview(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let bucket = ((range.to - range.from) / 24).max(1);
     // Independent reads on separate pooled connections, side by side.
@@ -373,11 +393,7 @@ pub fn log_buckets(counts: &[(u32, i64)]) -> Vec<(String, f64, String)> {
         .collect()
 }
 
-async fn chain(
-    State(state): State<Arc<AppState>>,
-    Path(chain): Path<String>,
-    Query(p): Query<PageParams>,
-) -> PageResult {
+async fn chain(State(state): State<Arc<AppState>>, Path(chain): Path<String>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let bucket = ((range.to - range.from) / 30).max(1);
     let (summary, series, hops, slowest, tail, map) = tokio::try_join!(
@@ -732,11 +748,7 @@ fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
-async fn flow(
-    State(state): State<Arc<AppState>>,
-    Path(flow_id): Path<String>,
-    Query(p): Query<PageParams>,
-) -> PageResult {
+async fn flow(State(state): State<Arc<AppState>>, Path(flow_id): Path<String>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let detail = load_flow(&state, &flow_id).await?;
     let total = (detail.end_unix_nano - detail.start_unix_nano).max(1) as f64;
@@ -792,7 +804,7 @@ struct QueuesPage {
     queues: Vec<QueueCard>,
 }
 
-async fn queues(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+async fn queues(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let queues = queries::queues(&state.store, range).await?;
     let cards = queues
@@ -835,7 +847,7 @@ struct RetriesPage {
     total: i64,
 }
 
-async fn retries(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+async fn retries(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let bucket = parse_bucket(p.bucket.as_deref(), range)?;
     let view = queries::retries(&state.store, range, bucket).await?;
@@ -887,7 +899,7 @@ struct DeadLettersPage {
     rows: Vec<DeadLetterView>,
 }
 
-async fn dead_letters(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> PageResult {
+async fn dead_letters(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let rq = p.range_query();
     let rows = queries::dead_letters(&state.store, range)
@@ -923,7 +935,7 @@ pub struct SearchHitRow {
     pub duration: String,
 }
 
-async fn search(State(state): State<Arc<AppState>>, Query(p): Query<PageParams>) -> Result<Response, PageError> {
+async fn search(State(state): State<Arc<AppState>>, p: PageParams) -> Result<Response, PageError> {
     let range = p.range.resolve(now_nanos())?;
     let q = p.q.clone().unwrap_or_default().trim().to_string();
     if q.is_empty() {

@@ -81,3 +81,32 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     }
     out
 }
+
+/// The stitcher's progress and what it holds in memory: none of it grows with what is
+/// stored (issue 12), which these gauges let anyone check.
+pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
+    let gauges: [(&str, &str, f64); 7] = [
+        (
+            "flowscope_stitch_lag_seconds",
+            "How long ago the oldest commit not yet stitched was received",
+            p.lag.as_secs_f64(),
+        ),
+        ("flowscope_stitched_commit_seq", "Every commit up to this one is stitched", p.stitched_seq as f64),
+        ("flowscope_stitcher_cached_traces", "Traces whose spans the stitcher holds in memory", p.cached_traces as f64),
+        ("flowscope_stitcher_cached_spans", "Spans the stitcher holds in memory", p.cached_spans as f64),
+        ("flowscope_stitcher_joined_traces", "Traces the stitcher's in-memory joiner knows", p.joined_traces as f64),
+        (
+            "flowscope_restitch_running",
+            "Whether stored flows are being recomputed",
+            f64::from(u8::from(p.restitch.is_some())),
+        ),
+        (
+            "flowscope_restitch_progress_ratio",
+            "Share of a running restitch done (1 when none runs)",
+            p.restitch.map_or(1.0, |r| r.done(p.stitched_seq)),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+}
