@@ -3,6 +3,7 @@
 //! talks only to loopback, prints a table, and with `--out FILE` writes JSON so runs can
 //! be compared. See BENCHMARKS.md for figures and how to read them.
 
+pub mod growth;
 pub mod process;
 pub mod workload;
 
@@ -42,6 +43,8 @@ pub enum BenchCommand {
     Query(QueryArgs),
     /// Sending faster than the server commits: memory, refusals, nothing acknowledged lost
     Overload(LoadArgs),
+    /// Restart time, memory, page latency and ingest as stored data grows
+    Growth(growth::GrowthArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -82,6 +85,7 @@ pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
         BenchCommand::Ingest(a) => (ingest(&a).await?, a.out),
         BenchCommand::Query(a) => (query(&a).await?, a.out),
         BenchCommand::Overload(a) => (overload(&a).await?, a.out),
+        BenchCommand::Growth(a) => (growth::growth(&a).await?, a.out),
     };
     print_table(&report);
     if let Some(path) = out {
@@ -351,79 +355,84 @@ async fn overload(args: &LoadArgs) -> Result<Value, BenchError> {
     }))
 }
 
-async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
-    let dir = tempfile_dir()?;
-    let db = args.db.clone().unwrap_or_else(|| dir.join("query.duckdb"));
-    let refill = !db.exists();
-    // Fill: demo-like flows spread evenly over the last six hours, written through the
-    // same flatten-and-append path as ingest, without the network.
+/// Spans per fill request.
+const FILL_BATCH: usize = 1000;
+
+/// Adds `spans` spans to the file at `db`, which holds `stored` spans filled before:
+/// demo-like flows spread evenly over the last six hours, written through the same
+/// flatten-and-append path as ingest, without the network. Returns the spans added.
+async fn fill(db: &std::path::Path, stored: usize, spans: usize) -> Result<usize, BenchError> {
     let now = now_nanos();
     let hours6 = 6 * 3_600_000_000_000i64;
-    let batch = 1000;
+    let batch = FILL_BATCH;
     let count = 48usize;
     let spread = Arc::new(
         (0..count)
             .map(|i| Template::build(i as u64 + 100, now - hours6 + i as i64 * (hours6 / count as i64), batch))
             .collect::<Vec<_>>(),
     );
-    let fill_started = Instant::now();
-    let filled;
-    if refill {
-        let store = Store::open(&db)?;
-        let writer = Arc::new(store.start_writer(crate::store::WriterConfig::default())?);
-        let keys = Arc::new(CorrelationKeys::default());
-        let next = Arc::new(AtomicU32::new(1));
-        let target = args.spans;
-        let filled_count = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..4 {
-            let (writer, keys, next, spread, filled_count) = (
-                Arc::clone(&writer),
-                Arc::clone(&keys),
-                Arc::clone(&next),
-                Arc::clone(&spread),
-                Arc::clone(&filled_count),
-            );
-            tasks.push(tokio::spawn(async move {
-                while (filled_count.load(Ordering::Relaxed) as usize) < target {
-                    // In time order, as live ingest arrives: the oldest template's copies first.
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let position = (n as usize * batch * spread.len() / target.max(1)).min(spread.len() - 1);
-                    let t = &spread[position];
-                    // Copies spread evenly over the six hours (a few hundred spans a
-                    // second), not stacked on their template's time.
-                    let due = (n as i128 * batch as i128 * hours6 as i128 / target.max(1) as i128) as i64;
-                    let shift = (due - position as i64 * (hours6 / count as i64)).max(0);
-                    let flat = tokio::task::block_in_place(|| {
-                        crate::ingest::flatten(Signal::Traces, Encoding::Protobuf, &t.instance_at(n, shift), &keys)
-                    })
-                    .expect("flattens");
-                    let spans = flat.accepted;
-                    loop {
-                        match writer.write(flat.batches.clone()).await {
-                            Ok(_) => break,
-                            Err(crate::store::StoreError::Overloaded { .. }) => {
-                                tokio::time::sleep(Duration::from_millis(5)).await
-                            }
-                            Err(e) => panic!("fill failed: {e}"),
+    let store = Store::open(db)?;
+    let writer = Arc::new(store.start_writer(crate::store::WriterConfig::default())?);
+    let keys = Arc::new(CorrelationKeys::default());
+    // Request numbers go on from the previous fill's, so every trace id is new.
+    let first = (stored / batch) as u32 + 1;
+    let next = Arc::new(AtomicU32::new(first));
+    let target = spans;
+    let filled_count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (writer, keys, next, spread, filled_count) =
+            (Arc::clone(&writer), Arc::clone(&keys), Arc::clone(&next), Arc::clone(&spread), Arc::clone(&filled_count));
+        tasks.push(tokio::spawn(async move {
+            while (filled_count.load(Ordering::Relaxed) as usize) < target {
+                // In time order, as live ingest arrives: the oldest template's copies first.
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let k = (n - first) as usize;
+                let position = (k * batch * spread.len() / target.max(1)).min(spread.len() - 1);
+                let t = &spread[position];
+                // Copies spread evenly over the six hours (a few hundred spans a
+                // second), not stacked on their template's time.
+                let due = (k as i128 * batch as i128 * hours6 as i128 / target.max(1) as i128) as i64;
+                let shift = (due - position as i64 * (hours6 / count as i64)).max(0);
+                let flat = tokio::task::block_in_place(|| {
+                    crate::ingest::flatten(Signal::Traces, Encoding::Protobuf, &t.instance_at(n, shift), &keys)
+                })
+                .expect("flattens");
+                let spans = flat.accepted;
+                loop {
+                    match writer.write(flat.batches.clone()).await {
+                        Ok(_) => break,
+                        Err(crate::store::StoreError::Overloaded { .. }) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
                         }
+                        Err(e) => panic!("fill failed: {e}"),
                     }
-                    filled_count.fetch_add(spans, Ordering::Relaxed);
                 }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        filled = filled_count.load(Ordering::Relaxed) as usize;
-        writer.shutdown().await;
-        store.checkpoint()?;
+                filled_count.fetch_add(spans, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    writer.shutdown().await;
+    store.checkpoint()?;
+    Ok(filled_count.load(Ordering::Relaxed) as usize)
+}
+
+async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
+    let dir = tempfile_dir()?;
+    let db = args.db.clone().unwrap_or_else(|| dir.join("query.duckdb"));
+    let refill = !db.exists();
+    let fill_started = Instant::now();
+    let filled = if refill {
+        fill(&db, 0, args.spans).await?
     } else {
         let store = Store::open(&db)?;
-        filled = store.read_blocking(|c| {
+        store.read_blocking(|c| {
             Ok(c.query_row(include_str!("../../queries/span_count.sql"), [], |r| r.get::<_, i64>(0))?)
-        })? as usize;
-    }
+        })? as usize
+    };
     let fill_s = fill_started.elapsed().as_secs_f64();
     println!("filled {filled} spans in {fill_s:.1} s");
 

@@ -104,13 +104,22 @@ impl ServerProcess {
         out
     }
 
-    /// Peak resident memory (VmHWM) in bytes.
-    pub fn peak_rss_bytes(&self) -> u64 {
+    /// Resident memory now (VmRSS) in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.status_kb("VmRSS:") * 1024
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
         self.proc_file("status")
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+            .unwrap_or(0)
+    }
+
+    /// Peak resident memory (VmHWM) in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.status_kb("VmHWM:") * 1024
     }
 
     /// SIGTERM, then wait for the graceful shutdown to finish.

@@ -1,0 +1,204 @@
+//! `flowscope bench growth`: how flowscope's costs change as the stored data grows. At
+//! each step the file is filled up to the step's size (through the fast path), its
+//! new spans stitched, and then a fresh server process is started on it and measured as
+//! a user meets it after a restart: time to ready, time until a new flow is stitched,
+//! idle memory, page latency, and a sustained ingest (rate and peak memory).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use prost::Message;
+use serde_json::{json, Value};
+
+use super::process::{self, ServerProcess};
+use super::{drive, fill, percentile, tempfile_dir, templates, BenchError};
+use crate::text::now_nanos;
+
+#[derive(Debug, Clone, Args)]
+pub struct GrowthArgs {
+    /// Stored spans to measure at, in increasing order, e.g. 1M,5M,20M
+    #[arg(long, value_delimiter = ',', default_value = "1M,5M,20M", value_parser = parse_count)]
+    pub steps: Vec<usize>,
+    /// Seconds of ingest at each step
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Requests per page at each step
+    #[arg(long, default_value_t = 10)]
+    pub requests: usize,
+    /// Write the figures as JSON here
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `5M`, `500k` or a plain count.
+fn parse_count(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (number, scale) = match t.strip_suffix('m') {
+        Some(n) => (n, 1_000_000.0),
+        None => match t.strip_suffix('k') {
+            Some(n) => (n, 1_000.0),
+            None => (t.as_str(), 1.0),
+        },
+    };
+    number.parse::<f64>().map(|n| (n * scale) as usize).map_err(|_| format!("{text:?}: write a count such as 5M"))
+}
+
+pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
+    let dir = tempfile_dir()?;
+    let db = dir.join("growth.duckdb");
+    let binary = std::env::current_exe()?;
+    let mut stored = 0usize;
+    let mut steps = Vec::new();
+    for &size in &args.steps {
+        if size > stored {
+            let started = Instant::now();
+            stored += fill(&db, stored, size - stored).await?;
+            println!("filled to {stored} spans in {:.1} s", started.elapsed().as_secs_f64());
+            // The new spans are stitched once, as they would have been on arrival.
+            let started = Instant::now();
+            let mut config = crate::config::Config::with_db(db.clone());
+            let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            (config.otlp_grpc, config.otlp_http, config.ui) = (any, any, any);
+            let running = crate::server::start(config).await.map_err(|e| BenchError::Server(e.to_string()))?;
+            running.wait_stitched().await;
+            running.shutdown().await;
+            println!("stitched in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        let step = measure(&binary, &db, stored, args).await?;
+        println!("{step}");
+        steps.push(step);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(json!({ "steps": steps }))
+}
+
+/// Restarts a server process on the file and measures it.
+async fn measure(
+    binary: &std::path::Path,
+    db: &std::path::Path,
+    stored: usize,
+    args: &GrowthArgs,
+) -> Result<Value, BenchError> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    // `spawn` returns once the server logs its listeners, i.e. is ready.
+    let server = ServerProcess::spawn(binary, db, &[])?;
+    let ready_s = started.elapsed().as_secs_f64();
+    let trace = new_flow(&client, &server).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let url = format!("http://{}/api/flows/{trace}", server.ui);
+        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Server("a new flow was not stitched within 10 minutes".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new_flow_s = started.elapsed().as_secs_f64();
+    let idle_rss = server.rss_bytes();
+
+    let range = "last=7h";
+    let some_flow = client
+        .get(format!("http://{}/api/flows?{range}&limit=1", server.ui))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.json::<Value>());
+    let some_flow = match some_flow {
+        Some(f) => f.await.ok().and_then(|v| v["flows"][0]["flow_id"].as_str().map(String::from)).unwrap_or_default(),
+        None => String::new(),
+    };
+    let pages = [
+        ("overview_page", format!("/?{range}")),
+        ("chain_page", format!("/chains/checkout%20POST%20%2Forders?{range}")),
+        ("flow_page", format!("/flows/{some_flow}?{range}")),
+        ("search_page", format!("/search?q={some_flow}")),
+    ];
+    let mut report = json!({
+        "stored_spans": stored,
+        "ready_s": round2(ready_s),
+        "new_flow_stitched_s": round2(new_flow_s),
+        "idle_rss_bytes": idle_rss,
+    });
+    for (name, path) in pages {
+        let mut ms = Vec::new();
+        for _ in 0..args.requests.max(1) {
+            let t = Instant::now();
+            let resp = client.get(format!("http://{}{path}", server.ui)).send().await;
+            if let Ok(r) = resp {
+                let _ = r.bytes().await;
+            }
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        report[format!("{name}_p95_ms")] = json!(round2(percentile(&ms, 0.95)));
+    }
+
+    let committed = "flowscope_committed_items_total{signal=\"traces\"}";
+    let nonce = Arc::new(AtomicU32::new(1));
+    let load_templates = templates(8, 1000, now_nanos() - 60_000_000_000);
+    let c0 = process::metric(&client, server.ui, committed).await?;
+    let t0 = Instant::now();
+    drive(&server, load_templates, 8, Duration::from_secs(args.seconds), true, &nonce).await;
+    let c1 = process::metric(&client, server.ui, committed).await?;
+    let lag = process::metric(&client, server.ui, "flowscope_stitch_lag_seconds").await?;
+    report["ingest_spans_per_s"] = json!(((c1 - c0) / t0.elapsed().as_secs_f64()).round());
+    report["stitch_lag_after_ingest_s"] = json!(round2(lag));
+    report["peak_rss_bytes"] = json!(server.peak_rss_bytes());
+    server.stop()?;
+    report["file_bytes"] = json!(std::fs::metadata(db).map(|m| m.len()).unwrap_or(0));
+    Ok(report)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Sends one small flow (a client span and its server span, a new trace id) over
+/// OTLP/HTTP; returns its trace id.
+async fn new_flow(client: &reqwest::Client, server: &ServerProcess) -> Result<String, BenchError> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let now = now_nanos() as u64;
+    let mut trace_id = now.to_be_bytes().to_vec();
+    trace_id.extend_from_slice(&[0x6e; 8]);
+    let root = Span {
+        trace_id: trace_id.clone(),
+        span_id: vec![1; 8],
+        name: "GET /growth".into(),
+        kind: 2,
+        start_time_unix_nano: now - 5_000_000,
+        end_time_unix_nano: now,
+        ..Default::default()
+    };
+    let service = KeyValue {
+        key: "service.name".into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue("growth-probe".into())) }),
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![service], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: vec![root], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let resp = client
+        .post(format!("http://{}/v1/traces", server.http))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .map_err(|e| BenchError::Server(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(BenchError::Server(format!("new flow refused: {}", resp.status())));
+    }
+    Ok(hex::encode(trace_id))
+}
