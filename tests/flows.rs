@@ -733,6 +733,34 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_flow_arriving_over_many_rounds_is_written_whole() {
+    // 3,000 spans of one trace in 30 requests: the flow is past the size from which
+    // its rewrites are spaced out, and must still end up whole.
+    let server = TestServer::start().await;
+    let trace = trace_id(77);
+    for part in 0..30u32 {
+        let spans: Vec<_> = (0..100u32)
+            .map(|i| {
+                let n = part * 100 + i;
+                let mut s = span(77, 0, "work");
+                s.span_id = [&n.to_be_bytes()[..], &[7, 7, 7, 7]].concat();
+                s.parent_span_id = if n == 0 { vec![] } else { [&0u32.to_be_bytes()[..], &[7, 7, 7, 7]].concat() };
+                s.start_time_unix_nano += u64::from(n) * 1_000;
+                s.end_time_unix_nano = s.start_time_unix_nano + 500;
+                s.trace_id = trace.clone();
+                s
+            })
+            .collect();
+        assert_eq!(server.post_protobuf("/v1/traces", traces("batch", spans).encode_to_vec()).await, 200);
+    }
+    wait_stitched(&server).await;
+    let (status, flow) = api(&server, &format!("/api/flows/{}", trace_hex(77))).await;
+    assert_eq!(status, 200);
+    assert_eq!(flow["spans"].as_array().unwrap().len(), 3000);
+    assert_eq!(server.count("SELECT count(*) FROM flows").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlation_id_shared_by_too_many_traces_is_ignored_and_reported() {
     let server = TestServer::start_with(|c| c.stitch.key_trace_limit = 3).await;
     let spans: Vec<_> = (0..5u8)

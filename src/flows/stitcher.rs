@@ -156,11 +156,13 @@ struct CachedTrace {
     /// When the stitcher last took in a span of this trace (its clock, not the span's:
     /// exporters batch, retry and run on skewed clocks).
     last_seen: i64,
+    /// The earliest commit among spans taken in since the trace's flow was last written.
+    unwritten_from: Option<i64>,
 }
 
 impl CachedTrace {
     fn new(now: i64) -> Self {
-        CachedTrace { spans: Vec::new(), last_seen: now }
+        CachedTrace { spans: Vec::new(), last_seen: now, unwritten_from: None }
     }
 }
 
@@ -342,8 +344,8 @@ impl Stitcher {
         let written = self.write_dirty()?;
         self.save_watermark()?;
         self.evict(now_nanos());
-        let lag = self.lag(latest)?;
-        let watermark = self.watermark;
+        let watermark = self.written_through();
+        let lag = self.lag(watermark, latest)?;
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
@@ -361,17 +363,25 @@ impl Stitcher {
         Ok(upper < latest)
     }
 
-    /// Saves the watermark once the flows of the commits below it are written, so a
-    /// restart resumes there; ends a restitch that has reached its target.
+    /// The last commit whose spans are all in written flows: the watermark, or just below
+    /// the earliest span of a flow whose write is pending (deferred, or failed).
+    fn written_through(&self) -> i64 {
+        let pending = self.dirty.iter().filter_map(|t| self.cache.get(t)?.unwritten_from).min();
+        pending.map_or(self.watermark, |seq| self.watermark.min(seq - 1))
+    }
+
+    /// Saves how far flows are written, so a restart resumes there (reading again what a
+    /// pending flow had not written); ends a restitch that has reached its target.
     fn save_watermark(&mut self) -> Result<(), StoreError> {
-        if self.watermark == self.saved_watermark {
+        let through = self.written_through();
+        if through == self.saved_watermark {
             return Ok(());
         }
         let conn = &self.conn;
-        let finished = self.restitch.filter(|r| self.watermark >= r.to);
+        let finished = self.restitch.filter(|r| through >= r.to);
         in_transaction(conn, || {
             let mut set = conn.prepare_cached(include_str!("../../queries/stitch_state_set.sql"))?;
-            set.execute(params!["stitched_seq", self.watermark])?;
+            set.execute(params!["stitched_seq", through])?;
             if finished.is_some() {
                 set.execute(params!["restitch_to", 0])?;
             }
@@ -381,19 +391,19 @@ impl Stitcher {
             tracing::info!(from = r.from, to = r.to, "restitch finished");
             self.restitch = None;
         }
-        self.saved_watermark = self.watermark;
+        self.saved_watermark = through;
         Ok(())
     }
 
-    /// How long ago the oldest commit not yet stitched was received.
-    fn lag(&self, latest: i64) -> Result<Duration, StoreError> {
-        if latest <= self.watermark {
+    /// How long ago the oldest commit not yet in written flows was received.
+    fn lag(&self, through: i64, latest: i64) -> Result<Duration, StoreError> {
+        if latest <= through {
             return Ok(Duration::ZERO);
         }
         let received: Option<i64> = self
             .conn
             .prepare_cached(include_str!("../../queries/stitch_lag.sql"))?
-            .query_row(params![self.watermark, latest], |r| r.get(0))?;
+            .query_row(params![through, latest], |r| r.get(0))?;
         Ok(received.map_or(Duration::ZERO, |t| Duration::from_nanos(now_nanos().saturating_sub(t).max(0) as u64)))
     }
 
@@ -442,6 +452,7 @@ impl Stitcher {
                 None => self.cache.entry(s.trace_id.clone()).or_insert_with(|| CachedTrace::new(now)),
             };
             entry.last_seen = now;
+            entry.unwritten_from = Some(entry.unwritten_from.map_or(s.commit_seq, |u| u.min(s.commit_seq)));
             if !loaded.contains(&s.trace_id) {
                 entry.spans.push(s);
             }
@@ -662,7 +673,12 @@ impl Stitcher {
         let mut stale: HashSet<StoredFlow> = HashSet::default();
         // Spans are analysed in place (borrowed from the cache), not copied per round.
         let mut analysed: Vec<AnalysedFlow> = Vec::new();
+        let mut deferred: HashSet<TraceId> = HashSet::default();
         for members in flows {
+            if self.defer(&members, now) {
+                deferred.extend(members);
+                continue;
+            }
             for t in &members {
                 if let Some(old) = self.stored.get(t) {
                     stale.insert(old.clone());
@@ -738,10 +754,13 @@ impl Stitcher {
             analysed.into_iter().map(|(members, spans, a, _)| (members, spans[a.root].trace_id.clone())).collect();
         for (members, flow_id) in flow_ids {
             for t in members {
+                if let Some(c) = self.cache.get_mut(&t) {
+                    c.unwritten_from = None;
+                }
                 self.stored.insert(t, StoredFlow { flow_id: flow_id.clone(), updated: now });
             }
         }
-        self.dirty.clear();
+        self.dirty = deferred;
         self.learn_aliases(aliases.iter(), now)?;
         self.edge_slots.appended(edge_rows);
         if self.edge_slots.due() {
@@ -755,6 +774,16 @@ impl Stitcher {
             self.edge_slots = EdgeSlotsSize::compacted(rows as usize);
         }
         Ok(written)
+    }
+
+    /// Whether to leave a changed flow for a later round: a large flow written less than
+    /// `BIG_FLOW_INTERVAL` ago. Re-analysing a flow costs its size, so a flow of
+    /// thousands of spans receiving one span per round would otherwise cost thousands
+    /// of span analyses per span; this way it costs at most one analysis per interval.
+    fn defer(&self, members: &[TraceId], now: i64) -> bool {
+        let spans: usize = members.iter().filter_map(|t| self.cache.get(t)).map(|c| c.spans.len()).sum();
+        spans > BIG_FLOW_SPANS
+            && members.iter().filter_map(|t| self.stored.get(t)).any(|f| now - f.updated < BIG_FLOW_INTERVAL_NS)
     }
 
     /// Records queue aliases not seen before. An alias is a pair of names one exchange
@@ -789,9 +818,6 @@ impl Stitcher {
     /// sort is paid rarely). Whole flows go, with what the joiner knew of them; a late span
     /// finds them again in the file. Runs at most once a second unless over the cap.
     fn evict(&mut self, now: i64) {
-        if !self.dirty.is_empty() {
-            return; // a failed write is retried with its flows in memory
-        }
         let cached: usize = self.cache.values().map(|c| c.spans.len()).sum();
         let over_cap = cached > self.config.cache_spans;
         if !over_cap && now - self.last_eviction < EVICTION_INTERVAL_NS {
@@ -813,8 +839,10 @@ impl Stitcher {
             .collect();
         let before = flows.len();
         let mut forget: Vec<TraceId> = Vec::new();
+        // Flows whose write is pending (deferred, or failed) stay.
+        let pending = |members: &[TraceId]| members.iter().any(|t| self.dirty.contains(t));
         flows.retain_mut(|(seen, _, members)| {
-            let keep = *seen >= cutoff;
+            let keep = *seen >= cutoff || pending(members);
             if !keep {
                 forget.append(members);
             }
@@ -827,6 +855,9 @@ impl Stitcher {
             for (_, spans, members) in &mut flows {
                 if remaining <= target {
                     break;
+                }
+                if pending(members) {
+                    continue;
                 }
                 remaining -= *spans;
                 forget.append(members);
@@ -844,6 +875,10 @@ impl Stitcher {
         self.joiner = self.joiner.retain(|t| !forget.contains(t));
     }
 }
+
+/// A flow with more spans than this is re-analysed at most once per interval (ns).
+const BIG_FLOW_SPANS: usize = 1_000;
+const BIG_FLOW_INTERVAL_NS: i64 = 2_000_000_000;
 
 /// How often quiet flows are forgotten when the cache is under its cap (ns).
 const EVICTION_INTERVAL_NS: i64 = 1_000_000_000;
