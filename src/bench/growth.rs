@@ -150,6 +150,24 @@ async fn measure(
     report["ingest_spans_per_s"] = json!(((c1 - c0) / t0.elapsed().as_secs_f64()).round());
     report["stitch_lag_after_ingest_s"] = json!(round2(lag));
     report["peak_rss_bytes"] = json!(server.peak_rss_bytes());
+    report["rss_after_ingest_bytes"] = json!(server.rss_bytes());
+    // Where the memory is at the end of the ingest: DuckDB's own accounting by tag, and
+    // what the stitcher holds.
+    let metrics = process::get_text(&client, server.ui, "/metrics").await?;
+    let mut memory = serde_json::Map::new();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let wanted = name.starts_with("flowscope_duckdb_memory_bytes")
+            || name.starts_with("flowscope_stitcher_")
+            || name == "flowscope_write_queue_bytes"
+            || name == "flowscope_stitch_feed_rows";
+        if let (true, Ok(v)) = (wanted, value.parse::<f64>()) {
+            if v != 0.0 {
+                memory.insert(name.replace("flowscope_duckdb_memory_bytes", "duckdb"), json!(v));
+            }
+        }
+    }
+    report["memory_after_ingest"] = Value::Object(memory);
     server.stop()?;
     report["file_bytes"] = json!(std::fs::metadata(db).map(|m| m.len()).unwrap_or(0));
     Ok(report)
