@@ -2,12 +2,12 @@
 -- the stitcher's reader finds its columns among them by name).
 -- Every span of a flow starts within the flow's bounds ($2, $3), and spans arrive roughly
 -- in time order, so that range lets DuckDB skip most row groups before matching trace ids.
--- $4 is the flow span cap + 1, to tell a truncated flow.
+-- $4 is the flow span cap + 1, to tell a truncated flow; $5 when the flow was written.
 WITH flow AS (
     SELECT *
     FROM spans
     WHERE start_unix_nano BETWEEN $2 AND $3
-      AND trace_id IN (SELECT trace_id FROM flow_traces WHERE flow_id = $1)
+      AND trace_id IN (SELECT trace_id FROM flow_traces WHERE updated_unix_nano = $5 AND flow_id = $1)
     ORDER BY start_unix_nano, trace_id, span_id
     LIMIT $4
 ),

@@ -19,7 +19,7 @@ fn bench(args: &[&str]) -> serde_json::Value {
 }
 
 #[test]
-fn ingest_overload_and_query_benchmarks_run_and_report() {
+fn ingest_overload_query_and_growth_benchmarks_run_and_report() {
     let ingest = bench(&["ingest", "--seconds", "2", "--connections", "2", "--batch", "200"]);
     for key in [
         "committed_spans_per_s",
@@ -53,4 +53,19 @@ fn ingest_overload_and_query_benchmarks_run_and_report() {
         assert_eq!(query[key]["status"], 200, "{key} answered: {query}");
     }
     assert!(query["stitch_spans_per_s"].as_f64().unwrap() > 0.0);
+
+    let growth = bench(&["growth", "--steps", "10k,30k", "--seconds", "2", "--requests", "2"]);
+    let steps = growth["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{growth}");
+    assert!(steps[1]["stored_spans"].as_u64().unwrap() >= 30_000, "{growth}");
+    for step in steps {
+        for key in
+            ["ready_s", "new_flow_stitched_s", "idle_rss_bytes", "ingest_spans_per_s", "peak_rss_bytes", "file_bytes"]
+        {
+            assert!(step[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {step}");
+        }
+        for page in ["overview_page", "chain_page", "flow_page", "search_page"] {
+            assert_eq!(step[format!("{page}_status")], 200, "{page}: {step}");
+        }
+    }
 }

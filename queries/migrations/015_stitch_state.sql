@@ -6,13 +6,22 @@
 -- and no ART index (held wholly in memory by DuckDB) grows with the stored traces.
 -- Every row of a flow carries the time it was written (`updated_unix_nano`), the order
 -- in which rows are appended, so zone maps confine a lookup to the join window and
--- find a flow's rows by (flow_id, updated_unix_nano) without an index.
+-- find a flow's rows by (flow_id, updated_unix_nano) without an index. The flow-id ART
+-- indexes of 004 go: each held an entry per stored flow in memory (over 500 MB at 10
+-- million spans, more than DuckDB's share of the memory budget).
 --
 -- Flows stored before this migration have no join keys, so they are recomputed: the
 -- flow tables are emptied and a background restitch from the first commit rebuilds them
 -- while new data keeps arriving (progress on /metrics and on every page).
 DROP INDEX IF EXISTS flow_traces_trace_id;
 DROP INDEX IF EXISTS flow_traces_flow_id;
+DROP INDEX IF EXISTS flows_flow_id;
+DROP INDEX IF EXISTS flow_hops_flow_id;
+DROP INDEX IF EXISTS flow_retries_flow_id;
+DROP INDEX IF EXISTS flow_dead_letters_flow_id;
+ALTER TABLE flow_hops ADD COLUMN updated_unix_nano BIGINT;
+ALTER TABLE flow_retries ADD COLUMN updated_unix_nano BIGINT;
+ALTER TABLE flow_dead_letters ADD COLUMN updated_unix_nano BIGINT;
 DROP TABLE flow_traces;
 CREATE TABLE flow_traces (
     flow_id              VARCHAR NOT NULL,
@@ -21,7 +30,6 @@ CREATE TABLE flow_traces (
     flow_start_unix_nano BIGINT  NOT NULL,
     updated_unix_nano    BIGINT  NOT NULL
 );
-CREATE INDEX flow_traces_flow_id ON flow_traces (flow_id);
 
 -- What else joins a flow's traces: links (kind 'link', value the linked trace id, key
 -- its trace hash) and message and correlation ids still used for joining.

@@ -127,16 +127,21 @@ async fn measure(
     });
     for (name, path) in pages {
         let mut ms = Vec::new();
+        let mut status = 0;
         for _ in 0..args.requests.max(1) {
             let t = Instant::now();
-            let resp = client.get(format!("http://{}{path}", server.ui)).send().await;
-            if let Ok(r) = resp {
-                let _ = r.bytes().await;
-            }
+            let resp = client
+                .get(format!("http://{}{path}", server.ui))
+                .send()
+                .await
+                .map_err(|e| BenchError::Server(e.to_string()))?;
+            status = resp.status().as_u16();
+            let _ = resp.bytes().await;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         report[format!("{name}_p95_ms")] = json!(round2(percentile(&ms, 0.95)));
+        report[format!("{name}_status")] = json!(status);
     }
 
     let committed = "flowscope_committed_items_total{signal=\"traces\"}";

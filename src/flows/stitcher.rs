@@ -719,17 +719,14 @@ impl Stitcher {
             };
             if stale.len() <= DELETE_ONE_BY_ONE {
                 for old in &stale {
-                    let id = &old.flow_id;
+                    let key = params![old.flow_id, old.updated];
                     subtract(
                         &mut conn
                             .prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?
-                            .query([id])?,
+                            .query(key)?,
                     )?;
                     for sql in statements(include_str!("../../queries/stitch_delete_flow.sql")) {
-                        conn.prepare_cached(sql)?.execute([id])?;
-                    }
-                    for sql in statements(include_str!("../../queries/stitch_delete_flow_joins.sql")) {
-                        conn.prepare_cached(sql)?.execute(params![id, old.updated])?;
+                        conn.prepare_cached(sql)?.execute(key)?;
                     }
                 }
             } else if let Some(oldest_write) = stale.iter().map(|f| f.updated).min() {
@@ -739,11 +736,15 @@ impl Stitcher {
                 }
                 app.flush()?;
                 drop(app);
-                subtract(&mut conn.prepare(include_str!("../../queries/stitch_delete_stale_rows.sql"))?.query([])?)?;
-                for sql in statements(include_str!("../../queries/stitch_delete_stale_joins.sql")) {
+                subtract(
+                    &mut conn
+                        .prepare(include_str!("../../queries/stitch_delete_stale_rows.sql"))?
+                        .query([oldest_write])?,
+                )?;
+                for sql in statements(include_str!("../../queries/stitch_delete_stale.sql")) {
                     conn.prepare_cached(sql)?.execute([oldest_write])?;
                 }
-                conn.execute_batch(include_str!("../../queries/stitch_delete_stale.sql"))?;
+                conn.execute_batch("DELETE FROM stale_flows")?;
             }
             write_flows(conn, joiner, &analysed, now, &mut edge_changes)?;
             Ok((analysed.len(), append_edge_changes(conn, edge_changes)?))
@@ -818,7 +819,9 @@ impl Stitcher {
     /// sort is paid rarely). Whole flows go, with what the joiner knew of them; a late span
     /// finds them again in the file. Runs at most once a second unless over the cap.
     fn evict(&mut self, now: i64) {
-        let cached: usize = self.cache.values().map(|c| c.spans.len()).sum();
+        // A trace known only from log records counts as one span, so that a flood of them
+        // is capped like spans are.
+        let cached: usize = self.cache.values().map(|c| c.spans.len().max(1)).sum();
         let over_cap = cached > self.config.cache_spans;
         if !over_cap && now - self.last_eviction < EVICTION_INTERVAL_NS {
             return;
@@ -833,7 +836,7 @@ impl Stitcher {
             .map(|members| {
                 let cached = members.iter().filter_map(|t| self.cache.get(t));
                 let (seen, spans) =
-                    cached.fold((i64::MIN, 0), |(seen, n), c| (seen.max(c.last_seen), n + c.spans.len()));
+                    cached.fold((i64::MIN, 0), |(seen, n), c| (seen.max(c.last_seen), n + c.spans.len().max(1)));
                 (seen, spans, members)
             })
             .collect();
@@ -1047,6 +1050,7 @@ fn write_flows(
             r.chain.append_value(&a.chain);
             r.flow_start_unix_nano.append_value(a.start);
             r.source_destination.append_option(h.source_destination.as_deref());
+            r.updated_unix_nano.append_value(now);
         }
         for retry in &a.retries {
             let r = &mut retry_rows;
@@ -1058,6 +1062,7 @@ fn write_flows(
             r.attempt.append_value(retry.attempt);
             r.delay_ms.append_value(ms(retry.delay_ns));
             r.previous_span_id.append_option(retry.previous.map(|p| &spans[p].span_id));
+            r.updated_unix_nano.append_value(now);
         }
         for d in &a.dead_letters {
             let r = &mut dead_rows;
@@ -1069,6 +1074,7 @@ fn write_flows(
             r.correlation_id.append_option(d.correlation_id.as_deref());
             r.error.append_option(d.error.as_deref());
             r.span_id.append_value(&spans[d.span].span_id);
+            r.updated_unix_nano.append_value(now);
         }
     }
     let batches = [

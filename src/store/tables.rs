@@ -254,6 +254,7 @@ table_rows! {
         chain: StringBuilder => DataType::Utf8,
         flow_start_unix_nano: Int64Builder => DataType::Int64,
         source_destination: StringBuilder => DataType::Utf8,
+        updated_unix_nano: Int64Builder => DataType::Int64,
     }
 }
 
@@ -268,6 +269,7 @@ table_rows! {
         attempt: Int32Builder => DataType::Int32,
         delay_ms: Float64Builder => DataType::Float64,
         previous_span_id: StringBuilder => DataType::Utf8,
+        updated_unix_nano: Int64Builder => DataType::Int64,
     }
 }
 
@@ -282,6 +284,7 @@ table_rows! {
         correlation_id: StringBuilder => DataType::Utf8,
         error: StringBuilder => DataType::Utf8,
         span_id: StringBuilder => DataType::Utf8,
+        updated_unix_nano: Int64Builder => DataType::Int64,
     }
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
 use super::super::intake;
+use super::super::joiner::trace_hash;
 use super::{ms, parse_json, DeadLetterRow, Range};
 use crate::store::{Store, StoreError};
 
@@ -156,7 +157,7 @@ pub async fn flow(store: &Arc<Store>, id: String, reading: FlowReading) -> Resul
 fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Option<FlowDetail>, StoreError> {
     let summary = c
         .prepare_cached(include_str!("../../../queries/flow_summary.sql"))?
-        .query_map([id], |r| {
+        .query_map(params![id, trace_hash(id)], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get(4)?))
         })?
         .next()
@@ -176,7 +177,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     {
         let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_spans.sql"))?;
         let limit = reading.max_spans.saturating_add(1) as i64;
-        let mut rows = stmt.query(params![flow_id, start, end, limit])?;
+        let mut rows = stmt.query(params![flow_id, start, end, limit, updated])?;
         let mut read_span = intake::span_reader();
         while let Some(r) = rows.next()? {
             facts.push(read_span(r)?);
@@ -200,7 +201,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     let mut link_rows: Vec<(String, String, LinkFacts, Option<String>)> = Vec::new();
     {
         let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_links.sql"))?;
-        let rows = stmt.query_map(params![flow_id, start, end], |r| {
+        let rows = stmt.query_map(params![flow_id, start, end, updated], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -332,18 +333,20 @@ pub async fn search(store: &Arc<Store>, q: String) -> Result<Vec<SearchHit>, Sto
     store
         .read(move |c| {
             let q = q.trim();
-            let by_trace = search_with(c, include_str!("../../../queries/search_by_trace_id.sql"), q)?;
+            let id = q.to_ascii_lowercase();
+            let by_trace =
+                search_with(c, include_str!("../../../queries/search_by_trace_id.sql"), params![id, trace_hash(&id)])?;
             if !by_trace.is_empty() {
                 return Ok(by_trace);
             }
-            search_with(c, include_str!("../../../queries/search.sql"), q)
+            search_with(c, include_str!("../../../queries/search.sql"), params![q])
         })
         .await
 }
 
-fn search_with(c: &Connection, sql: &str, q: &str) -> Result<Vec<SearchHit>, StoreError> {
+fn search_with(c: &Connection, sql: &str, params: impl duckdb::Params) -> Result<Vec<SearchHit>, StoreError> {
     let mut stmt = c.prepare_cached(sql)?;
-    let rows = stmt.query_map([q], |r| {
+    let rows = stmt.query_map(params, |r| {
         Ok(SearchHit { flow_id: r.get(0)?, chain: r.get(1)?, start_unix_nano: r.get(2)?, duration_ms: r.get(3)? })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -1,2 +1,0 @@
-DELETE FROM flow_traces WHERE updated_unix_nano = $2 AND flow_id = $1;
-DELETE FROM flow_join_keys WHERE updated_unix_nano = $2 AND flow_id = $1;
