@@ -396,15 +396,14 @@ pub fn log_buckets(counts: &[(u32, i64)]) -> Vec<(String, f64, String)> {
 async fn chain(State(state): State<Arc<AppState>>, Path(chain): Path<String>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let bucket = ((range.to - range.from) / 30).max(1);
-    let (summary, series, hops, slowest, tail, map) = tokio::try_join!(
-        queries::chain_summary(&state.store, range, chain.clone()),
-        queries::chain_latency_series(&state.store, range, bucket, Some(chain.clone())),
+    let (overview, hops, slowest, tail, map) = tokio::try_join!(
+        queries::chain_overview(&state.store, range, chain.clone(), bucket),
         queries::chain_hop_waits(&state.store, range, chain.clone()),
         queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20),
         queries::chain_breakdown(&state.store, range, chain.clone()),
         queries::flow_map(&state.store, range, Some(chain.clone())),
     )?;
-    let Some(summary) = summary else {
+    let Some((summary, points)) = overview else {
         return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
     };
 
@@ -414,7 +413,6 @@ async fn chain(State(state): State<Arc<AppState>>, Path(chain): Path<String>, p:
         ("p99".to_string(), fmt_ms(summary.p99_ms)),
         ("max".to_string(), fmt_ms(summary.max_ms)),
     ];
-    let points = series.get(&chain).cloned().unwrap_or_default();
     let p50: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p50_ms)).collect();
     let p95: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p95_ms)).collect();
     let p99: Vec<(i64, f64)> = points.iter().map(|x| (x.bucket_start_unix_nano, x.p99_ms)).collect();

@@ -105,37 +105,47 @@ pub struct ChainSummary {
     pub histogram: Vec<(u32, i64)>,
 }
 
-/// `None` when the chain has no flow in the range.
-pub async fn chain_summary(
+/// One chain's summary and its percentiles over time (buckets of `bucket_ns`), from one
+/// read of its flows; `None` when the chain has no flow in the range.
+pub async fn chain_overview(
     store: &Arc<Store>,
     range: Range,
     chain: String,
-) -> Result<Option<ChainSummary>, StoreError> {
+    bucket_ns: i64,
+) -> Result<Option<(ChainSummary, Vec<LatencyPoint>)>, StoreError> {
     store
         .read(move |c| {
-            let p = params![range.from, range.to, chain];
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/chain_summary.sql"))?;
-            let mut summary = stmt.query_row(p, |r| {
+            let mut stmt = c.prepare_cached(include_str!("../../../queries/chain_overview.sql"))?;
+            let mut rows = stmt.query(params![range.from, range.to, chain, bucket_ns])?;
+            let mut summary = ChainSummary::default();
+            let mut series = Vec::new();
+            while let Some(r) = rows.next()? {
                 let q = |i| r.get::<_, Option<f64>>(i).map(Option::unwrap_or_default);
-                Ok(ChainSummary {
-                    flows: r.get(0)?,
-                    p50_ms: q(1)?,
-                    p95_ms: q(2)?,
-                    p99_ms: q(3)?,
-                    max_ms: q(4)?,
-                    service_ms: (q(5)?, q(6)?),
-                    queue_wait_ms: (q(7)?, q(8)?),
-                    retry_delay_ms: (q(9)?, q(10)?),
-                    histogram: Vec::new(),
-                })
-            })?;
-            if summary.flows == 0 {
-                return Ok(None);
+                match r.get::<_, String>(0)?.as_str() {
+                    "summary" => {
+                        summary = ChainSummary {
+                            flows: r.get(2)?,
+                            p50_ms: q(3)?,
+                            p95_ms: q(4)?,
+                            p99_ms: q(5)?,
+                            max_ms: q(6)?,
+                            service_ms: (q(7)?, q(8)?),
+                            queue_wait_ms: (q(9)?, q(10)?),
+                            retry_delay_ms: (q(11)?, q(12)?),
+                            histogram: std::mem::take(&mut summary.histogram),
+                        }
+                    }
+                    "series" => series.push(LatencyPoint {
+                        bucket_start_unix_nano: range.from + r.get::<_, i64>(1)? * bucket_ns,
+                        p50_ms: q(3)?,
+                        p95_ms: q(4)?,
+                        p99_ms: q(5)?,
+                        flows: r.get(2)?,
+                    }),
+                    _ => summary.histogram.push((r.get::<_, i64>(1)?.max(0) as u32, r.get(2)?)),
+                }
             }
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/chain_duration_histogram.sql"))?;
-            let rows = stmt.query_map(p, |r| Ok((r.get::<_, i32>(0)?.max(0) as u32, r.get(1)?)))?;
-            summary.histogram = rows.collect::<Result<_, _>>()?;
-            Ok(Some(summary))
+            Ok((summary.flows > 0).then_some((summary, series)))
         })
         .await
 }
