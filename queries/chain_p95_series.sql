@@ -5,7 +5,7 @@ FROM (
     SELECT chain, (start_unix_nano - $1) // $3 AS bucket,
            reservoir_quantile(duration_ms, [0.50, 0.95, 0.99], 8192) AS q, count(*) AS n
     FROM flows
-    WHERE start_unix_nano >= $1 AND start_unix_nano < $2 AND ($4 IS NULL OR chain = $4)
+    WHERE start_unix_nano >= $1 AND start_unix_nano < $2
     GROUP BY ALL
 )
 ORDER BY chain, bucket;

@@ -646,6 +646,7 @@ async fn a_restart_between_two_halves_of_the_spans_changes_no_flow() {
 async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     use flowscope::flows::restitch::{self, Scope};
     let (emission, expected) = demo_emission();
+    let sent_spans = emission.spans.len();
     let server = TestServer::start().await;
     send_shuffled(&server, emission, 6).await;
     wait_stitched(&server).await;
@@ -681,6 +682,26 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map);
     let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.lines().any(|l| l == "flowscope_restitch_progress_ratio 1"), "{metrics}");
+    let (db, dir) = server.stop().await;
+
+    // `restitch --since`: a time after every commit recomputes nothing; an hour ago
+    // rewrites every flow (all arrived since), in place, to the same result.
+    {
+        let store = flowscope::store::Store::open_with(&db, &config.duckdb_settings).unwrap();
+        let future = flowscope::web::api::now_nanos() + 3_600_000_000_000;
+        restitch::begin(&store, Scope::Since(future)).unwrap();
+        let nothing = restitch::run_until(&store, stitch.clone(), |_| true).unwrap();
+        assert_eq!((nothing.spans_stitched, nothing.restitch), (0, None), "{nothing:?}");
+        let hour_ago = flowscope::web::api::now_nanos() - 3_600_000_000_000;
+        restitch::begin(&store, Scope::Since(hour_ago)).unwrap();
+        let redone = restitch::run_until(&store, stitch, |_| true).unwrap();
+        assert!(redone.spans_stitched as usize >= sent_spans, "{redone:?}");
+        assert_eq!(redone.restitch, None, "finished");
+    }
+    let server = TestServer::start_in(dir, |_| {}).await;
+    wait_stitched(&server).await;
+    assert_eq!(all_flows(&server).await, want);
+    assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map, "old cells subtracted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,16 +103,12 @@ async fn measure(
     let idle_rss = server.rss_bytes();
 
     let range = "last=7h";
-    let some_flow = client
-        .get(format!("http://{}/api/flows?{range}&limit=1", server.ui))
-        .send()
-        .await
-        .ok()
-        .map(|r| r.json::<Value>());
-    let some_flow = match some_flow {
-        Some(f) => f.await.ok().and_then(|v| v["flows"][0]["flow_id"].as_str().map(String::from)).unwrap_or_default(),
-        None => String::new(),
+    let listed: Option<Value> = match client.get(format!("http://{}/api/flows?{range}&limit=1", server.ui)).send().await
+    {
+        Ok(resp) => resp.json().await.ok(),
+        Err(_) => None,
     };
+    let some_flow = listed.and_then(|v| v["flows"][0]["flow_id"].as_str().map(String::from)).unwrap_or_default();
     let pages = [
         ("overview_page", format!("/?{range}")),
         ("chain_page", format!("/chains/checkout%20POST%20%2Forders?{range}")),

@@ -548,8 +548,11 @@ fn build_hops(
     is_dead_letter_queue: &impl Fn(Option<&str>) -> bool,
 ) -> (Vec<Hop>, Vec<QueueAlias>) {
     let mut aliases: Vec<QueueAlias> = Vec::new();
+    // A dead-letter destination is never another name of a live queue, nor the reverse:
+    // such a pair only comes from a message matched to its dead-letter republish (by
+    // message id) before its original publish arrived.
     let mut alias = |system: &Option<String>, alias: &str, queue: &str| {
-        if alias != queue && !is_dead_letter_queue(Some(queue)) {
+        if alias != queue && !is_dead_letter_queue(Some(queue)) && !is_dead_letter_queue(Some(alias)) {
             let system = system.clone().unwrap_or_default();
             aliases.push(QueueAlias { system, alias: alias.to_owned(), queue: queue.to_owned() });
         }

@@ -13,11 +13,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use duckdb::params;
 use tokio::sync::watch;
 
 use super::stitcher::{StitchConfig, StitchProgress, Stitcher};
-use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
+use crate::store::{execute_statements, in_transaction, CommitFeed, CommitStats, Store, StoreError};
 
 /// Which stored flows to recompute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,31 +34,10 @@ pub enum Scope {
 pub fn begin(store: &Store, scope: Scope) -> Result<(), StoreError> {
     let conn = store.connect()?;
     let last: i64 = conn.query_row(include_str!("../../queries/max_commit_seq.sql"), [], |r| r.get(0))?;
-    in_transaction(&conn, || {
-        match scope {
-            Scope::All => {
-                for sql in include_str!("../../queries/restitch_all.sql").split_terminator(";\n") {
-                    let mut stmt = conn.prepare(sql)?;
-                    if stmt.parameter_count() == 1 {
-                        stmt.execute([last])?;
-                    } else {
-                        stmt.execute([])?;
-                    }
-                }
-            }
-            Scope::Since(t) => {
-                for sql in include_str!("../../queries/restitch_since.sql").split_terminator(";\n") {
-                    let mut stmt = conn.prepare(sql)?;
-                    if stmt.parameter_count() == 2 {
-                        stmt.execute(params![t, last])?;
-                    } else {
-                        stmt.execute([last])?;
-                    }
-                }
-            }
-            Scope::Resume => {}
-        }
-        Ok(())
+    in_transaction(&conn, || match scope {
+        Scope::All => execute_statements(&conn, include_str!("../../queries/restitch_all.sql"), &[&last]),
+        Scope::Since(t) => execute_statements(&conn, include_str!("../../queries/restitch_since.sql"), &[&last, &t]),
+        Scope::Resume => Ok(()),
     })
 }
 

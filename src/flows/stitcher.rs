@@ -66,7 +66,7 @@ use crate::stage::{StageGuard, StageState};
 use crate::store::tables::{
     FlowDeadLetterRows, FlowEdgeSlotRows, FlowHopRows, FlowJoinKeyRows, FlowRetryRows, FlowRows, FlowTraceRows,
 };
-use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
+use crate::store::{execute_statements, in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
 #[derive(Debug, Clone)]
@@ -356,7 +356,7 @@ impl Stitcher {
             // uncompressed rows (at 10 M spans the chain page took 230 ms just after a
             // catch-up, 90 ms after a checkpoint). Fails harmlessly while other
             // transactions run; DuckDB's own checkpoint (by log size) stays the backstop.
-            match self.conn.execute_batch("CHECKPOINT") {
+            match self.conn.execute_batch(include_str!("../../queries/checkpoint.sql")) {
                 Ok(()) => self.written_since_checkpoint = 0,
                 Err(e) => tracing::debug!(error = %e, "checkpoint after catching up deferred"),
             }
@@ -494,7 +494,7 @@ impl Stitcher {
         }
         let since = now_nanos().saturating_sub(self.config.join_window.as_nanos().min(i64::MAX as u128) as i64);
         let conn = &self.conn;
-        conn.execute_batch("DELETE FROM stitch_keys; DELETE FROM found_flows;")?;
+        conn.execute_batch(include_str!("../../queries/stitch_lookup_clear.sql"))?;
         {
             let mut app = conn.appender("stitch_keys")?;
             for key in probes.keys() {
@@ -736,15 +736,13 @@ impl Stitcher {
             };
             if stale.len() <= DELETE_ONE_BY_ONE {
                 for old in &stale {
-                    let key = params![old.flow_id, old.updated];
+                    let key: [&dyn duckdb::ToSql; 2] = [&old.flow_id, &old.updated];
                     subtract(
                         &mut conn
                             .prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?
-                            .query(key)?,
+                            .query(&key[..])?,
                     )?;
-                    for sql in statements(include_str!("../../queries/stitch_delete_flow.sql")) {
-                        conn.prepare_cached(sql)?.execute(key)?;
-                    }
+                    execute_statements(conn, include_str!("../../queries/stitch_delete_flow.sql"), &key)?;
                 }
             } else if let Some(oldest_write) = stale.iter().map(|f| f.updated).min() {
                 let mut app = conn.appender("stale_flows")?;
@@ -758,10 +756,7 @@ impl Stitcher {
                         .prepare(include_str!("../../queries/stitch_delete_stale_rows.sql"))?
                         .query([oldest_write])?,
                 )?;
-                for sql in statements(include_str!("../../queries/stitch_delete_stale.sql")) {
-                    conn.prepare_cached(sql)?.execute([oldest_write])?;
-                }
-                conn.execute_batch("DELETE FROM stale_flows")?;
+                execute_statements(conn, include_str!("../../queries/stitch_delete_stale.sql"), &[&oldest_write])?;
             }
             write_flows(conn, joiner, &analysed, now, &mut edge_changes)?;
             Ok((analysed.len(), append_edge_changes(conn, edge_changes)?))
@@ -908,11 +903,6 @@ const EVICTION_INTERVAL_NS: i64 = 1_000_000_000;
 
 /// The kind of a stored link row in `flow_join_keys`.
 const LINK: &str = "link";
-
-/// The statements of a file of several, one per line end after a semicolon.
-fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    sql.split_terminator(";\n").filter(|s| !s.trim().is_empty())
-}
 
 /// Most queue aliases learnt; real brokers have a few per exchange.
 const MAX_QUEUE_ALIASES: usize = 10_000;

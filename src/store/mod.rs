@@ -135,7 +135,7 @@ impl Store {
     /// Folds the write-ahead log into the database file, so the file alone is complete
     /// for other DuckDB clients. Called on shutdown.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.root.lock().execute_batch("CHECKPOINT")?;
+        self.root.lock().execute_batch(include_str!("../../queries/checkpoint.sql"))?;
         Ok(())
     }
 
@@ -155,6 +155,18 @@ async fn off_runtime<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// Runs the statements of a file of several (each ending in `;` and a line end), giving
+/// each as many of `params`, from the first, as it has parameters: a statement that uses
+/// `$2` must use `$1` too.
+pub fn execute_statements(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(), StoreError> {
+    for statement in sql.split_terminator(";\n").filter(|s| !s.trim().is_empty()) {
+        let mut stmt = conn.prepare_cached(statement)?;
+        let wanted = stmt.parameter_count().min(params.len());
+        stmt.execute(&params[..wanted])?;
+    }
+    Ok(())
 }
 
 /// Runs `f` in one transaction on `conn`: committed when it succeeds, rolled back when it

@@ -288,10 +288,9 @@ async fn map_page(State(state): State<Arc<AppState>>, p: PageParams) -> PageResu
     Ok(render(&page))
 }
 
+/// The edge's own parameters (the page's range and refresh come as [`PageParams`]).
 #[derive(Debug, Deserialize)]
 struct EdgeParams {
-    #[serde(flatten)]
-    page: PageParams,
     kind: Option<String>,
     source: Option<String>,
     target: Option<String>,
@@ -326,16 +325,15 @@ pub fn parse_edge(
     Ok((kind, node("source", source)?, node("target", target)?))
 }
 
-async fn edge_page(State(state): State<Arc<AppState>>, Query(mut p): Query<EdgeParams>) -> PageResult {
-    p.page.notice = state.flows.notice();
-    let range = p.page.range.resolve(now_nanos())?;
+async fn edge_page(State(state): State<Arc<AppState>>, params: PageParams, Query(p): Query<EdgeParams>) -> PageResult {
+    let range = params.range.resolve(now_nanos())?;
     let (kind, source, target) = parse_edge(p.kind.as_deref(), p.source.as_deref(), p.target.as_deref())?;
     let flows = queries::flows_across_edge(&state.store, range, kind, source.clone(), target.clone(), 50).await?;
-    let rq = p.page.range_query();
+    let rq = params.range_query();
     let plain = |id: &str| id.split_once(':').map_or(id, |(_, name)| name).to_owned();
     let edge = [("kind", kind.as_str()), ("source", source.as_str()), ("target", target.as_str())];
     let page = EdgePage {
-        layout: p.page.layout_with("Edge", "map", "/map/edge", &edge, range),
+        layout: params.layout_with("Edge", "map", "/map/edge", &edge, range),
         kind: kind.as_str().into(),
         source: plain(&source),
         target: plain(&target),

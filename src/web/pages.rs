@@ -269,7 +269,7 @@ async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResu
     // Independent reads on separate pooled connections, side by side.
     let (mut chains, series, queues, dead) = tokio::try_join!(
         queries::chains(&state.store, range, p.service.clone().filter(|s| !s.is_empty())),
-        queries::chain_latency_series(&state.store, range, bucket, None),
+        queries::chain_latency_series(&state.store, range, bucket),
         queries::queues(&state.store, range),
         queries::dead_letters(&state.store, range),
     )?;

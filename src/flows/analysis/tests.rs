@@ -288,6 +288,19 @@ fn dead_letters_by_destination_and_by_evidence() {
             dead_letters: vec![("orders.DLT", Some("orders"), Some("invalid amount"))],
         },
     );
+    // Before the original publish has arrived, the consumer of `orders` finds the
+    // dead-letter republish by its message id: no alias `orders.DLT` -> `orders` may be
+    // learnt from that (aliases are stored and never unlearnt).
+    let partial = [
+        with(msg(sp("B", "proc", None, "billing", "process", Consumer, 2, 5), "process", "orders"), |s| {
+            s.message_id = Some("m1".into());
+        }),
+        with(msg(sp("B", "dlq", Some("proc"), "billing", "send", Producer, 4, 5), "send", "orders.DLT"), |s| {
+            s.message_id = Some("m1".into());
+        }),
+    ];
+    let a = analyze(&partial.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+    assert_eq!(a.queue_aliases, vec![], "a dead-letter destination is nobody's alias");
     check(
         "servicebus disposition",
         vec![with(msg(sp("A", "settle", None, "worker", "settle", Client, 0, 1), "settle", "payments"), |s| {

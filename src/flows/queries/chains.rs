@@ -62,18 +62,17 @@ pub struct LatencyPoint {
     pub flows: i64,
 }
 
-/// p50/p95/p99 over time per chain (one chain when `chain` is given).
+/// p50/p95/p99 over time per chain.
 pub async fn chain_latency_series(
     store: &Arc<Store>,
     range: Range,
     bucket_ns: i64,
-    chain: Option<String>,
 ) -> Result<BTreeMap<String, Vec<LatencyPoint>>, StoreError> {
     store
         .read(move |c| {
             let mut out: BTreeMap<String, Vec<LatencyPoint>> = BTreeMap::new();
             let mut stmt = c.prepare_cached(include_str!("../../../queries/chain_p95_series.sql"))?;
-            let mut rows = stmt.query(params![range.from, range.to, bucket_ns, chain])?;
+            let mut rows = stmt.query(params![range.from, range.to, bucket_ns])?;
             while let Some(r) = rows.next()? {
                 out.entry(r.get(0)?).or_default().push(LatencyPoint {
                     bucket_start_unix_nano: range.from + r.get::<_, i64>(1)? * bucket_ns,

@@ -1,0 +1,2 @@
+DELETE FROM stitch_keys;
+DELETE FROM found_flows;
