@@ -1,2 +1,2 @@
--- When commit $1 happened (unix ns $2).
-INSERT INTO commits VALUES ($1, $2);
+-- When commit $1 happened (unix ns $2), and how many rows of it the stitcher reads ($3).
+INSERT INTO commits (commit_seq, committed_unix_nano, stitch_rows) VALUES ($1, $2, $3);

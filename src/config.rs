@@ -112,6 +112,9 @@ pub struct ServeArgs {
     /// How long after its last change a stored flow can still be joined by a late span [default: 24h]
     #[arg(long, env = "FLOWSCOPE_JOIN_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub join_window: Option<Duration>,
+    /// New data is refused (retryably) while flows are further behind than this; 0 never refuses [default: 30s]
+    #[arg(long, env = "FLOWSCOPE_MAX_STITCH_LAG", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_stitch_lag: Option<Duration>,
     /// Host name the UI answers besides IP addresses, localhost and --external-url's (repeatable)
     #[arg(long = "allowed-host", env = "FLOWSCOPE_ALLOWED_HOSTS", value_delimiter = ',', value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
@@ -148,6 +151,7 @@ pub struct FileConfig {
     pub metrics_series_limit: Option<usize>,
     pub memory_limit: Option<String>,
     pub join_window: Option<String>,
+    pub max_stitch_lag: Option<String>,
     #[serde(default)]
     pub duckdb_settings: std::collections::BTreeMap<String, String>,
     /// Other names of queues that flowscope cannot learn: an exchange -> the queue it feeds.
@@ -195,13 +199,15 @@ pub struct Config {
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 
-/// How `--memory-limit` is shared. DuckDB gets half: its buffer pool holds the column
-/// segments that queries and the stitcher's lookups read, and spills beyond it. The
-/// queue of decoded rows waiting for a commit (admitted by bytes) an eighth; the feed of
-/// committed rows the stitcher reads from memory and the stitcher's working set (flows
-/// still arriving) a sixteenth and an eighth, at the sizes per row and per span measured
-/// in BENCHMARKS.md. The rest (about a fifth) is for requests being decoded, pages being
-/// rendered and the allocator's slack. Nothing here grows with the data stored.
+/// How `--memory-limit` is shared. DuckDB gets seven sixteenths: its buffer pool holds
+/// the column segments that queries and the stitcher's lookups read, and spills beyond
+/// it. The queue of decoded rows waiting for a commit (admitted by bytes) an eighth; the
+/// feed of committed rows the stitcher reads from memory a thirty-second (it only needs
+/// to hold a round or two when the stitcher keeps up; when it lags, rounds read the
+/// file anyway); the stitcher's working set (flows still arriving) an eighth, at the
+/// sizes per row and per span measured in BENCHMARKS.md. The rest (a quarter) is for
+/// requests being decoded, pages being rendered and the allocator's slack. Nothing here
+/// grows with the data stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBudget {
     pub duckdb_bytes: u64,
@@ -211,16 +217,18 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// Bytes one committed row takes in the feed (Arrow buffers of a span with its
-    /// attributes), and one span in the stitcher's working set (its facts and strings).
+    /// Bytes one committed row takes in the feed (Arrow buffers of a span without its
+    /// attributes), and one span in the stitcher's working set: its facts and strings,
+    /// the trace's entries in the joiner's maps and vector slack (a heap profile under
+    /// full-speed ingest put it at about 2.3 KB).
     const FEED_ROW_BYTES: u64 = 512;
-    const STITCHER_SPAN_BYTES: u64 = 1024;
+    const STITCHER_SPAN_BYTES: u64 = 2048;
 
     pub fn split(limit: u64) -> MemoryBudget {
         MemoryBudget {
-            duckdb_bytes: limit / 2,
+            duckdb_bytes: limit / 16 * 7,
             write_queue_bytes: (limit / 8) as usize,
-            feed_rows: (limit / 16 / Self::FEED_ROW_BYTES) as usize,
+            feed_rows: (limit / 32 / Self::FEED_ROW_BYTES) as usize,
             stitcher_spans: (limit / 8 / Self::STITCHER_SPAN_BYTES) as usize,
         }
     }
@@ -353,6 +361,11 @@ impl Config {
                     .unwrap_or(writer_default.flush_interval),
                 flush_rows: args.flush_rows.or(file.flush_rows).unwrap_or(writer_default.flush_rows),
                 feed_capacity_rows: budget.feed_rows,
+                max_stitch_lag: match args.max_stitch_lag.or(duration("max_stitch_lag", file.max_stitch_lag)?) {
+                    Some(lag) if lag.is_zero() => None,
+                    Some(lag) => Some(lag),
+                    None => writer_default.max_stitch_lag,
+                },
                 ..writer_default
             },
             max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
@@ -380,6 +393,8 @@ impl Config {
                     .or(duration("join_window", file.join_window)?)
                     .unwrap_or(stitch_default.join_window),
                 cache_spans: budget.stitcher_spans,
+                // A round's rows join the working set; a quarter of it keeps rounds short.
+                round_rows: budget.stitcher_spans / 4,
                 ..stitch_default
             },
             file_rules,
@@ -424,10 +439,10 @@ mod tests {
     #[test]
     fn the_memory_budget_is_shared_and_parsed() {
         let b = MemoryBudget::split(1 << 30);
-        assert_eq!(b.duckdb_bytes, 512 << 20);
+        assert_eq!(b.duckdb_bytes, 448 << 20);
         assert_eq!(b.write_queue_bytes, 128 << 20);
-        assert_eq!(b.feed_rows, 131_072);
-        assert_eq!(b.stitcher_spans, 131_072);
+        assert_eq!(b.feed_rows, 65_536);
+        assert_eq!(b.stitcher_spans, 65_536);
         for (text, want) in
             [("1GiB", Ok(1 << 30)), ("512MiB", Ok(512 << 20)), ("2GB", Ok(2_000_000_000)), ("4096", Ok(4096))]
         {
@@ -438,9 +453,10 @@ mod tests {
         let c =
             Config::resolve(ServeArgs { memory_limit: Some(256 << 20), ..Default::default() }, FileConfig::default())
                 .unwrap();
-        assert!(c.duckdb_settings.contains(&("memory_limit".into(), format!("{}B", 128 << 20))));
+        assert!(c.duckdb_settings.contains(&("memory_limit".into(), format!("{}B", 112 << 20))));
         assert_eq!(c.writer.queue_capacity_bytes, 32 << 20);
-        assert_eq!(c.stitch.cache_spans, 32_768);
+        assert_eq!(c.stitch.cache_spans, 16_384);
+        assert_eq!(c.stitch.round_rows, 4_096);
         let err =
             Config::resolve(ServeArgs { memory_limit: Some(1 << 20), ..Default::default() }, FileConfig::default());
         assert!(err.is_err(), "too small a budget is refused");

@@ -50,6 +50,21 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Freed memory stays in glibc's heaps (counted in RSS) until it is trimmed: DuckDB frees
+/// its buffers as it evicts them and the stitcher frees flows it forgets, but without a
+/// trim the RSS stays at the high-water mark of everything ever allocated at once.
+/// Trimming every two seconds keeps RSS near what is live (BENCHMARKS.md, sixth session).
+fn trim_freed_memory_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    let _ = std::thread::Builder::new().name("flowscope-trim".into()).spawn(|| loop {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    });
+}
+
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     tracing_subscriber::fmt()
@@ -117,6 +132,9 @@ fn parse_since(text: &str) -> anyhow::Result<i64> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     tracing::info!(db = %config.db.display(), "starting flowscope");
+    if std::env::var_os("FLOWSCOPE_NO_TRIM").is_none() {
+        trim_freed_memory_periodically();
+    }
     let running = flowscope::server::start(config).await?;
     tokio::select! {
         _ = wait_for_signal() => {}

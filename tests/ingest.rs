@@ -315,6 +315,51 @@ async fn overload_refuses_with_retryable_errors_and_keeps_every_acknowledged_spa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_is_held_back_while_flows_are_too_far_behind() {
+    // The stitcher's first round runs at start; then it sleeps, so the lag it reports is
+    // the test's to set.
+    let server = TestServer::start_with(|c| {
+        c.stitch.interval = std::time::Duration::from_secs(3600);
+        c.writer.max_stitch_lag = Some(std::time::Duration::from_secs(30));
+    })
+    .await;
+    server.running().wait_stitched().await;
+    let stats = server.running().ingest.writer().stats().clone();
+    let metrics = || async { reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap() };
+    let body = |seed| traces("held", vec![span(seed, 0, "x")]).encode_to_vec();
+    let client = reqwest::Client::new();
+    let post = |seed| {
+        client.post(server.http_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body(seed))
+    };
+
+    stats.report_stitch_lag(std::time::Duration::from_secs(29));
+    assert_eq!(post(1).send().await.unwrap().status().as_u16(), 200, "29 s behind is within the limit");
+
+    stats.report_stitch_lag(std::time::Duration::from_secs(45));
+    let refused = post(2).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let message = refused.text().await.unwrap();
+    assert!(message.contains("flows are 45 s behind"), "{message}");
+    let mut grpc = TraceServiceClient::connect(server.grpc_url()).await.unwrap();
+    let status = grpc.export(traces("held", vec![span(3, 0, "x")])).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(metrics().await.contains("flowscope_ingest_held_back 1"));
+
+    stats.report_stitch_lag(std::time::Duration::ZERO);
+    assert_eq!(post(2).send().await.unwrap().status().as_u16(), 200, "caught up: the retry is taken");
+    assert!(metrics().await.contains("flowscope_ingest_held_back 0"));
+    let (db, _dir) = server.stop().await;
+    let stored = |seed| {
+        duckdb::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM spans WHERE trace_id = ?", [trace_hex(seed)], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    assert_eq!((stored(1), stored(2), stored(3)), (1, 1, 0), "refused requests store nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_aio_pika_export_is_stored_with_normalised_messaging_columns() {
     let server = TestServer::start().await;
     replay_recorded(&server, "recorded/aio-pika-rpc").await;

@@ -215,6 +215,24 @@ async fn drive(
     load
 }
 
+/// Samples the server's stitch lag each second until `until`: per 30 s of load, the lag
+/// at its end and the most seen in it.
+async fn watch_lag(client: reqwest::Client, ui: std::net::SocketAddr, until: Instant) -> Vec<(f64, f64)> {
+    let mut periods = Vec::new();
+    let (mut last, mut max, mut started) = (0.0f64, 0.0f64, Instant::now());
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        last = process::metric(&client, ui, "flowscope_stitch_lag_seconds").await.unwrap_or(last);
+        max = max.max(last);
+        if started.elapsed() >= Duration::from_secs(30) {
+            periods.push(((last * 10.0).round() / 10.0, (max * 10.0).round() / 10.0));
+            (max, started) = (0.0, Instant::now());
+        }
+    }
+    periods.push(((last * 10.0).round() / 10.0, (max * 10.0).round() / 10.0));
+    periods
+}
+
 /// Single-threaded protobuf decode rate of the payloads (spans/s).
 fn decode_limit(templates: &[Template]) -> f64 {
     let started = Instant::now();
@@ -284,8 +302,10 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
     let nonce = Arc::new(AtomicU32::new(1));
     drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(2), true, &nonce).await;
     let (c0, cpu0, t0) = (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), Instant::now());
+    let lag = tokio::spawn(watch_lag(client.clone(), server.ui, t0 + Duration::from_secs(args.seconds)));
     let load =
         drive(&server, Arc::clone(&templates), args.connections, Duration::from_secs(args.seconds), true, &nonce).await;
+    let lag_every_30s = lag.await.unwrap_or_default();
     let (c1, cpu1, elapsed) =
         (process::metric(&client, server.ui, committed).await?, server.cpu_seconds(), t0.elapsed());
     let stitching: Value = serde_json::from_str(&process::get_text(&client, server.ui, "/api/stitching").await?)
@@ -316,6 +336,8 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
         "seconds": elapsed.as_secs_f64(),
         "connections": args.connections,
         "spans_stitched_at_end": stitching["spans_stitched"],
+        "stitch_lag_s_max": lag_every_30s.iter().map(|(_, max)| *max).fold(0.0, f64::max),
+        "stitch_lag_s_every_30s": lag_every_30s.iter().map(|(last, _)| *last).collect::<Vec<_>>(),
         "spans_committed_at_end": total_committed,
         "server_cpu_s_by_thread": threads,
     }))

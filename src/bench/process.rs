@@ -23,7 +23,16 @@ impl ServerProcess {
     /// Starts `flowscope serve` (this same binary, or `binary`) on port-0 loopback
     /// listeners and waits for it to log their addresses.
     pub fn spawn(binary: &Path, db: &Path, extra: &[&str]) -> Result<ServerProcess, BenchError> {
-        let mut child = Command::new(binary)
+        // FLOWSCOPE_BENCH_WRAPPER runs the server under a profiler (`heaptrack`, say).
+        let mut command = match std::env::var_os("FLOWSCOPE_BENCH_WRAPPER") {
+            Some(wrapper) => {
+                let mut c = Command::new(wrapper);
+                c.arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("serve")
             .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db"])
             .arg(db)

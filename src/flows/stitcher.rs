@@ -78,6 +78,9 @@ pub struct StitchConfig {
     pub key_trace_limit: usize,
     /// Most commits read per round, so catching up proceeds in bounded steps.
     pub commits_per_round: i64,
+    /// Most rows (spans, span links, log records) read per round, beyond its first
+    /// commit: a lagging stitcher otherwise reads 50 large commits at once.
+    pub round_rows: usize,
     /// Most spans kept in memory; beyond it the least recently active traces are
     /// dropped (and reloaded from the file should they get a late span).
     pub cache_spans: usize,
@@ -100,6 +103,7 @@ impl Default for StitchConfig {
             quiet_period: Duration::from_secs(30),
             key_trace_limit: 1000,
             commits_per_round: 50,
+            round_rows: 25_000,
             cache_spans: 100_000,
             dead_letter_patterns: DeadLetterPatterns::default(),
             configured_queue_aliases: Default::default(),
@@ -218,6 +222,9 @@ pub struct Stitcher {
     last_eviction: i64,
     /// Flows written since the stitcher last checkpointed.
     written_since_checkpoint: usize,
+    /// Spans stitched per second of a busy round (a moving average): how fast a backlog
+    /// clears.
+    spans_per_second: f64,
     /// Last commit whose messaging spans are in `queue_counts`.
     queues_counted_through: i64,
     /// Queue aliases already in `queue_aliases` (a few per exchange: small).
@@ -286,6 +293,7 @@ impl Stitcher {
             restitch,
             last_eviction: 0,
             written_since_checkpoint: 0,
+            spans_per_second: 0.0,
             queues_counted_through,
             edge_slots: EdgeSlotsSize::compacted(edge_rows as usize),
             progress,
@@ -328,8 +336,9 @@ impl Stitcher {
 
     /// One round. Returns whether more committed data is waiting.
     pub fn round(&mut self) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
         let latest = self.commits.last_commit_seq.load(Ordering::Acquire) as i64;
-        let mut upper = latest.min(self.watermark + self.config.commits_per_round);
+        let mut upper = self.round_upper(latest)?;
         if self.watermark < self.queues_counted_through {
             // Restitching: a round stays on one side of what is already counted.
             upper = upper.min(self.queues_counted_through);
@@ -363,6 +372,26 @@ impl Stitcher {
         }
         let watermark = self.written_through();
         let lag = self.lag(watermark, latest)?;
+        if stitched >= BUSY_ROUND_SPANS {
+            let rate = stitched as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            self.spans_per_second =
+                if self.spans_per_second == 0.0 { rate } else { 0.8 * self.spans_per_second + 0.2 * rate };
+        }
+        // Ingest is held back by how late new data will be once stitched (not by a
+        // restitch of old data): the lag now plus the time the backlog takes to clear.
+        // Going by the lag alone, ingest resumed only once the backlog had cleared, and the
+        // lag went on growing for as long as that took (to twice the limit).
+        let expected = match (self.restitch, latest > watermark) {
+            (Some(_), _) | (None, false) => Duration::ZERO,
+            (None, true) => {
+                let backlog: i64 = self
+                    .conn
+                    .prepare_cached(include_str!("../../queries/stitch_backlog.sql"))?
+                    .query_row(params![watermark, latest], |r| r.get(0))?;
+                expected_lag(lag, backlog.max(0) as u64, self.spans_per_second)
+            }
+        };
+        self.commits.report_stitch_lag(expected);
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
@@ -378,6 +407,20 @@ impl Stitcher {
             p.joined_traces = joined_traces;
         });
         Ok(upper < latest)
+    }
+
+    /// The last commit of the next round: as many commits as fit in `round_rows` rows,
+    /// at least one, at most `commits_per_round`.
+    fn round_upper(&self, latest: i64) -> Result<i64, StoreError> {
+        let most = latest.min(self.watermark + self.config.commits_per_round);
+        if most <= self.watermark + 1 {
+            return Ok(most);
+        }
+        let fits: Option<i64> = self
+            .conn
+            .prepare_cached(include_str!("../../queries/stitch_round_upper.sql"))?
+            .query_row(params![self.watermark, most, self.config.round_rows as i64], |r| r.get(0))?;
+        Ok(fits.unwrap_or(self.watermark + 1).max(self.watermark + 1))
     }
 
     /// The last commit whose spans are all in written flows: the watermark, or just below
@@ -891,6 +934,18 @@ impl Stitcher {
     }
 }
 
+/// How late data waiting to be stitched will be once it is: `lag` now, plus `backlog`
+/// rows at `rows_per_second` (not yet measured: the lag alone).
+fn expected_lag(lag: Duration, backlog: u64, rows_per_second: f64) -> Duration {
+    if rows_per_second <= 0.0 {
+        return lag;
+    }
+    lag + Duration::from_secs_f64((backlog as f64 / rows_per_second).min(1e6))
+}
+
+/// Rounds with fewer spans than this say little about how fast a backlog clears.
+const BUSY_ROUND_SPANS: usize = 1_000;
+
 /// A flow with more spans than this is re-analysed at most once per interval (ns).
 const BIG_FLOW_SPANS: usize = 1_000;
 const BIG_FLOW_INTERVAL_NS: i64 = 2_000_000_000;
@@ -1101,4 +1156,25 @@ fn write_flows(
         appender.flush()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_lag_adds_the_time_the_backlog_takes() {
+        let s = Duration::from_secs;
+        // (lag now, backlog rows, rows per second, expected)
+        let cases = [
+            (s(5), 200_000, 20_000.0, s(15)),
+            (s(0), 600_000, 20_000.0, s(30)),
+            (s(5), 0, 20_000.0, s(5)),
+            (s(5), 1_000_000, 0.0, s(5)), // rate not measured yet
+            (s(1), u64::MAX, 1e-9, s(1) + s(1_000_000)),
+        ];
+        for (lag, backlog, rate, want) in cases {
+            assert_eq!(expected_lag(lag, backlog, rate), want, "{lag:?} {backlog} {rate}");
+        }
+    }
 }

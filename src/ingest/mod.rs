@@ -71,7 +71,7 @@ pub enum IngestError {
     /// The body could not be decoded at all: nothing of it was stored.
     #[error("cannot decode OTLP {signal} request as {encoding}: {message}")]
     Malformed { signal: &'static str, encoding: &'static str, message: String },
-    /// The write queue is full: retry later.
+    /// The write queue is full, or flows are too far behind: retry later.
     #[error("{0}")]
     Overloaded(String),
     #[error("flowscope is shutting down; retry against the restarted instance")]
@@ -83,7 +83,9 @@ pub enum IngestError {
 impl From<StoreError> for IngestError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Overloaded { .. } => IngestError::Overloaded(e.to_string()),
+            StoreError::Overloaded { .. } | StoreError::StitchingBehind { .. } => {
+                IngestError::Overloaded(e.to_string())
+            }
             StoreError::ShuttingDown => IngestError::ShuttingDown,
             other => IngestError::Storage(other.to_string()),
         }

@@ -110,6 +110,12 @@ impl CommitFeed {
     }
 }
 
+/// Rows of these batches that the stitcher reads: what bounds a stitching round.
+pub fn stitch_rows(batches: &[&TableBatch]) -> usize {
+    let read = |b: &&&TableBatch| STITCH_COLUMNS.iter().any(|(table, _)| *table == b.table);
+    batches.iter().filter(read).map(|b| b.batch.num_rows()).sum()
+}
+
 fn narrow(batch: &TableBatch) -> Option<TableBatch> {
     let (_, columns) = STITCH_COLUMNS.iter().find(|(table, _)| *table == batch.table)?;
     let schema = batch.batch.schema();

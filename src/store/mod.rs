@@ -26,6 +26,8 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("write queue is full ({queued_bytes} bytes waiting); retry later")]
     Overloaded { queued_bytes: usize },
+    #[error("flows are {lag_secs} s behind the data received; retry later")]
+    StitchingBehind { lag_secs: u64 },
     #[error("flowscope is shutting down")]
     ShuttingDown,
     #[error("background task failed: {0}")]
@@ -48,6 +50,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (13, "flow_steps", include_str!("../../queries/migrations/013_flow_steps.sql")),
     (14, "flow_map", include_str!("../../queries/migrations/014_flow_map.sql")),
     (15, "stitch_state", include_str!("../../queries/migrations/015_stitch_state.sql")),
+    (16, "commit_rows", include_str!("../../queries/migrations/016_commit_rows.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

@@ -33,6 +33,10 @@ pub struct WriterConfig {
     pub linger: Duration,
     /// Committed rows held in memory for the stitcher (see [`CommitFeed`]).
     pub feed_capacity_rows: usize,
+    /// New writes are refused (retryably) while the flow stitcher reports being further
+    /// behind than this, so that a sustained ingest faster than stitching slows the
+    /// exporters down instead of growing the backlog without bound. `None`: never.
+    pub max_stitch_lag: Option<Duration>,
 }
 
 impl Default for WriterConfig {
@@ -43,6 +47,7 @@ impl Default for WriterConfig {
             flush_rows: 100_000,
             linger: Duration::from_millis(2),
             feed_capacity_rows: 100_000,
+            max_stitch_lag: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -57,12 +62,39 @@ pub struct CommitStats {
     pub commit_micros_sum: AtomicU64,
     pub commit_micros_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
     pub last_commit_seq: AtomicU64,
+    /// How far behind the commits the flow stitcher last said it was (ms), and when it
+    /// said so (unix ms; 0: never). Its report is what admission goes by.
+    stitch_lag_ms: AtomicU64,
+    stitch_reported_unix_ms: AtomicU64,
 }
 
 /// Upper bounds (milliseconds) of the commit-latency histogram buckets.
 pub const COMMIT_BUCKETS_MS: [u64; 8] = [5, 10, 25, 50, 100, 250, 1000, 5000];
 
+fn now_unix_ms() -> u64 {
+    (now_nanos() / 1_000_000).max(0) as u64
+}
+
+/// A stitcher silent for this long is not trusted to be catching up: its last report
+/// no longer holds back ingest (data first; flows can be recomputed).
+const STITCH_REPORT_STALE_MS: u64 = 30_000;
+
 impl CommitStats {
+    /// The stitcher's report, made after every round: how far its written flows are
+    /// behind the latest commit (zero while a restitch, not ingest, is what it works on).
+    pub fn report_stitch_lag(&self, lag: Duration) {
+        self.stitch_lag_ms.store(lag.as_millis() as u64, Ordering::Relaxed);
+        self.stitch_reported_unix_ms.store(now_unix_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// The stitcher's lag when it is beyond `max` by a recent report.
+    fn stitching_behind(&self, max: Option<Duration>, now_unix_ms: u64) -> Option<Duration> {
+        let reported = self.stitch_reported_unix_ms.load(Ordering::Relaxed);
+        let lag = Duration::from_millis(self.stitch_lag_ms.load(Ordering::Relaxed));
+        let fresh = reported > 0 && now_unix_ms.saturating_sub(reported) < STITCH_REPORT_STALE_MS;
+        (fresh && lag > max?).then_some(lag)
+    }
+
     fn record(&self, rows: usize, took: Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -106,6 +138,7 @@ pub struct Writer {
     stats: Arc<CommitStats>,
     feed: Arc<CommitFeed>,
     stage: Arc<StageState>,
+    max_stitch_lag: Option<Duration>,
 }
 
 impl Writer {
@@ -121,6 +154,7 @@ impl Writer {
         let committed = Committer { stats: Arc::clone(&stats), feed: Arc::clone(&feed) };
         let stage = StageState::new();
         let guard = StageGuard::new("writer", Arc::clone(&stage));
+        let max_stitch_lag = config.max_stitch_lag;
         std::thread::Builder::new()
             .name("flowscope-writer".into())
             .spawn(move || {
@@ -136,6 +170,7 @@ impl Writer {
             stats,
             feed,
             stage,
+            max_stitch_lag,
         })
     }
 
@@ -169,10 +204,18 @@ impl Writer {
     /// turned away before it is decoded: under overload, decoding and flattening requests
     /// that cannot be queued would take CPU and memory from the commits that drain it.
     pub fn check_room(&self) -> Result<(), StoreError> {
+        if let Some(lag) = self.stats.stitching_behind(self.max_stitch_lag, now_unix_ms()) {
+            return Err(StoreError::StitchingBehind { lag_secs: lag.as_secs() });
+        }
         match self.permits.available_permits() {
             0 => Err(StoreError::Overloaded { queued_bytes: self.queued_bytes() }),
             _ => Ok(()),
         }
+    }
+
+    /// Whether new writes are being refused because flows are too far behind.
+    pub fn held_back_by_stitching(&self) -> bool {
+        self.stats.stitching_behind(self.max_stitch_lag, now_unix_ms()).is_some()
     }
 
     /// Bytes of rows waiting for a commit (to the KiB).
@@ -299,8 +342,11 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Com
 pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
     super::in_transaction(conn, || {
         // When the rows were received: what retention goes by.
-        conn.prepare_cached(include_str!("../../queries/commit_time_insert.sql"))?
-            .execute(duckdb::params![seq, now_nanos()])?;
+        conn.prepare_cached(include_str!("../../queries/commit_time_insert.sql"))?.execute(duckdb::params![
+            seq,
+            now_nanos(),
+            super::feed::stitch_rows(batches) as i64
+        ])?;
         for (table, _, commit_seq_at) in ALL {
             let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
             if of_table.peek().is_none() {
@@ -324,4 +370,34 @@ fn with_commit_seq(batch: &RecordBatch, seq: i64, at: usize) -> RecordBatch {
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns.insert(at, Arc::new(Int64Array::from_value(seq, batch.num_rows())));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("one more column of the same length")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_is_held_back_only_by_a_recent_report_beyond_the_limit() {
+        let s = Duration::from_secs;
+        let now = 1_000_000_000u64;
+        // (limit, reported lag, reported how long ago in ms (None: never), held back?)
+        let cases: &[(Option<Duration>, Duration, Option<u64>, bool)] = &[
+            (Some(s(30)), s(31), Some(0), true),
+            (Some(s(30)), s(30), Some(0), false),
+            (Some(s(30)), s(5), Some(0), false),
+            (None, s(3600), Some(0), false),
+            (Some(s(30)), s(3600), Some(STITCH_REPORT_STALE_MS - 1), true),
+            // A stitcher that stopped reporting does not hold data back.
+            (Some(s(30)), s(3600), Some(STITCH_REPORT_STALE_MS), false),
+            (Some(s(30)), s(3600), None, false),
+        ];
+        for &(limit, lag, ago, held) in cases {
+            let stats = CommitStats::default();
+            if let Some(ago) = ago {
+                stats.stitch_lag_ms.store(lag.as_millis() as u64, Ordering::Relaxed);
+                stats.stitch_reported_unix_ms.store(now - ago, Ordering::Relaxed);
+            }
+            assert_eq!(stats.stitching_behind(limit, now).is_some(), held, "{limit:?} {lag:?} {ago:?}");
+        }
+    }
 }
