@@ -1,10 +1,19 @@
 -- Stored flows that the join hashes in `stitch_keys` reach: through a member trace, or a
 -- link, message id or correlation id of one. Only rows written since $1 (the join
 -- window) are read; rows are appended in write order, so zone maps skip older ones.
-SELECT k.key, ft.flow_id, ft.updated_unix_nano, ft.flow_start_unix_nano
-FROM flow_traces ft JOIN stitch_keys k ON ft.trace_key = k.key
-WHERE ft.updated_unix_nano >= $1
+-- Two steps: the hashes alone are scanned for matches (one BIGINT column: half the cost
+-- of reading flow ids along), then the few matching rows are read by row id, whose
+-- range lets zone maps skip the rest. `IN (SELECT ...)` keeps the hash table on the
+-- probe keys, never on the stored rows. One statement, so one snapshot: row ids stay put.
+WITH trace_hits AS MATERIALIZED (
+    SELECT rowid AS row FROM flow_traces
+    WHERE updated_unix_nano >= $1 AND trace_key IN (SELECT key FROM stitch_keys)
+), join_hits AS MATERIALIZED (
+    SELECT rowid AS row FROM flow_join_keys
+    WHERE updated_unix_nano >= $1 AND key IN (SELECT key FROM stitch_keys)
+)
+SELECT trace_key, flow_id, updated_unix_nano, flow_start_unix_nano
+FROM flow_traces WHERE rowid IN (SELECT row FROM trace_hits)
 UNION
-SELECT k.key, j.flow_id, j.updated_unix_nano, j.flow_start_unix_nano
-FROM flow_join_keys j JOIN stitch_keys k ON j.key = k.key
-WHERE j.updated_unix_nano >= $1;
+SELECT key, flow_id, updated_unix_nano, flow_start_unix_nano
+FROM flow_join_keys WHERE rowid IN (SELECT row FROM join_hits);

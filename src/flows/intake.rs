@@ -72,14 +72,18 @@ pub fn reload_from_file(conn: &Connection, from_start: i64, upto_seq: i64) -> Re
     Ok(spans)
 }
 
-/// Runs one of the stitcher's two-parameter reads.
+/// Runs one of the stitcher's two-parameter reads. Planned afresh each time, as are the
+/// stitcher's other reads that join a temp table of this round's keys to the stored
+/// rows: a plan cached while the tables were small (a first round on an empty file)
+/// kept building its hash table on what became the large side; at 20 M stored spans a
+/// round then spent 90% of its time building and spilling a table of every stored trace.
 fn rows<T>(
     conn: &Connection,
     sql: &str,
     params: [i64; 2],
     row: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map(params, row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -365,8 +365,16 @@ impl Stitcher {
             // uncompressed rows (at 10 M spans the chain page took 230 ms just after a
             // catch-up, 90 ms after a checkpoint). Fails harmlessly while other
             // transactions run; DuckDB's own checkpoint (by log size) stays the backstop.
+            let checkpoint_started = std::time::Instant::now();
             match self.conn.execute_batch(include_str!("../../queries/checkpoint.sql")) {
-                Ok(()) => self.written_since_checkpoint = 0,
+                Ok(()) => {
+                    tracing::info!(
+                        flows_written = self.written_since_checkpoint,
+                        seconds = checkpoint_started.elapsed().as_secs_f64(),
+                        "checkpointed after catching up"
+                    );
+                    self.written_since_checkpoint = 0;
+                }
                 Err(e) => tracing::debug!(error = %e, "checkpoint after catching up deferred"),
             }
         }
@@ -548,7 +556,7 @@ impl Stitcher {
         // key -> the stored flows it reaches
         let mut reached: HashMap<i64, Vec<(StoredFlow, i64)>> = HashMap::default();
         {
-            let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_lookup.sql"))?;
+            let mut stmt = conn.prepare(include_str!("../../queries/stitch_lookup.sql"))?;
             let rows = stmt.query_map([since], |r| {
                 Ok((r.get::<_, i64>(0)?, StoredFlow { flow_id: r.get(1)?, updated: r.get(2)? }, r.get::<_, i64>(3)?))
             })?;
@@ -595,7 +603,7 @@ impl Stitcher {
         let by_id: HashMap<&str, &StoredFlow> = found.keys().map(|f| (f.flow_id.as_str(), f)).collect();
         let mut member_flows: Vec<(TraceId, StoredFlow)> = Vec::new();
         {
-            let mut stmt = conn.prepare_cached(include_str!("../../queries/stitch_found_members.sql"))?;
+            let mut stmt = conn.prepare(include_str!("../../queries/stitch_found_members.sql"))?;
             let rows = stmt.query_map([oldest_write], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (trace, flow) = row?;
@@ -605,7 +613,7 @@ impl Stitcher {
             }
         }
         let joins: Vec<(TraceId, String, String)> = conn
-            .prepare_cached(include_str!("../../queries/stitch_found_joins.sql"))?
+            .prepare(include_str!("../../queries/stitch_found_joins.sql"))?
             .query_map([oldest_write], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         // No stored span of these flows starts before their stored start; this round's

@@ -162,10 +162,12 @@ async fn off_runtime<T: Send + 'static>(
 
 /// Runs the statements of a file of several (each ending in `;` and a line end), giving
 /// each as many of `params`, from the first, as it has parameters: a statement that uses
-/// `$2` must use `$1` too.
+/// `$2` must use `$1` too. Each is planned afresh: these statements join a temp table of
+/// the moment's rows to stored tables whose sizes change by orders of magnitude, and a
+/// cached plan keeps the join order chosen when they were small.
 pub fn execute_statements(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(), StoreError> {
     for statement in sql.split_terminator(";\n").filter(|s| !s.trim().is_empty()) {
-        let mut stmt = conn.prepare_cached(statement)?;
+        let mut stmt = conn.prepare(statement)?;
         let wanted = stmt.parameter_count().min(params.len());
         stmt.execute(&params[..wanted])?;
     }
