@@ -49,6 +49,20 @@
 //! window), not O(stored), with nothing resident. A flow's rows are found again by
 //! (flow_id, updated_unix_nano), also through zone maps. Measured figures are in
 //! BENCHMARKS.md ("Fifth session").
+//!
+//! The lookup's cost is that of the join window, not of what is stored: at 20 M spans
+//! all written within the window it takes 0.22 s (BENCHMARKS.md, "Sixth session"), and
+//! it is what makes a round slower as the window fills (sustained ingest, held back to
+//! the stitcher's pace, fell from 16-21k spans/s at 1 M to 12-13k at 5 M). Its reads are
+//! planned each round: a plan cached on an empty file put the hash table on the stored
+//! side.
+//!
+//! ## Keeping pace
+//! A round reads at most `round_rows` rows (a quarter of the working set), however many
+//! commits that takes. After each round the stitcher reports how late waiting data will
+//! be once stitched (the lag plus the backlog at its measured rate); while that exceeds
+//! `--max-stitch-lag`, the writer refuses new requests retryably, so a sustained ingest
+//! faster than stitching slows the exporters instead of growing the backlog.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
