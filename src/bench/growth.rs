@@ -52,6 +52,9 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
     let binary = std::env::current_exe()?;
     let mut stored = 0usize;
     let mut steps = Vec::new();
+    // One sequence of copy numbers through every step's ingest: a step that started it
+    // again re-sent the previous step's traces, which then joined their stored flows.
+    let nonce = Arc::new(AtomicU32::new(1));
     for &size in &args.steps {
         if size > stored {
             let started = Instant::now();
@@ -67,7 +70,7 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
             running.shutdown().await;
             println!("stitched in {:.1} s", started.elapsed().as_secs_f64());
         }
-        let step = measure(&binary, &db, stored, args).await?;
+        let step = measure(&binary, &db, stored, args, &nonce).await?;
         println!("{step}");
         steps.push(step);
     }
@@ -81,6 +84,7 @@ async fn measure(
     db: &std::path::Path,
     stored: usize,
     args: &GrowthArgs,
+    nonce: &Arc<AtomicU32>,
 ) -> Result<Value, BenchError> {
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -141,11 +145,10 @@ async fn measure(
     }
 
     let committed = "flowscope_committed_items_total{signal=\"traces\"}";
-    let nonce = Arc::new(AtomicU32::new(1));
     let load_templates = templates(8, 1000, now_nanos() - 60_000_000_000);
     let c0 = process::metric(&client, server.ui, committed).await?;
     let t0 = Instant::now();
-    drive(&server, load_templates, 8, Duration::from_secs(args.seconds), true, &nonce).await;
+    drive(&server, load_templates, 8, Duration::from_secs(args.seconds), true, nonce).await;
     let c1 = process::metric(&client, server.ui, committed).await?;
     let lag = process::metric(&client, server.ui, "flowscope_stitch_lag_seconds").await?;
     report["ingest_spans_per_s"] = json!(((c1 - c0) / t0.elapsed().as_secs_f64()).round());

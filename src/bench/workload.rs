@@ -163,13 +163,13 @@ mod tests {
                 .collect()
         };
         assert!(traces(&a).is_disjoint(&traces(&b)), "copies share no trace id");
-        let message_ids = |r: &ExportTraceServiceRequest| -> HashSet<String> {
+        let ids = |r: &ExportTraceServiceRequest, key: &str| -> HashSet<String> {
             r.resource_spans
                 .iter()
                 .flat_map(|x| &x.scope_spans)
                 .flat_map(|s| &s.spans)
                 .flat_map(|s| &s.attributes)
-                .filter(|kv| kv.key == "messaging.message.id")
+                .filter(|kv| kv.key == key)
                 .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
                     Value::StringValue(v) => Some(v.clone()),
                     _ => None,
@@ -177,9 +177,19 @@ mod tests {
                 .collect()
         };
         let original = ExportTraceServiceRequest::decode(&t.bytes[..]).unwrap();
-        assert!(!message_ids(&a).is_empty());
-        assert_eq!(message_ids(&a).len(), message_ids(&original).len(), "ids within a copy stay distinct");
-        assert!(message_ids(&a).is_disjoint(&message_ids(&b)), "copies share no message id");
+        let checkouts = ids(&original, "app.order_id").len();
+        assert!(checkouts > 1, "a template holds several checkouts");
+        for key in ["messaging.message.id", "app.order_id"] {
+            assert!(!ids(&a, key).is_empty());
+            assert_eq!(ids(&a, key).len(), ids(&original, key).len(), "{key}s within a copy stay distinct");
+            assert!(ids(&a, key).is_disjoint(&ids(&b, key)), "copies share no {key}");
+        }
+        // Every checkout of a copy has its own order id, as a shop's orders do (an id made
+        // of the rewritten digits alone made one 64-trace flow of each copy's checkouts).
+        assert_eq!(ids(&a, "app.order_id").len(), checkouts);
+        let other_template = Template::build(2, 1_700_000_000_000_000_000, 300);
+        let c = ExportTraceServiceRequest::decode(&other_template.instance(1)[..]).unwrap();
+        assert!(ids(&a, "app.order_id").is_disjoint(&ids(&c, "app.order_id")), "same copy number, other template");
         let spans: Vec<_> = a.resource_spans.iter().flat_map(|x| &x.scope_spans).flat_map(|s| &s.spans).collect();
         assert!(spans.iter().all(|s| (10..=20).contains(&s.attributes.len())));
         let messaging = spans.iter().filter(|s| s.attributes.iter().any(|a| a.key.starts_with("messaging."))).count();

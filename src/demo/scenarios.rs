@@ -171,7 +171,9 @@ fn hex(id: [u8; 16]) -> String {
 /// RabbitMQ queue `payments` (parent-child, legacy names) -> payment worker.
 /// `poison` makes billing fail three deliveries and dead-letter the order to `orders.DLT`.
 pub fn checkout(b: &mut Builder<'_>, t0: i64, poison: bool) -> Expected {
-    let order_id = format!("order-{}", &b.uuid()[..8]);
+    // More than the uuid's first eight digits: the benchmarks rewrite those to the number
+    // of each copy of a workload, and an id of them alone would be every order's in a copy.
+    let order_id = format!("order-{}", &b.uuid()[..13]);
     let root_end = t0 + b.jitter(40, 20);
     let root = b.span(
         "checkout",
@@ -459,7 +461,7 @@ pub enum Delivery {
 /// consumers as children of the publish, redeliveries marked by nothing but a second
 /// receive of the same message id, and dead letters moved by the broker with no publish.
 pub fn refund(b: &mut Builder<'_>, t0: i64, delivery: Delivery) -> Expected {
-    let corr = format!("refund-{}", &b.uuid()[..8]);
+    let corr = format!("refund-{}", &b.uuid()[..13]);
     let message_id = b.uuid();
     let root =
         b.span("support", "POST /refunds", SERVER, None, t0, t0 + 12 * MS, vec![s("correlation_id", corr.clone())]);
@@ -523,7 +525,7 @@ pub fn refund(b: &mut Builder<'_>, t0: i64, delivery: Delivery) -> Expected {
 /// Shipping hears about an order without any propagated context: joined only by the
 /// order's correlation id (the application's `correlation_id` key), on spans and logs.
 pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {
-    let corr = format!("ship-{}", &b.uuid()[..8]);
+    let corr = format!("ship-{}", &b.uuid()[..13]);
     let root =
         b.span("warehouse", "POST /dispatch", SERVER, None, t0, t0 + 20 * MS, vec![s("correlation_id", corr.clone())]);
     let send_end = t0 + 6 * MS;

@@ -644,6 +644,13 @@ impl Stitcher {
                 self.join_key(&trace, key);
             }
         }
+        tracing::debug!(
+            flows = found.len(),
+            traces = members.len(),
+            probes = probes.len(),
+            span_window_s = (spans.iter().map(|s| s.start).max().unwrap_or(from_start) - from_start) / 1_000_000_000,
+            "loading stored flows that new rows join"
+        );
         self.stored.extend(member_flows);
         self.reload(&members, from_start, upto_seq)?;
         Ok(members.into_iter().collect())
