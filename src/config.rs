@@ -112,7 +112,7 @@ pub struct ServeArgs {
     /// How long after its last change a stored flow can still be joined by a late span [default: 24h]
     #[arg(long, env = "FLOWSCOPE_JOIN_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub join_window: Option<Duration>,
-    /// New data is refused (retryably) while flows are further behind than this; 0 never refuses [default: 30s]
+    /// New spans and logs are refused (retryably) while flows are further behind than this; 0 never refuses [default: 30s]
     #[arg(long, env = "FLOWSCOPE_MAX_STITCH_LAG", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub max_stitch_lag: Option<Duration>,
     /// Host name the UI answers besides IP addresses, localhost and --external-url's (repeatable)

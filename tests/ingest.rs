@@ -345,6 +345,9 @@ async fn ingest_is_held_back_while_flows_are_too_far_behind() {
     let status = grpc.export(traces("held", vec![span(3, 0, "x")])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(metrics().await.contains("flowscope_ingest_held_back 1"));
+    // Metric points are not stitched: they are taken meanwhile.
+    let mut metrics_client = MetricsServiceClient::connect(server.grpc_url()).await.unwrap();
+    metrics_client.export(gauge("broker", "queue.depth", &[3.0])).await.expect("metrics are not held back");
 
     stats.report_stitch_lag(std::time::Duration::ZERO);
     assert_eq!(post(2).send().await.unwrap().status().as_u16(), 200, "caught up: the retry is taken");

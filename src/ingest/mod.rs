@@ -332,7 +332,12 @@ impl Ingest {
     pub async fn export(&self, signal: Signal, encoding: Encoding, body: Bytes) -> Result<Accepted, IngestError> {
         let stats = self.stats.of(signal);
         stats.requests.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.writer.check_room() {
+        // Metric points are not stitched: a stitching backlog does not hold them back.
+        let room = match signal {
+            Signal::Metrics => self.writer.check_room(),
+            Signal::Traces | Signal::Logs => self.writer.check_stitch_lag().and_then(|()| self.writer.check_room()),
+        };
+        if let Err(e) = room {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(e.into());
         }

@@ -204,16 +204,22 @@ impl Writer {
     /// turned away before it is decoded: under overload, decoding and flattening requests
     /// that cannot be queued would take CPU and memory from the commits that drain it.
     pub fn check_room(&self) -> Result<(), StoreError> {
-        if let Some(lag) = self.stats.stitching_behind(self.max_stitch_lag, now_unix_ms()) {
-            return Err(StoreError::StitchingBehind { lag_secs: lag.as_secs() });
-        }
         match self.permits.available_permits() {
             0 => Err(StoreError::Overloaded { queued_bytes: self.queued_bytes() }),
             _ => Ok(()),
         }
     }
 
-    /// Whether new writes are being refused because flows are too far behind.
+    /// Fails with `StitchingBehind` while the stitcher reports flows further behind than
+    /// `max_stitch_lag`: what it reads (spans, links, logs) waits until it catches up.
+    pub fn check_stitch_lag(&self) -> Result<(), StoreError> {
+        match self.stats.stitching_behind(self.max_stitch_lag, now_unix_ms()) {
+            Some(lag) => Err(StoreError::StitchingBehind { lag_secs: lag.as_secs() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether new spans and logs are being refused because flows are too far behind.
     pub fn held_back_by_stitching(&self) -> bool {
         self.stats.stitching_behind(self.max_stitch_lag, now_unix_ms()).is_some()
     }
