@@ -51,11 +51,9 @@
 //! BENCHMARKS.md ("Fifth session").
 //!
 //! The lookup's cost is that of the join window, not of what is stored: at 20 M spans
-//! all written within the window it takes 0.22 s (BENCHMARKS.md, "Sixth session"), and
-//! it is what makes a round slower as the window fills (sustained ingest, held back to
-//! the stitcher's pace, fell from 16-21k spans/s at 1 M to 12-13k at 5 M). Its reads are
-//! planned each round: a plan cached on an empty file put the hash table on the stored
-//! side.
+//! all written within the window it takes 0.22 s a round (BENCHMARKS.md, "Sixth
+//! session"), so it grows as the window fills. Its reads are planned each round: a plan
+//! cached on an empty file put the hash table on the stored side.
 //!
 //! ## Keeping pace
 //! A round reads at most `round_rows` rows (a quarter of the working set), however many
@@ -393,7 +391,7 @@ impl Stitcher {
             }
         }
         let watermark = self.written_through();
-        let lag = self.lag(watermark, latest)?;
+        let (lag, backlog) = self.lag(watermark, latest)?;
         if stitched >= BUSY_ROUND_SPANS {
             let rate = stitched as f64 / started.elapsed().as_secs_f64().max(1e-3);
             self.spans_per_second =
@@ -403,15 +401,9 @@ impl Stitcher {
         // restitch of old data): the lag now plus the time the backlog takes to clear.
         // Going by the lag alone, ingest resumed only once the backlog had cleared, and the
         // lag went on growing for as long as that took (to twice the limit).
-        let expected = match (self.restitch, latest > watermark) {
-            (Some(_), _) | (None, false) => Duration::ZERO,
-            (None, true) => {
-                let backlog: i64 = self
-                    .conn
-                    .prepare_cached(include_str!("../../queries/stitch_backlog.sql"))?
-                    .query_row(params![watermark, latest], |r| r.get(0))?;
-                expected_lag(lag, backlog.max(0) as u64, self.spans_per_second)
-            }
+        let expected = match self.restitch {
+            Some(_) => Duration::ZERO,
+            None => expected_lag(lag, backlog, self.spans_per_second),
         };
         self.commits.report_stitch_lag(expected);
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
@@ -477,16 +469,19 @@ impl Stitcher {
         Ok(())
     }
 
-    /// How long ago the oldest commit not yet in written flows was received.
-    fn lag(&self, through: i64, latest: i64) -> Result<Duration, StoreError> {
+    /// How long ago the oldest commit not yet in written flows was received, and how many
+    /// rows of those commits the stitcher has still to read.
+    fn lag(&self, through: i64, latest: i64) -> Result<(Duration, u64), StoreError> {
         if latest <= through {
-            return Ok(Duration::ZERO);
+            return Ok((Duration::ZERO, 0));
         }
-        let received: Option<i64> = self
+        let (received, backlog): (Option<i64>, i64) = self
             .conn
             .prepare_cached(include_str!("../../queries/stitch_lag.sql"))?
-            .query_row(params![through, latest], |r| r.get(0))?;
-        Ok(received.map_or(Duration::ZERO, |t| Duration::from_nanos(now_nanos().saturating_sub(t).max(0) as u64)))
+            .query_row(params![through, latest], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let lag =
+            received.map_or(Duration::ZERO, |t| Duration::from_nanos(now_nanos().saturating_sub(t).max(0) as u64));
+        Ok((lag, backlog.max(0) as u64))
     }
 
     fn ingest_new(&mut self, from: i64, to: i64) -> Result<usize, StoreError> {
