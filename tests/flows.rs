@@ -653,6 +653,8 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     let want = all_flows(&server).await;
     assert_eq!(want.len(), expected.len());
     let want_map = api(&server, &format!("/api/map?{ALL_TIME}")).await.1;
+    let want_chains = api(&server, &format!("/api/chains?{ALL_TIME}")).await.1;
+    assert_eq!(want_chains["chains"].as_array().unwrap().len(), 5, "{want_chains}");
     let (db, dir) = server.stop().await;
 
     // `flowscope restitch`, stopped after its first round: the flow tables are emptied
@@ -680,6 +682,7 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     let got = all_flows(&server).await;
     assert_eq!(got, want);
     assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map);
+    assert_eq!(api(&server, &format!("/api/chains?{ALL_TIME}")).await.1, want_chains);
     let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.lines().any(|l| l == "flowscope_restitch_progress_ratio 1"), "{metrics}");
     let (db, dir) = server.stop().await;
@@ -702,6 +705,42 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     wait_stitched(&server).await;
     assert_eq!(all_flows(&server).await, want);
     assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map, "old cells subtracted");
+    assert_eq!(api(&server, &format!("/api/chains?{ALL_TIME}")).await.1, want_chains, "old cells subtracted");
+    let (db, dir) = server.stop().await;
+
+    // Migration 017's restitch (in place, from the first commit, run by the next start)
+    // on a file whose flows lack the chain cells: the chains come back whole, once.
+    {
+        let store = flowscope::store::Store::open_with(&db, &config.duckdb_settings).unwrap();
+        let conn = store.connect().unwrap();
+        use flowscope::flows::edges;
+        conn.execute_batch(
+            "DELETE FROM flow_edge_slots WHERE kind IN ('flow', 'service_time', 'queue_wait', 'retry_delay')",
+        )
+        .unwrap();
+        let stored: Vec<(String, String)> = conn
+            .prepare("SELECT flow_id, edges FROM flows")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (flow_id, cells) in stored {
+            let mut cells = edges::parse_cells(Some(&cells));
+            cells.retain(|k, _| k.kind.on_map());
+            conn.execute("UPDATE flows SET edges = ? WHERE flow_id = ?", [edges::cells_json(&cells), flow_id]).unwrap();
+        }
+        let stripped: i64 =
+            conn.query_row("SELECT count(*) FROM flows WHERE edges LIKE '%\"flow\"%'", [], |r| r.get(0)).unwrap();
+        assert_eq!(stripped, 0, "the file now looks like one written before migration 017");
+        conn.execute_batch(include_str!("../queries/migrations/017_chain_sums.sql")).unwrap();
+    }
+    let server = TestServer::start_in(dir, |_| {}).await;
+    wait_stitched(&server).await;
+    assert!(server.running().progress.borrow().restitch.is_none());
+    assert_eq!(all_flows(&server).await, want);
+    assert_eq!(api(&server, &format!("/api/map?{ALL_TIME}")).await.1, want_map);
+    assert_eq!(api(&server, &format!("/api/chains?{ALL_TIME}")).await.1, want_chains, "restitched in place");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,10 @@
 //! A flow contributes *cells*: an edge (a synchronous call between two services, a
 //! publish to a destination, a consumption from one; plus an `entry` pseudo-edge naming
 //! the service the flow started in), a one-minute slot, and a latency bucket, with
-//! counts. The stitcher keeps a flow's cells on its row (`flows.edges`) and adds them to
+//! counts. It also contributes four cells that are not drawn, for the chain pages: its
+//! end-to-end duration (`flow`, with its path as target, its error, retries and dead
+//! letters), and its service time, queue wait and retry delay. The chain overview and
+//! chain page read those sums (see [`super::chain_sums`]) instead of every flow. The stitcher keeps a flow's cells on its row (`flows.edges`) and adds them to
 //! `flow_edge_slots` (migration 014). A flow is rewritten whenever it gains spans: the
 //! stitcher then subtracts the cells it stored before (read back by the `DELETE ...
 //! RETURNING` that removes the old row) and adds the new ones, in the same transaction.
@@ -14,7 +17,8 @@
 //! commit) removes a row and its cancellation together.
 //!
 //! Latencies are counted in log buckets, eight per doubling: a percentile read from them
-//! is within 4.5% of the exact value.
+//! is within a bucket's width (9%) of the exact value, and closer where values spread
+//! over several buckets.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +49,15 @@ pub enum EdgeKind {
     /// Not drawn: the service a flow started in (target), counted once per flow, so the
     /// map knows where flows enter.
     Entry,
+    /// Not on the map: the flow itself, its end-to-end duration as latency, its path (a
+    /// JSON array) as target; counts its error, retries and dead letters.
+    Flow,
+    /// Not on the map: the flow's service time (time in its services' own spans).
+    ServiceTime,
+    /// Not on the map: the flow's total queue wait.
+    QueueWait,
+    /// Not on the map: the flow's total retry delay.
+    RetryDelay,
 }
 
 impl EdgeKind {
@@ -54,7 +67,16 @@ impl EdgeKind {
             EdgeKind::Publish => "publish",
             EdgeKind::Consume => "consume",
             EdgeKind::Entry => "entry",
+            EdgeKind::Flow => "flow",
+            EdgeKind::ServiceTime => "service_time",
+            EdgeKind::QueueWait => "queue_wait",
+            EdgeKind::RetryDelay => "retry_delay",
         }
+    }
+
+    /// Whether the map reads this kind (the others are for the chain pages).
+    pub fn on_map(self) -> bool {
+        matches!(self, EdgeKind::Call | EdgeKind::Publish | EdgeKind::Consume | EdgeKind::Entry)
     }
 
     pub fn parse(s: &str) -> Option<EdgeKind> {
@@ -63,6 +85,10 @@ impl EdgeKind {
             "publish" => EdgeKind::Publish,
             "consume" => EdgeKind::Consume,
             "entry" => EdgeKind::Entry,
+            "flow" => EdgeKind::Flow,
+            "service_time" => EdgeKind::ServiceTime,
+            "queue_wait" => EdgeKind::QueueWait,
+            "retry_delay" => EdgeKind::RetryDelay,
             _ => return None,
         })
     }
@@ -135,19 +161,33 @@ pub fn bucket_ms(bucket: i16) -> f64 {
     2f64.powf((bucket as f64 - 0.5) / BUCKETS_PER_DOUBLING)
 }
 
-/// The `q` quantile of latencies counted by bucket; `None` without any.
+/// The `q` quantile of latencies counted by bucket; `None` without any. Within the bucket
+/// the rank falls in, values are taken as spread evenly on the log scale (as Prometheus's
+/// `histogram_quantile` spreads them linearly), so the quantiles of many flows that share
+/// a bucket still tell the slowest apart: a p95 is then the value 95% of them are under.
 pub fn quantile_ms(buckets: &[(i16, i64)], q: f64) -> Option<f64> {
-    let mut counted: Vec<(i16, i64)> = buckets.iter().copied().filter(|(_, n)| *n > 0).collect();
-    counted.sort_unstable();
-    let total: i64 = counted.iter().map(|(_, n)| n).sum();
+    let mut merged: BTreeMap<i16, i64> = BTreeMap::new();
+    for (b, n) in buckets {
+        *merged.entry(*b).or_default() += n;
+    }
+    merged.retain(|_, n| *n > 0);
+    let total: i64 = merged.values().sum();
     if total == 0 {
         return None;
     }
-    let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+    let rank = q.clamp(0.0, 1.0) * total as f64;
     let mut seen = 0;
-    counted.into_iter().find_map(|(b, n)| {
+    merged.into_iter().find_map(|(b, n)| {
+        let before = seen as f64;
         seen += n;
-        (seen >= rank).then(|| bucket_ms(b))
+        if (seen as f64) < rank && seen < total {
+            return None;
+        }
+        if b <= MIN_BUCKET {
+            return Some(0.0);
+        }
+        let within = ((rank - before) / n as f64).clamp(0.0, 1.0);
+        Some(2f64.powf((b as f64 - 1.0 + within) / BUCKETS_PER_DOUBLING))
     })
 }
 
@@ -175,6 +215,17 @@ pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
     let svc = |i: usize| service_node(&spans[i].service);
 
     add(a.start, EdgeKind::Entry, String::new(), svc(a.root), None, None, one(false));
+    let path = serde_json::to_string(&a.path).expect("strings serialize");
+    let flow = CellCounts {
+        n: 1,
+        errors: a.error as i64,
+        retries: a.retries.len() as i64,
+        dead_letters: a.dead_letters.len() as i64,
+    };
+    add(a.start, EdgeKind::Flow, String::new(), path, None, Some(a.end - a.start), flow);
+    add(a.start, EdgeKind::ServiceTime, String::new(), String::new(), None, Some(a.service_ns), one(false));
+    add(a.start, EdgeKind::QueueWait, String::new(), String::new(), None, Some(a.queue_wait_ns), one(false));
+    add(a.start, EdgeKind::RetryDelay, String::new(), String::new(), None, Some(a.retry_delay_ns), one(false));
     for c in &a.calls {
         let (client, server) = (spans[c.client], spans[c.server]);
         let latency = Some(client.end - client.start);
@@ -336,6 +387,15 @@ mod tests {
         let p95 = quantile_ms(&buckets, 0.95).unwrap();
         assert!((p95 - 95.0).abs() / 95.0 < 0.045, "{p95}");
         assert_eq!(quantile_ms(&[], 0.95), None);
+        // A bucket's flows are spread over it: 100 flows of about 10 ms do not share one p50.
+        let b = latency_bucket(10_000_000);
+        let (p05, p50, p95) =
+            (quantile_ms(&[(b, 100)], 0.05), quantile_ms(&[(b, 100)], 0.5), quantile_ms(&[(b, 100)], 0.95));
+        assert!(p05 < p50 && p50 < p95, "{p05:?} {p50:?} {p95:?}");
+        assert!(p95.unwrap() <= 2f64.powf(b as f64 / 8.0) + 1e-9);
+        // Counts of one bucket in several rows add up; subtractions cancel additions.
+        assert_eq!(quantile_ms(&[(b, 60), (b + 8, 50), (b, 40), (b + 8, -50)], 1.0), quantile_ms(&[(b, 100)], 1.0));
+        assert_eq!(quantile_ms(&[(MIN_BUCKET, 10)], 0.5), Some(0.0));
         assert_eq!(quantile_ms(&[(3, 0), (4, -2)], 0.95), None);
     }
 

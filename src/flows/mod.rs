@@ -8,6 +8,7 @@
 //! - [`restitch`]: recomputing stored flows on demand;
 //! - [`backlog`]: queue depth series, rates and trends per destination;
 //! - [`breakdown`]: tail attribution, where a chain's slow flows spend their extra time;
+//! - [`chain_sums`]: a chain's percentiles, series and queue waits, from per-minute sums;
 //! - [`edges`]: what one flow contributes to the map, summed per edge and minute;
 //! - [`map`]: the map of a range, from those sums;
 //! - [`queries`]: the read side the API and pages use, by concern;
@@ -16,6 +17,7 @@
 pub mod analysis;
 pub mod backlog;
 pub mod breakdown;
+pub mod chain_sums;
 pub mod edges;
 mod intake;
 pub mod joiner;

@@ -51,6 +51,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (14, "flow_map", include_str!("../../queries/migrations/014_flow_map.sql")),
     (15, "stitch_state", include_str!("../../queries/migrations/015_stitch_state.sql")),
     (16, "commit_rows", include_str!("../../queries/migrations/016_commit_rows.sql")),
+    (17, "chain_sums", include_str!("../../queries/migrations/017_chain_sums.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

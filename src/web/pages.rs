@@ -265,17 +265,15 @@ struct OverviewPage {
 
 async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
-    let bucket = ((range.to - range.from) / 24).max(1);
     // Independent reads on separate pooled connections, side by side.
-    let (mut chains, series, queues, dead) = tokio::try_join!(
-        queries::chains(&state.store, range, p.service.clone().filter(|s| !s.is_empty())),
-        queries::chain_latency_series(&state.store, range, bucket),
+    let (mut chains, queues, dead) = tokio::try_join!(
+        queries::chains_over_time(&state.store, range, p.service.clone().filter(|s| !s.is_empty()), 24),
         queries::queues(&state.store, range),
         queries::dead_letters(&state.store, range),
     )?;
     let empty = chains.is_empty() && !queries::has_any_span(&state.store).await?;
     let sort = p.sort.clone().unwrap_or_else(|| "p95".into());
-    let key = |c: &queries::ChainStats| -> f64 {
+    let key = |(c, _): &(queries::ChainStats, _)| -> f64 {
         match sort.as_str() {
             "count" => c.count as f64,
             "errors" => c.error_rate,
@@ -288,7 +286,7 @@ async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResu
         }
     };
     if sort == "chain" {
-        chains.sort_by(|a, b| a.chain.cmp(&b.chain));
+        chains.sort_by(|a, b| a.0.chain.cmp(&b.0.chain));
     } else {
         chains.sort_by(|a, b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal));
     }
@@ -297,8 +295,8 @@ async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResu
     let own: Vec<(&str, &str)> = if service.is_empty() { vec![] } else { vec![("service", service.as_str())] };
     let rows = chains
         .into_iter()
-        .map(|c| {
-            let p95s: Vec<f64> = series.get(&c.chain).map(|s| s.iter().map(|x| x.p95_ms).collect()).unwrap_or_default();
+        .map(|(c, series)| {
+            let p95s: Vec<f64> = series.iter().map(|x| x.p95_ms).collect();
             ChainRow {
                 href: format!("/chains/{}?{rq}", urlencode(&c.chain)),
                 sparkline: charts::sparkline(&p95s, &format!("p95 of {} over the range", c.chain)),
@@ -395,15 +393,13 @@ pub fn log_buckets(counts: &[(u32, i64)]) -> Vec<(String, f64, String)> {
 
 async fn chain(State(state): State<Arc<AppState>>, Path(chain): Path<String>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
-    let bucket = ((range.to - range.from) / 30).max(1);
-    let (overview, hops, slowest, tail, map) = tokio::try_join!(
-        queries::chain_overview(&state.store, range, chain.clone(), bucket),
-        queries::chain_hop_waits(&state.store, range, chain.clone()),
+    let (overview, slowest, tail, map) = tokio::try_join!(
+        queries::chain_overview(&state.store, range, chain.clone(), 30),
         queries::flows(&state.store, range, Some(chain.clone()), FlowOrder::Slowest, 20),
         queries::chain_breakdown(&state.store, range, chain.clone()),
         queries::flow_map(&state.store, range, Some(chain.clone())),
     )?;
-    let Some((summary, points)) = overview else {
+    let Some((summary, points, hops)) = overview else {
         return Err(ApiError::NotFound(format!("no flows of chain {chain:?} in this time range")).into());
     };
 

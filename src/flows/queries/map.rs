@@ -20,7 +20,9 @@ pub async fn flow_map(store: &Arc<Store>, range: Range, chain: Option<String>) -
         let rows = stmt
             .query_map(params![from, range.to, chain], |r| {
                 // Kinds this build does not know (written by a newer one) are skipped.
-                let Some(kind) = EdgeKind::parse(&r.get::<_, String>(0)?) else { return Ok(None) };
+                let Some(kind) = EdgeKind::parse(&r.get::<_, String>(0)?).filter(|k| k.on_map()) else {
+                    return Ok(None);
+                };
                 Ok(Some(EdgeSlotSum {
                     kind,
                     source: r.get(1)?,

@@ -1,7 +1,7 @@
 //! The read side of flows: what the JSON API and the pages show, by concern. Every
 //! function runs parameterized SQL from `queries/` on a pooled read connection, maps the
 //! rows into response types, and leaves the maths to the pure modules beside it
-//! ([`super::backlog`], [`super::breakdown`], [`super::edges`]).
+//! ([`super::backlog`], [`super::breakdown`], [`super::chain_sums`], [`super::edges`]).
 
 mod chains;
 mod flow;
@@ -28,10 +28,6 @@ impl Range {
     pub fn seconds(&self) -> f64 {
         (self.to - self.from) as f64 / 1e9
     }
-}
-
-fn json_list(text: Option<String>) -> Vec<String> {
-    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 fn parse_json(text: Option<String>, empty: serde_json::Value) -> serde_json::Value {
