@@ -19,7 +19,7 @@ use super::HashMap;
 use crate::store::{in_transaction, StoreError};
 
 /// Bucket bounds (seconds) of every latency histogram: 5 ms to 10 minutes.
-pub const LATENCY_BUCKETS: &[f64] =
+pub const LATENCY_BUCKETS: &[f64; LATENCY_BUCKET_COUNT] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 /// The label value of names past the cardinality cap.
@@ -46,26 +46,60 @@ pub fn render_labels(labels: &[(&str, &str)]) -> String {
 
 /// What one roll-up adds, by (metric, rendered labels).
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Increments(pub BTreeMap<(String, String), f64>);
+pub struct Increments {
+    counters: BTreeMap<(String, String), f64>,
+    /// Histograms by (base name, rendered labels), added up before they become counters:
+    /// a first scrape over a full file observes hundreds of thousands of values.
+    histograms: BTreeMap<(String, String), Observed>,
+}
+
+/// Observations of one histogram: how many fit first in each of [`LATENCY_BUCKETS`] (the
+/// last slot: only in `+Inf`), and their sum.
+#[derive(Debug, Clone, PartialEq)]
+struct Observed {
+    first_fit: [u64; LATENCY_BUCKET_COUNT + 1],
+    sum: f64,
+}
+
+const LATENCY_BUCKET_COUNT: usize = 16;
 
 impl Increments {
     pub fn add(&mut self, metric: &str, labels: &[(&str, &str)], by: f64) {
-        *self.0.entry((metric.to_owned(), render_labels(labels))).or_default() += by;
+        *self.counters.entry((metric.to_owned(), render_labels(labels))).or_default() += by;
     }
 
     /// One observation of a histogram `base` (cumulative `_bucket`s, `_sum`, `_count`).
     pub fn observe(&mut self, base: &str, labels: &[(&str, &str)], seconds: f64) {
         let seconds = if seconds.is_finite() { seconds.max(0.0) } else { 0.0 };
-        let bucket = format!("{base}_bucket");
-        for le in LATENCY_BUCKETS {
-            if seconds <= *le {
-                let le = le.to_string();
-                self.add(&bucket, &[labels, &[("le", le.as_str())]].concat(), 1.0);
+        let observed = self
+            .histograms
+            .entry((base.to_owned(), render_labels(labels)))
+            .or_insert(Observed { first_fit: [0; LATENCY_BUCKET_COUNT + 1], sum: 0.0 });
+        let fit = LATENCY_BUCKETS.iter().position(|le| seconds <= *le).unwrap_or(LATENCY_BUCKETS.len());
+        observed.first_fit[fit] += 1;
+        observed.sum += seconds;
+    }
+
+    /// Every counter increment, the histograms' cumulative buckets, sums and counts among
+    /// them; buckets nothing fell in are left out, as the counters start at zero.
+    pub fn into_counters(self) -> BTreeMap<(String, String), f64> {
+        let mut counters = self.counters;
+        for ((base, labels), observed) in self.histograms {
+            let with = |extra: String| if labels.is_empty() { extra } else { format!("{labels},{extra}") };
+            let mut below = 0;
+            for (le, n) in LATENCY_BUCKETS.iter().zip(observed.first_fit) {
+                below += n;
+                if below > 0 {
+                    let key = (format!("{base}_bucket"), with(render_labels(&[("le", &le.to_string())])));
+                    *counters.entry(key).or_default() += below as f64;
+                }
             }
+            let count = (below + observed.first_fit[LATENCY_BUCKET_COUNT]) as f64;
+            *counters.entry((format!("{base}_bucket"), with(render_labels(&[("le", "+Inf")])))).or_default() += count;
+            *counters.entry((format!("{base}_sum"), labels.clone())).or_default() += observed.sum;
+            *counters.entry((format!("{base}_count"), labels)).or_default() += count;
         }
-        self.add(&bucket, &[labels, &[("le", "+Inf")]].concat(), 1.0);
-        self.add(&format!("{base}_sum"), labels, seconds);
-        self.add(&format!("{base}_count"), labels, 1.0);
+        counters
     }
 }
 
@@ -215,7 +249,7 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
         }
 
         let mut add = conn.prepare_cached(include_str!("../../queries/export_counter_add.sql"))?;
-        for ((metric, labels), by) in &inc.0 {
+        for ((metric, labels), by) in &inc.into_counters() {
             add.execute(params![metric, labels, by])?;
         }
         let mut insert = conn.prepare_cached(include_str!("../../queries/export_label_insert.sql"))?;
@@ -281,8 +315,9 @@ mod tests {
         let inc = flow_increments(
             &[flow("c", 40.0, false, false), flow("c", 700.0, true, false), flow("c", 3000.0, true, true)],
             |c| c.to_owned(),
-        );
-        let get = |m: &str, l: &str| inc.0.get(&(m.to_owned(), l.to_owned())).copied().unwrap_or(0.0);
+        )
+        .into_counters();
+        let get = |m: &str, l: &str| inc.get(&(m.to_owned(), l.to_owned())).copied().unwrap_or(0.0);
         assert_eq!(get("flowscope_chain_flows_total", "chain=\"c\",outcome=\"ok\""), 1.0);
         assert_eq!(get("flowscope_chain_flows_total", "chain=\"c\",outcome=\"error\""), 1.0);
         assert_eq!(get("flowscope_chain_flows_total", "chain=\"c\",outcome=\"dead_lettered\""), 1.0);
