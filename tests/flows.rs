@@ -779,15 +779,40 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
             .unwrap();
     }
     assert_eq!(server.count("SELECT count(*) FROM flows").await, 10 * BATCH as i64);
+    // Every batch was of new traces: the join filter spared every lookup in the file...
+    let p = progress.borrow().clone();
+    assert_eq!(p.file_lookups, 0, "{p:?}");
+    assert!(p.lookups_skipped >= 10, "{p:?}");
+    // ...and a late span of a flow that has left memory is still joined to it, from the file.
+    let first = [&0u32.to_be_bytes()[..], &[0x5e; 12]].concat();
+    let mut late = span(1, 2, "GET /orders/late");
+    late.trace_id = first.clone();
+    late.span_id = [&0u32.to_be_bytes()[..], &[3, 3, 3, 3]].concat();
+    late.parent_span_id = [&0u32.to_be_bytes()[..], &[2, 2, 2, 2]].concat();
+    assert_eq!(server.post_protobuf("/v1/traces", traces("shop", vec![late]).encode_to_vec()).await, 200);
+    wait_stitched(&server).await;
+    let hex: String = first.iter().map(|b| format!("{b:02x}")).collect();
+    let spans = server.count(&format!("SELECT max(span_count) FROM flows WHERE flow_id = '{hex}'")).await;
+    assert_eq!(spans, 3, "the late span joined its stored flow");
+    assert_eq!(server.count("SELECT count(*) FROM flows").await, 10 * BATCH as i64);
+    assert_eq!(progress.borrow().file_lookups, 1);
+    let mut watch = progress.clone();
+    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|p| p.cached_traces == 0 && p.joined_traces == 0))
+        .await
+        .expect("the rejoined flow leaves memory again")
+        .unwrap();
     for (round, (traces, joined, spans)) in after_batch.iter().enumerate() {
         assert!(*traces <= BATCH as usize, "round {round}: {traces} traces in memory");
         assert!(*joined <= BATCH as usize, "round {round}: {joined} traces in the joiner");
         assert!(*spans <= 2 * BATCH as usize, "round {round}: {spans} spans in memory");
     }
     let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
-    for gauge in
-        ["flowscope_stitcher_cached_traces 0", "flowscope_stitcher_joined_traces 0", "flowscope_stitch_lag_seconds 0"]
-    {
+    for gauge in [
+        "flowscope_stitcher_cached_traces 0",
+        "flowscope_stitcher_joined_traces 0",
+        "flowscope_stitch_lag_seconds 0",
+        "flowscope_stitcher_file_lookups_total 1",
+    ] {
         assert!(metrics.lines().any(|l| l == gauge), "{gauge} in /metrics");
     }
 }

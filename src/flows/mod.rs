@@ -3,6 +3,7 @@
 //! - [`joiner`]: which traces belong together (links, message ids, correlation ids);
 //! - [`analysis`]: what one flow is made of (chain, hops, queue waits, retries, dead
 //!   letters, critical path), a pure function of its spans;
+//! - [`join_filter`]: which join hashes the file may hold, so most rounds skip the lookup;
 //! - [`stitcher`]: the background task applying both to newly committed spans and
 //!   writing the `flows` and `flow_*` tables;
 //! - [`restitch`]: recomputing stored flows on demand;
@@ -20,6 +21,7 @@ pub mod breakdown;
 pub mod chain_sums;
 pub mod edges;
 mod intake;
+pub mod join_filter;
 pub mod joiner;
 pub mod map;
 pub mod queries;

@@ -72,6 +72,7 @@ use tokio::sync::watch;
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
 use super::edges::{self, EdgeChanges};
 use super::intake::{self, NewRows};
+use super::join_filter::JoinFilter;
 use super::joiner::{self, JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
@@ -106,6 +107,8 @@ pub struct StitchConfig {
     /// (through its trace id, a link, a message id or a correlation id). Lookups read
     /// the join rows written in this window, so it bounds their cost.
     pub join_window: Duration,
+    /// Most bytes of the filter of hashes written in the join window ([`JoinFilter`]).
+    pub join_filter_bytes: usize,
 }
 
 impl Default for StitchConfig {
@@ -121,6 +124,7 @@ impl Default for StitchConfig {
             configured_queue_aliases: Default::default(),
             max_flow_spans: 10_000,
             join_window: Duration::from_secs(24 * 3600),
+            join_filter_bytes: 32 << 20,
         }
     }
 }
@@ -143,6 +147,12 @@ pub struct StitchProgress {
     pub cached_spans: usize,
     /// Traces the in-memory joiner knows (the cached ones and those they link to).
     pub joined_traces: usize,
+    /// Rounds that looked stored flows up in the file, and rounds whose traces and keys
+    /// the join filter showed were never written, so that read nothing.
+    pub file_lookups: u64,
+    pub lookups_skipped: u64,
+    /// Bytes of the join filter.
+    pub join_filter_bytes: usize,
 }
 
 /// A recomputation of stored flows: the stitcher went back to commit `from` and is
@@ -243,6 +253,11 @@ pub struct Stitcher {
     known_aliases: HashSet<QueueAlias>,
     /// When to compact the map's sums.
     edge_slots: EdgeSlotsSize,
+    /// The join hashes written in the join window, and when it was built (stitcher clock).
+    join_filter: JoinFilter,
+    join_filter_built: i64,
+    /// Lookups made and skipped since the last progress report.
+    lookups: (u64, u64),
     progress: watch::Sender<StitchProgress>,
 }
 
@@ -290,7 +305,12 @@ impl Stitcher {
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
+        let now = now_nanos();
+        let join_filter = build_join_filter(&conn, &config, now)?;
         Ok(Stitcher {
+            join_filter,
+            join_filter_built: now,
+            lookups: (0, 0),
             known_aliases,
             commits,
             feed,
@@ -406,7 +426,15 @@ impl Stitcher {
             None => expected_lag(lag, backlog, self.spans_per_second),
         };
         self.commits.report_stitch_lag(expected);
+        let now = now_nanos();
+        let window = self.config.join_window.as_nanos().min(i64::MAX as u128) as i64;
+        if self.join_filter.overfull() || now.saturating_sub(self.join_filter_built) > window / 2 {
+            self.join_filter = build_join_filter(&self.conn, &self.config, now)?;
+            self.join_filter_built = now;
+        }
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
+        let ((file_lookups, lookups_skipped), join_filter_bytes) =
+            (std::mem::take(&mut self.lookups), self.join_filter.bytes());
         let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
             p.stitched_seq = watermark;
@@ -419,6 +447,9 @@ impl Stitcher {
             p.cached_traces = cached_traces;
             p.cached_spans = cached_spans;
             p.joined_traces = joined_traces;
+            p.file_lookups += file_lookups;
+            p.lookups_skipped += lookups_skipped;
+            p.join_filter_bytes = join_filter_bytes;
         });
         Ok(upper < latest)
     }
@@ -548,10 +579,16 @@ impl Stitcher {
         log_keys: &[(TraceId, String)],
         upto_seq: i64,
     ) -> Result<HashSet<TraceId>, StoreError> {
-        let probes = self.probes(spans, links, log_keys);
+        let mut probes = self.probes(spans, links, log_keys);
         if probes.is_empty() {
             return Ok(HashSet::default());
         }
+        probes.retain(|key, _| self.join_filter.may_contain(*key));
+        if probes.is_empty() {
+            self.lookups.1 += 1;
+            return Ok(HashSet::default());
+        }
+        self.lookups.0 += 1;
         let since = now_nanos().saturating_sub(self.config.join_window.as_nanos().min(i64::MAX as u128) as i64);
         let conn = &self.conn;
         conn.execute_batch(include_str!("../../queries/stitch_lookup_clear.sql"))?;
@@ -788,7 +825,7 @@ impl Stitcher {
         }
 
         tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
-        let (conn, joiner) = (&self.conn, &self.joiner);
+        let (conn, joiner, join_filter) = (&self.conn, &self.joiner, &mut self.join_filter);
         let (written, edge_rows) = in_transaction(conn, || {
             // New flows have nothing to replace; only rewritten flows need the deletes. A
             // few are deleted one by one through the flow-id indexes; many at once with
@@ -825,7 +862,7 @@ impl Stitcher {
                 )?;
                 execute_statements(conn, include_str!("../../queries/stitch_delete_stale.sql"), &[&oldest_write])?;
             }
-            write_flows(conn, joiner, &analysed, now, &mut edge_changes)?;
+            write_flows(conn, joiner, join_filter, &analysed, now, &mut edge_changes)?;
             Ok((analysed.len(), append_edge_changes(conn, edge_changes)?))
         })?;
         let aliases: Vec<QueueAlias> =
@@ -1003,6 +1040,27 @@ fn ms(ns: i64) -> f64 {
 /// flow had more spans than were analysed.
 type AnalysedFlow<'a> = (Vec<TraceId>, Vec<&'a SpanFacts>, FlowAnalysis, bool);
 
+/// The filter of the join hashes written in the window that ends `now`.
+fn build_join_filter(conn: &Connection, config: &StitchConfig, now: i64) -> Result<JoinFilter, StoreError> {
+    let since = now.saturating_sub(config.join_window.as_nanos().min(i64::MAX as u128) as i64);
+    let started = std::time::Instant::now();
+    let count: i64 = conn.query_row(include_str!("../../queries/stitch_join_hash_count.sql"), [since], |r| r.get(0))?;
+    // Room to double before a rebuild.
+    let mut filter = JoinFilter::sized(count.max(0) as usize * 2, config.join_filter_bytes);
+    let mut stmt = conn.prepare(include_str!("../../queries/stitch_join_hashes.sql"))?;
+    let mut rows = stmt.query([since])?;
+    while let Some(r) = rows.next()? {
+        filter.insert(r.get(0)?);
+    }
+    tracing::debug!(
+        hashes = filter.keys(),
+        bytes = filter.bytes(),
+        seconds = started.elapsed().as_secs_f64(),
+        "built the join filter"
+    );
+    Ok(filter)
+}
+
 /// Appends the round's changes to the map's sums; returns how many rows it appended.
 fn append_edge_changes(conn: &Connection, changes: EdgeChanges) -> Result<usize, StoreError> {
     let mut rows = FlowEdgeSlotRows::new();
@@ -1056,6 +1114,7 @@ impl EdgeSlotsSize {
 fn write_flows(
     conn: &Connection,
     joiner: &Joiner,
+    join_filter: &mut JoinFilter,
     flows: &[AnalysedFlow<'_>],
     now: i64,
     edge_changes: &mut EdgeChanges,
@@ -1103,7 +1162,9 @@ fn write_flows(
             let r = &mut trace_rows;
             r.flow_id.append_value(flow_id);
             r.trace_id.append_value(t);
-            r.trace_key.append_value(joiner::trace_hash(t));
+            let trace_key = joiner::trace_hash(t);
+            join_filter.insert(trace_key);
+            r.trace_key.append_value(trace_key);
             r.flow_start_unix_nano.append_value(a.start);
             r.updated_unix_nano.append_value(now);
             let (links, keys) = joiner.joins_of(t);
@@ -1111,6 +1172,7 @@ fn write_flows(
             let keys = keys.into_iter().map(|k| (k.hash(), k.kind(), k.value().to_owned()));
             for (key, kind, value) in links.chain(keys) {
                 let r = &mut join_rows;
+                join_filter.insert(key);
                 r.key.append_value(key);
                 r.flow_id.append_value(flow_id);
                 r.trace_id.append_value(t);

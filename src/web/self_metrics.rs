@@ -87,7 +87,7 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
 /// stored (issue 12), which these gauges let anyone check.
 pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
-    let gauges: [(&str, &str, f64); 7] = [
+    let gauges: [(&str, &str, f64); 8] = [
         (
             "flowscope_stitch_lag_seconds",
             "How long ago the oldest commit not yet stitched was received",
@@ -97,6 +97,11 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
         ("flowscope_stitcher_cached_traces", "Traces whose spans the stitcher holds in memory", p.cached_traces as f64),
         ("flowscope_stitcher_cached_spans", "Spans the stitcher holds in memory", p.cached_spans as f64),
         ("flowscope_stitcher_joined_traces", "Traces the stitcher's in-memory joiner knows", p.joined_traces as f64),
+        (
+            "flowscope_stitcher_join_filter_bytes",
+            "Bytes of the filter of join hashes written in the join window",
+            p.join_filter_bytes as f64,
+        ),
         (
             "flowscope_restitch_running",
             "Whether stored flows are being recomputed",
@@ -110,5 +115,16 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
     ];
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    let counters = [
+        ("flowscope_stitcher_file_lookups_total", "Rounds that looked stored flows up in the file", p.file_lookups),
+        (
+            "flowscope_stitcher_lookups_skipped_total",
+            "Rounds whose traces and keys the join filter showed were never stored, so read nothing",
+            p.lookups_skipped,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
 }

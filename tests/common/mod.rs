@@ -77,8 +77,9 @@ impl TestServer {
     }
 
     /// Runs a COUNT(*)-style query against the live store.
-    pub async fn count(&self, sql: &'static str) -> i64 {
-        self.running().store.read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?)).await.unwrap()
+    pub async fn count(&self, sql: impl Into<String>) -> i64 {
+        let sql = sql.into();
+        self.running().store.read(move |c| Ok(c.query_row(&sql, [], |r| r.get::<_, i64>(0))?)).await.unwrap()
     }
 
     /// Shuts down gracefully and returns the database path, now free to open directly.

@@ -113,8 +113,10 @@ pub async fn chain_quantiles(
         .await
 }
 
-/// Flows of each group the tail attribution reads at most (a deterministic sample).
-const BREAKDOWN_SAMPLE: i64 = 5_000;
+/// Flows of each group the tail attribution reads at most (a deterministic sample): a
+/// median of 2,000 is within about a 2% rank of the group's, and reading and parsing the
+/// steps of 5,000 per group took half the chain page's time at 5 M spans.
+const BREAKDOWN_SAMPLE: i64 = 2_000;
 
 /// Tail attribution of a chain over a range (see [`breakdown`]).
 pub async fn chain_breakdown(store: &Arc<Store>, range: Range, chain: String) -> Result<Breakdown, StoreError> {
