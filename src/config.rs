@@ -206,7 +206,7 @@ const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 /// to hold a round or two when the stitcher keeps up; when it lags, rounds read the
 /// file anyway); the stitcher's working set (flows still arriving) an eighth, at the
 /// sizes per row and per span measured in BENCHMARKS.md, and its filter of the join
-/// window's hashes a thirty-second. The rest (a fifth) is for
+/// window's hashes a thirty-second. The rest (a quarter) is for
 /// requests being decoded, pages being rendered and the allocator's slack. Nothing here
 /// grows with the data stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

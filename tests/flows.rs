@@ -655,6 +655,17 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     let want_map = api(&server, &format!("/api/map?{ALL_TIME}")).await.1;
     let want_chains = api(&server, &format!("/api/chains?{ALL_TIME}")).await.1;
     assert_eq!(want_chains["chains"].as_array().unwrap().len(), 5, "{want_chains}");
+    // The slowest flows, read above a floor taken from the chain sums, are the slowest.
+    let mut by_duration: Vec<(f64, String)> =
+        want.iter().map(|f| (f["duration_ms"].as_f64().unwrap(), f["flow_id"].as_str().unwrap().to_owned())).collect();
+    by_duration.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for limit in [1, 3, want.len()] {
+        let (_, slowest) = api(&server, &format!("/api/flows?{ALL_TIME}&sort=duration&limit={limit}")).await;
+        let ids: Vec<&str> =
+            slowest["flows"].as_array().unwrap().iter().map(|f| f["flow_id"].as_str().unwrap()).collect();
+        let want_ids: Vec<&str> = by_duration.iter().take(limit).map(|(_, id)| id.as_str()).collect();
+        assert_eq!(ids, want_ids, "the {limit} slowest");
+    }
     let (db, dir) = server.stop().await;
 
     // `flowscope restitch`, stopped after its first round: the flow tables are emptied

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::edges::{bucket_ms, quantile_ms, CellCounts, EdgeKind};
+use super::edges::{bucket_lower_ms, bucket_ms, quantile_ms, CellCounts, EdgeKind};
 
 /// One row of the sums as read: a chain's cells of one kind, name (the path of `flow`
 /// cells, the destination node of `consume` cells), part of the range and latency bucket.
@@ -139,6 +139,23 @@ pub struct TailThresholds {
     pub p95_ms: f64,
     pub tail_flows: i64,
     pub typical_flows: i64,
+}
+
+/// A duration (ms) that the `limit` slowest of the values counted all exceed: the lower
+/// end of the bucket in which, counting down from the slowest, `limit` is reached (less a
+/// little, for rounding); `None` when fewer are counted or the bucket starts at zero.
+pub fn slowest_floor_ms(buckets: &[(i16, i64)], limit: i64) -> Option<f64> {
+    let mut merged: BTreeMap<i16, i64> = BTreeMap::new();
+    for (b, n) in buckets {
+        *merged.entry(*b).or_default() += n;
+    }
+    let mut seen = 0;
+    let (bucket, _) = merged.into_iter().rev().find(|(_, n)| {
+        seen += (*n).max(0);
+        seen >= limit.max(1)
+    })?;
+    let floor = bucket_lower_ms(bucket);
+    (floor > 0.0).then_some(floor * (1.0 - 1e-9))
 }
 
 fn q(buckets: &Buckets, q: f64) -> f64 {
@@ -332,6 +349,19 @@ mod tests {
         assert_eq!(names, ["orders.q", "emails.q"], "on the path first, then by name");
         assert_eq!((waits[0].count, waits[1].count), (100, 3));
         assert!(close(waits[0].p95_ms, 5.0), "{waits:?}");
+    }
+
+    #[test]
+    fn the_slowest_flows_are_above_the_floor() {
+        let durations: Vec<(i16, i64)> = (1..=100).map(|ms| (latency_bucket(ms * 1_000_000), 1)).collect();
+        for limit in [1, 5, 20, 99] {
+            let floor = slowest_floor_ms(&durations, limit).unwrap();
+            let above = (1..=100).filter(|ms| *ms as f64 >= floor).count() as i64;
+            assert!(above >= limit && above <= limit + 10, "limit {limit}: floor {floor}, {above} above");
+        }
+        assert_eq!(slowest_floor_ms(&durations, 101), None, "fewer than the limit");
+        assert_eq!(slowest_floor_ms(&[(latency_bucket(0), 50)], 10), None, "a floor of zero filters nothing");
+        assert_eq!(slowest_floor_ms(&[(40, 5), (40, -5), (30, 3)], 3), Some(bucket_lower_ms(30) * (1.0 - 1e-9)));
     }
 
     #[test]

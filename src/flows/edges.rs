@@ -161,6 +161,14 @@ pub fn bucket_ms(bucket: i16) -> f64 {
     2f64.powf((bucket as f64 - 0.5) / BUCKETS_PER_DOUBLING)
 }
 
+/// The lower end of a bucket: every latency counted in it is above it (0 for the lowest).
+pub fn bucket_lower_ms(bucket: i16) -> f64 {
+    if bucket <= MIN_BUCKET {
+        return 0.0;
+    }
+    2f64.powf((bucket as f64 - 1.0) / BUCKETS_PER_DOUBLING)
+}
+
 /// The `q` quantile of latencies counted by bucket; `None` without any. Within the bucket
 /// the rank falls in, values are taken as spread evenly on the log scale (as Prometheus's
 /// `histogram_quantile` spreads them linearly), so the quantiles of many flows that share
@@ -187,7 +195,7 @@ pub fn quantile_ms(buckets: &[(i16, i64)], q: f64) -> Option<f64> {
             return Some(0.0);
         }
         let within = ((rank - before) / n as f64).clamp(0.0, 1.0);
-        Some(2f64.powf((b as f64 - 1.0 + within) / BUCKETS_PER_DOUBLING))
+        Some(bucket_lower_ms(b) * 2f64.powf(within / BUCKETS_PER_DOUBLING))
     })
 }
 

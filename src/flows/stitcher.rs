@@ -52,8 +52,11 @@
 //!
 //! The lookup's cost is that of the join window, not of what is stored: at 20 M spans
 //! all written within the window it takes 0.22 s a round (BENCHMARKS.md, "Sixth
-//! session"), so it grows as the window fills. Its reads are planned each round: a plan
-//! cached on an empty file put the hash table on the stored side.
+//! session"), so it would grow as the window fills. Most rounds skip it: a Bloom filter
+//! of the hashes written in the window ([`super::join_filter`], a thirty-second of the
+//! memory budget) shows when none of a round's traces and keys was ever stored, which is
+//! the case unless late spans of flows that left memory arrive. Its reads are planned
+//! each round: a plan cached on an empty file put the hash table on the stored side.
 //!
 //! ## Keeping pace
 //! A round reads at most `round_rows` rows (a quarter of the working set), however many

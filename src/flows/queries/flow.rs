@@ -58,13 +58,19 @@ pub async fn flows(
 ) -> Result<Vec<FlowRow>, StoreError> {
     store
         .read(move |c| {
-            let sql = match order {
-                FlowOrder::Newest => include_str!("../../../queries/flows_by_time.sql"),
-                FlowOrder::Slowest => include_str!("../../../queries/flows_by_duration.sql"),
+            let rows = match order {
+                FlowOrder::Newest => c
+                    .prepare_cached(include_str!("../../../queries/flows_by_time.sql"))?
+                    .query_map(params![range.from, range.to, chain, limit], flow_row)?
+                    .collect::<Result<_, _>>()?,
+                FlowOrder::Slowest => {
+                    let floor = super::chains::slowest_floor_ms(c, range, chain.as_deref(), limit)?;
+                    c.prepare_cached(include_str!("../../../queries/flows_by_duration.sql"))?
+                        .query_map(params![range.from, range.to, chain, limit, floor], flow_row)?
+                        .collect::<Result<_, _>>()?
+                }
             };
-            let mut stmt = c.prepare_cached(sql)?;
-            let rows = stmt.query_map(params![range.from, range.to, chain, limit], flow_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(rows)
         })
         .await
 }
