@@ -172,7 +172,6 @@ impl ChainSums {
     pub fn stats(&self, chain: &str) -> ChainStats {
         let n = self.flows.n.max(1) as f64;
         let duration = total_ms(&self.duration);
-        let path = self.paths.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(p, _)| p.as_str());
         ChainStats {
             chain: chain.to_owned(),
             count: self.flows.n,
@@ -184,8 +183,14 @@ impl ChainSums {
             queue_wait_share: if duration > 0.0 { total_ms(&self.queue_wait) / duration } else { 0.0 },
             retries: self.flows.retries,
             dead_letters: self.flows.dead_letters,
-            path: path.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default(),
+            path: self.most_common_path(),
         }
+    }
+
+    /// The path most of the flows took (the first in order among equals).
+    fn most_common_path(&self) -> Vec<String> {
+        let path = self.paths.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(p, _)| p.as_str());
+        path.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default()
     }
 
     /// Percentiles per part of the range; part `i` starts at `from + i * part_ns`.
@@ -227,7 +232,7 @@ impl ChainSums {
     /// Queue wait per destination, in the order of the chain's most common path (then by
     /// name).
     pub fn hop_waits(&self) -> Vec<HopWait> {
-        let path = self.stats("").path;
+        let path = self.most_common_path();
         let mut waits: Vec<HopWait> = self
             .hop_waits
             .iter()
