@@ -206,7 +206,7 @@ const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 /// to hold a round or two when the stitcher keeps up; when it lags, rounds read the
 /// file anyway); the stitcher's working set (flows still arriving) an eighth, at the
 /// sizes per row and per span measured in BENCHMARKS.md, and its filter of the join
-/// window's hashes a thirty-second. The rest (a quarter) is for
+/// window's hashes a sixteenth. The rest (a fifth) is for
 /// requests being decoded, pages being rendered and the allocator's slack. Nothing here
 /// grows with the data stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl MemoryBudget {
             write_queue_bytes: (limit / 8) as usize,
             feed_rows: (limit / 32 / Self::FEED_ROW_BYTES) as usize,
             stitcher_spans: (limit / 8 / Self::STITCHER_SPAN_BYTES) as usize,
-            join_filter_bytes: (limit / 32) as usize,
+            join_filter_bytes: (limit / 16) as usize,
         }
     }
 }
@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(b.write_queue_bytes, 128 << 20);
         assert_eq!(b.feed_rows, 65_536);
         assert_eq!(b.stitcher_spans, 65_536);
-        assert_eq!(b.join_filter_bytes, 32 << 20);
+        assert_eq!(b.join_filter_bytes, 64 << 20);
         for (text, want) in
             [("1GiB", Ok(1 << 30)), ("512MiB", Ok(512 << 20)), ("2GB", Ok(2_000_000_000)), ("4096", Ok(4096))]
         {

@@ -53,7 +53,7 @@
 //! The lookup's cost is that of the join window, not of what is stored: at 20 M spans
 //! all written within the window it takes 0.22 s a round (BENCHMARKS.md, "Sixth
 //! session"), so it would grow as the window fills. Most rounds skip it: a Bloom filter
-//! of the hashes written in the window ([`super::join_filter`], a thirty-second of the
+//! of the hashes written in the window ([`super::join_filter`], a sixteenth of the
 //! memory budget) shows when none of a round's traces and keys was ever stored, which is
 //! the case unless late spans of flows that left memory arrive. Its reads are planned
 //! each round: a plan cached on an empty file put the hash table on the stored side.
@@ -75,7 +75,7 @@ use tokio::sync::watch;
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
 use super::edges::{self, EdgeChanges};
 use super::intake::{self, NewRows};
-use super::join_filter::JoinFilter;
+use super::join_filter::JoinFilters;
 use super::joiner::{self, JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
@@ -110,7 +110,8 @@ pub struct StitchConfig {
     /// (through its trace id, a link, a message id or a correlation id). Lookups read
     /// the join rows written in this window, so it bounds their cost.
     pub join_window: Duration,
-    /// Most bytes of the filter of hashes written in the join window ([`JoinFilter`]).
+    /// Most bytes of the filter of hashes written in the join window (see
+    /// [`super::join_filter`]).
     pub join_filter_bytes: usize,
 }
 
@@ -127,7 +128,7 @@ impl Default for StitchConfig {
             configured_queue_aliases: Default::default(),
             max_flow_spans: 10_000,
             join_window: Duration::from_secs(24 * 3600),
-            join_filter_bytes: 32 << 20,
+            join_filter_bytes: 64 << 20,
         }
     }
 }
@@ -257,8 +258,7 @@ pub struct Stitcher {
     /// When to compact the map's sums.
     edge_slots: EdgeSlotsSize,
     /// The join hashes written in the join window, and when it was built (stitcher clock).
-    join_filter: JoinFilter,
-    join_filter_built: i64,
+    join_filter: JoinFilters,
     /// Lookups made and skipped since the last progress report.
     lookups: (u64, u64),
     progress: watch::Sender<StitchProgress>,
@@ -308,11 +308,8 @@ impl Stitcher {
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
-        let now = now_nanos();
-        let join_filter = build_join_filter(&conn, &config, now)?;
         Ok(Stitcher {
-            join_filter,
-            join_filter_built: now,
+            join_filter: JoinFilters::default(),
             lookups: (0, 0),
             known_aliases,
             commits,
@@ -429,12 +426,8 @@ impl Stitcher {
             None => expected_lag(lag, backlog, self.spans_per_second),
         };
         self.commits.report_stitch_lag(expected);
-        let now = now_nanos();
         let window = self.config.join_window.as_nanos().min(i64::MAX as u128) as i64;
-        if self.join_filter.overfull() || now.saturating_sub(self.join_filter_built) > window / 2 {
-            self.join_filter = build_join_filter(&self.conn, &self.config, now)?;
-            self.join_filter_built = now;
-        }
+        self.join_filter.advance(&self.conn, now_nanos(), window, self.config.join_filter_bytes)?;
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes) =
             (std::mem::take(&mut self.lookups), self.join_filter.bytes());
@@ -1043,27 +1036,6 @@ fn ms(ns: i64) -> f64 {
 /// flow had more spans than were analysed.
 type AnalysedFlow<'a> = (Vec<TraceId>, Vec<&'a SpanFacts>, FlowAnalysis, bool);
 
-/// The filter of the join hashes written in the window that ends `now`.
-fn build_join_filter(conn: &Connection, config: &StitchConfig, now: i64) -> Result<JoinFilter, StoreError> {
-    let since = now.saturating_sub(config.join_window.as_nanos().min(i64::MAX as u128) as i64);
-    let started = std::time::Instant::now();
-    let count: i64 = conn.query_row(include_str!("../../queries/stitch_join_hash_count.sql"), [since], |r| r.get(0))?;
-    // Room to double before a rebuild.
-    let mut filter = JoinFilter::sized(count.max(0) as usize * 2, config.join_filter_bytes);
-    let mut stmt = conn.prepare(include_str!("../../queries/stitch_join_hashes.sql"))?;
-    let mut rows = stmt.query([since])?;
-    while let Some(r) = rows.next()? {
-        filter.insert(r.get(0)?);
-    }
-    tracing::debug!(
-        hashes = filter.keys(),
-        bytes = filter.bytes(),
-        seconds = started.elapsed().as_secs_f64(),
-        "built the join filter"
-    );
-    Ok(filter)
-}
-
 /// Appends the round's changes to the map's sums; returns how many rows it appended.
 fn append_edge_changes(conn: &Connection, changes: EdgeChanges) -> Result<usize, StoreError> {
     let mut rows = FlowEdgeSlotRows::new();
@@ -1117,7 +1089,7 @@ impl EdgeSlotsSize {
 fn write_flows(
     conn: &Connection,
     joiner: &Joiner,
-    join_filter: &mut JoinFilter,
+    join_filter: &mut JoinFilters,
     flows: &[AnalysedFlow<'_>],
     now: i64,
     edge_changes: &mut EdgeChanges,
