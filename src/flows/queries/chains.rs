@@ -132,25 +132,37 @@ pub async fn chain_quantiles(
 }
 
 /// Flows of each group the tail attribution reads at most (a deterministic sample): a
-/// median of 2,000 is within about a 2% rank of the group's, and reading and parsing the
-/// steps of 5,000 per group took half the chain page's time at 5 M spans.
-const BREAKDOWN_SAMPLE: i64 = 2_000;
+/// median of 1,000 is within about a 3% rank of the group's. The read's cost is the
+/// table's vectors it decodes to find them; 2,000 a group made most of the chain page's
+/// 221 ms p95 at 10 M spans (BENCHMARKS.md, seventh session).
+const BREAKDOWN_SAMPLE: i64 = 1_000;
 
-/// The shares of the table the tail attribution reads, largest first (DuckDB takes only
-/// constants for a sample's size, so the statement is made with one of these).
-const SAMPLE_PERCENTS: [(f64, &str); 7] = [
+/// The shares of the table the tail attribution reads, largest first, about 1.4 times
+/// apart so that the one chosen reads at most 1.5 times what it needs (DuckDB takes only
+/// constants for a sample's size, so the statement is made with one of these; each text
+/// parses to exactly its share).
+const SAMPLE_PERCENTS: [(f64, &str); 16] = [
     (1.0, "100"),
+    (0.7, "70"),
     (0.5, "50"),
+    (0.35, "35"),
     (0.25, "25"),
+    (0.18, "18"),
     (0.125, "12.5"),
+    (0.09, "9"),
     (0.0625, "6.25"),
-    (0.03125, "3.125"),
-    (0.015625, "1.5625"),
+    (0.045, "4.5"),
+    (0.03, "3"),
+    (0.0225, "2.25"),
+    (0.015, "1.5"),
+    (0.01, "1"),
+    (0.0075, "0.75"),
+    (0.005, "0.5"),
 ];
 
 /// The smallest listed share of the table that should hold one and a half times the
 /// sample of a tail of `tail_flows` flows (a little under the sample now and then does no
-/// harm; reading a quarter of a 10 M-span file instead of an eighth took 50 against 35 ms).
+/// harm; the time is in the vectors read).
 fn sample_percent(tail_flows: i64) -> (f64, &'static str) {
     let needed = (BREAKDOWN_SAMPLE * 3 / 2) as f64 / tail_flows.max(1) as f64;
     SAMPLE_PERCENTS.iter().rev().find(|(share, _)| *share >= needed).copied().unwrap_or(SAMPLE_PERCENTS[0])
@@ -202,12 +214,16 @@ mod tests {
     fn the_sample_holds_the_tail_it_needs() {
         for (tail, want) in [
             (0, "100"),
-            (3_000, "100"),
-            (5_999, "100"),
-            (6_000, "50"),
-            (22_500, "25"),
-            (24_000, "12.5"),
-            (i64::MAX, "1.5625"),
+            (1_500, "100"),
+            (1_501, "100"),
+            (2_143, "70"),
+            (3_000, "50"),
+            (6_000, "25"),
+            (12_000, "12.5"),
+            (12_001, "12.5"),
+            (16_667, "9"),
+            (300_000, "0.5"),
+            (i64::MAX, "0.5"),
         ] {
             assert_eq!(sample_percent(tail).1, want, "{tail} tail flows");
         }
