@@ -941,21 +941,20 @@ impl Stitcher {
         self.last_eviction = now;
         let cutoff = now - self.config.quiet_period.as_nanos() as i64;
         // (last activity, spans, members) of every flow in memory
-        let mut flows: Vec<(i64, usize, Vec<TraceId>)> = self
+        let mut flows: Vec<(i64, usize, Vec<&str>)> = self
             .joiner
-            .flows_of(self.joiner.all_traces())
-            .into_iter()
+            .flows()
             .map(|members| {
-                let cached = members.iter().filter_map(|t| self.cache.get(t));
+                let cached = members.iter().filter_map(|t| self.cache.get(*t));
                 let (seen, spans) =
                     cached.fold((i64::MIN, 0), |(seen, n), c| (seen.max(c.last_seen), n + c.spans.len().max(1)));
                 (seen, spans, members)
             })
             .collect();
         let before = flows.len();
-        let mut forget: Vec<TraceId> = Vec::new();
+        let mut forget: Vec<&str> = Vec::new();
         // Flows whose write is pending (deferred, or failed) stay.
-        let pending = |members: &[TraceId]| members.iter().any(|t| self.dirty.contains(t));
+        let pending = |members: &[&str]| members.iter().any(|t| self.dirty.contains(*t));
         flows.retain_mut(|(seen, _, members)| {
             let keep = *seen >= cutoff || pending(members);
             if !keep {
@@ -982,12 +981,12 @@ impl Stitcher {
             return;
         }
         tracing::trace!(flows = before - flows.len(), traces = forget.len(), "forgetting quiet flows");
+        let forget: Vec<TraceId> = forget.into_iter().map(str::to_owned).collect();
         for t in &forget {
             self.cache.remove(t);
             self.stored.remove(t);
         }
-        let forget: HashSet<TraceId> = forget.into_iter().collect();
-        self.joiner = self.joiner.retain(|t| !forget.contains(t));
+        self.joiner.forget(forget.iter().map(String::as_str));
     }
 }
 
