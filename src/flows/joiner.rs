@@ -546,7 +546,7 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(12);
         for round in 0..200 {
-            let mut random_op = |rng: &mut StdRng, base: usize| {
+            let random_op = |rng: &mut StdRng, base: usize| {
                 let t = |rng: &mut StdRng| format!("t{}", base + rng.random_range(0..40));
                 let (a, b) = (t(rng), t(rng));
                 let k = match rng.random_range(0..3) {
