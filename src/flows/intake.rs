@@ -12,7 +12,7 @@ use super::analysis::{LinkFacts, SpanFacts, SpanKind};
 use super::joiner::TraceId;
 use super::{HashMap, HashSet};
 
-use crate::store::{Committed, StoreError, SPAN_FACT_COLUMNS};
+use crate::store::{Committed, StoreError};
 
 /// (span's trace, span id, link)
 pub type LinkRow = (TraceId, String, LinkFacts);
@@ -33,16 +33,9 @@ pub fn from_feed(commits: &[Committed]) -> NewRows {
     for (commit, batch) in commits.iter().flat_map(|c| c.batches.iter().map(move |b| (c, b))) {
         let b = &batch.batch;
         match batch.table {
-            "spans" => spans_from_batch(b, commit.seq, &mut rows.spans),
+            "spans" => spans_from_batch(b, Some(commit.seq), &mut rows.spans),
             "span_links" => links_from_batch(b, &mut rows.links),
-            "logs" => {
-                let (trace, corr) = (strings(b, "trace_id"), strings(b, "correlation_id"));
-                for i in 0..b.num_rows() {
-                    if let (Some(t), Some(c)) = (opt_str(trace, i), opt_str(corr, i)) {
-                        log_keys.insert((t.to_owned(), c.to_owned()));
-                    }
-                }
-            }
+            "logs" => log_keys_from_batch(b, &mut log_keys),
             _ => {}
         }
     }
@@ -50,24 +43,37 @@ pub fn from_feed(commits: &[Committed]) -> NewRows {
     rows
 }
 
-/// Reads the rows of commits `from + 1 ..= to` from the file.
+/// Reads the rows of commits `from + 1 ..= to` from the file, as Arrow batches decoded by
+/// the feed's own code (reading them row by row through `duckdb::Row` was 13% of the
+/// stitcher's time whenever the feed had overflowed).
 pub fn from_file(conn: &Connection, from: i64, to: i64) -> Result<NewRows, StoreError> {
     let range = [from, to];
-    Ok(NewRows {
-        spans: rows(conn, include_str!("../../queries/stitch_new_spans.sql"), range, span_reader())?,
-        links: rows(conn, include_str!("../../queries/stitch_new_links.sql"), range, link_from_row)?,
-        log_keys: rows(conn, include_str!("../../queries/stitch_new_log_correlations.sql"), range, |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?,
-    })
+    let mut rows = NewRows::default();
+    for b in batches(conn, include_str!("../../queries/stitch_new_spans.sql"), range)? {
+        spans_from_batch(&b, None, &mut rows.spans);
+    }
+    for b in batches(conn, include_str!("../../queries/stitch_new_links.sql"), range)? {
+        links_from_batch(&b, &mut rows.links);
+    }
+    let mut log_keys = HashSet::default();
+    for b in batches(conn, include_str!("../../queries/stitch_new_log_correlations.sql"), range)? {
+        log_keys_from_batch(&b, &mut log_keys);
+    }
+    rows.log_keys = log_keys.into_iter().collect();
+    Ok(rows)
 }
 
 /// Reads every span (committed up to `upto_seq`, links attached) of the traces listed in
 /// the `stitch_traces` temp table; none of them starts before `from_start`.
 pub fn reload_from_file(conn: &Connection, from_start: i64, upto_seq: i64) -> Result<Vec<SpanFacts>, StoreError> {
     let bounds = [from_start, upto_seq];
-    let mut spans = rows(conn, include_str!("../../queries/stitch_reload_spans.sql"), bounds, span_reader())?;
-    let links = rows(conn, include_str!("../../queries/stitch_reload_links.sql"), bounds, link_from_row)?;
+    let (mut spans, mut links) = (Vec::new(), Vec::new());
+    for b in batches(conn, include_str!("../../queries/stitch_reload_spans.sql"), bounds)? {
+        spans_from_batch(&b, None, &mut spans);
+    }
+    for b in batches(conn, include_str!("../../queries/stitch_reload_links.sql"), bounds)? {
+        links_from_batch(&b, &mut links);
+    }
     attach_links(&mut spans, links);
     Ok(spans)
 }
@@ -77,15 +83,10 @@ pub fn reload_from_file(conn: &Connection, from_start: i64, upto_seq: i64) -> Re
 /// rows: a plan cached while the tables were small (a first round on an empty file)
 /// kept building its hash table on what became the large side; at 20 M stored spans a
 /// round then spent 90% of its time building and spilling a table of every stored trace.
-fn rows<T>(
-    conn: &Connection,
-    sql: &str,
-    params: [i64; 2],
-    row: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<T>,
-) -> Result<Vec<T>, StoreError> {
+fn batches(conn: &Connection, sql: &str, params: [i64; 2]) -> Result<Vec<RecordBatch>, StoreError> {
     let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map(params, row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let batches = stmt.query_arrow(params)?.collect();
+    Ok(batches)
 }
 
 /// Hangs each link on the span it belongs to (links of spans not in `spans` are dropped).
@@ -114,62 +115,17 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
     }
 }
 
-/// Reads spans from rows that have the `span_facts` columns (other columns may follow).
-/// Positions are looked up by name once, at the first row: looking a name up on every
-/// `get` cost the stitcher's replay a quarter of its speed.
-pub fn span_reader() -> impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<SpanFacts> {
-    // SPAN_FACT_COLUMNS, then commit_seq.
-    let mut at: Option<[usize; 19]> = None;
-    move |row| {
-        let c = match at {
-            Some(c) => c,
-            None => {
-                let stmt = row.as_ref();
-                let mut c = [0; 19];
-                for (i, name) in SPAN_FACT_COLUMNS.iter().chain(&["commit_seq"]).enumerate() {
-                    c[i] = stmt.column_index(name)?;
-                }
-                *at.insert(c)
-            }
-        };
-        Ok(SpanFacts {
-            trace_id: row.get(c[0])?,
-            span_id: row.get(c[1])?,
-            parent_span_id: row.get(c[2])?,
-            service: row.get(c[3])?,
-            name: row.get(c[4])?,
-            kind: SpanKind::parse(&row.get::<_, String>(c[5])?),
-            start: row.get(c[6])?,
-            end: row.get(c[7])?,
-            error: row.get::<_, String>(c[8])? == "ERROR",
-            status_message: row.get(c[9])?,
-            system: row.get(c[10])?,
-            operation: row.get(c[11])?,
-            destination: row.get(c[12])?,
-            message_id: row.get(c[13])?,
-            correlation_id: row.get(c[14])?,
-            attempt: row.get(c[15])?,
-            dead_letter_evidence: row.get(c[16])?,
-            dead_letter_source: row.get(c[17])?,
-            commit_seq: row.get(c[18])?,
-            links: Vec::new(),
-        })
-    }
-}
-
-fn link_from_row(row: &duckdb::Row<'_>) -> duckdb::Result<LinkRow> {
-    Ok((row.get(0)?, row.get(1)?, LinkFacts { trace_id: row.get(2)?, span_id: row.get(3)?, message_id: row.get(4)? }))
-}
-
-fn spans_from_batch(b: &RecordBatch, commit_seq: i64, out: &mut Vec<SpanFacts>) {
+/// Decodes spans from a batch with the `span_facts` columns (found by name; others may
+/// follow). Each span's commit is `batch_commit` when the batch is one commit's (the
+/// feed), otherwise the batch's `commit_seq` column.
+pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Vec<SpanFacts>) {
     let trace_id = strings(b, "trace_id");
     let span_id = strings(b, "span_id");
     let parent = strings(b, "parent_span_id");
     let service = strings(b, "service_name");
     let name = strings(b, "name");
     let kind = strings(b, "kind");
-    let start: &Int64Array = b.column_by_name("start_unix_nano").expect("start column").as_primitive::<Int64Type>();
-    let end: &Int64Array = b.column_by_name("end_unix_nano").expect("end column").as_primitive::<Int64Type>();
+    let (start, end) = (int64s(b, "start_unix_nano"), int64s(b, "end_unix_nano"));
     let status_code = strings(b, "status_code");
     let status_message = strings(b, "status_message");
     let system = strings(b, "messaging_system");
@@ -180,6 +136,7 @@ fn spans_from_batch(b: &RecordBatch, commit_seq: i64, out: &mut Vec<SpanFacts>) 
     let attempt: &Int32Array = b.column_by_name("attempt").expect("attempt column").as_primitive::<Int32Type>();
     let dead_letter: &BooleanArray = b.column_by_name("dead_letter_evidence").expect("dead letter column").as_boolean();
     let dead_letter_source = strings(b, "dead_letter_source");
+    let commit_column = batch_commit.is_none().then(|| int64s(b, "commit_seq"));
     let owned = |a: &StringArray, i: usize| opt_str(a, i).map(str::to_owned);
     out.reserve(b.num_rows());
     for i in 0..b.num_rows() {
@@ -202,7 +159,10 @@ fn spans_from_batch(b: &RecordBatch, commit_seq: i64, out: &mut Vec<SpanFacts>) 
             attempt: attempt.is_valid(i).then(|| attempt.value(i)),
             dead_letter_evidence: dead_letter.is_valid(i) && dead_letter.value(i),
             dead_letter_source: owned(dead_letter_source, i),
-            commit_seq,
+            commit_seq: match commit_column {
+                Some(seqs) => seqs.value(i),
+                None => batch_commit.unwrap_or_default(),
+            },
             links: Vec::new(),
         });
     }
@@ -225,10 +185,27 @@ fn links_from_batch(b: &RecordBatch, out: &mut Vec<LinkRow>) {
     }
 }
 
-fn strings<'a>(b: &'a RecordBatch, column: &str) -> &'a StringArray {
-    b.column_by_name(column).unwrap_or_else(|| panic!("column {column} in the stitch feed")).as_string::<i32>()
+/// (trace id, correlation id) of the log records carrying both.
+fn log_keys_from_batch(b: &RecordBatch, out: &mut HashSet<(TraceId, String)>) {
+    let (trace, corr) = (strings(b, "trace_id"), strings(b, "correlation_id"));
+    for i in 0..b.num_rows() {
+        if let (Some(t), Some(c)) = (opt_str(trace, i), opt_str(corr, i)) {
+            out.insert((t.to_owned(), c.to_owned()));
+        }
+    }
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+fn int64s<'a>(b: &'a RecordBatch, column: &str) -> &'a Int64Array {
+    b.column_by_name(column)
+        .unwrap_or_else(|| panic!("integer column {column} in the batch"))
+        .as_primitive::<Int64Type>()
+}
+
+/// A string column of a batch whose schema is the store's (a mismatch is a bug).
+pub fn strings<'a>(b: &'a RecordBatch, column: &str) -> &'a StringArray {
+    b.column_by_name(column).unwrap_or_else(|| panic!("string column {column} in the batch")).as_string::<i32>()
+}
+
+pub fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }

@@ -211,7 +211,11 @@ impl Joiner {
     pub fn key(&mut self, trace: &str, key: JoinKey) -> Option<Split> {
         let id = self.id(trace);
         let limit = self.key_trace_limit;
-        let state = self.keys.entry(key.clone()).or_insert_with(|| KeyState::Traces(Vec::new()));
+        // Cloned only when new: most keys are seen again in the flow's other spans.
+        if !self.keys.contains_key(&key) {
+            self.keys.insert(key.clone(), KeyState::Traces(Vec::new()));
+        }
+        let state = self.keys.get_mut(&key).expect("inserted above");
         let partner = match state {
             KeyState::Ignored { traces } => {
                 *traces += 1;

@@ -548,7 +548,9 @@ impl Stitcher {
             if let Some(c) = &s.correlation_id {
                 self.join_key(&s.trace_id, JoinKey::Correlation(c.clone()));
             }
-            self.dirty.insert(s.trace_id.clone());
+            if !self.dirty.contains(&s.trace_id) {
+                self.dirty.insert(s.trace_id.clone());
+            }
         }
         for s in spans {
             let entry = match self.cache.get_mut(&s.trace_id) {

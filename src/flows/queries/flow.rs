@@ -183,17 +183,19 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     {
         let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_spans.sql"))?;
         let limit = reading.max_spans.saturating_add(1) as i64;
-        let mut rows = stmt.query(params![flow_id, start, end, limit, updated])?;
-        let mut read_span = intake::span_reader();
-        while let Some(r) = rows.next()? {
-            facts.push(read_span(r)?);
-            extras.push(Extra {
-                kind: r.get("kind")?,
-                status: r.get("status_code")?,
-                attributes: r.get("attributes")?,
-                events: r.get("events")?,
-                resource: r.get("resource_attributes")?,
-            });
+        for b in stmt.query_arrow(params![flow_id, start, end, limit, updated])? {
+            intake::spans_from_batch(&b, None, &mut facts);
+            let text = |column| intake::strings(&b, column);
+            let (kind, status, attributes, events, resource) =
+                (text("kind"), text("status_code"), text("attributes"), text("events"), text("resource_attributes"));
+            let owned = |a, i| intake::opt_str(a, i).map(str::to_owned);
+            extras.extend((0..b.num_rows()).map(|i| Extra {
+                kind: kind.value(i).to_owned(),
+                status: status.value(i).to_owned(),
+                attributes: owned(attributes, i),
+                events: owned(events, i),
+                resource: owned(resource, i),
+            }));
         }
     }
     if facts.is_empty() {
