@@ -331,11 +331,10 @@ impl Joiner {
     /// What joins a trace to others: the traces it links to, and its keys still used for
     /// joining. This is what the stitcher persists so that the trace can be joined again
     /// after it has left memory.
-    pub fn joins_of(&self, trace: &str) -> (Vec<TraceId>, Vec<JoinKey>) {
+    pub fn joins_of(&self, trace: &str) -> (Vec<&str>, Vec<&JoinKey>) {
         let Some(id) = self.ids.get(trace) else { return (Vec::new(), Vec::new()) };
-        let mut links: Vec<TraceId> =
-            self.links.get(id).into_iter().flatten().map(|m| self.name(*m).to_owned()).collect();
-        links.sort();
+        let mut links: Vec<&str> = self.links.get(id).into_iter().flatten().map(|m| self.name(*m)).collect();
+        links.sort_unstable();
         links.dedup();
         let keys = self
             .keys_of
@@ -343,7 +342,6 @@ impl Joiner {
             .into_iter()
             .flatten()
             .filter(|k| matches!(self.keys.get(*k), Some(KeyState::Traces(_))))
-            .cloned()
             .collect();
         (links, keys)
     }
@@ -525,7 +523,7 @@ mod tests {
         assert!(!j.knows_key(&c("x")), "the forgotten trace's key is forgotten");
         assert!(j.knows_key(&c("none")), "ignored keys stay ignored");
         assert_eq!(j.ignored_keys().len(), 1);
-        assert_eq!(j.joins_of("b"), (vec!["a".to_string()], vec![m("1")]));
+        assert_eq!(j.joins_of("b"), (vec!["a"], vec![&m("1")]));
         assert_eq!(j.joins_of("e"), (vec![], vec![]), "an ignored key is not a join");
         assert_eq!(j.traces(), 7);
         // Freed slots are reused by new traces, which join as before.

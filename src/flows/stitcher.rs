@@ -1144,8 +1144,8 @@ fn write_flows(
             r.flow_start_unix_nano.append_value(a.start);
             r.updated_unix_nano.append_value(now);
             let (links, keys) = joiner.joins_of(t);
-            let links = links.into_iter().map(|to| (joiner::trace_hash(&to), LINK, to));
-            let keys = keys.into_iter().map(|k| (k.hash(), k.kind(), k.value().to_owned()));
+            let links = links.into_iter().map(|to| (joiner::trace_hash(to), LINK, to));
+            let keys = keys.into_iter().map(|k| (k.hash(), k.kind(), k.value()));
             for (key, kind, value) in links.chain(keys) {
                 let r = &mut join_rows;
                 join_filter.insert(key);
