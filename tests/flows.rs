@@ -790,10 +790,12 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
             .unwrap();
     }
     assert_eq!(server.count("SELECT count(*) FROM flows").await, 10 * BATCH as i64);
-    // Every batch was of new traces: the join filter spared every lookup in the file...
+    // Every batch was of new traces: the join filter spared every lookup in the file
+    // (but perhaps the first batch's, if it came before the filter's first build, which
+    // runs on a thread of its own, had finished)...
     let p = progress.borrow().clone();
-    assert_eq!(p.file_lookups, 0, "{p:?}");
-    assert!(p.lookups_skipped >= 10, "{p:?}");
+    assert!(p.file_lookups <= 1, "{p:?}");
+    assert!(p.lookups_skipped >= 9, "{p:?}");
     // ...and a late span of a flow that has left memory is still joined to it, from the file.
     let first = [&0u32.to_be_bytes()[..], &[0x5e; 12]].concat();
     let mut late = span(1, 2, "GET /orders/late");
@@ -806,7 +808,7 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
     let spans = server.count(&format!("SELECT max(span_count) FROM flows WHERE flow_id = '{hex}'")).await;
     assert_eq!(spans, 3, "the late span joined its stored flow");
     assert_eq!(server.count("SELECT count(*) FROM flows").await, 10 * BATCH as i64);
-    assert_eq!(progress.borrow().file_lookups, 1);
+    assert_eq!(progress.borrow().file_lookups, p.file_lookups + 1, "one lookup, for the late span");
     let mut watch = progress.clone();
     tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|p| p.cached_traces == 0 && p.joined_traces == 0))
         .await
@@ -818,11 +820,12 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
         assert!(*spans <= 2 * BATCH as usize, "round {round}: {spans} spans in memory");
     }
     let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+    let lookups = format!("flowscope_stitcher_file_lookups_total {}", p.file_lookups + 1);
     for gauge in [
         "flowscope_stitcher_cached_traces 0",
         "flowscope_stitcher_joined_traces 0",
         "flowscope_stitch_lag_seconds 0",
-        "flowscope_stitcher_file_lookups_total 1",
+        lookups.as_str(),
     ] {
         assert!(metrics.lines().any(|l| l == gauge), "{gauge} in /metrics");
     }

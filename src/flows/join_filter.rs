@@ -4,10 +4,11 @@
 //! for the rounds whose traces and keys are all new, which is most rounds: late spans
 //! of flows that have left memory are the exception.
 //!
-//! A build reads the window a slice (about half a million hashes) a stitching round, so
-//! a restart stitches at once whatever the window holds: until the first build completes
-//! every round looks the file up, as without a filter, and a rebuild's filter is swapped
-//! in only when complete. Hashes written meanwhile go into both.
+//! A build reads the window on a thread and connection of its own, so a restart stitches
+//! at once whatever the window holds: until the first build completes (about ten seconds
+//! at 20 M spans) every round looks the file up, as without a filter, and a rebuild's
+//! filter is swapped in only when complete. Hashes written meanwhile go into the filter
+//! in use and are kept for the build.
 //!
 //! The filter may say yes to a hash never written (about one in 2,000 while it holds no
 //! more than it was sized for); it never says no to one written, as long as every write
@@ -20,13 +21,10 @@
 use duckdb::arrow::array::AsArray;
 use duckdb::arrow::datatypes::Int64Type;
 use duckdb::Connection;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::store::StoreError;
-
-/// Most slices of the join window a build reads (one a round), and the hashes a slice
-/// should hold at most, about: a window of fewer is read in one round.
-const MAX_BUILD_SLICES: i64 = 48;
-const HASHES_PER_SLICE: i64 = 500_000;
 
 /// Bits per key and hash functions (the optimum for that many bits): a false positive
 /// about once in 2,000 hashes. It has to be rare: a round probes a hash per new trace,
@@ -113,14 +111,83 @@ pub struct JoinFilters {
     started: i64,
 }
 
+/// A build running on a thread and connection of its own, so that the stitcher never
+/// waits for it (read a slice a round on the stitcher's thread, a build at 20 M spans
+/// took 48 rounds, and every round of the first minute after a restart looked up the
+/// file). It reads what was written before it started; what the stitcher writes from
+/// then on is kept in `written_since` and added when the build is taken in.
 #[derive(Debug)]
 struct Build {
-    filter: JoinFilter,
-    /// The next slice starts here (a write time); the build is complete at `until`, the
-    /// time it started, from which every hash written was inserted as it was written.
-    next: i64,
+    thread: Option<std::thread::JoinHandle<Result<JoinFilter, StoreError>>>,
+    cancel: Arc<AtomicBool>,
+    bytes: Arc<AtomicUsize>,
+    written_since: Vec<i64>,
+}
+
+impl Build {
+    fn start(conn: &Connection, since: i64, until: i64, max_bytes: usize) -> Result<Build, StoreError> {
+        let conn = conn.try_clone()?;
+        let (cancel, bytes) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (stop, size) = (Arc::clone(&cancel), Arc::clone(&bytes));
+        let thread = std::thread::Builder::new()
+            .name("flowscope-joinfilter".into())
+            .spawn(move || read_window(&conn, since, until, max_bytes, &stop, &size))
+            .map_err(|e| StoreError::Task(format!("starting the join filter's build: {e}")))?;
+        Ok(Build { thread: Some(thread), cancel, bytes, written_since: Vec::new() })
+    }
+
+    fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    /// Waits for the thread; the filter with every hash written since it started.
+    fn take(mut self) -> Result<JoinFilter, StoreError> {
+        let thread = self.thread.take().expect("a build's thread is joined once");
+        let mut filter = thread.join().unwrap_or_else(|panic| {
+            Err(StoreError::Task(format!("the join filter's build panicked: {}", crate::text::panic_message(&panic))))
+        })?;
+        for key in std::mem::take(&mut self.written_since) {
+            filter.insert(key);
+        }
+        Ok(filter)
+    }
+}
+
+impl Drop for Build {
+    /// A stopped stitcher does not leave a connection open behind it: the file can be
+    /// opened again as soon as the stitcher has stopped.
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The build's work: the window's hashes written in [`since`, `until`), into a filter
+/// sized for twice their count.
+fn read_window(
+    conn: &Connection,
+    since: i64,
     until: i64,
-    slice_ns: i64,
+    max_bytes: usize,
+    cancel: &AtomicBool,
+    bytes: &AtomicUsize,
+) -> Result<JoinFilter, StoreError> {
+    let count: i64 = conn.query_row(include_str!("../../queries/stitch_join_hash_count.sql"), [since], |r| r.get(0))?;
+    // Room to double before it is overfull.
+    let mut filter = JoinFilter::sized((count.max(0) as usize).saturating_mul(2), max_bytes);
+    bytes.store(filter.bytes(), Ordering::Relaxed);
+    let mut stmt = conn.prepare(include_str!("../../queries/stitch_join_hashes.sql"))?;
+    for batch in stmt.query_arrow([since, until])? {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        for hash in batch.column(0).as_primitive::<Int64Type>().iter().flatten() {
+            filter.insert(hash);
+        }
+    }
+    Ok(filter)
 }
 
 impl JoinFilters {
@@ -136,48 +203,36 @@ impl JoinFilters {
             f.insert(key);
         }
         if let Some(b) = &mut self.building {
-            b.filter.insert(key);
+            b.written_since.push(key);
         }
     }
 
     pub fn bytes(&self) -> usize {
-        self.current.as_ref().map_or(0, JoinFilter::bytes) + self.building.as_ref().map_or(0, |b| b.filter.bytes())
+        self.current.as_ref().map_or(0, JoinFilter::bytes)
+            + self.building.as_ref().map_or(0, |b| b.bytes.load(Ordering::Relaxed) + b.written_since.len() * 8)
     }
 
-    /// One round's work: starts a build when there is no filter, when the one in use is
-    /// overfull or when the window has moved on by half since it started; reads one slice
-    /// of the window (`window` ns up to `now`) into the build, and puts the build in use
-    /// once it is complete.
+    /// One round's check: starts a build when there is no filter, when the one in use is
+    /// overfull or when the window has moved on by half since it started (reading the
+    /// `window` ns up to `now`), and puts a finished build in use. A failed build is
+    /// reported and started again; the filter in use stays meanwhile.
     pub fn advance(&mut self, conn: &Connection, now: i64, window: i64, max_bytes: usize) -> Result<(), StoreError> {
-        if self.building.is_none() {
-            let due = match &self.current {
-                None => true,
-                Some(f) => f.overfull() || now.saturating_sub(self.started) > window / 2,
-            };
-            if !due {
-                return Ok(());
+        if let Some(build) = self.building.take_if(|b| b.finished()) {
+            match build.take() {
+                Ok(filter) => self.current = Some(filter),
+                Err(e) => tracing::warn!(error = %e, "building the join filter failed; starting again"),
             }
-            let since = now.saturating_sub(window);
-            let count: i64 =
-                conn.query_row(include_str!("../../queries/stitch_join_hash_count.sql"), [since], |r| r.get(0))?;
-            // Room to double before it is overfull.
-            let filter = JoinFilter::sized((count.max(0) as usize).saturating_mul(2), max_bytes);
-            let slices = (count / HASHES_PER_SLICE + 1).clamp(1, MAX_BUILD_SLICES);
-            let slice_ns = (now.saturating_sub(since) / slices).saturating_add(1);
-            self.building = Some(Build { filter, next: since, until: now, slice_ns });
+        }
+        if self.building.is_some() {
+            return Ok(());
+        }
+        let due = match &self.current {
+            None => true,
+            Some(f) => f.overfull() || now.saturating_sub(self.started) > window / 2,
+        };
+        if due {
+            self.building = Some(Build::start(conn, now.saturating_sub(window), now, max_bytes)?);
             self.started = now;
-        }
-        let Some(build) = self.building.as_mut() else { return Ok(()) };
-        let to = build.next.saturating_add(build.slice_ns).min(build.until);
-        let mut stmt = conn.prepare(include_str!("../../queries/stitch_join_hashes.sql"))?;
-        for batch in stmt.query_arrow([build.next, to])? {
-            for hash in batch.column(0).as_primitive::<Int64Type>().iter().flatten() {
-                build.filter.insert(hash);
-            }
-        }
-        build.next = to;
-        if to >= build.until {
-            self.current = self.building.take().map(|b| b.filter);
         }
         Ok(())
     }
@@ -218,8 +273,17 @@ mod tests {
         assert!(small.overfull());
     }
 
+    /// Waits (bounded) until the build running has finished.
+    fn await_build(filters: &JoinFilters) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !filters.building.as_ref().is_none_or(Build::finished) {
+            assert!(std::time::Instant::now() < deadline, "the build did not finish within a minute");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
-    fn a_build_reads_the_window_in_slices_and_misses_nothing_written_meanwhile() {
+    fn a_build_runs_beside_the_stitcher_and_misses_nothing_written_meanwhile() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE flow_traces (trace_key BIGINT, updated_unix_nano BIGINT);
@@ -231,27 +295,50 @@ mod tests {
         .unwrap();
         let (now, window) = (2200 * 1_000_000_000i64, 2000 * 1_000_000_000i64);
         let mut filters = JoinFilters::default();
-        let mut rounds = 0;
-        while filters.current.is_none() {
-            assert!(filters.may_contain(-99), "no filter yet: every lookup goes to the file");
-            filters.advance(&conn, now + rounds, window, usize::MAX).unwrap();
-            filters.insert(-1000 - rounds);
-            rounds += 1;
-            assert!(rounds < 100);
-        }
-        assert_eq!(rounds, 3, "1.2 M hashes in three slices");
+        filters.advance(&conn, now, window, usize::MAX).unwrap();
+        assert!(filters.building.is_some() && filters.current.is_none());
+        assert!(filters.may_contain(-99), "no filter yet: every lookup goes to the file");
+        // Written while the build reads the file: kept for it.
+        filters.insert(-1000);
+        filters.insert(-1001);
+        await_build(&filters);
+        filters.insert(-1002);
+        filters.advance(&conn, now + 1, window, usize::MAX).unwrap();
+        assert!(filters.current.is_some() && filters.building.is_none());
         assert!((0..1_200_000).all(|h| filters.may_contain(h)) && filters.may_contain(-7));
-        assert!((0..rounds).all(|r| filters.may_contain(-1000 - r)), "hashes written during the build");
+        assert!((-1002..=-1000).all(|h| filters.may_contain(h)), "hashes written during the build");
         let claimed = (2_000_000..2_100_000).filter(|h| filters.may_contain(*h)).count();
         assert!(claimed < 2_000, "{claimed} of 100,000 never written");
         // In use, it stays until the window has moved by half; then it is rebuilt from
-        // what the window still holds.
+        // what the window still holds, and the one in use answers until then.
         filters.advance(&conn, now + window / 4, window, usize::MAX).unwrap();
         assert!(filters.building.is_none() && filters.started == now);
         filters.advance(&conn, now + window, window, usize::MAX).unwrap();
-        assert!(filters.building.is_none() && filters.started == now + window);
+        assert!(filters.building.is_some() && filters.started == now + window);
+        assert!(filters.may_contain(5), "the filter in use still answers");
+        await_build(&filters);
+        filters.advance(&conn, now + window + 1, window, usize::MAX).unwrap();
+        assert!(filters.building.is_none());
         let kept = (0..100_000).filter(|h| filters.may_contain(*h)).count();
         assert!(kept < 2_000, "hashes that left the window are dropped: {kept} of 100,000 kept");
+    }
+
+    #[test]
+    fn a_build_dropped_unfinished_is_stopped_and_its_thread_gone() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE flow_traces (trace_key BIGINT, updated_unix_nano BIGINT);
+             CREATE TABLE flow_join_keys (key BIGINT, updated_unix_nano BIGINT);
+             INSERT INTO flow_traces SELECT range, 1000 + range FROM range(3000000);",
+        )
+        .unwrap();
+        let mut filters = JoinFilters::default();
+        filters.advance(&conn, 1 << 40, 1 << 40, usize::MAX).unwrap();
+        let cancel = Arc::clone(&filters.building.as_ref().expect("a build started").cancel);
+        drop(filters);
+        assert!(cancel.load(Ordering::Relaxed), "told to stop");
+        // The thread's own handle (and its connection) went with it: the drop joined it.
+        assert_eq!(Arc::strong_count(&cancel), 1);
     }
 
     #[test]
