@@ -56,9 +56,10 @@ fn limit_malloc_arenas() {
 }
 
 /// Freed memory stays in glibc's heaps (counted in RSS) until it is trimmed: DuckDB frees
-/// its buffers as it evicts them and the stitcher frees flows it forgets, but without a
-/// trim the RSS stays at the high-water mark of everything ever allocated at once.
-/// Trimming every two seconds keeps RSS near what is live (BENCHMARKS.md, sixth session).
+/// its buffers (allocated through glibc, not the Rust allocator) as it evicts them, but
+/// without a trim the RSS stays at the high-water mark of everything ever allocated at
+/// once. Trimming every two seconds keeps RSS near what is live (BENCHMARKS.md, sixth
+/// session). mimalloc, for Rust's allocations, returns freed pages on its own after a second.
 fn trim_freed_memory_periodically() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     let _ = std::thread::Builder::new().name("flowscope-trim".into()).spawn(|| loop {

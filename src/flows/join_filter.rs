@@ -122,6 +122,7 @@ struct Build {
     cancel: Arc<AtomicBool>,
     bytes: Arc<AtomicUsize>,
     written_since: Vec<i64>,
+    started: std::time::Instant,
 }
 
 impl Build {
@@ -133,7 +134,7 @@ impl Build {
             .name("flowscope-joinfilter".into())
             .spawn(move || read_window(&conn, since, until, max_bytes, &stop, &size))
             .map_err(|e| StoreError::Task(format!("starting the join filter's build: {e}")))?;
-        Ok(Build { thread: Some(thread), cancel, bytes, written_since: Vec::new() })
+        Ok(Build { thread: Some(thread), cancel, bytes, written_since: Vec::new(), started: std::time::Instant::now() })
     }
 
     fn finished(&self) -> bool {
@@ -149,6 +150,12 @@ impl Build {
         for key in std::mem::take(&mut self.written_since) {
             filter.insert(key);
         }
+        tracing::info!(
+            hashes = filter.keys(),
+            bytes = filter.bytes(),
+            seconds = self.started.elapsed().as_secs_f64(),
+            "join filter built"
+        );
         Ok(filter)
     }
 }
@@ -273,6 +280,18 @@ mod tests {
         assert!(small.overfull());
     }
 
+    /// The two tables a build reads, holding what `inserts` writes.
+    fn written(inserts: &str) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE flow_traces (trace_key BIGINT, updated_unix_nano BIGINT);
+             CREATE TABLE flow_join_keys (key BIGINT, updated_unix_nano BIGINT);",
+        )
+        .unwrap();
+        conn.execute_batch(inserts).unwrap();
+        conn
+    }
+
     /// Waits (bounded) until the build running has finished.
     fn await_build(filters: &JoinFilters) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -284,15 +303,11 @@ mod tests {
 
     #[test]
     fn a_build_runs_beside_the_stitcher_and_misses_nothing_written_meanwhile() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE flow_traces (trace_key BIGINT, updated_unix_nano BIGINT);
-             CREATE TABLE flow_join_keys (key BIGINT, updated_unix_nano BIGINT);
-             -- 1.2 M hashes written at 1,000 s, one at 1,500 s, one before the window.
-             INSERT INTO flow_traces SELECT range, 1000000000000 + range * 1000 FROM range(1200000);
+        // 1.2 M hashes written at 1,000 s, one at 1,500 s, one before the window.
+        let conn = written(
+            "INSERT INTO flow_traces SELECT range, 1000000000000 + range * 1000 FROM range(1200000);
              INSERT INTO flow_join_keys VALUES (-7, 1500000000000), (-8, 10000000000);",
-        )
-        .unwrap();
+        );
         let (now, window) = (2200 * 1_000_000_000i64, 2000 * 1_000_000_000i64);
         let mut filters = JoinFilters::default();
         filters.advance(&conn, now, window, usize::MAX).unwrap();
@@ -325,13 +340,7 @@ mod tests {
 
     #[test]
     fn a_build_dropped_unfinished_is_stopped_and_its_thread_gone() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE flow_traces (trace_key BIGINT, updated_unix_nano BIGINT);
-             CREATE TABLE flow_join_keys (key BIGINT, updated_unix_nano BIGINT);
-             INSERT INTO flow_traces SELECT range, 1000 + range FROM range(3000000);",
-        )
-        .unwrap();
+        let conn = written("INSERT INTO flow_traces SELECT range, 1000 + range FROM range(3000000);");
         let mut filters = JoinFilters::default();
         filters.advance(&conn, 1 << 40, 1 << 40, usize::MAX).unwrap();
         let cancel = Arc::clone(&filters.building.as_ref().expect("a build started").cancel);

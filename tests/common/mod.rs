@@ -209,8 +209,14 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// A file of the shared fixtures beside the clone. The clone's directory is read when the
+/// test runs (cargo sets it): a test binary built in another clone sharing the target
+/// directory, and not rebuilt because the sources are the same, would otherwise look in
+/// the clone it was compiled in.
 pub fn shared_fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(rel)
+    let clone =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    clone.join("../shared/fixtures").join(rel)
 }
 
 /// Replays a recorded fixture directory: every `NNNN-v1-{traces,metrics,logs}.pb` body,
