@@ -13,7 +13,7 @@ use clap::Args;
 use prost::Message;
 use serde_json::{json, Value};
 
-use super::process::{self, ServerProcess};
+use super::process::{self, RssPeak, ServerProcess};
 use super::{drive, fill, percentile, tempfile_dir, templates, BenchError};
 use crate::text::now_nanos;
 
@@ -31,6 +31,10 @@ pub struct GrowthArgs {
     /// Write the figures as JSON here
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Fill and keep the database here; a file that exists is measured from what it
+    /// holds (steps it already exceeds are measured once, at its size)
+    #[arg(long)]
+    pub db: Option<PathBuf>,
 }
 
 /// `5M`, `500k` or a plain count.
@@ -48,13 +52,16 @@ fn parse_count(text: &str) -> Result<usize, String> {
 
 pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
     let dir = tempfile_dir()?;
-    let db = dir.join("growth.duckdb");
+    let db = args.db.clone().unwrap_or_else(|| dir.join("growth.duckdb"));
     let binary = std::env::current_exe()?;
-    let mut stored = 0usize;
+    let mut stored = if db.exists() { super::stored_spans(&db)? } else { 0 };
     let mut steps = Vec::new();
+    let mut measured_at = None;
     // One sequence of copy numbers through every step's ingest: a step that started it
     // again re-sent the previous step's traces, which then joined their stored flows.
-    let nonce = Arc::new(AtomicU32::new(1));
+    // A kept file may hold earlier runs' ingests, a copy per ~1,000 spans: starting past
+    // a copy per 100 stored spans never sends one of their traces again.
+    let nonce = Arc::new(AtomicU32::new(u32::try_from(stored / 100).unwrap_or(u32::MAX / 2) + 1));
     for &size in &args.steps {
         if size > stored {
             let started = Instant::now();
@@ -70,6 +77,10 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
             running.shutdown().await;
             println!("stitched in {:.1} s", started.elapsed().as_secs_f64());
         }
+        if measured_at == Some(stored) {
+            continue;
+        }
+        measured_at = Some(stored);
         let step = measure(&binary, &db, stored, args, &nonce).await?;
         println!("{step}");
         steps.push(step);
@@ -91,6 +102,7 @@ async fn measure(
     // `spawn` returns once the server logs its listeners, i.e. is ready.
     let server = ServerProcess::spawn(binary, db, &[])?;
     let ready_s = started.elapsed().as_secs_f64();
+    let rss = RssPeak::watch(&server);
     let trace = new_flow(&client, &server).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -105,6 +117,7 @@ async fn measure(
     }
     let new_flow_s = started.elapsed().as_secs_f64();
     let idle_rss = server.rss_bytes();
+    let start_peak = rss.take().max(idle_rss);
 
     let range = "last=7h";
     let listed: Option<Value> = match client.get(format!("http://{}/api/flows?{range}&limit=1", server.ui)).send().await
@@ -124,6 +137,7 @@ async fn measure(
         "ready_s": round2(ready_s),
         "new_flow_stitched_s": round2(new_flow_s),
         "idle_rss_bytes": idle_rss,
+        "peak_rss_start_bytes": start_peak,
     });
     for (name, path) in pages {
         let mut ms = Vec::new();
@@ -144,6 +158,8 @@ async fn measure(
         report[format!("{name}_status")] = json!(status);
     }
 
+    report["peak_rss_pages_bytes"] = json!(rss.take());
+
     let committed = "flowscope_committed_items_total{signal=\"traces\"}";
     let load_templates = templates(8, 1000, now_nanos() - 60_000_000_000);
     let c0 = process::metric(&client, server.ui, committed).await?;
@@ -153,6 +169,7 @@ async fn measure(
     let lag = process::metric(&client, server.ui, "flowscope_stitch_lag_seconds").await?;
     report["ingest_spans_per_s"] = json!(((c1 - c0) / t0.elapsed().as_secs_f64()).round());
     report["stitch_lag_after_ingest_s"] = json!(round2(lag));
+    report["peak_rss_ingest_bytes"] = json!(rss.take());
     report["peak_rss_bytes"] = json!(server.peak_rss_bytes());
     report["rss_after_ingest_bytes"] = json!(server.rss_bytes());
     // Where the memory is at the end of the ingest: DuckDB's own accounting by tag, and
@@ -172,6 +189,17 @@ async fn measure(
         }
     }
     report["memory_after_ingest"] = Value::Object(memory);
+    // Stopped only once caught up, so the next step (or run, on a kept file) starts from
+    // a stitched file, as the fill's steps do.
+    let caught_up = Instant::now();
+    let deadline = caught_up + Duration::from_secs(900);
+    while process::metric(&client, server.ui, "flowscope_stitch_lag_seconds").await? > 0.0 {
+        if Instant::now() > deadline {
+            return Err(BenchError::Server("the ingest was not stitched within 15 minutes".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    report["caught_up_after_ingest_s"] = json!(round2(caught_up.elapsed().as_secs_f64()));
     server.stop()?;
     report["file_bytes"] = json!(std::fs::metadata(db).map(|m| m.len()).unwrap_or(0));
     Ok(report)

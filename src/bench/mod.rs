@@ -442,19 +442,21 @@ async fn fill(db: &std::path::Path, stored: usize, spans: usize) -> Result<usize
     Ok(filled_count.load(Ordering::Relaxed) as usize)
 }
 
+/// How many spans a database file holds.
+fn stored_spans(db: &std::path::Path) -> Result<usize, BenchError> {
+    let store = Store::open(db)?;
+    let spans = store.read_blocking(|c| {
+        Ok(c.query_row(include_str!("../../queries/span_count.sql"), [], |r| r.get::<_, i64>(0))?)
+    })?;
+    Ok(spans.max(0) as usize)
+}
+
 async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
     let dir = tempfile_dir()?;
     let db = args.db.clone().unwrap_or_else(|| dir.join("query.duckdb"));
     let refill = !db.exists();
     let fill_started = Instant::now();
-    let filled = if refill {
-        fill(&db, 0, args.spans).await?
-    } else {
-        let store = Store::open(&db)?;
-        store.read_blocking(|c| {
-            Ok(c.query_row(include_str!("../../queries/span_count.sql"), [], |r| r.get::<_, i64>(0))?)
-        })? as usize
-    };
+    let filled = if refill { fill(&db, 0, args.spans).await? } else { stored_spans(&db)? };
     let fill_s = fill_started.elapsed().as_secs_f64();
     println!("filled {filled} spans in {fill_s:.1} s");
 

@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::BenchError;
@@ -119,11 +121,7 @@ impl ServerProcess {
     }
 
     fn status_kb(&self, field: &str) -> u64 {
-        self.proc_file("status")
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
+        status_kb(self.child.id(), field)
     }
 
     /// Peak resident memory (VmHWM) in bytes.
@@ -148,6 +146,56 @@ impl ServerProcess {
                 return Err(BenchError::Server("the server did not stop within 5 minutes".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A field of /proc/<pid>/status in kB (0 once the process is gone).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// The highest resident memory of a process since the last [`RssPeak::take`], sampled
+/// every 20 ms on a thread of its own: VmHWM covers the process's whole life, this one
+/// phase of it (start, pages, ingest), so a report can say which phase the peak was in.
+pub struct RssPeak {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssPeak {
+    pub fn watch(server: &ServerProcess) -> RssPeak {
+        let (peak, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let pid = server.child.id();
+        let thread = std::thread::spawn({
+            let (peak, stop) = (Arc::clone(&peak), Arc::clone(&stop));
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(status_kb(pid, "VmRSS:") * 1024, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        RssPeak { peak, stop, thread: Some(thread) }
+    }
+
+    /// The peak since the last call (or the start), and a new phase begins.
+    pub fn take(&self) -> u64 {
+        self.peak.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -155,8 +155,9 @@ pub struct StitchProgress {
     /// the join filter showed were never written, so that read nothing.
     pub file_lookups: u64,
     pub lookups_skipped: u64,
-    /// Bytes of the join filter.
+    /// Bytes of the join filter, and how long its last build took.
     pub join_filter_bytes: usize,
+    pub join_filter_build_seconds: f64,
 }
 
 /// A recomputation of stored flows: the stitcher went back to commit `from` and is
@@ -429,8 +430,8 @@ impl Stitcher {
         let window = self.config.join_window.as_nanos().min(i64::MAX as u128) as i64;
         self.join_filter.advance(&self.conn, now_nanos(), window, self.config.join_filter_bytes)?;
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
-        let ((file_lookups, lookups_skipped), join_filter_bytes) =
-            (std::mem::take(&mut self.lookups), self.join_filter.bytes());
+        let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
+            (std::mem::take(&mut self.lookups), self.join_filter.bytes(), self.join_filter.last_build_seconds());
         let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
             p.stitched_seq = watermark;
@@ -446,6 +447,7 @@ impl Stitcher {
             p.file_lookups += file_lookups;
             p.lookups_skipped += lookups_skipped;
             p.join_filter_bytes = join_filter_bytes;
+            p.join_filter_build_seconds = join_filter_build_seconds;
         });
         Ok(upper < latest)
     }

@@ -87,7 +87,7 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
 /// stored (issue 12), which these gauges let anyone check.
 pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
-    let gauges: [(&str, &str, f64); 8] = [
+    let gauges: [(&str, &str, f64); 9] = [
         (
             "flowscope_stitch_lag_seconds",
             "How long ago the oldest commit not yet stitched was received",
@@ -101,6 +101,11 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
             "flowscope_stitcher_join_filter_bytes",
             "Bytes of the filter of join hashes written in the join window",
             p.join_filter_bytes as f64,
+        ),
+        (
+            "flowscope_stitcher_join_filter_build_seconds",
+            "How long the join filter's last completed build took (0 until the first completes)",
+            p.join_filter_build_seconds,
         ),
         (
             "flowscope_restitch_running",
