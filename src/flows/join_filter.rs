@@ -117,13 +117,17 @@ pub struct JoinFilters {
 /// waits for it (read a slice a round on the stitcher's thread, a build at 20 M spans
 /// took 48 rounds, and every round of the first minute after a restart looked up the
 /// file). It reads what was written before it started; what the stitcher writes from
-/// then on is kept in `written_since` and added when the build is taken in.
+/// then on is kept in `written_since` and added when the build is taken in; a build
+/// that falls so far behind that these would outgrow the filter is dropped, and the next
+/// round starts another, which reads them from the file.
 #[derive(Debug)]
 struct Build {
     thread: Option<std::thread::JoinHandle<Result<JoinFilter, StoreError>>>,
     cancel: Arc<AtomicBool>,
     bytes: Arc<AtomicUsize>,
     written_since: Vec<i64>,
+    /// Most hashes `written_since` holds: as many as the filter's bytes would.
+    most_written_since: usize,
     started: std::time::Instant,
 }
 
@@ -136,7 +140,14 @@ impl Build {
             .name("flowscope-joinfilter".into())
             .spawn(move || read_window(&conn, since, until, max_bytes, &stop, &size))
             .map_err(|e| StoreError::Task(format!("starting the join filter's build: {e}")))?;
-        Ok(Build { thread: Some(thread), cancel, bytes, written_since: Vec::new(), started: std::time::Instant::now() })
+        Ok(Build {
+            thread: Some(thread),
+            cancel,
+            bytes,
+            written_since: Vec::new(),
+            most_written_since: max_bytes / 8,
+            started: std::time::Instant::now(),
+        })
     }
 
     fn finished(&self) -> bool {
@@ -209,6 +220,10 @@ impl JoinFilters {
         }
         if let Some(b) = &mut self.building {
             b.written_since.push(key);
+            if b.written_since.len() > b.most_written_since {
+                tracing::warn!(hashes = b.written_since.len(), "the join filter's build fell behind; starting again");
+                self.building = None;
+            }
         }
     }
 
@@ -363,6 +378,24 @@ mod tests {
         assert!(cancel.load(Ordering::Relaxed), "told to stop");
         // The thread's own handle (and its connection) went with it: the drop joined it.
         assert_eq!(Arc::strong_count(&cancel), 1);
+    }
+
+    #[test]
+    fn a_build_left_behind_by_writes_is_dropped_and_started_again() {
+        let conn = written("INSERT INTO flow_traces SELECT range, 1000 + range FROM range(3000000);");
+        let mut filters = JoinFilters::default();
+        // 64 bytes: a build keeps at most 8 hashes written meanwhile.
+        filters.advance(&conn, 1 << 40, 1 << 40, 64).unwrap();
+        let cancel = Arc::clone(&filters.building.as_ref().expect("a build started").cancel);
+        for key in 0..8 {
+            filters.insert(-key);
+        }
+        assert!(filters.building.is_some(), "within its bound");
+        filters.insert(-8);
+        assert!(filters.building.is_none() && cancel.load(Ordering::Relaxed), "dropped and stopped");
+        assert!(filters.may_contain(12_345), "no filter yet: every lookup goes to the file");
+        filters.advance(&conn, (1 << 40) + 1, 1 << 40, 64).unwrap();
+        assert!(filters.building.is_some(), "the next round starts another");
     }
 
     #[test]
