@@ -754,6 +754,93 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     assert_eq!(api(&server, &format!("/api/chains?{ALL_TIME}")).await.1, want_chains, "restitched in place");
 }
 
+/// Sends one flow per id, each a client and a server span of a trace of its own (the id
+/// in its first four bytes), in one request.
+async fn send_client_server_flows(server: &TestServer, ids: std::ops::Range<u32>) {
+    let spans: Vec<_> = ids
+        .flat_map(|id| {
+            let mut client = span(1, 0, "GET /orders");
+            client.trace_id = numbered_trace(id);
+            client.span_id = [&id.to_be_bytes()[..], &[1, 1, 1, 1]].concat();
+            client.kind = 3;
+            let mut server_span = span(1, 1, "GET /orders");
+            server_span.trace_id = numbered_trace(id);
+            server_span.span_id = [&id.to_be_bytes()[..], &[2, 2, 2, 2]].concat();
+            server_span.parent_span_id = client.span_id.clone();
+            [client, server_span]
+        })
+        .collect();
+    assert_eq!(server.post_protobuf("/v1/traces", traces("shop", spans).encode_to_vec()).await, 200);
+}
+
+fn numbered_trace(id: u32) -> Vec<u8> {
+    [&id.to_be_bytes()[..], &[0x5e; 12]].concat()
+}
+
+/// Sends a third span, a child of the server span, to flow `id` of
+/// [`send_client_server_flows`]; returns the span count of its stored flow once stitched.
+async fn send_late_server_span(server: &TestServer, id: u32) -> i64 {
+    let mut late = span(1, 2, "GET /orders/late");
+    late.trace_id = numbered_trace(id);
+    late.span_id = [&id.to_be_bytes()[..], &[3, 3, 3, 3]].concat();
+    late.parent_span_id = [&id.to_be_bytes()[..], &[2, 2, 2, 2]].concat();
+    assert_eq!(server.post_protobuf("/v1/traces", traces("shop", vec![late]).encode_to_vec()).await, 200);
+    wait_stitched(server).await;
+    let hex: String = numbered_trace(id).iter().map(|b| format!("{b:02x}")).collect();
+    server.count(format!("SELECT max(span_count) FROM flows WHERE flow_id = '{hex}'")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_takes_the_join_filter_back_and_a_stale_one_is_refused() {
+    let quiet = |c: &mut flowscope::config::Config| c.stitch.quiet_period = Duration::from_millis(200);
+    let server = TestServer::start_with(quiet).await;
+    send_client_server_flows(&server, 0..300).await;
+    wait_stitched(&server).await;
+    let mut watch = server.running().progress.clone();
+    tokio::time::timeout(Duration::from_secs(60), watch.wait_for(|p| p.join_filter_build_seconds > 0.0))
+        .await
+        .expect("the join filter is built")
+        .unwrap();
+    let (db, dir) = server.stop().await;
+    let saved = std::path::PathBuf::from(format!("{}.join-filter", db.display()));
+    assert!(saved.exists(), "a clean stop saves the filter beside the file");
+    let token = "SELECT value FROM stitch_state WHERE name = 'join_filter_saved'";
+    assert_ne!(count_in_file(&db, token), 0, "and notes it in the file");
+
+    let server = TestServer::start_in(dir, quiet).await;
+    let mut watch = server.running().progress.clone();
+    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|p| p.rounds > 0)).await.unwrap().unwrap();
+    let p = watch.borrow().clone();
+    assert!(p.join_filter_restored && p.join_filter_bytes > 0, "{p:?}");
+    assert!(!saved.exists(), "taken back once: the file is gone");
+    assert_eq!(server.count(token).await, 0, "and its token cleared before anything is written");
+    // New traces: the filter taken back says they were never stored, so no lookup...
+    send_client_server_flows(&server, 1000..1300).await;
+    wait_stitched(&server).await;
+    assert_eq!(server.running().progress.borrow().file_lookups, 0);
+    // ...and a late span of a flow stored before the stop is still joined, from the file.
+    assert_eq!(send_late_server_span(&server, 7).await, 3);
+    assert_eq!(server.running().progress.borrow().file_lookups, 1);
+    let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "flowscope_stitcher_join_filter_restored 1"), "{metrics}");
+
+    // A saved filter whose token the file does not hold (a crash between the two, a file
+    // restored from a backup) is refused, removed, and the filter built again.
+    let (db, dir) = server.stop().await;
+    assert!(saved.exists());
+    duckdb::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE stitch_state SET value = 42 WHERE name = 'join_filter_saved'", [])
+        .unwrap();
+    let server = TestServer::start_in(dir, quiet).await;
+    let mut watch = server.running().progress.clone();
+    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|p| p.rounds > 0)).await.unwrap().unwrap();
+    assert!(!watch.borrow().join_filter_restored);
+    assert!(!saved.exists());
+    assert_eq!(send_late_server_span(&server, 8).await, 3, "joins are found without it");
+    assert_eq!(server.count("SELECT count(*) FROM flows").await, 600);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
     let server = TestServer::start_with(|c| c.stitch.quiet_period = Duration::from_millis(200)).await;
@@ -761,24 +848,7 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
     const BATCH: u32 = 200;
     let mut after_batch = Vec::new();
     for round in 0..10u32 {
-        // BATCH flows of a client and a server span each, in traces never seen before.
-        let spans: Vec<_> = (0..BATCH)
-            .flat_map(|n| {
-                let id = round * BATCH + n;
-                let mut trace = vec![0x5e; 16];
-                trace[..4].copy_from_slice(&id.to_be_bytes());
-                let mut client = span(1, 0, "GET /orders");
-                client.trace_id = trace.clone();
-                client.span_id = [&id.to_be_bytes()[..], &[1, 1, 1, 1]].concat();
-                client.kind = 3;
-                let mut server_span = span(1, 1, "GET /orders");
-                server_span.trace_id = trace;
-                server_span.span_id = [&id.to_be_bytes()[..], &[2, 2, 2, 2]].concat();
-                server_span.parent_span_id = client.span_id.clone();
-                [client, server_span]
-            })
-            .collect();
-        assert_eq!(server.post_protobuf("/v1/traces", traces("shop", spans).encode_to_vec()).await, 200);
+        send_client_server_flows(&server, round * BATCH..(round + 1) * BATCH).await;
         wait_stitched(&server).await;
         let p = progress.borrow().clone();
         after_batch.push((p.cached_traces, p.joined_traces, p.cached_spans));
@@ -797,16 +867,7 @@ async fn the_stitchers_memory_stays_flat_while_stored_flows_grow_tenfold() {
     assert!(p.file_lookups <= 1, "{p:?}");
     assert!(p.lookups_skipped >= 9, "{p:?}");
     // ...and a late span of a flow that has left memory is still joined to it, from the file.
-    let first = [&0u32.to_be_bytes()[..], &[0x5e; 12]].concat();
-    let mut late = span(1, 2, "GET /orders/late");
-    late.trace_id = first.clone();
-    late.span_id = [&0u32.to_be_bytes()[..], &[3, 3, 3, 3]].concat();
-    late.parent_span_id = [&0u32.to_be_bytes()[..], &[2, 2, 2, 2]].concat();
-    assert_eq!(server.post_protobuf("/v1/traces", traces("shop", vec![late]).encode_to_vec()).await, 200);
-    wait_stitched(&server).await;
-    let hex: String = first.iter().map(|b| format!("{b:02x}")).collect();
-    let spans = server.count(&format!("SELECT max(span_count) FROM flows WHERE flow_id = '{hex}'")).await;
-    assert_eq!(spans, 3, "the late span joined its stored flow");
+    assert_eq!(send_late_server_span(&server, 0).await, 3, "the late span joined its stored flow");
     assert_eq!(server.count("SELECT count(*) FROM flows").await, 10 * BATCH as i64);
     assert_eq!(progress.borrow().file_lookups, p.file_lookups + 1, "one lookup, for the late span");
     let mut watch = progress.clone();

@@ -116,6 +116,9 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let new_flow_s = started.elapsed().as_secs_f64();
+    // Whether the join filter saved at the last stop was taken back, or is being built
+    // from the file (which slows every page at 20 M for its ~15 s).
+    let restored = process::metric(&client, server.ui, "flowscope_stitcher_join_filter_restored").await? > 0.0;
     let idle_rss = server.rss_bytes();
     let start_peak = rss.take().max(idle_rss);
 
@@ -138,6 +141,7 @@ async fn measure(
         "new_flow_stitched_s": round2(new_flow_s),
         "idle_rss_bytes": idle_rss,
         "peak_rss_start_bytes": start_peak,
+        "join_filter_restored": restored,
     });
     for (name, path) in pages {
         let mut ms = Vec::new();

@@ -21,6 +21,8 @@
 use duckdb::arrow::array::AsArray;
 use duckdb::arrow::datatypes::Int64Type;
 use duckdb::Connection;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -100,6 +102,28 @@ impl JoinFilter {
     pub fn keys(&self) -> usize {
         self.inserted
     }
+}
+
+/// The start of a saved filter: the format and its version.
+const SAVED_MAGIC: &[u8; 8] = b"fsjoinf1";
+
+/// Why a saved filter was not taken back (then it is built from the file).
+#[derive(Debug, thiserror::Error)]
+pub enum SavedFilterError {
+    #[error("reading or writing the saved join filter: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the saved join filter is not one this version writes")]
+    Format,
+    #[error("the saved join filter was saved by another run (token {found}, expected {expected})")]
+    Token { found: i64, expected: i64 },
+    #[error("the saved join filter's size ({bytes} bytes) is not a filter's or exceeds its budget")]
+    Size { bytes: u64 },
+}
+
+fn read_u64(input: &mut impl Read) -> std::io::Result<u64> {
+    let mut word = [0; 8];
+    input.read_exact(&mut word)?;
+    Ok(u64::from_le_bytes(word))
 }
 
 /// The filter in use (none until the first build completes) and the one being built.
@@ -207,6 +231,58 @@ fn read_window(
 }
 
 impl JoinFilters {
+    /// Writes the filter in use and when it was started to `path` (through a temporary
+    /// file, synced, then renamed, so `path` is whole or absent), marked with `token`.
+    /// False, writing nothing, when no filter is in use yet.
+    pub fn save(&self, path: &Path, token: i64) -> Result<bool, SavedFilterError> {
+        let Some(filter) = &self.current else { return Ok(false) };
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let file = std::fs::File::create(&temporary)?;
+        let mut out = BufWriter::new(file);
+        out.write_all(SAVED_MAGIC)?;
+        for field in [token as u64, self.started as u64, filter.planned as u64, filter.inserted as u64] {
+            out.write_all(&field.to_le_bytes())?;
+        }
+        out.write_all(&(filter.words.len() as u64).to_le_bytes())?;
+        for word in &filter.words {
+            out.write_all(&word.to_le_bytes())?;
+        }
+        let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        Ok(true)
+    }
+
+    /// The filters as saved at `path` with `token`: the saved filter in use, nothing being
+    /// built. A file of another token, format or of more than `max_bytes` is refused.
+    pub fn load(path: &Path, token: i64, max_bytes: usize) -> Result<JoinFilters, SavedFilterError> {
+        let file = std::fs::File::open(path)?;
+        let file_bytes = file.metadata()?.len();
+        let mut input = BufReader::new(file);
+        let mut magic = [0; 8];
+        input.read_exact(&mut magic)?;
+        if &magic != SAVED_MAGIC {
+            return Err(SavedFilterError::Format);
+        }
+        let found = read_u64(&mut input)? as i64;
+        if found != token {
+            return Err(SavedFilterError::Token { found, expected: token });
+        }
+        let (started, planned, inserted) = (read_u64(&mut input)? as i64, read_u64(&mut input)?, read_u64(&mut input)?);
+        let words = read_u64(&mut input)?;
+        let bytes = words.saturating_mul(8);
+        let header = SAVED_MAGIC.len() as u64 + 5 * 8;
+        let fits = bytes <= (max_bytes as u64).max(MIN_BITS as u64 / 8);
+        if !words.is_power_of_two() || words < (MIN_BITS / 64) as u64 || !fits || file_bytes != header + bytes {
+            return Err(SavedFilterError::Size { bytes });
+        }
+        let words = (0..words).map(|_| read_u64(&mut input)).collect::<Result<Vec<u64>, _>>()?;
+        let mask = words.len() as u64 * 64 - 1;
+        let filter = JoinFilter { words, mask, planned: planned as usize, inserted: inserted as usize };
+        Ok(JoinFilters { current: Some(filter), building: None, started, last_build: None })
+    }
+
     /// False only for a hash never written in the window; true for any while no filter
     /// is complete.
     pub fn may_contain(&self, key: i64) -> bool {
@@ -396,6 +472,49 @@ mod tests {
         assert!(filters.may_contain(12_345), "no filter yet: every lookup goes to the file");
         filters.advance(&conn, (1 << 40) + 1, 1 << 40, 64).unwrap();
         assert!(filters.building.is_some(), "the next round starts another");
+    }
+
+    #[test]
+    fn a_saved_filter_is_taken_back_whole_and_only_with_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.duckdb.join-filter");
+        assert!(!JoinFilters::default().save(&path, 7).unwrap(), "no filter in use: nothing saved");
+        assert!(!path.exists());
+        let mut filters =
+            JoinFilters { current: Some(JoinFilter::sized(50_000, usize::MAX)), started: 1234, ..Default::default() };
+        for key in 0..50_000 {
+            filters.insert(key * 31);
+        }
+        assert!(filters.save(&path, 7).unwrap());
+        let back = JoinFilters::load(&path, 7, usize::MAX).unwrap();
+        assert_eq!(back.started, 1234);
+        assert!(back.building.is_none());
+        let (a, b) = (filters.current.as_ref().unwrap(), back.current.as_ref().unwrap());
+        assert_eq!(
+            (a.words.as_slice(), a.mask, a.planned, a.inserted),
+            (b.words.as_slice(), b.mask, b.planned, b.inserted)
+        );
+        assert!((0..50_000).all(|key| back.may_contain(key * 31)));
+        // Another run's file, a filter over the budget, a truncated or foreign file.
+        assert!(matches!(
+            JoinFilters::load(&path, 8, usize::MAX),
+            Err(SavedFilterError::Token { found: 7, expected: 8 })
+        ));
+        assert!(matches!(JoinFilters::load(&path, 7, 1 << 16), Err(SavedFilterError::Size { .. })));
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Size { .. })));
+        let mut huge = whole[..48].to_vec();
+        huge[40..48].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        std::fs::write(&path, &huge).unwrap();
+        assert!(
+            matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Size { .. })),
+            "no allocation from a header"
+        );
+        std::fs::write(&path, b"not a filter at all, but long enough").unwrap();
+        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Format)));
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Io(_))));
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub fn run_until(
             break;
         }
     }
+    stitcher.stop();
     let done = watcher.borrow().clone();
     Ok(done)
 }

@@ -158,6 +158,60 @@ pub struct StitchProgress {
     /// Bytes of the join filter, and how long its last build took.
     pub join_filter_bytes: usize,
     pub join_filter_build_seconds: f64,
+    /// Whether the filter in use at start was the one saved at the last clean stop.
+    pub join_filter_restored: bool,
+}
+
+/// The `stitch_state` entry holding the token of the join filter saved at the last clean
+/// stop (0: none to take back).
+const SAVED_JOIN_FILTER: &str = "join_filter_saved";
+
+/// The `stitch_state` entry holding the rows of `flow_edge_slots` after its last
+/// compaction.
+const EDGE_SLOTS_COMPACTED_ROWS: &str = "edge_slots_compacted_rows";
+
+/// The file a clean stop saves the join filter to: beside the database file.
+fn saved_join_filter_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".join-filter");
+    path.into()
+}
+
+/// Takes back the join filter saved at the last clean stop, if `token` (from
+/// `stitch_state`) says it is this file's; clears the token before anything is written,
+/// so the file is never taken again, and removes the file.
+fn take_saved_join_filter(
+    conn: &Connection,
+    path: &std::path::Path,
+    token: i64,
+    max_bytes: usize,
+) -> Result<Option<JoinFilters>, StoreError> {
+    let started = std::time::Instant::now();
+    let loaded = (token != 0).then(|| JoinFilters::load(path, token, max_bytes));
+    if token != 0 {
+        conn.execute(include_str!("../../queries/stitch_state_set.sql"), params![SAVED_JOIN_FILTER, 0])?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(error = %e, path = %path.display(), "removing the saved join filter failed")
+        }
+        _ => {}
+    }
+    match loaded {
+        Some(Ok(filters)) => {
+            tracing::info!(
+                bytes = filters.bytes(),
+                seconds = started.elapsed().as_secs_f64(),
+                "join filter taken back from the last stop"
+            );
+            Ok(Some(filters))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the saved join filter was not taken back; building it from the file");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 /// A recomputation of stored flows: the stitcher went back to commit `from` and is
@@ -260,6 +314,9 @@ pub struct Stitcher {
     edge_slots: EdgeSlotsSize,
     /// The join hashes written in the join window, and when it was built (stitcher clock).
     join_filter: JoinFilters,
+    /// Where the join filter is saved at a clean stop, and whether the one in use was.
+    saved_filter: std::path::PathBuf,
+    join_filter_restored: bool,
     /// Lookups made and skipped since the last progress report.
     lookups: (u64, u64),
     progress: watch::Sender<StitchProgress>,
@@ -307,10 +364,15 @@ impl Stitcher {
             Ok(())
         })?;
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
+        let saved_filter = saved_join_filter_path(store.path());
+        let saved_token = state.get(SAVED_JOIN_FILTER).copied().unwrap_or(0);
+        let join_filter = take_saved_join_filter(&conn, &saved_filter, saved_token, config.join_filter_bytes)?;
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
         Ok(Stitcher {
-            join_filter: JoinFilters::default(),
+            join_filter_restored: join_filter.is_some(),
+            join_filter: join_filter.unwrap_or_default(),
+            saved_filter,
             lookups: (0, 0),
             known_aliases,
             commits,
@@ -328,7 +390,10 @@ impl Stitcher {
             written_since_checkpoint: 0,
             spans_per_second: 0.0,
             queues_counted_through,
-            edge_slots: EdgeSlotsSize::compacted(edge_rows as usize),
+            edge_slots: EdgeSlotsSize::since_compaction(
+                state.get(EDGE_SLOTS_COMPACTED_ROWS).copied().unwrap_or(0) as usize,
+                edge_rows as usize,
+            ),
             progress,
         })
     }
@@ -359,12 +424,42 @@ impl Stitcher {
             match stopped.recv_timeout(wait) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 _ => {
+                    self.stop();
                     guard.stopped();
                     return;
                 }
             }
         })?;
         Ok(StitcherHandle { stop, thread: Some(thread), stage })
+    }
+
+    /// What a clean stop leaves for the next start: the join filter in use, saved beside
+    /// the database file, and its token in `stitch_state` (only once the file is whole).
+    pub fn stop(&mut self) {
+        let started = std::time::Instant::now();
+        let token = now_nanos().max(1);
+        match self.join_filter.save(&self.saved_filter, token) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "saving the join filter failed; the next start builds it");
+                let _ = std::fs::remove_file(&self.saved_filter);
+                return;
+            }
+        }
+        let noted =
+            self.conn.execute(include_str!("../../queries/stitch_state_set.sql"), params![SAVED_JOIN_FILTER, token]);
+        match noted {
+            Ok(_) => tracing::info!(
+                bytes = self.join_filter.bytes(),
+                seconds = started.elapsed().as_secs_f64(),
+                "join filter saved for the next start"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "noting the saved join filter failed; the next start builds it");
+                let _ = std::fs::remove_file(&self.saved_filter);
+            }
+        }
     }
 
     /// One round. Returns whether more committed data is waiting.
@@ -389,6 +484,7 @@ impl Stitcher {
             self.watermark = upper;
         }
         let written = self.write_dirty()?;
+        self.compact_edge_slots_if_due()?;
         self.save_watermark()?;
         self.evict(now_nanos());
         self.written_since_checkpoint += written;
@@ -432,6 +528,7 @@ impl Stitcher {
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
             (std::mem::take(&mut self.lookups), self.join_filter.bytes(), self.join_filter.last_build_seconds());
+        let join_filter_restored = self.join_filter_restored;
         let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
             p.stitched_seq = watermark;
@@ -448,6 +545,7 @@ impl Stitcher {
             p.lookups_skipped += lookups_skipped;
             p.join_filter_bytes = join_filter_bytes;
             p.join_filter_build_seconds = join_filter_build_seconds;
+            p.join_filter_restored = join_filter_restored;
         });
         Ok(upper < latest)
     }
@@ -880,17 +978,32 @@ impl Stitcher {
         self.dirty = deferred;
         self.learn_aliases(aliases.iter(), now)?;
         self.edge_slots.appended(edge_rows);
-        if self.edge_slots.due() {
-            let conn = &self.conn;
-            in_transaction(
-                conn,
-                || Ok(conn.execute_batch(include_str!("../../queries/flow_edge_slots_compact.sql"))?),
-            )?;
+        Ok(written)
+    }
+
+    /// Folds the map's sums into a row per cell once as many rows have been appended since
+    /// the last time as it then held (see `flow_edge_slots_compact.sql`).
+    fn compact_edge_slots_if_due(&mut self) -> Result<(), StoreError> {
+        if !self.edge_slots.due() {
+            return Ok(());
+        }
+        let conn = &self.conn;
+        let started = std::time::Instant::now();
+        let rows = in_transaction(conn, || {
+            conn.execute_batch(include_str!("../../queries/flow_edge_slots_compact.sql"))?;
             let rows: i64 =
                 conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
-            self.edge_slots = EdgeSlotsSize::compacted(rows as usize);
-        }
-        Ok(written)
+            conn.execute(include_str!("../../queries/stitch_state_set.sql"), params![EDGE_SLOTS_COMPACTED_ROWS, rows])?;
+            Ok(rows)
+        })?;
+        tracing::info!(
+            appended = self.edge_slots.appended,
+            rows,
+            seconds = started.elapsed().as_secs_f64(),
+            "flow map sums compacted"
+        );
+        self.edge_slots = EdgeSlotsSize::since_compaction(rows as usize, rows as usize);
+        Ok(())
     }
 
     /// Whether to leave a changed flow for a later round: a large flow written less than
@@ -1076,8 +1189,9 @@ impl EdgeSlotsSize {
     /// Appended rows that never warrant a compaction on their own.
     const FLOOR: usize = 100_000;
 
-    fn compacted(rows: usize) -> Self {
-        EdgeSlotsSize { compacted: rows, appended: 0 }
+    /// The table's size after its last compaction (as saved), and now.
+    fn since_compaction(compacted: usize, now: usize) -> Self {
+        EdgeSlotsSize { compacted, appended: now.saturating_sub(compacted) }
     }
 
     fn appended(&mut self, rows: usize) {
@@ -1225,6 +1339,26 @@ fn write_flows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_map_sums_are_compacted_once_the_rows_appended_since_outgrow_what_was_left() {
+        // (rows after the last compaction as saved, rows now, due)
+        for (compacted, now, due) in [
+            (0, 632_000, true),        // a file from before the count was saved
+            (71_000, 140_000, false),  // appended less than the floor
+            (71_000, 171_001, true),   // past the floor
+            (400_000, 700_000, false), // appended less than it held
+            (400_000, 800_001, true),  // doubled
+            (500_000, 300_000, false), // retention deleted rows since
+        ] {
+            assert_eq!(EdgeSlotsSize::since_compaction(compacted, now).due(), due, "{compacted} then {now}");
+        }
+        let mut size = EdgeSlotsSize::since_compaction(71_000, 71_000);
+        size.appended(100_000);
+        assert!(!size.due());
+        size.appended(1);
+        assert!(size.due());
+    }
 
     #[test]
     fn expected_lag_adds_the_time_the_backlog_takes() {

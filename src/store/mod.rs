@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (15, "stitch_state", include_str!("../../queries/migrations/015_stitch_state.sql")),
     (16, "commit_rows", include_str!("../../queries/migrations/016_commit_rows.sql")),
     (17, "chain_sums", include_str!("../../queries/migrations/017_chain_sums.sql")),
+    (18, "stitch_state_entries", include_str!("../../queries/migrations/018_stitch_state_entries.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
@@ -65,6 +66,7 @@ pub struct Store {
     /// Background writes (alert state, retention, metric roll-ups) take turns on this
     /// connection, so they never conflict with each other; ingest has its own writer.
     background: Mutex<Connection>,
+    path: PathBuf,
 }
 
 impl Store {
@@ -88,7 +90,17 @@ impl Store {
         let conn = Connection::open_with_flags(path, config)?;
         migrate(&conn)?;
         let background = Mutex::new(conn.try_clone()?);
-        Ok(Arc::new(Store { root: Mutex::new(conn), readers: Mutex::new(Vec::new()), background }))
+        Ok(Arc::new(Store {
+            root: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            background,
+            path: path.to_owned(),
+        }))
+    }
+
+    /// The database file: files that belong with it are named after it.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// A connection of its own, for a background stage that writes its own tables.

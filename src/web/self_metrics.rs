@@ -87,7 +87,7 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
 /// stored (issue 12), which these gauges let anyone check.
 pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
-    let gauges: [(&str, &str, f64); 9] = [
+    let gauges: [(&str, &str, f64); 10] = [
         (
             "flowscope_stitch_lag_seconds",
             "How long ago the oldest commit not yet stitched was received",
@@ -106,6 +106,11 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
             "flowscope_stitcher_join_filter_build_seconds",
             "How long the join filter's last completed build took (0 until the first completes)",
             p.join_filter_build_seconds,
+        ),
+        (
+            "flowscope_stitcher_join_filter_restored",
+            "1 when the join filter in use at start was the one saved at the last clean stop",
+            if p.join_filter_restored { 1.0 } else { 0.0 },
         ),
         (
             "flowscope_restitch_running",
