@@ -53,7 +53,7 @@ pub struct ServeArgs {
     /// Delete data older than this, e.g. 7d, 12h [default: 7d]
     #[arg(long, env = "FLOWSCOPE_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
-    /// Bytes of decoded rows that may wait for a commit before exporters are told to retry [default: 268435456]
+    /// Bytes of decoded rows that may wait for a commit before exporters are told to retry [default: an eighth of --memory-limit]
     #[arg(long, env = "FLOWSCOPE_QUEUE_BYTES", value_name = "BYTES")]
     pub queue_bytes: Option<usize>,
     /// Longest wait before a group commit, e.g. 200ms [default: 200ms]

@@ -77,7 +77,11 @@ fn ingest_overload_query_and_growth_benchmarks_run_and_report() {
         }
         for page in ["overview_page", "chain_page", "flow_page", "search_page"] {
             assert_eq!(step[format!("{page}_status")], 200, "{page}: {step}");
+            for figure in ["first_ms", "p95_ms"] {
+                assert!(step[format!("{page}_{figure}")].as_f64().is_some_and(|v| v > 0.0), "{page}: {step}");
+            }
         }
+        assert!(step["join_filter_restored"].is_boolean(), "{step}");
     }
 
     // The kept file, measured again: nothing is filled, and the steps it already exceeds
@@ -86,4 +90,5 @@ fn ingest_overload_query_and_growth_benchmarks_run_and_report() {
     let again = again["steps"].as_array().unwrap();
     assert_eq!(again.len(), 1, "{again:?}");
     assert!(again[0]["stored_spans"].as_u64() > steps[1]["stored_spans"].as_u64(), "{again:?} after {steps:?}");
+    assert_eq!(again[0]["join_filter_restored"], true, "saved by the last run's clean stop: {again:?}");
 }
