@@ -45,6 +45,9 @@ pub struct JoinFilter {
     /// Keys it was sized for, and keys inserted since it was built.
     planned: usize,
     inserted: usize,
+    /// It holds every hash written from this time on (stitcher clock): the start of the
+    /// window it was built from.
+    covers_from: i64,
 }
 
 /// splitmix64's finaliser: the stored hashes are FNV-1a of ids, whose bits are not
@@ -67,7 +70,7 @@ impl JoinFilter {
         let cap = max_bytes.saturating_mul(8).max(MIN_BITS);
         let cap = 1usize << (usize::BITS - 1 - cap.leading_zeros());
         let bits = wanted.min(cap);
-        JoinFilter { words: vec![0; bits / 64], mask: bits as u64 - 1, planned: keys, inserted: 0 }
+        JoinFilter { words: vec![0; bits / 64], mask: bits as u64 - 1, planned: keys, inserted: 0, covers_from: 0 }
     }
 
     /// The bits of a key: double hashing of one mixed hash.
@@ -105,7 +108,7 @@ impl JoinFilter {
 }
 
 /// The start of a saved filter: the format and its version.
-const SAVED_MAGIC: &[u8; 8] = b"fsjoinf1";
+const SAVED_MAGIC: &[u8; 8] = b"fsjoinf2";
 
 /// Why a saved filter was not taken back (then it is built from the file).
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,8 @@ pub enum SavedFilterError {
     Format,
     #[error("the saved join filter was saved by another run (token {found}, expected {expected})")]
     Token { found: i64, expected: i64 },
+    #[error("the saved join filter holds hashes written since {covers_from}, not since {needed_from} (the join window grew)")]
+    Window { covers_from: i64, needed_from: i64 },
     #[error("the saved join filter's size ({bytes} bytes) is not a filter's or exceeds its budget")]
     Size { bytes: u64 },
 }
@@ -215,6 +220,7 @@ fn read_window(
     let count: i64 = conn.query_row(include_str!("../../queries/stitch_join_hash_count.sql"), [since], |r| r.get(0))?;
     // Room to double before it is overfull.
     let mut filter = JoinFilter::sized((count.max(0) as usize).saturating_mul(2), max_bytes);
+    filter.covers_from = since;
     bytes.store(filter.bytes(), Ordering::Relaxed);
     let mut stmt = conn.prepare(include_str!("../../queries/stitch_join_hashes.sql"))?;
     // Streamed: `query_arrow` would hold every hash of the window in DuckDB's memory
@@ -241,7 +247,8 @@ impl JoinFilters {
         let file = std::fs::File::create(&temporary)?;
         let mut out = BufWriter::new(file);
         out.write_all(SAVED_MAGIC)?;
-        for field in [token as u64, self.started as u64, filter.planned as u64, filter.inserted as u64] {
+        let fields = [token, self.started, filter.covers_from, filter.planned as i64, filter.inserted as i64];
+        for field in fields.map(|f| f as u64) {
             out.write_all(&field.to_le_bytes())?;
         }
         out.write_all(&(filter.words.len() as u64).to_le_bytes())?;
@@ -255,8 +262,10 @@ impl JoinFilters {
     }
 
     /// The filters as saved at `path` with `token`: the saved filter in use, nothing being
-    /// built. A file of another token, format or of more than `max_bytes` is refused.
-    pub fn load(path: &Path, token: i64, max_bytes: usize) -> Result<JoinFilters, SavedFilterError> {
+    /// built. A file of another token, format or of more than `max_bytes` is refused, and
+    /// so is a filter that does not hold every hash written since `needed_from` (the join
+    /// window grew since it was built).
+    pub fn load(path: &Path, token: i64, max_bytes: usize, needed_from: i64) -> Result<JoinFilters, SavedFilterError> {
         let file = std::fs::File::open(path)?;
         let file_bytes = file.metadata()?.len();
         let mut input = BufReader::new(file);
@@ -269,17 +278,21 @@ impl JoinFilters {
         if found != token {
             return Err(SavedFilterError::Token { found, expected: token });
         }
-        let (started, planned, inserted) = (read_u64(&mut input)? as i64, read_u64(&mut input)?, read_u64(&mut input)?);
+        let (started, covers_from) = (read_u64(&mut input)? as i64, read_u64(&mut input)? as i64);
+        if covers_from > needed_from {
+            return Err(SavedFilterError::Window { covers_from, needed_from });
+        }
+        let (planned, inserted) = (read_u64(&mut input)?, read_u64(&mut input)?);
         let words = read_u64(&mut input)?;
         let bytes = words.saturating_mul(8);
-        let header = SAVED_MAGIC.len() as u64 + 5 * 8;
+        let header = SAVED_MAGIC.len() as u64 + 6 * 8;
         let fits = bytes <= (max_bytes as u64).max(MIN_BITS as u64 / 8);
         if !words.is_power_of_two() || words < (MIN_BITS / 64) as u64 || !fits || file_bytes != header + bytes {
             return Err(SavedFilterError::Size { bytes });
         }
         let words = (0..words).map(|_| read_u64(&mut input)).collect::<Result<Vec<u64>, _>>()?;
         let mask = words.len() as u64 * 64 - 1;
-        let filter = JoinFilter { words, mask, planned: planned as usize, inserted: inserted as usize };
+        let filter = JoinFilter { words, mask, planned: planned as usize, inserted: inserted as usize, covers_from };
         Ok(JoinFilters { current: Some(filter), building: None, started, last_build: None })
     }
 
@@ -486,7 +499,7 @@ mod tests {
             filters.insert(key * 31);
         }
         assert!(filters.save(&path, 7).unwrap());
-        let back = JoinFilters::load(&path, 7, usize::MAX).unwrap();
+        let back = JoinFilters::load(&path, 7, usize::MAX, 1000).unwrap();
         assert_eq!(back.started, 1234);
         assert!(back.building.is_none());
         let (a, b) = (filters.current.as_ref().unwrap(), back.current.as_ref().unwrap());
@@ -497,24 +510,24 @@ mod tests {
         assert!((0..50_000).all(|key| back.may_contain(key * 31)));
         // Another run's file, a filter over the budget, a truncated or foreign file.
         assert!(matches!(
-            JoinFilters::load(&path, 8, usize::MAX),
+            JoinFilters::load(&path, 8, usize::MAX, 1000),
             Err(SavedFilterError::Token { found: 7, expected: 8 })
         ));
-        assert!(matches!(JoinFilters::load(&path, 7, 1 << 16), Err(SavedFilterError::Size { .. })));
+        assert!(matches!(JoinFilters::load(&path, 7, 1 << 16, 1000), Err(SavedFilterError::Size { .. })));
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
-        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Size { .. })));
-        let mut huge = whole[..48].to_vec();
-        huge[40..48].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX, 1000), Err(SavedFilterError::Size { .. })));
+        let mut huge = whole[..56].to_vec();
+        huge[48..56].copy_from_slice(&(1u64 << 60).to_le_bytes());
         std::fs::write(&path, &huge).unwrap();
         assert!(
-            matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Size { .. })),
+            matches!(JoinFilters::load(&path, 7, usize::MAX, 1000), Err(SavedFilterError::Size { .. })),
             "no allocation from a header"
         );
         std::fs::write(&path, b"not a filter at all, but long enough").unwrap();
-        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Format)));
+        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX, 1000), Err(SavedFilterError::Format)));
         std::fs::write(&path, b"short").unwrap();
-        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX), Err(SavedFilterError::Io(_))));
+        assert!(matches!(JoinFilters::load(&path, 7, usize::MAX, 1000), Err(SavedFilterError::Io(_))));
     }
 
     #[test]

@@ -133,6 +133,13 @@ impl Default for StitchConfig {
     }
 }
 
+impl StitchConfig {
+    /// The join window in nanoseconds.
+    fn window_nanos(&self) -> i64 {
+        self.join_window.as_nanos().min(i64::MAX as u128) as i64
+    }
+}
+
 /// What the rest of flowscope can see of the stitcher's progress.
 #[derive(Debug, Default, Clone)]
 pub struct StitchProgress {
@@ -185,9 +192,10 @@ fn take_saved_join_filter(
     path: &std::path::Path,
     token: i64,
     max_bytes: usize,
+    window: i64,
 ) -> Result<Option<JoinFilters>, StoreError> {
     let started = std::time::Instant::now();
-    let loaded = (token != 0).then(|| JoinFilters::load(path, token, max_bytes));
+    let loaded = (token != 0).then(|| JoinFilters::load(path, token, max_bytes, now_nanos().saturating_sub(window)));
     if token != 0 {
         conn.execute(include_str!("../../queries/stitch_state_set.sql"), params![SAVED_JOIN_FILTER, 0])?;
     }
@@ -366,7 +374,8 @@ impl Stitcher {
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
         let saved_filter = saved_join_filter_path(store.path());
         let saved_token = state.get(SAVED_JOIN_FILTER).copied().unwrap_or(0);
-        let join_filter = take_saved_join_filter(&conn, &saved_filter, saved_token, config.join_filter_bytes)?;
+        let join_filter =
+            take_saved_join_filter(&conn, &saved_filter, saved_token, config.join_filter_bytes, config.window_nanos())?;
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
         Ok(Stitcher {
@@ -523,8 +532,7 @@ impl Stitcher {
             None => expected_lag(lag, backlog, self.spans_per_second),
         };
         self.commits.report_stitch_lag(expected);
-        let window = self.config.join_window.as_nanos().min(i64::MAX as u128) as i64;
-        self.join_filter.advance(&self.conn, now_nanos(), window, self.config.join_filter_bytes)?;
+        self.join_filter.advance(&self.conn, now_nanos(), self.config.window_nanos(), self.config.join_filter_bytes)?;
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
             (std::mem::take(&mut self.lookups), self.join_filter.bytes(), self.join_filter.last_build_seconds());
@@ -687,7 +695,7 @@ impl Stitcher {
             return Ok(HashSet::default());
         }
         self.lookups.0 += 1;
-        let since = now_nanos().saturating_sub(self.config.join_window.as_nanos().min(i64::MAX as u128) as i64);
+        let since = now_nanos().saturating_sub(self.config.window_nanos());
         let conn = &self.conn;
         conn.execute_batch(include_str!("../../queries/stitch_lookup_clear.sql"))?;
         {
