@@ -27,6 +27,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::store::StoreError;
+use crate::text::now_nanos;
+
+/// The `stitch_state` entry holding the token of the filter saved at the last clean stop
+/// (0: none to take back).
+pub const SAVED_TOKEN: &str = "join_filter_saved";
+
+/// The file a clean stop saves the filter to: beside the database file.
+pub fn saved_path(db: &Path) -> std::path::PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".join-filter");
+    path.into()
+}
 
 /// Bits per key and hash functions (the optimum for that many bits): a false positive
 /// about once in 2,000 hashes. It has to be rare: a round probes a hash per new trace,
@@ -121,6 +133,8 @@ pub enum SavedFilterError {
     Token { found: i64, expected: i64 },
     #[error("the saved join filter holds hashes written since {covers_from}, not since {needed_from} (the join window grew)")]
     Window { covers_from: i64, needed_from: i64 },
+    #[error("noting the saved join filter in the database: {0}")]
+    Note(String),
     #[error("the saved join filter's size ({bytes} bytes) is not a filter's or exceeds its budget")]
     Size { bytes: u64 },
 }
@@ -140,6 +154,8 @@ pub struct JoinFilters {
     started: i64,
     /// How long the last build that completed took.
     last_build: Option<std::time::Duration>,
+    /// Whether the filter in use at start was the one saved at the last clean stop.
+    restored: bool,
 }
 
 /// A build running on a thread and connection of its own, so that the stitcher never
@@ -293,13 +309,84 @@ impl JoinFilters {
         let words = (0..words).map(|_| read_u64(&mut input)).collect::<Result<Vec<u64>, _>>()?;
         let mask = words.len() as u64 * 64 - 1;
         let filter = JoinFilter { words, mask, planned: planned as usize, inserted: inserted as usize, covers_from };
-        Ok(JoinFilters { current: Some(filter), building: None, started, last_build: None })
+        Ok(JoinFilters { current: Some(filter), building: None, started, last_build: None, restored: true })
+    }
+
+    /// Saves the filter in use to `path` for the next start, then notes its token in
+    /// `stitch_state`: only a whole file is ever noted. A failure is reported and leaves
+    /// no file; the next start builds the filter from the database.
+    pub fn save_for_next_start(&self, conn: &Connection, path: &Path) {
+        let started = std::time::Instant::now();
+        let token = now_nanos().max(1);
+        let noted = self.save(path, token).and_then(|saved| {
+            if saved {
+                conn.execute(include_str!("../../queries/stitch_state_set.sql"), duckdb::params![SAVED_TOKEN, token])
+                    .map_err(|e| SavedFilterError::Note(e.to_string()))?;
+            }
+            Ok(saved)
+        });
+        match noted {
+            Ok(false) => {}
+            Ok(true) => tracing::info!(
+                bytes = self.bytes(),
+                seconds = started.elapsed().as_secs_f64(),
+                "join filter saved for the next start"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "saving the join filter failed; the next start builds it");
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// The filters to start with: the one saved at `path` by the last clean stop when
+    /// `token` (from `stitch_state`) says it is this database's and it holds every hash
+    /// written since `needed_from`; none otherwise. The token is cleared and the file
+    /// removed before anything is written, so a saved filter is taken back once.
+    pub fn take_saved(
+        conn: &Connection,
+        path: &Path,
+        token: i64,
+        max_bytes: usize,
+        needed_from: i64,
+    ) -> Result<JoinFilters, StoreError> {
+        let started = std::time::Instant::now();
+        let loaded = (token != 0).then(|| JoinFilters::load(path, token, max_bytes, needed_from));
+        if token != 0 {
+            conn.execute(include_str!("../../queries/stitch_state_set.sql"), duckdb::params![SAVED_TOKEN, 0])?;
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, path = %path.display(), "removing the saved join filter failed")
+            }
+            _ => {}
+        }
+        Ok(match loaded {
+            Some(Ok(filters)) => {
+                tracing::info!(
+                    bytes = filters.bytes(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "join filter taken back from the last stop"
+                );
+                filters
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the saved join filter was not taken back; building it from the database");
+                JoinFilters::default()
+            }
+            None => JoinFilters::default(),
+        })
+    }
+
+    /// Whether the filter in use at start was the one saved at the last clean stop.
+    pub fn restored(&self) -> bool {
+        self.restored
     }
 
     /// False only for a hash never written in the window; true for any while no filter
     /// is complete.
     pub fn may_contain(&self, key: i64) -> bool {
-        self.current.as_ref().map_or(true, |f| f.may_contain(key))
+        self.current.as_ref().is_none_or(|f| f.may_contain(key))
     }
 
     /// Records a hash being written.
@@ -493,8 +580,9 @@ mod tests {
         let path = dir.path().join("x.duckdb.join-filter");
         assert!(!JoinFilters::default().save(&path, 7).unwrap(), "no filter in use: nothing saved");
         assert!(!path.exists());
-        let mut filters =
-            JoinFilters { current: Some(JoinFilter::sized(50_000, usize::MAX)), started: 1234, ..Default::default() };
+        let mut filter = JoinFilter::sized(50_000, usize::MAX);
+        filter.covers_from = 1000;
+        let mut filters = JoinFilters { current: Some(filter), started: 1234, ..Default::default() };
         for key in 0..50_000 {
             filters.insert(key * 31);
         }
@@ -504,9 +592,15 @@ mod tests {
         assert!(back.building.is_none());
         let (a, b) = (filters.current.as_ref().unwrap(), back.current.as_ref().unwrap());
         assert_eq!(
-            (a.words.as_slice(), a.mask, a.planned, a.inserted),
-            (b.words.as_slice(), b.mask, b.planned, b.inserted)
+            (a.words.as_slice(), a.mask, a.planned, a.inserted, a.covers_from),
+            (b.words.as_slice(), b.mask, b.planned, b.inserted, b.covers_from)
         );
+        assert!(back.restored() && !filters.restored());
+        // A window that grew since: hashes written before 1000 were never put in.
+        assert!(matches!(
+            JoinFilters::load(&path, 7, usize::MAX, 999),
+            Err(SavedFilterError::Window { covers_from: 1000, needed_from: 999 })
+        ));
         assert!((0..50_000).all(|key| back.may_contain(key * 31)));
         // Another run's file, a filter over the budget, a truncated or foreign file.
         assert!(matches!(

@@ -75,7 +75,7 @@ use tokio::sync::watch;
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
 use super::edges::{self, EdgeChanges};
 use super::intake::{self, NewRows};
-use super::join_filter::JoinFilters;
+use super::join_filter::{self, JoinFilters};
 use super::joiner::{self, JoinKey, Joiner, TraceId};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
@@ -169,58 +169,9 @@ pub struct StitchProgress {
     pub join_filter_restored: bool,
 }
 
-/// The `stitch_state` entry holding the token of the join filter saved at the last clean
-/// stop (0: none to take back).
-const SAVED_JOIN_FILTER: &str = "join_filter_saved";
-
 /// The `stitch_state` entry holding the rows of `flow_edge_slots` after its last
 /// compaction.
 const EDGE_SLOTS_COMPACTED_ROWS: &str = "edge_slots_compacted_rows";
-
-/// The file a clean stop saves the join filter to: beside the database file.
-fn saved_join_filter_path(db: &std::path::Path) -> std::path::PathBuf {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".join-filter");
-    path.into()
-}
-
-/// Takes back the join filter saved at the last clean stop, if `token` (from
-/// `stitch_state`) says it is this file's; clears the token before anything is written,
-/// so the file is never taken again, and removes the file.
-fn take_saved_join_filter(
-    conn: &Connection,
-    path: &std::path::Path,
-    token: i64,
-    max_bytes: usize,
-    window: i64,
-) -> Result<Option<JoinFilters>, StoreError> {
-    let started = std::time::Instant::now();
-    let loaded = (token != 0).then(|| JoinFilters::load(path, token, max_bytes, now_nanos().saturating_sub(window)));
-    if token != 0 {
-        conn.execute(include_str!("../../queries/stitch_state_set.sql"), params![SAVED_JOIN_FILTER, 0])?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            tracing::warn!(error = %e, path = %path.display(), "removing the saved join filter failed")
-        }
-        _ => {}
-    }
-    match loaded {
-        Some(Ok(filters)) => {
-            tracing::info!(
-                bytes = filters.bytes(),
-                seconds = started.elapsed().as_secs_f64(),
-                "join filter taken back from the last stop"
-            );
-            Ok(Some(filters))
-        }
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "the saved join filter was not taken back; building it from the file");
-            Ok(None)
-        }
-        None => Ok(None),
-    }
-}
 
 /// A recomputation of stored flows: the stitcher went back to commit `from` and is
 /// stitching again up to `to` (the last commit when it started).
@@ -322,9 +273,8 @@ pub struct Stitcher {
     edge_slots: EdgeSlotsSize,
     /// The join hashes written in the join window, and when it was built (stitcher clock).
     join_filter: JoinFilters,
-    /// Where the join filter is saved at a clean stop, and whether the one in use was.
+    /// Where the join filter is saved at a clean stop.
     saved_filter: std::path::PathBuf,
-    join_filter_restored: bool,
     /// Lookups made and skipped since the last progress report.
     lookups: (u64, u64),
     progress: watch::Sender<StitchProgress>,
@@ -372,15 +322,18 @@ impl Stitcher {
             Ok(())
         })?;
         let known_aliases = super::queries::stored_queue_aliases(&conn)?.into_iter().collect();
-        let saved_filter = saved_join_filter_path(store.path());
-        let saved_token = state.get(SAVED_JOIN_FILTER).copied().unwrap_or(0);
-        let join_filter =
-            take_saved_join_filter(&conn, &saved_filter, saved_token, config.join_filter_bytes, config.window_nanos())?;
+        let saved_filter = join_filter::saved_path(store.path());
+        let join_filter = JoinFilters::take_saved(
+            &conn,
+            &saved_filter,
+            state.get(join_filter::SAVED_TOKEN).copied().unwrap_or(0),
+            config.join_filter_bytes,
+            now_nanos().saturating_sub(config.window_nanos()),
+        )?;
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
         Ok(Stitcher {
-            join_filter_restored: join_filter.is_some(),
-            join_filter: join_filter.unwrap_or_default(),
+            join_filter,
             saved_filter,
             lookups: (0, 0),
             known_aliases,
@@ -442,33 +395,10 @@ impl Stitcher {
         Ok(StitcherHandle { stop, thread: Some(thread), stage })
     }
 
-    /// What a clean stop leaves for the next start: the join filter in use, saved beside
-    /// the database file, and its token in `stitch_state` (only once the file is whole).
+    /// What a clean stop leaves for the next start: the join filter in use (see
+    /// [`JoinFilters::save_for_next_start`]).
     pub fn stop(&mut self) {
-        let started = std::time::Instant::now();
-        let token = now_nanos().max(1);
-        match self.join_filter.save(&self.saved_filter, token) {
-            Ok(false) => return,
-            Ok(true) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "saving the join filter failed; the next start builds it");
-                let _ = std::fs::remove_file(&self.saved_filter);
-                return;
-            }
-        }
-        let noted =
-            self.conn.execute(include_str!("../../queries/stitch_state_set.sql"), params![SAVED_JOIN_FILTER, token]);
-        match noted {
-            Ok(_) => tracing::info!(
-                bytes = self.join_filter.bytes(),
-                seconds = started.elapsed().as_secs_f64(),
-                "join filter saved for the next start"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "noting the saved join filter failed; the next start builds it");
-                let _ = std::fs::remove_file(&self.saved_filter);
-            }
-        }
+        self.join_filter.save_for_next_start(&self.conn, &self.saved_filter);
     }
 
     /// One round. Returns whether more committed data is waiting.
@@ -536,7 +466,7 @@ impl Stitcher {
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
             (std::mem::take(&mut self.lookups), self.join_filter.bytes(), self.join_filter.last_build_seconds());
-        let join_filter_restored = self.join_filter_restored;
+        let join_filter_restored = self.join_filter.restored();
         let (cached_traces, cached_spans) = (self.cache.len(), self.cache.values().map(|c| c.spans.len()).sum());
         self.progress.send_modify(|p| {
             p.stitched_seq = watermark;
