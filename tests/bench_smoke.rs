@@ -19,7 +19,7 @@ fn bench(args: &[&str]) -> serde_json::Value {
 }
 
 #[test]
-fn ingest_overload_query_and_growth_benchmarks_run_and_report() {
+fn ingest_overload_query_growth_and_stitch_benchmarks_run_and_report() {
     let ingest = bench(&["ingest", "--seconds", "2", "--connections", "2", "--batch", "200"]);
     for key in [
         "committed_spans_per_s",
@@ -91,4 +91,14 @@ fn ingest_overload_query_and_growth_benchmarks_run_and_report() {
     assert_eq!(again.len(), 1, "{again:?}");
     assert!(again[0]["stored_spans"].as_u64() > steps[1]["stored_spans"].as_u64(), "{again:?} after {steps:?}");
     assert_eq!(again[0]["join_filter_restored"], true, "saved by the last run's clean stop: {again:?}");
+
+    // The stitcher alone, on the same file: every stored span (those the last run found,
+    // and those its ingest added) is stitched again.
+    let stitch = bench(&["stitch", "--db", db]);
+    let stored = again[0]["stored_spans"].as_u64().unwrap();
+    assert!(stitch["spans_stitched"].as_u64().is_some_and(|s| s > stored), "{stitch} after {again:?}");
+    assert!(stitch["flows_written"].as_u64().is_some_and(|f| f > 0), "{stitch}");
+    for key in ["stitcher_thread_cpu_s_per_million", "process_cpu_s_per_million", "spans_per_s"] {
+        assert!(stitch[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {stitch}");
+    }
 }

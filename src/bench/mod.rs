@@ -45,6 +45,9 @@ pub enum BenchCommand {
     Overload(LoadArgs),
     /// Restart time, memory, page latency and ingest as stored data grows
     Growth(growth::GrowthArgs),
+    /// The stitcher alone: every stored flow recomputed (as `flowscope restitch` does),
+    /// its CPU per span
+    Stitch(StitchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -80,12 +83,26 @@ pub struct QueryArgs {
     pub out: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct StitchArgs {
+    /// Spans to store first, when the file does not exist yet
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spans: usize,
+    /// Restitch this file (filled first if it does not exist); it is rewritten in place
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Write the figures as JSON here
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
     let (report, out) = match command {
         BenchCommand::Ingest(a) => (ingest(&a).await?, a.out),
         BenchCommand::Query(a) => (query(&a).await?, a.out),
         BenchCommand::Overload(a) => (overload(&a).await?, a.out),
         BenchCommand::Growth(a) => (growth::growth(&a).await?, a.out),
+        BenchCommand::Stitch(a) => (stitch(&a).await?, a.out),
     };
     print_table(&report);
     if let Some(path) = out {
@@ -536,4 +553,49 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
         report[k] = v;
     }
     Ok(report)
+}
+
+/// CPU seconds of `clock` (`CLOCK_PROCESS_CPUTIME_ID` or `CLOCK_THREAD_CPUTIME_ID`).
+fn cpu_clock(clock: libc::clockid_t) -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(clock, &mut t) } != 0 {
+        return 0.0;
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Recomputes every flow of a filled file in this process, on this thread, as
+/// `flowscope restitch` does, and reports the stitcher's cost per span. Unlike
+/// `bench ingest`, nothing else competes for the cores and every round reads its rows
+/// from the file, so runs on one file compare closely.
+async fn stitch(args: &StitchArgs) -> Result<Value, BenchError> {
+    use crate::flows::restitch::{self, Scope};
+    let dir = tempfile_dir()?;
+    let db = args.db.clone().unwrap_or_else(|| dir.join("stitch.duckdb"));
+    let filled = if db.exists() { stored_spans(&db)? } else { fill(&db, 0, args.spans).await? };
+    println!("{filled} spans stored");
+    let config = crate::config::Config::with_db(db.clone()).stitch;
+    let store = Store::open(&db)?;
+    restitch::begin(&store, Scope::All)?;
+    let (process0, thread0, started) =
+        (cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID), cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID), Instant::now());
+    let done = tokio::task::block_in_place(|| restitch::run(&store, config, Duration::from_secs(3600), |_| {}))?;
+    let (process_s, thread_s, seconds) = (
+        cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID) - process0,
+        cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID) - thread0,
+        started.elapsed().as_secs_f64(),
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    let per_million = |cpu: f64| (cpu / (done.spans_stitched.max(1) as f64 / 1e6) * 100.0).round() / 100.0;
+    Ok(json!({
+        "spans_stitched": done.spans_stitched,
+        "flows_written": done.flows_written,
+        "rounds": done.rounds,
+        "seconds": (seconds * 100.0).round() / 100.0,
+        "spans_per_s": (done.spans_stitched as f64 / seconds).round(),
+        "stitcher_thread_cpu_s_per_million": per_million(thread_s),
+        "process_cpu_s_per_million": per_million(process_s),
+    }))
 }
