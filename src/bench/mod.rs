@@ -566,9 +566,10 @@ fn cpu_clock(clock: libc::clockid_t) -> f64 {
 }
 
 /// Recomputes every flow of a filled file in this process, on this thread, as
-/// `flowscope restitch` does, and reports the stitcher's cost per span. Unlike
-/// `bench ingest`, nothing else competes for the cores and every round reads its rows
-/// from the file, so runs on one file compare closely.
+/// `flowscope restitch` does, and reports the stitcher's cost per span. Unlike under
+/// `bench ingest`, no writer or client competes for the cores and every round reads its
+/// rows from the file; the machine's own speed still varies, so compare runs on one file
+/// made back to back.
 async fn stitch(args: &StitchArgs) -> Result<Value, BenchError> {
     use crate::flows::restitch::{self, Scope};
     let dir = tempfile_dir()?;
