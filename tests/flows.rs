@@ -729,17 +729,18 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
             "DELETE FROM flow_edge_slots WHERE kind IN ('flow', 'service_time', 'queue_wait', 'retry_delay')",
         )
         .unwrap();
-        let stored: Vec<(String, String)> = conn
-            .prepare("SELECT flow_id, edges FROM flows")
+        let stored: Vec<(String, String, i64)> = conn
+            .prepare("SELECT flow_id, edges, start_unix_nano FROM flows")
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        for (flow_id, cells) in stored {
-            let mut cells = edges::parse_cells(Some(&cells));
+        for (flow_id, cells, start) in stored {
+            let mut cells = edges::parse_cells(Some(&cells), start);
             cells.retain(|k, _| k.kind.on_map());
-            conn.execute("UPDATE flows SET edges = ? WHERE flow_id = ?", [edges::cells_json(&cells), flow_id]).unwrap();
+            let cells = edges::cells_json(&cells, start);
+            conn.execute("UPDATE flows SET edges = ? WHERE flow_id = ?", [cells, flow_id]).unwrap();
         }
         let stripped: i64 =
             conn.query_row("SELECT count(*) FROM flows WHERE edges LIKE '%\"flow\"%'", [], |r| r.get(0)).unwrap();

@@ -310,18 +310,22 @@ pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
 }
 
 /// A cell as `flows.edges` stores it: `[slot, kind, source, target, system, bucket, n,
-/// errors, retries, dead_letters]`. An array per cell keeps the column small, and puts
+/// errors, retries, dead_letters]`, the slot counted in slots from the one the flow starts
+/// in (mostly 0: the 19 digits of a time were a quarter of the column, written for every
+/// cell of every flow). An array per cell keeps the column small, and puts
 /// `"kind","source","target"` side by side, which is how the edge page finds the flows
 /// that crossed an edge (see [`edge_needle`]).
 #[derive(Serialize, Deserialize)]
 struct StoredCell(i64, EdgeKind, String, String, Option<String>, Option<i16>, i64, i64, i64, i64);
 
-pub fn cells_json(cells: &Cells) -> String {
+/// `flows.edges` for the cells of a flow starting at `flow_start`.
+pub fn cells_json(cells: &Cells, flow_start: i64) -> String {
+    let first = slot_of(flow_start);
     let stored: Vec<StoredCell> = cells
         .iter()
         .map(|(k, c)| {
             StoredCell(
-                k.slot,
+                (k.slot - first) / SLOT_NS,
                 k.kind,
                 k.source.clone(),
                 k.target.clone(),
@@ -337,13 +341,17 @@ pub fn cells_json(cells: &Cells) -> String {
     serde_json::to_string(&stored).expect("cells serialize")
 }
 
-/// Reads `flows.edges`; a missing or unreadable value (a flow written before migration
-/// 014) has no cells.
-pub fn parse_cells(json: Option<&str>) -> Cells {
+/// Reads `flows.edges` of a flow starting at `flow_start`; a missing or unreadable value
+/// (a flow written before migration 014) has no cells.
+pub fn parse_cells(json: Option<&str>, flow_start: i64) -> Cells {
+    let first = slot_of(flow_start);
     let stored: Vec<StoredCell> = json.and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
     stored
         .into_iter()
         .map(|StoredCell(slot, kind, source, target, system, bucket, n, errors, retries, dead_letters)| {
+            // Older versions stored the slot's time itself (a multiple of a slot, never
+            // within one of zero for a real time); an offset is never that large.
+            let slot = if slot.abs() >= SLOT_NS { slot } else { first + slot * SLOT_NS };
             (CellKey { slot, kind, source, target, system, bucket }, CellCounts { n, errors, retries, dead_letters })
         })
         .collect()
@@ -474,12 +482,25 @@ mod tests {
         let spans = checkout();
         let refs: Vec<&SpanFacts> = spans.iter().collect();
         let cells = flow_cells(&refs, &analyze(&refs, &DeadLetterPatterns::default()));
-        let json = cells_json(&cells);
-        assert_eq!(parse_cells(Some(&json)), cells);
+        let start = spans.iter().map(|s| s.start).min().unwrap();
+        let json = cells_json(&cells, start);
+        assert_eq!(parse_cells(Some(&json), start), cells);
+        assert!(json.starts_with("[[0,"), "slots from the flow's first: {json}");
         assert!(json.contains(&edge_needle(EdgeKind::Call, "service:web", "service:api")));
         assert!(!json.contains(&edge_needle(EdgeKind::Call, "service:api", "service:web")));
-        assert!(parse_cells(None).is_empty());
-        assert!(parse_cells(Some("not json")).is_empty());
+        assert!(parse_cells(None, start).is_empty());
+        assert!(parse_cells(Some("not json"), start).is_empty());
+        // As older versions stored them, the slot's time itself.
+        let absolute = |slot: i64| format!(r#"[[{slot},"entry","","service:web",null,null,1,0,0,0]]"#);
+        for slot in [slot_of(start), slot_of(start) + 3 * SLOT_NS] {
+            let old = parse_cells(Some(&absolute(slot)), start);
+            assert_eq!(old.keys().map(|k| k.slot).collect::<Vec<_>>(), vec![slot]);
+            assert_eq!(parse_cells(Some(&cells_json(&old, start)), start), old);
+        }
+        // A cell in a later slot than the flow's first.
+        let later: Cells =
+            cells.iter().map(|(k, c)| (CellKey { slot: k.slot + 2 * SLOT_NS, ..k.clone() }, *c)).collect();
+        assert_eq!(parse_cells(Some(&cells_json(&later, start)), start), later);
 
         let mut changes = EdgeChanges::default();
         changes.apply("web GET", 7, &cells, 1);

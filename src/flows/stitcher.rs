@@ -869,8 +869,9 @@ impl Stitcher {
             let mut edge_changes = EdgeChanges::default();
             let mut subtract = |rows: &mut duckdb::Rows<'_>| -> Result<(), StoreError> {
                 while let Some(r) = rows.next()? {
-                    let (chain, seq, cells): (String, i64, Option<String>) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                    edge_changes.apply(&chain, seq, &edges::parse_cells(cells.as_deref()), -1);
+                    let (chain, seq, cells, start): (String, i64, Option<String>, i64) =
+                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                    edge_changes.apply(&chain, seq, &edges::parse_cells(cells.as_deref(), start), -1);
                 }
                 Ok(())
             };
@@ -1186,7 +1187,7 @@ fn write_flows(
         f.truncated.append_value(*truncated);
         f.steps.append_value(super::breakdown::steps_json(&a.steps));
         let cells = edges::flow_cells(spans, a);
-        f.edges.append_value(edges::cells_json(&cells));
+        f.edges.append_value(edges::cells_json(&cells, a.start));
         edge_changes.apply(&a.chain, last_commit_seq, &cells, 1);
         for t in members {
             let r = &mut trace_rows;
