@@ -348,11 +348,15 @@ pub fn parse_cells(json: Option<&str>, flow_start: i64) -> Cells {
     let stored: Vec<StoredCell> = json.and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
     stored
         .into_iter()
-        .map(|StoredCell(slot, kind, source, target, system, bucket, n, errors, retries, dead_letters)| {
+        .filter_map(|StoredCell(slot, kind, source, target, system, bucket, n, errors, retries, dead_letters)| {
             // Older versions stored the slot's time itself (a multiple of a slot, never
-            // within one of zero for a real time); an offset is never that large.
-            let slot = if slot.abs() >= SLOT_NS { slot } else { first + slot * SLOT_NS };
-            (CellKey { slot, kind, source, target, system, bucket }, CellCounts { n, errors, retries, dead_letters })
+            // within one of zero for a real time); an offset is never that large. An
+            // offset no time can have (edited by hand?) is no cell.
+            let slot = if slot.abs() >= SLOT_NS { Some(slot) } else { first.checked_add(slot.checked_mul(SLOT_NS)?) }?;
+            Some((
+                CellKey { slot, kind, source, target, system, bucket },
+                CellCounts { n, errors, retries, dead_letters },
+            ))
         })
         .collect()
 }
@@ -490,6 +494,8 @@ mod tests {
         assert!(!json.contains(&edge_needle(EdgeKind::Call, "service:api", "service:web")));
         assert!(parse_cells(None, start).is_empty());
         assert!(parse_cells(Some("not json"), start).is_empty());
+        let beyond = r#"[[59999999999,"entry","","service:web",null,null,1,0,0,0]]"#;
+        assert!(parse_cells(Some(beyond), start).is_empty(), "an offset past any time is no cell");
         // As older versions stored them, the slot's time itself.
         let absolute = |slot: i64| format!(r#"[[{slot},"entry","","service:web",null,null,1,0,0,0]]"#);
         for slot in [slot_of(start), slot_of(start) + 3 * SLOT_NS] {
