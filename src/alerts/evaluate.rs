@@ -24,7 +24,7 @@ pub struct Observation {
 }
 
 pub fn in_scope(scope: &str, system: Option<&str>, name: &str, its_system: &str) -> bool {
-    glob(scope.to_ascii_lowercase().as_bytes(), name.to_ascii_lowercase().as_bytes())
+    glob(scope.as_bytes(), name.as_bytes())
         && system
             .is_none_or(|s| s.eq_ignore_ascii_case(its_system) || s.replace('.', "_").eq_ignore_ascii_case(its_system))
 }

@@ -353,6 +353,8 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
         "seconds": elapsed.as_secs_f64(),
         "connections": args.connections,
         "spans_stitched_at_end": stitching["spans_stitched"],
+        "flows_written_at_end": stitching["flows_written"],
+        "stitch_rounds_at_end": stitching["rounds"],
         "stitch_lag_s_max": lag_every_30s.iter().map(|(_, max)| *max).fold(0.0, f64::max),
         "stitch_lag_s_every_30s": lag_every_30s.iter().map(|(last, _)| *last).collect::<Vec<_>>(),
         "spans_committed_at_end": total_committed,

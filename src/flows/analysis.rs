@@ -240,12 +240,11 @@ pub const DEFAULT_DEAD_LETTER_PATTERNS: &[&str] = &[
 
 impl DeadLetterPatterns {
     pub fn new(patterns: &[String]) -> Self {
-        DeadLetterPatterns(patterns.iter().map(|p| p.to_ascii_lowercase()).collect())
+        DeadLetterPatterns(patterns.to_vec())
     }
 
     pub fn matches(&self, destination: &str) -> bool {
-        let d = destination.to_ascii_lowercase();
-        self.0.iter().any(|p| glob(p.as_bytes(), d.as_bytes()))
+        self.0.iter().any(|p| glob(p.as_bytes(), destination.as_bytes()))
     }
 }
 
@@ -255,27 +254,27 @@ impl Default for DeadLetterPatterns {
     }
 }
 
-/// `*`-only glob, the kind users write for queue names.
+/// `*`-only glob, the kind users write for queue names; ASCII letters match either case.
+/// It runs for every destination of every flow analysed, so it compares in place: the
+/// text before the first `*` is a prefix, after the last a suffix, and each part between
+/// is found at its earliest place after the one before (which is all a `*` glob needs).
 pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] != b'*' && pattern[p] == text[t] {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(s) = star {
-            p = s + 1;
-            mark += 1;
-            t = mark;
-        } else {
-            return false;
+    let mut parts = pattern.split(|c| *c == b'*');
+    let first = parts.next().unwrap_or_default();
+    if text.len() < first.len() || !text[..first.len()].eq_ignore_ascii_case(first) {
+        return false;
+    }
+    let mut rest = &text[first.len()..];
+    let Some(last) = parts.next_back() else {
+        return rest.is_empty();
+    };
+    for middle in parts.filter(|m| !m.is_empty()) {
+        match rest.windows(middle.len()).position(|w| w.eq_ignore_ascii_case(middle)) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
         }
     }
-    pattern[p..].iter().all(|c| *c == b'*')
+    rest.len() >= last.len() && rest[rest.len() - last.len()..].eq_ignore_ascii_case(last)
 }
 
 /// Keeps the `max` earliest spans (by start, then ids); returns whether any were dropped.

@@ -315,21 +315,22 @@ pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
 /// cell of every flow). An array per cell keeps the column small, and puts
 /// `"kind","source","target"` side by side, which is how the edge page finds the flows
 /// that crossed an edge (see [`edge_needle`]).
+/// Written from borrowed strings (`&str`), read into owned ones.
 #[derive(Serialize, Deserialize)]
-struct StoredCell(i64, EdgeKind, String, String, Option<String>, Option<i16>, i64, i64, i64, i64);
+struct StoredCell<S>(i64, EdgeKind, S, S, Option<S>, Option<i16>, i64, i64, i64, i64);
 
 /// `flows.edges` for the cells of a flow starting at `flow_start`.
 pub fn cells_json(cells: &Cells, flow_start: i64) -> String {
     let first = slot_of(flow_start);
-    let stored: Vec<StoredCell> = cells
+    let stored: Vec<StoredCell<&str>> = cells
         .iter()
         .map(|(k, c)| {
             StoredCell(
                 (k.slot - first) / SLOT_NS,
                 k.kind,
-                k.source.clone(),
-                k.target.clone(),
-                k.system.clone(),
+                k.source.as_str(),
+                k.target.as_str(),
+                k.system.as_deref(),
                 k.bucket,
                 c.n,
                 c.errors,
@@ -345,7 +346,7 @@ pub fn cells_json(cells: &Cells, flow_start: i64) -> String {
 /// (a flow written before migration 014) has no cells.
 pub fn parse_cells(json: Option<&str>, flow_start: i64) -> Cells {
     let first = slot_of(flow_start);
-    let stored: Vec<StoredCell> = json.and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
+    let stored: Vec<StoredCell<String>> = json.and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
     stored
         .into_iter()
         .filter_map(|StoredCell(slot, kind, source, target, system, bucket, n, errors, retries, dead_letters)| {
@@ -370,19 +371,22 @@ pub fn edge_needle(kind: EdgeKind, source: &str, target: &str) -> String {
 /// The change a stitching round makes to `flow_edge_slots`: cells added and subtracted,
 /// by chain and commit.
 #[derive(Debug, Default)]
-pub struct EdgeChanges(HashMap<(String, i64, CellKey), CellCounts>);
+pub struct EdgeChanges(HashMap<(String, i64), HashMap<CellKey, CellCounts>>);
 
 impl EdgeChanges {
     /// Adds (`sign` 1) or subtracts (-1) a flow's cells.
-    pub fn apply(&mut self, chain: &str, commit_seq: i64, cells: &Cells, sign: i64) {
+    pub fn apply(&mut self, chain: &str, commit_seq: i64, cells: Cells, sign: i64) {
+        let changes = self.0.entry((chain.to_owned(), commit_seq)).or_default();
         for (key, counts) in cells {
-            self.0.entry((chain.to_owned(), commit_seq, key.clone())).or_default().add(counts, sign);
+            changes.entry(key).or_default().add(&counts, sign);
         }
     }
 
     /// The rows to append: every change that does not cancel out.
-    pub fn into_rows(self) -> impl Iterator<Item = (String, i64, CellKey, CellCounts)> {
-        self.0.into_iter().filter(|(_, c)| !c.is_zero()).map(|((chain, seq, key), c)| (chain, seq, key, c))
+    pub fn rows(&self) -> impl Iterator<Item = (&str, i64, &CellKey, &CellCounts)> {
+        self.0.iter().flat_map(|((chain, seq), cells)| {
+            cells.iter().filter(|(_, c)| !c.is_zero()).map(move |(key, c)| (chain.as_str(), *seq, key, c))
+        })
     }
 }
 
@@ -509,12 +513,12 @@ mod tests {
         assert_eq!(parse_cells(Some(&cells_json(&later, start)), start), later);
 
         let mut changes = EdgeChanges::default();
-        changes.apply("web GET", 7, &cells, 1);
-        changes.apply("web GET", 7, &cells, -1);
-        assert_eq!(changes.into_rows().count(), 0, "a flow rewritten unchanged changes nothing");
+        changes.apply("web GET", 7, cells.clone(), 1);
+        changes.apply("web GET", 7, cells.clone(), -1);
+        assert_eq!(changes.rows().count(), 0, "a flow rewritten unchanged changes nothing");
         let mut changes = EdgeChanges::default();
-        changes.apply("web GET", 7, &cells, -1);
-        changes.apply("web GET", 9, &cells, 1);
-        assert_eq!(changes.into_rows().count(), 2 * cells.len());
+        changes.apply("web GET", 7, cells.clone(), -1);
+        changes.apply("web GET", 9, cells.clone(), 1);
+        assert_eq!(changes.rows().count(), 2 * cells.len());
     }
 }

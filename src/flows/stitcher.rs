@@ -871,7 +871,7 @@ impl Stitcher {
                 while let Some(r) = rows.next()? {
                     let (chain, seq, cells, start): (String, i64, Option<String>, i64) =
                         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                    edge_changes.apply(&chain, seq, &edges::parse_cells(cells.as_deref(), start), -1);
+                    edge_changes.apply(&chain, seq, edges::parse_cells(cells.as_deref(), start), -1);
                 }
                 Ok(())
             };
@@ -900,7 +900,7 @@ impl Stitcher {
                 execute_statements(conn, include_str!("../../queries/stitch_delete_stale.sql"), &[&oldest_write])?;
             }
             write_flows(conn, joiner, join_filter, &analysed, now, &mut edge_changes)?;
-            Ok((analysed.len(), append_edge_changes(conn, edge_changes)?))
+            Ok((analysed.len(), append_edge_changes(conn, &edge_changes)?))
         })?;
         let aliases: Vec<QueueAlias> =
             analysed.iter().flat_map(|(_, _, a, _)| a.queue_aliases.iter().cloned()).collect();
@@ -1092,15 +1092,15 @@ fn ms(ns: i64) -> f64 {
 type AnalysedFlow<'a> = (Vec<TraceId>, Vec<&'a SpanFacts>, FlowAnalysis, bool);
 
 /// Appends the round's changes to the map's sums; returns how many rows it appended.
-fn append_edge_changes(conn: &Connection, changes: EdgeChanges) -> Result<usize, StoreError> {
+fn append_edge_changes(conn: &Connection, changes: &EdgeChanges) -> Result<usize, StoreError> {
     let mut rows = FlowEdgeSlotRows::new();
-    for (chain, seq, key, counts) in changes.into_rows() {
+    for (chain, seq, key, counts) in changes.rows() {
         rows.slot_unix_nano.append_value(key.slot);
         rows.chain.append_value(chain);
         rows.kind.append_value(key.kind.as_str());
-        rows.source.append_value(key.source);
-        rows.target.append_value(key.target);
-        rows.system.append_option(key.system);
+        rows.source.append_value(&key.source);
+        rows.target.append_value(&key.target);
+        rows.system.append_option(key.system.as_deref());
         rows.latency_bucket.append_option(key.bucket);
         rows.n.append_value(counts.n);
         rows.errors.append_value(counts.errors);
@@ -1188,7 +1188,7 @@ fn write_flows(
         f.steps.append_value(super::breakdown::steps_json(&a.steps));
         let cells = edges::flow_cells(spans, a);
         f.edges.append_value(edges::cells_json(&cells, a.start));
-        edge_changes.apply(&a.chain, last_commit_seq, &cells, 1);
+        edge_changes.apply(&a.chain, last_commit_seq, cells, 1);
         for t in members {
             let r = &mut trace_rows;
             r.flow_id.append_value(flow_id);

@@ -208,8 +208,19 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 /// than the appends themselves (see BENCHMARKS.md). 256 MB trades a larger log for it.
 /// DuckDB's buffer pool may otherwise grow to 80% of the machine's memory: it gets half
 /// of the default memory budget (see `config::MemoryBudget`).
+///
+/// Each query runs on the thread that asks it (`threads=1`: no DuckDB worker threads).
+/// flowscope's own threads (the writer, the stitcher, the filter build, page requests)
+/// already keep the cores busy with queries of their own; with a worker per core, a thread
+/// whose query's last task ran on a worker spun in DuckDB's scheduler until it finished
+/// (a third of a restitch's instructions under callgrind). Measured under `bench ingest`:
+/// a fifth less server CPU per span, no slower pages at idle (BENCHMARKS.md, thirteenth
+/// session). `--duckdb-setting threads=N` restores intra-query parallelism.
 pub fn default_settings() -> Vec<(String, String)> {
-    vec![("checkpoint_threshold".to_string(), "256MB".to_string()), ("memory_limit".to_string(), "512MiB".to_string())]
+    [("checkpoint_threshold", "256MB"), ("memory_limit", "512MiB"), ("threads", "1")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -705,6 +705,35 @@ mod properties {
         })
     }
 
+    /// What `glob` means, said the slow way: a star takes any run of characters.
+    fn glob_reference(p: &[u8], t: &[u8]) -> bool {
+        match (p.split_first(), t.split_first()) {
+            (None, _) => t.is_empty(),
+            (Some((b'*', rest)), _) => glob_reference(rest, t) || (!t.is_empty() && glob_reference(p, &t[1..])),
+            (Some((c, rest)), Some((d, more))) => c.eq_ignore_ascii_case(d) && glob_reference(rest, more),
+            (Some(_), None) => false,
+        }
+    }
+
+    #[test]
+    fn glob_matches_what_stars_mean() {
+        let config = Config { cases: 2_000, failure_persistence: None, ..Config::default() };
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[11; 32]);
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        runner
+            .run(&("[ab*A.]{0,8}", "[abAB.]{0,10}"), |(pattern, text)| {
+                prop_assert_eq!(
+                    glob(pattern.as_bytes(), text.as_bytes()),
+                    glob_reference(pattern.as_bytes(), text.as_bytes()),
+                    "{} ~ {}",
+                    pattern,
+                    text
+                );
+                Ok(())
+            })
+            .unwrap();
+    }
+
     fn link_to(trace: &str, span: &str) -> LinkFacts {
         LinkFacts { trace_id: trace.into(), span_id: span.into(), message_id: None }
     }
@@ -750,6 +779,32 @@ mod properties {
                 Ok(())
             })
             .unwrap();
+    }
+}
+
+#[test]
+fn glob_stars_and_case() {
+    for (pattern, text, matches) in [
+        ("*.dlq", "orders.dlq", true),
+        ("*.dlq", "orders.DLQ", true),
+        ("*.DLT", "payments.dlt", true),
+        ("*.dlq", "orders.dlq.retry", false),
+        ("*.dlq", ".dlq", true),
+        ("*.dlq", "dlq", false),
+        ("orders.*", "orders.", true),
+        ("orders.*", "order", false),
+        ("*dead*letter*", "x.dead-letter", true),
+        ("*dead*letter*", "x.letter-dead", false),
+        ("a*b*a", "aba", true),
+        ("a*b*a", "ab", false),
+        ("a**b", "ab", true),
+        ("*", "", true),
+        ("", "", true),
+        ("", "x", false),
+        ("orders", "ORDERS", true),
+        ("orders", "orders2", false),
+    ] {
+        assert_eq!(glob(pattern.as_bytes(), text.as_bytes()), matches, "{pattern} ~ {text}");
     }
 }
 
