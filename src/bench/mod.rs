@@ -331,6 +331,8 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
     let threads: serde_json::Map<String, Value> =
         server.cpu_by_thread().into_iter().map(|(k, v)| (k, json!((v * 100.0).round() / 100.0))).collect();
     server.stop()?;
+    // After the stop's checkpoint: what the file keeps per span, compressed.
+    let file_bytes = std::fs::metadata(dir.join("ingest.duckdb")).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
 
     let committed_rate = (c1 - c0) / elapsed.as_secs_f64();
@@ -358,6 +360,7 @@ async fn ingest(args: &LoadArgs) -> Result<Value, BenchError> {
         "stitch_lag_s_max": lag_every_30s.iter().map(|(_, max)| *max).fold(0.0, f64::max),
         "stitch_lag_s_every_30s": lag_every_30s.iter().map(|(last, _)| *last).collect::<Vec<_>>(),
         "spans_committed_at_end": total_committed,
+        "file_bytes_per_span": (file_bytes as f64 / total_committed.max(1.0)).round(),
         "server_cpu_s_by_thread": threads,
     }))
 }
