@@ -24,3 +24,16 @@ pub mod stage;
 pub mod store;
 pub mod text;
 pub mod web;
+
+/// Shared by the unit tests' property tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    /// A property-test runner with a fixed seed (every run tries the same cases) and no
+    /// failure file written into the tree.
+    pub fn seeded_runner(cases: u32, seed: u8) -> TestRunner {
+        let config = Config { cases, failure_persistence: None, ..Config::default() };
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]))
+    }
+}

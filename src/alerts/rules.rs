@@ -151,6 +151,10 @@ pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
     if spec.scope.trim().is_empty() {
         return Err(err("scope", "is required: a destination or chain glob such as orders.* or *"));
     }
+    // Matched against every destination and chain in each evaluation.
+    if spec.scope.len() > 500 {
+        return Err(err("scope", "must be at most 500 characters"));
+    }
     if !spec.for_seconds.is_finite() || !(0.0..=MAX_SECONDS).contains(&spec.for_seconds) {
         return Err(err("for_seconds", format!("must be from 0 to 2592000 (30 days), got {}", spec.for_seconds)));
     }
@@ -306,6 +310,8 @@ mod tests {
         bad_for.for_seconds = -1.0;
         let mut bad_label = spec("queue_depth", &[("threshold", 1.0)]);
         bad_label.labels.insert("team-name".into(), "x".into());
+        let mut long_scope = spec("queue_depth", &[("threshold", 1.0)]);
+        long_scope.scope = "*a".repeat(251);
         let table = vec![
             (spec("queue_size", &[]), "kind"),
             (spec("queue_depth", &[]), "params.threshold"),
@@ -317,6 +323,7 @@ mod tests {
             (no_name, "name"),
             (bad_for, "for_seconds"),
             (bad_label, "labels.team-name"),
+            (long_scope, "scope"),
             // Out of every documented bound: overflowing windows, absurd thresholds.
             (spec("consumer_stalled", &[("seconds", 1e19)]), "params.seconds"),
             (spec("consumer_stalled", &[("seconds", 1e20)]), "params.seconds"),

@@ -600,7 +600,6 @@ mod tests {
     mod properties {
         use super::*;
         use proptest::prelude::*;
-        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
         #[derive(Debug, Clone)]
         enum Join {
@@ -652,8 +651,7 @@ mod tests {
 
         #[test]
         fn every_trace_is_in_one_flow_and_arrival_order_does_not_matter() {
-            let config = Config { cases: 400, failure_persistence: None, ..Config::default() };
-            let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[5; 32]));
+            let mut runner = crate::test_support::seeded_runner(400, 5);
             runner
                 .run(&(joins(), any::<u64>()), |(ops, seed)| {
                     let flows = partition(&apply(&ops));

@@ -654,7 +654,6 @@ fn parent_cycles_terminate_and_keep_every_span() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
     /// A random span graph: parents anywhere (itself, cycles, missing), duplicate span ids,
     /// links to unknown traces, shared message ids, skewed clocks.
@@ -717,9 +716,7 @@ mod properties {
 
     #[test]
     fn glob_matches_what_stars_mean() {
-        let config = Config { cases: 2_000, failure_persistence: None, ..Config::default() };
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[11; 32]);
-        let mut runner = TestRunner::new_with_rng(config, rng);
+        let mut runner = crate::test_support::seeded_runner(2_000, 11);
         runner
             .run(&("[ab*A.]{0,8}", "[abAB.]{0,10}"), |(pattern, text)| {
                 prop_assert_eq!(
@@ -745,9 +742,7 @@ mod properties {
 
     #[test]
     fn analysis_terminates_never_waits_negative_and_ignores_arrival_order() {
-        let config = Config { cases: 300, failure_persistence: None, ..Config::default() };
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
-        let mut runner = TestRunner::new_with_rng(config, rng);
+        let mut runner = crate::test_support::seeded_runner(300, 7);
         runner
             .run(&(span_graph(), any::<u64>()), |(spans, seed)| {
                 let patterns = DeadLetterPatterns::default();
