@@ -9,7 +9,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
 use super::analysis::{LinkFacts, SpanFacts, SpanKind};
-use super::joiner::TraceId;
+use super::trace_id::TraceId;
 use super::{HashMap, HashSet};
 
 use crate::store::{Committed, StoreError};
@@ -95,15 +95,15 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
         return;
     }
     // Indexed by link, since links are far fewer than spans.
-    let mut by_span: HashMap<(&str, &str), Vec<usize>> = HashMap::default();
+    let mut by_span: HashMap<(TraceId, &str), Vec<usize>> = HashMap::default();
     for (i, (trace, span, _)) in links.iter().enumerate() {
-        by_span.entry((trace.as_str(), span.as_str())).or_default().push(i);
+        by_span.entry((*trace, span.as_str())).or_default().push(i);
     }
     let placed: Vec<(usize, usize)> = spans
         .iter()
         .enumerate()
         .flat_map(|(si, s)| {
-            by_span.get(&(s.trace_id.as_str(), s.span_id.as_str())).into_iter().flatten().map(move |li| (si, *li))
+            by_span.get(&(s.trace_id, s.span_id.as_str())).into_iter().flatten().map(move |li| (si, *li))
         })
         .collect();
     drop(by_span);
@@ -119,7 +119,7 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
 /// follow). Each span's commit is `batch_commit` when the batch is one commit's (the
 /// feed), otherwise the batch's `commit_seq` column.
 pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Vec<SpanFacts>) {
-    let trace_id = strings(b, "trace_id");
+    let mut trace_id = TraceIds::new(b, "trace_id");
     let span_id = strings(b, "span_id");
     let parent = strings(b, "parent_span_id");
     let service = strings(b, "service_name");
@@ -140,8 +140,9 @@ pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Ve
     let owned = |a: &StringArray, i: usize| opt_str(a, i).map(str::to_owned);
     out.reserve(b.num_rows());
     for i in 0..b.num_rows() {
+        let Some(trace) = trace_id.get(i) else { continue };
         out.push(SpanFacts {
-            trace_id: trace_id.value(i).to_owned(),
+            trace_id: trace,
             span_id: span_id.value(i).to_owned(),
             parent_span_id: owned(parent, i),
             service: service.value(i).to_owned(),
@@ -169,15 +170,18 @@ pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Ve
 }
 
 fn links_from_batch(b: &RecordBatch, out: &mut Vec<LinkRow>) {
-    let (trace_id, span_id) = (strings(b, "trace_id"), strings(b, "span_id"));
-    let (linked_trace, linked_span) = (strings(b, "linked_trace_id"), strings(b, "linked_span_id"));
+    let (mut trace_id, span_id) = (TraceIds::new(b, "trace_id"), strings(b, "span_id"));
+    let (mut linked_trace, linked_span) = (TraceIds::new(b, "linked_trace_id"), strings(b, "linked_span_id"));
     let message_id = strings(b, "message_id");
     for i in 0..b.num_rows() {
+        let (Some(trace), Some(linked)) = (trace_id.get(i), linked_trace.get(i)) else {
+            continue;
+        };
         out.push((
-            trace_id.value(i).to_owned(),
+            trace,
             span_id.value(i).to_owned(),
             LinkFacts {
-                trace_id: linked_trace.value(i).to_owned(),
+                trace_id: linked,
                 span_id: linked_span.value(i).to_owned(),
                 message_id: opt_str(message_id, i).map(str::to_owned),
             },
@@ -187,10 +191,42 @@ fn links_from_batch(b: &RecordBatch, out: &mut Vec<LinkRow>) {
 
 /// (trace id, correlation id) of the log records carrying both.
 fn log_keys_from_batch(b: &RecordBatch, out: &mut HashSet<(TraceId, String)>) {
-    let (trace, corr) = (strings(b, "trace_id"), strings(b, "correlation_id"));
+    let (mut trace, corr) = (TraceIds::new(b, "trace_id"), strings(b, "correlation_id"));
     for i in 0..b.num_rows() {
-        if let (Some(t), Some(c)) = (opt_str(trace, i), opt_str(corr, i)) {
-            out.insert((t.to_owned(), c.to_owned()));
+        if let (Some(t), Some(c)) = (trace.get(i), opt_str(corr, i)) {
+            out.insert((t, c.to_owned()));
+        }
+    }
+}
+
+/// A batch's trace id column, parsed row by row. flowscope writes no id but 32 lower-case
+/// hex digits, so only a file changed by hand holds another: its row is left out of
+/// stitching (with one warning per batch) rather than stopping it.
+struct TraceIds<'a> {
+    column: &'a StringArray,
+    unreadable: usize,
+}
+
+impl<'a> TraceIds<'a> {
+    fn new(b: &'a RecordBatch, column: &str) -> Self {
+        TraceIds { column: strings(b, column), unreadable: 0 }
+    }
+
+    /// The id in row `i`; `None` for a null or an unreadable id.
+    fn get(&mut self, i: usize) -> Option<TraceId> {
+        let id = TraceId::parse(opt_str(self.column, i)?);
+        self.unreadable += usize::from(id.is_none());
+        id
+    }
+}
+
+impl Drop for TraceIds<'_> {
+    fn drop(&mut self) {
+        if self.unreadable > 0 {
+            tracing::warn!(
+                rows = self.unreadable,
+                "stored trace ids are not 32 hex digits; their rows are not stitched"
+            );
         }
     }
 }
@@ -208,4 +244,21 @@ pub fn strings<'a>(b: &'a RecordBatch, column: &str) -> &'a StringArray {
 
 pub fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_whose_trace_id_is_not_stored_hex_is_left_out_not_fatal() {
+        let good = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let ids = [good, "not-a-trace-id", "4BF92F3577B34DA6A3CE929D0E0E4736", ""];
+        let batch = crate::test_support::span_rows(ids.map(String::from));
+        let mut spans = Vec::new();
+        spans_from_batch(&batch.batch, Some(7), &mut spans);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].trace_id.to_string(), good);
+        assert_eq!((spans[0].span_id.as_str(), spans[0].commit_seq), ("0000000000000000", 7));
+    }
 }

@@ -12,9 +12,8 @@
 //! its remaining edges. Links are guarded by flow size instead: a link that would make a
 //! flow of more than ten times `key_trace_limit` traces is ignored (and counted).
 
+use super::trace_id::TraceId;
 use super::{HashMap, HashSet};
-
-pub type TraceId = String;
 
 /// A join key: the kind of evidence and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,8 +96,8 @@ pub struct Split {
 pub struct Joiner {
     key_trace_limit: usize,
     ids: HashMap<TraceId, usize>,
-    /// Trace of each id; `None` for a slot freed by [`Joiner::forget`], listed in `free`.
-    names: Vec<Option<TraceId>>,
+    /// Trace of each id; a slot freed by [`Joiner::forget`] is listed in `free`.
+    names: Vec<TraceId>,
     free: Vec<usize>,
     parent: Vec<usize>,
     /// Members of each component, kept at its root.
@@ -127,29 +126,29 @@ impl Joiner {
         }
     }
 
-    fn id(&mut self, trace: &str) -> usize {
-        if let Some(id) = self.ids.get(trace) {
+    fn id(&mut self, trace: TraceId) -> usize {
+        if let Some(id) = self.ids.get(&trace) {
             return *id;
         }
         let id = match self.free.pop() {
             Some(id) => {
-                self.names[id] = Some(trace.to_owned());
+                self.names[id] = trace;
                 self.parent[id] = id;
                 id
             }
             None => {
-                self.names.push(Some(trace.to_owned()));
+                self.names.push(trace);
                 self.parent.push(self.names.len() - 1);
                 self.names.len() - 1
             }
         };
         self.members.insert(id, vec![id]);
-        self.ids.insert(trace.to_owned(), id);
+        self.ids.insert(trace, id);
         id
     }
 
-    fn name(&self, id: usize) -> &str {
-        self.names[id].as_deref().unwrap_or_default()
+    fn name(&self, id: usize) -> TraceId {
+        self.names[id]
     }
 
     fn root(&self, mut id: usize) -> usize {
@@ -173,7 +172,7 @@ impl Joiner {
     }
 
     /// Registers a trace (idempotent).
-    pub fn add_trace(&mut self, trace: &str) {
+    pub fn add_trace(&mut self, trace: TraceId) {
         self.id(trace);
     }
 
@@ -186,7 +185,7 @@ impl Joiner {
 
     /// A span link between two traces. Returns false when the link was ignored because the
     /// flow it would make has more than ten times the key limit of traces.
-    pub fn link(&mut self, a: &str, b: &str) -> bool {
+    pub fn link(&mut self, a: TraceId, b: TraceId) -> bool {
         let (ia, ib) = (self.id(a), self.id(b));
         if ia == ib {
             return true;
@@ -208,7 +207,7 @@ impl Joiner {
     }
 
     /// A join key seen in a trace. Returns the split if this call made it cross the limit.
-    pub fn key(&mut self, trace: &str, key: JoinKey) -> Option<Split> {
+    pub fn key(&mut self, trace: TraceId, key: JoinKey) -> Option<Split> {
         let id = self.id(trace);
         let limit = self.key_trace_limit;
         // Cloned only when new: most keys are seen again in the flow's other spans.
@@ -228,8 +227,8 @@ impl Joiner {
                 *state = KeyState::Ignored { traces: count };
                 let ignored = IgnoredKey { key, traces: count };
                 self.ignored.push(ignored.clone());
-                let mut traces: Vec<TraceId> = self.split(first).into_iter().map(|m| self.name(m).to_owned()).collect();
-                traces.push(self.name(id).to_owned());
+                let mut traces: Vec<TraceId> = self.split(first).into_iter().map(|m| self.name(m)).collect();
+                traces.push(self.name(id));
                 traces.sort();
                 return Some(Split { ignored, traces });
             }
@@ -270,12 +269,11 @@ impl Joiner {
     }
 
     /// The traces of the flow `trace` belongs to (just itself when unknown).
-    pub fn flow_of(&self, trace: &str) -> Vec<TraceId> {
-        match self.ids.get(trace) {
-            None => vec![trace.to_owned()],
+    pub fn flow_of(&self, trace: TraceId) -> Vec<TraceId> {
+        match self.ids.get(&trace) {
+            None => vec![trace],
             Some(id) => {
-                let mut traces: Vec<TraceId> =
-                    self.members[&self.root(*id)].iter().map(|m| self.name(*m).to_owned()).collect();
+                let mut traces: Vec<TraceId> = self.members[&self.root(*id)].iter().map(|m| self.name(*m)).collect();
                 traces.sort();
                 traces
             }
@@ -283,11 +281,11 @@ impl Joiner {
     }
 
     /// The distinct flows (as sorted member lists) that the given traces belong to now.
-    pub fn flows_of<'a>(&self, traces: impl IntoIterator<Item = &'a str>) -> Vec<Vec<TraceId>> {
+    pub fn flows_of(&self, traces: impl IntoIterator<Item = TraceId>) -> Vec<Vec<TraceId>> {
         let mut seen = HashSet::default();
         let mut flows = Vec::new();
         for t in traces {
-            let root = self.ids.get(t).map(|id| self.root(*id));
+            let root = self.ids.get(&t).map(|id| self.root(*id));
             if root.is_none_or(|r| seen.insert(r)) {
                 flows.push(self.flow_of(t));
             }
@@ -309,8 +307,8 @@ impl Joiner {
     }
 
     /// Whether a trace is known (has spans, keys or links here).
-    pub fn knows_trace(&self, trace: &str) -> bool {
-        self.ids.contains_key(trace)
+    pub fn knows_trace(&self, trace: TraceId) -> bool {
+        self.ids.contains_key(&trace)
     }
 
     /// Whether a key has been seen (in a trace here, or as ignored).
@@ -324,16 +322,16 @@ impl Joiner {
     }
 
     /// Every flow known, as its traces (in no particular order).
-    pub fn flows(&self) -> impl Iterator<Item = Vec<&str>> {
+    pub fn flows(&self) -> impl Iterator<Item = Vec<TraceId>> + '_ {
         self.members.values().map(|members| members.iter().map(|m| self.name(*m)).collect())
     }
 
     /// What joins a trace to others: the traces it links to, and its keys still used for
     /// joining. This is what the stitcher persists so that the trace can be joined again
     /// after it has left memory.
-    pub fn joins_of(&self, trace: &str) -> (Vec<&str>, Vec<&JoinKey>) {
-        let Some(id) = self.ids.get(trace) else { return (Vec::new(), Vec::new()) };
-        let mut links: Vec<&str> = self.links.get(id).into_iter().flatten().map(|m| self.name(*m)).collect();
+    pub fn joins_of(&self, trace: TraceId) -> (Vec<TraceId>, Vec<&JoinKey>) {
+        let Some(id) = self.ids.get(&trace) else { return (Vec::new(), Vec::new()) };
+        let mut links: Vec<TraceId> = self.links.get(id).into_iter().flatten().map(|m| self.name(*m)).collect();
         links.sort_unstable();
         links.dedup();
         let keys = self
@@ -351,14 +349,13 @@ impl Joiner {
     /// (rebuilding the joiner from what was kept, once a second, was a sixth of the
     /// stitcher's time under full-speed ingest); freed slots are reused, and the maps
     /// shrink when they have become mostly empty.
-    pub fn forget<'a>(&mut self, traces: impl IntoIterator<Item = &'a str>) {
+    pub fn forget(&mut self, traces: impl IntoIterator<Item = TraceId>) {
         for trace in traces {
-            let Some(id) = self.ids.get(trace).copied() else { continue };
+            let Some(id) = self.ids.get(&trace).copied() else { continue };
             let root = self.root(id);
+            // Each member is in one component, removed here once: its name is still its own.
             for m in self.members.remove(&root).unwrap_or_default() {
-                if let Some(name) = self.names[m].take() {
-                    self.ids.remove(&name);
-                }
+                self.ids.remove(&self.names[m]);
                 self.links.remove(&m);
                 // Every trace holding a key is in the key's flow, so the key goes with it.
                 for key in self.keys_of.remove(&m).unwrap_or_default() {
@@ -390,6 +387,12 @@ mod tests {
     fn c(v: &str) -> JoinKey {
         JoinKey::Correlation(v.into())
     }
+    fn t(name: &str) -> TraceId {
+        TraceId::named(name)
+    }
+    fn ts(names: &[&str]) -> Vec<TraceId> {
+        names.iter().map(|n| t(n)).collect()
+    }
 
     enum Op {
         Trace(&'static str),
@@ -403,12 +406,12 @@ mod tests {
         let mut j = Joiner::new(3); // 30 traces at most through links
         let names: Vec<String> = (0..100).map(|i| format!("t{i:03}")).collect();
         for w in names.windows(2) {
-            j.link(&w[1], &w[0]);
+            j.link(t(&w[1]), t(&w[0]));
         }
-        assert_eq!(j.flow_of("t000").len(), 30);
+        assert_eq!(j.flow_of(t("t000")).len(), 30);
         // Each 30 traces form a flow; the link that would join two of them is ignored.
         assert_eq!(j.ignored_links(), 3);
-        assert!(names.iter().all(|n| j.flow_of(n).len() <= 30));
+        assert!(names.iter().all(|n| j.flow_of(t(n)).len() <= 30));
     }
 
     #[test]
@@ -481,17 +484,17 @@ mod tests {
             let mut j = Joiner::new(case.limit);
             for op in case.ops {
                 match op {
-                    Trace(t) => j.add_trace(t),
+                    Trace(name) => j.add_trace(t(name)),
                     Link(a, b) => {
-                        j.link(a, b);
+                        j.link(t(a), t(b));
                     }
-                    Key(t, k) => {
-                        j.key(t, k);
+                    Key(name, k) => {
+                        j.key(t(name), k);
                     }
                 }
             }
             for (trace, want) in case.want {
-                assert_eq!(j.flow_of(trace), want, "{}: flow of {trace}", case.name);
+                assert_eq!(j.flow_of(t(trace)), ts(&want), "{}: flow of {trace}", case.name);
             }
         }
     }
@@ -509,30 +512,30 @@ mod tests {
     #[test]
     fn forgetting_keeps_the_other_flows_and_their_joins() {
         let mut j = Joiner::new(3);
-        j.link("a", "b");
-        j.key("b", m("1"));
-        j.key("c", m("1"));
-        j.key("d", c("x"));
-        j.link("d", "d2");
-        for t in ["e", "f", "g", "h"] {
-            j.key(t, c("none"));
+        j.link(t("a"), t("b"));
+        j.key(t("b"), m("1"));
+        j.key(t("c"), m("1"));
+        j.key(t("d"), c("x"));
+        j.link(t("d"), t("d2"));
+        for name in ["e", "f", "g", "h"] {
+            j.key(t(name), c("none"));
         }
-        j.forget(["d"]);
-        assert_eq!(j.flow_of("a"), vec!["a", "b", "c"]);
-        assert!(!j.knows_trace("d") && !j.knows_trace("d2"), "the whole flow goes");
+        j.forget([t("d")]);
+        assert_eq!(j.flow_of(t("a")), ts(&["a", "b", "c"]));
+        assert!(!j.knows_trace(t("d")) && !j.knows_trace(t("d2")), "the whole flow goes");
         assert!(!j.knows_key(&c("x")), "the forgotten trace's key is forgotten");
         assert!(j.knows_key(&c("none")), "ignored keys stay ignored");
         assert_eq!(j.ignored_keys().len(), 1);
-        assert_eq!(j.joins_of("b"), (vec!["a"], vec![&m("1")]));
-        assert_eq!(j.joins_of("e"), (vec![], vec![]), "an ignored key is not a join");
+        assert_eq!(j.joins_of(t("b")), (ts(&["a"]), vec![&m("1")]));
+        assert_eq!(j.joins_of(t("e")), (vec![], vec![]), "an ignored key is not a join");
         assert_eq!(j.traces(), 7);
         // Freed slots are reused by new traces, which join as before.
-        j.key("z", m("1"));
-        j.key("y", c("x"));
-        assert_eq!(j.flow_of("z"), vec!["a", "b", "c", "z"]);
-        assert_eq!(j.flow_of("y"), vec!["y"]);
+        j.key(t("z"), m("1"));
+        j.key(t("y"), c("x"));
+        assert_eq!(j.flow_of(t("z")), ts(&["a", "b", "c", "z"]));
+        assert_eq!(j.flow_of(t("y")), ts(&["y"]));
         assert_eq!(j.traces(), 9);
-        j.forget(["unknown", "a", "b"]);
+        j.forget(ts(&["unknown", "a", "b"]));
         assert_eq!(j.traces(), 5);
         assert_eq!(j.flows().count(), 5);
     }
@@ -543,8 +546,8 @@ mod tests {
     fn forgetting_equals_never_having_seen() {
         use rand::{rngs::StdRng, Rng, SeedableRng};
         let op = |j: &mut Joiner, (a, b, k): (String, String, Option<JoinKey>)| match k {
-            Some(k) => drop(j.key(&a, k)),
-            None => drop(j.link(&a, &b)),
+            Some(k) => drop(j.key(t(&a), k)),
+            None => drop(j.link(t(&a), t(&b))),
         };
         let mut rng = StdRng::seed_from_u64(12);
         for round in 0..200 {
@@ -563,18 +566,18 @@ mod tests {
             ops.iter().cloned().for_each(|o| op(&mut j, o));
             let gone: Vec<String> =
                 (0..rng.random_range(0..10)).map(|_| format!("t{}", rng.random_range(0..40))).collect();
-            let forgotten: HashSet<String> =
-                j.flows_of(gone.iter().map(String::as_str)).into_iter().flatten().collect();
-            j.forget(gone.iter().map(String::as_str));
+            let forgotten: HashSet<TraceId> = j.flows_of(gone.iter().map(|g| t(g))).into_iter().flatten().collect();
+            j.forget(gone.iter().map(|g| t(g)));
             let mut fresh = Joiner::new(1_000);
-            ops.iter().filter(|(a, _, _)| !forgotten.contains(a)).cloned().for_each(|o| op(&mut fresh, o));
+            ops.iter().filter(|(a, _, _)| !forgotten.contains(&t(a))).cloned().for_each(|o| op(&mut fresh, o));
             let more: Vec<_> = (0..20).map(|_| random_op(&mut rng, 20)).collect();
             for stage in 0..2 {
                 assert_eq!(j.traces(), fresh.traces(), "round {round} stage {stage}");
-                for t in (0..60).map(|i| format!("t{i}")) {
-                    assert_eq!(j.knows_trace(&t), fresh.knows_trace(&t), "round {round} {t}");
-                    assert_eq!(j.flow_of(&t), fresh.flow_of(&t), "round {round} stage {stage} {t}");
-                    assert_eq!(j.joins_of(&t), fresh.joins_of(&t), "round {round} stage {stage} {t}");
+                for name in (0..60).map(|i| format!("t{i}")) {
+                    let tr = t(&name);
+                    assert_eq!(j.knows_trace(tr), fresh.knows_trace(tr), "round {round} {name}");
+                    assert_eq!(j.flow_of(tr), fresh.flow_of(tr), "round {round} stage {stage} {name}");
+                    assert_eq!(j.joins_of(tr), fresh.joins_of(tr), "round {round} stage {stage} {name}");
                 }
                 for o in &more {
                     op(&mut j, o.clone());
@@ -587,14 +590,14 @@ mod tests {
     #[test]
     fn giant_keys_are_reported_once() {
         let mut j = Joiner::new(2);
-        assert_eq!(j.key("a", c("x")), None);
-        assert_eq!(j.key("b", c("x")), None);
-        let split = j.key("c", c("x")).unwrap();
+        assert_eq!(j.key(t("a"), c("x")), None);
+        assert_eq!(j.key(t("b"), c("x")), None);
+        let split = j.key(t("c"), c("x")).unwrap();
         assert_eq!(split.ignored, IgnoredKey { key: c("x"), traces: 3 });
-        assert_eq!(split.traces, vec!["a", "b", "c"]);
-        assert_eq!(j.key("d", c("x")), None);
+        assert_eq!(split.traces, ts(&["a", "b", "c"]));
+        assert_eq!(j.key(t("d"), c("x")), None);
         assert_eq!(j.ignored_keys().len(), 1);
-        assert_eq!(j.flows_of(["a", "b", "c", "d"]).len(), 4);
+        assert_eq!(j.flows_of(ts(&["a", "b", "c", "d"])).len(), 4);
     }
 
     mod properties {
@@ -617,8 +620,7 @@ mod tests {
 
         /// The flows of traces t0..t39 as a sorted partition.
         fn partition(j: &Joiner) -> Vec<Vec<TraceId>> {
-            let names: Vec<String> = (0..40).map(|t| format!("t{t:02}")).collect();
-            let mut flows = j.flows_of(names.iter().map(String::as_str));
+            let mut flows = j.flows_of((0..40).map(|i| t(&format!("t{i:02}"))));
             flows.sort();
             flows
         }
@@ -628,21 +630,21 @@ mod tests {
             // 50 traces, more than there are, so the link guard (which by nature depends
             // on arrival order) never refuses one here.
             let mut j = Joiner::new(5);
-            for t in 0..40 {
-                j.add_trace(&format!("t{t:02}"));
+            for i in 0..40 {
+                j.add_trace(t(&format!("t{i:02}")));
             }
             for op in ops {
                 match op {
                     Join::Link(a, b) => {
-                        j.link(&format!("t{a:02}"), &format!("t{b:02}"));
+                        j.link(t(&format!("t{a:02}")), t(&format!("t{b:02}")));
                     }
-                    Join::Key(t, message, v) => {
+                    Join::Key(i, message, v) => {
                         let key = if *message {
                             JoinKey::MessageId(format!("m{v}"))
                         } else {
                             JoinKey::Correlation(format!("c{v}"))
                         };
-                        j.key(&format!("t{t:02}"), key);
+                        j.key(t(&format!("t{i:02}")), key);
                     }
                 }
             }

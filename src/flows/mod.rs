@@ -1,6 +1,7 @@
 //! Flows: spans stitched across traces into end-to-end business operations.
 //!
 //! - [`joiner`]: which traces belong together (links, message ids, correlation ids);
+//! - [`trace_id`]: trace ids as 128-bit numbers, the form the stitcher holds them in;
 //! - [`analysis`]: what one flow is made of (chain, hops, queue waits, retries, dead
 //!   letters, critical path), a pure function of its spans;
 //! - [`join_filter`]: which join hashes the file may hold, so most rounds skip the lookup;
@@ -28,6 +29,7 @@ pub mod queries;
 pub mod restitch;
 pub mod rollup;
 mod stitcher;
+pub mod trace_id;
 
 use std::sync::Arc;
 

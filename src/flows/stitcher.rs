@@ -76,7 +76,8 @@ use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFa
 use super::edges::{self, EdgeChanges};
 use super::intake::{self, NewRows};
 use super::join_filter::{self, JoinFilters};
-use super::joiner::{self, JoinKey, Joiner, TraceId};
+use super::joiner::{self, JoinKey, Joiner};
+use super::trace_id::TraceId;
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
 use crate::store::tables::{
@@ -191,9 +192,9 @@ impl Restitch {
 
 /// Where the flow of a trace in memory was last written: its id and the time of the
 /// write, which together find its rows without an index (migration 015).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct StoredFlow {
-    flow_id: String,
+    flow_id: TraceId,
     updated: i64,
 }
 
@@ -558,43 +559,38 @@ impl Stitcher {
         // committed up to `to`, so this round's spans of them are already there).
         let loaded = self.load_joined_flows(&spans, &links, &log_keys, to)?;
         for (trace, _, link) in &links {
-            if !self.joiner.link(trace, &link.trace_id) && self.joiner.ignored_links().is_power_of_two() {
+            if !self.joiner.link(*trace, link.trace_id) && self.joiner.ignored_links().is_power_of_two() {
                 tracing::warn!(
                     ignored = self.joiner.ignored_links(),
                     "span links that would join more traces than the guard allows are ignored"
                 );
             }
             if let Some(m) = &link.message_id {
-                self.join_key(trace, JoinKey::MessageId(m.clone()));
+                self.join_key(*trace, JoinKey::MessageId(m.clone()));
             }
         }
         intake::attach_links(&mut spans, links);
         let now = now_nanos();
         for (trace, corr) in log_keys {
-            self.join_key(&trace, JoinKey::Correlation(corr));
+            self.join_key(trace, JoinKey::Correlation(corr));
             // A trace known only from logs so far stays in memory for the quiet period,
             // so that its spans, when they come, are joined by the log's correlation id.
-            self.cache.entry(trace.clone()).or_insert_with(|| CachedTrace::new(now)).last_seen = now;
+            self.cache.entry(trace).or_insert_with(|| CachedTrace::new(now)).last_seen = now;
             self.dirty.insert(trace);
         }
         let count = spans.len();
         for s in &spans {
-            self.joiner.add_trace(&s.trace_id);
+            self.joiner.add_trace(s.trace_id);
             if let Some(m) = &s.message_id {
-                self.join_key(&s.trace_id, JoinKey::MessageId(m.clone()));
+                self.join_key(s.trace_id, JoinKey::MessageId(m.clone()));
             }
             if let Some(c) = &s.correlation_id {
-                self.join_key(&s.trace_id, JoinKey::Correlation(c.clone()));
+                self.join_key(s.trace_id, JoinKey::Correlation(c.clone()));
             }
-            if !self.dirty.contains(&s.trace_id) {
-                self.dirty.insert(s.trace_id.clone());
-            }
+            self.dirty.insert(s.trace_id);
         }
         for s in spans {
-            let entry = match self.cache.get_mut(&s.trace_id) {
-                Some(entry) => entry,
-                None => self.cache.entry(s.trace_id.clone()).or_insert_with(|| CachedTrace::new(now)),
-            };
+            let entry = self.cache.entry(s.trace_id).or_insert_with(|| CachedTrace::new(now));
             entry.last_seen = now;
             entry.unwritten_from = Some(entry.unwritten_from.map_or(s.commit_seq, |u| u.min(s.commit_seq)));
             if !loaded.contains(&s.trace_id) {
@@ -640,11 +636,13 @@ impl Stitcher {
         {
             let mut stmt = conn.prepare(include_str!("../../queries/stitch_lookup.sql"))?;
             let rows = stmt.query_map([since], |r| {
-                Ok((r.get::<_, i64>(0)?, StoredFlow { flow_id: r.get(1)?, updated: r.get(2)? }, r.get::<_, i64>(3)?))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
             })?;
             for row in rows {
-                let (key, flow, start) = row?;
-                reached.entry(key).or_default().push((flow, start));
+                let (key, flow_id, updated, start) = row?;
+                if let Some(flow_id) = TraceId::parse(&flow_id) {
+                    reached.entry(key).or_default().push((StoredFlow { flow_id, updated }, start));
+                }
             }
         }
         let in_memory: HashSet<&StoredFlow> = self.stored.values().collect();
@@ -678,38 +676,42 @@ impl Stitcher {
         {
             let mut app = conn.appender("found_flows")?;
             for flow in found.keys() {
-                app.append_row(params![flow.flow_id, flow.updated])?;
+                app.append_row(params![&*flow.flow_id.hex(), flow.updated])?;
             }
             app.flush()?;
         }
-        let by_id: HashMap<&str, &StoredFlow> = found.keys().map(|f| (f.flow_id.as_str(), f)).collect();
+        let by_id: HashMap<TraceId, StoredFlow> = found.keys().map(|f| (f.flow_id, *f)).collect();
         let mut member_flows: Vec<(TraceId, StoredFlow)> = Vec::new();
         {
             let mut stmt = conn.prepare(include_str!("../../queries/stitch_found_members.sql"))?;
             let rows = stmt.query_map([oldest_write], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (trace, flow) = row?;
-                if let Some(f) = by_id.get(flow.as_str()) {
-                    member_flows.push((trace, (*f).clone()));
+                let (Some(trace), Some(flow)) = (TraceId::parse(&trace), TraceId::parse(&flow)) else { continue };
+                if let Some(f) = by_id.get(&flow) {
+                    member_flows.push((trace, *f));
                 }
             }
         }
-        let joins: Vec<(TraceId, String, String)> = conn
+        let joins: Vec<(String, String, String)> = conn
             .prepare(include_str!("../../queries/stitch_found_joins.sql"))?
             .query_map([oldest_write], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         // No stored span of these flows starts before their stored start; this round's
         // spans (read again with them) may, such as a root span arriving last.
         let from_start = found.values().copied().chain(spans.iter().map(|s| s.start)).min().unwrap_or(i64::MIN);
-        let members: Vec<TraceId> = member_flows.iter().map(|(t, _)| t.clone()).collect();
+        let members: Vec<TraceId> = member_flows.iter().map(|(t, _)| *t).collect();
         for t in &members {
-            self.joiner.add_trace(t);
+            self.joiner.add_trace(*t);
         }
         for (trace, kind, value) in joins {
+            let Some(trace) = TraceId::parse(&trace) else { continue };
             if kind == LINK {
-                self.joiner.link(&trace, &value);
+                if let Some(to) = TraceId::parse(&value) {
+                    self.joiner.link(trace, to);
+                }
             } else if let Some(key) = JoinKey::from_stored(&kind, value) {
-                self.join_key(&trace, key);
+                self.join_key(trace, key);
             }
         }
         tracing::debug!(
@@ -733,9 +735,9 @@ impl Stitcher {
         log_keys: &[(TraceId, String)],
     ) -> HashMap<i64, Option<JoinKey>> {
         let mut probes: HashMap<i64, Option<JoinKey>> = HashMap::default();
-        let trace = |probes: &mut HashMap<i64, Option<JoinKey>>, t: &str| {
+        let trace = |probes: &mut HashMap<i64, Option<JoinKey>>, t: TraceId| {
             if !self.joiner.knows_trace(t) {
-                probes.insert(joiner::trace_hash(t), None);
+                probes.insert(t.join_hash(), None);
             }
         };
         let key = |probes: &mut HashMap<i64, Option<JoinKey>>, k: JoinKey| {
@@ -744,7 +746,7 @@ impl Stitcher {
             }
         };
         for s in spans {
-            trace(&mut probes, &s.trace_id);
+            trace(&mut probes, s.trace_id);
             if let Some(m) = &s.message_id {
                 key(&mut probes, JoinKey::MessageId(m.clone()));
             }
@@ -753,20 +755,20 @@ impl Stitcher {
             }
         }
         for (t, _, link) in links {
-            trace(&mut probes, t);
-            trace(&mut probes, &link.trace_id);
+            trace(&mut probes, *t);
+            trace(&mut probes, link.trace_id);
             if let Some(m) = &link.message_id {
                 key(&mut probes, JoinKey::MessageId(m.clone()));
             }
         }
         for (t, corr) in log_keys {
-            trace(&mut probes, t);
+            trace(&mut probes, *t);
             key(&mut probes, JoinKey::Correlation(corr.clone()));
         }
         probes
     }
 
-    fn join_key(&mut self, trace: &str, key: JoinKey) {
+    fn join_key(&mut self, trace: TraceId, key: JoinKey) {
         if let Some(split) = self.joiner.key(trace, key) {
             self.record_ignored_key(&split.ignored.key, split.ignored.traces);
             self.dirty.extend(split.traces);
@@ -802,14 +804,14 @@ impl Stitcher {
         {
             let mut app = self.conn.appender("stitch_traces")?;
             for t in traces {
-                app.append_row([t])?;
+                app.append_row([&*t.hex()])?;
             }
             app.flush()?;
         }
         let spans = intake::reload_from_file(&self.conn, from_start, upto_seq)?;
         let now = now_nanos();
         for t in traces {
-            self.cache.insert(t.clone(), CachedTrace::new(now));
+            self.cache.insert(*t, CachedTrace::new(now));
         }
         for s in spans {
             let entry = self.cache.get_mut(&s.trace_id).expect("reloaded trace has an entry");
@@ -824,7 +826,7 @@ impl Stitcher {
             return Ok(0);
         }
         // Every member of these flows is in memory: stored flows are loaded whole.
-        let flows = self.joiner.flows_of(self.dirty.iter().map(String::as_str));
+        let flows = self.joiner.flows_of(self.dirty.iter().copied());
 
         let now = now_nanos();
         let mut stale: HashSet<StoredFlow> = HashSet::default();
@@ -838,7 +840,7 @@ impl Stitcher {
             }
             for t in &members {
                 if let Some(old) = self.stored.get(t) {
-                    stale.insert(old.clone());
+                    stale.insert(*old);
                 }
             }
             let mut spans: Vec<&SpanFacts> =
@@ -877,7 +879,8 @@ impl Stitcher {
             };
             if stale.len() <= DELETE_ONE_BY_ONE {
                 for old in &stale {
-                    let key: [&dyn duckdb::ToSql; 2] = [&old.flow_id, &old.updated];
+                    let flow_id = old.flow_id.hex();
+                    let key: [&dyn duckdb::ToSql; 2] = [&&*flow_id, &old.updated];
                     subtract(
                         &mut conn
                             .prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?
@@ -888,7 +891,7 @@ impl Stitcher {
             } else if let Some(oldest_write) = stale.iter().map(|f| f.updated).min() {
                 let mut app = conn.appender("stale_flows")?;
                 for old in &stale {
-                    app.append_row([&old.flow_id])?;
+                    app.append_row([&*old.flow_id.hex()])?;
                 }
                 app.flush()?;
                 drop(app);
@@ -904,14 +907,14 @@ impl Stitcher {
         })?;
         let aliases: Vec<QueueAlias> =
             analysed.iter().flat_map(|(_, _, a, _)| a.queue_aliases.iter().cloned()).collect();
-        let flow_ids: Vec<(Vec<TraceId>, String)> =
-            analysed.into_iter().map(|(members, spans, a, _)| (members, spans[a.root].trace_id.clone())).collect();
+        let flow_ids: Vec<(Vec<TraceId>, TraceId)> =
+            analysed.into_iter().map(|(members, spans, a, _)| (members, spans[a.root].trace_id)).collect();
         for (members, flow_id) in flow_ids {
             for t in members {
                 if let Some(c) = self.cache.get_mut(&t) {
                     c.unwritten_from = None;
                 }
-                self.stored.insert(t, StoredFlow { flow_id: flow_id.clone(), updated: now });
+                self.stored.insert(t, StoredFlow { flow_id, updated: now });
             }
         }
         self.dirty = deferred;
@@ -997,20 +1000,20 @@ impl Stitcher {
         self.last_eviction = now;
         let cutoff = now - self.config.quiet_period.as_nanos() as i64;
         // (last activity, spans, members) of every flow in memory
-        let mut flows: Vec<(i64, usize, Vec<&str>)> = self
+        let mut flows: Vec<(i64, usize, Vec<TraceId>)> = self
             .joiner
             .flows()
             .map(|members| {
-                let cached = members.iter().filter_map(|t| self.cache.get(*t));
+                let cached = members.iter().filter_map(|t| self.cache.get(t));
                 let (seen, spans) =
                     cached.fold((i64::MIN, 0), |(seen, n), c| (seen.max(c.last_seen), n + c.spans.len().max(1)));
                 (seen, spans, members)
             })
             .collect();
         let before = flows.len();
-        let mut forget: Vec<&str> = Vec::new();
+        let mut forget: Vec<TraceId> = Vec::new();
         // Flows whose write is pending (deferred, or failed) stay.
-        let pending = |members: &[&str]| members.iter().any(|t| self.dirty.contains(*t));
+        let pending = |members: &[TraceId]| members.iter().any(|t| self.dirty.contains(t));
         flows.retain_mut(|(seen, _, members)| {
             let keep = *seen >= cutoff || pending(members);
             if !keep {
@@ -1037,12 +1040,11 @@ impl Stitcher {
             return;
         }
         tracing::trace!(flows = before - flows.len(), traces = forget.len(), "forgetting quiet flows");
-        let forget: Vec<TraceId> = forget.into_iter().map(str::to_owned).collect();
         for t in &forget {
             self.cache.remove(t);
             self.stored.remove(t);
         }
-        self.joiner.forget(forget.iter().map(String::as_str));
+        self.joiner.forget(forget);
     }
 }
 
@@ -1160,7 +1162,7 @@ fn write_flows(
     let mut dead_rows = FlowDeadLetterRows::new();
     for (members, spans, a, truncated) in flows {
         let root = &spans[a.root];
-        let flow_id = root.trace_id.as_str();
+        let flow_id = root.trace_id.hex();
         let last_commit_seq = spans.iter().map(|s| s.commit_seq).max().unwrap_or(0);
         let f = &mut flow_rows;
         f.flow_id.append_value(flow_id);
@@ -1190,31 +1192,37 @@ fn write_flows(
         f.edges.append_value(edges::cells_json(&cells, a.start));
         edge_changes.apply(&a.chain, last_commit_seq, cells, 1);
         for t in members {
+            let trace = t.hex();
             let r = &mut trace_rows;
             r.flow_id.append_value(flow_id);
-            r.trace_id.append_value(t);
-            let trace_key = joiner::trace_hash(t);
+            r.trace_id.append_value(trace);
+            let trace_key = joiner::trace_hash(&trace);
             join_filter.insert(trace_key);
             r.trace_key.append_value(trace_key);
             r.flow_start_unix_nano.append_value(a.start);
             r.updated_unix_nano.append_value(now);
-            let (links, keys) = joiner.joins_of(t);
-            // A link joins two members of this flow, and both ends list it: the row is
-            // written from one end only (the loader restores both), and no lookup needs
-            // it, since the other end's trace row has the same hash. Written from both
-            // ends, links were two fifths of the join rows.
-            let links = links.into_iter().filter(|to| t.as_str() < *to).map(|to| (joiner::trace_hash(to), LINK, to));
-            let keys = keys.into_iter().map(|k| (k.hash(), k.kind(), k.value()));
-            for (key, kind, value) in links.chain(keys) {
+            let (links, keys) = joiner.joins_of(*t);
+            let mut join_row = |key: i64, kind: &str, value: &str| {
                 let r = &mut join_rows;
                 join_filter.insert(key);
                 r.key.append_value(key);
                 r.flow_id.append_value(flow_id);
-                r.trace_id.append_value(t);
+                r.trace_id.append_value(trace);
                 r.kind.append_value(kind);
                 r.value.append_value(value);
                 r.flow_start_unix_nano.append_value(a.start);
                 r.updated_unix_nano.append_value(now);
+            };
+            // A link joins two members of this flow, and both ends list it: the row is
+            // written from one end only (the loader restores both), and no lookup needs
+            // it, since the other end's trace row has the same hash. Written from both
+            // ends, links were two fifths of the join rows.
+            for to in links.into_iter().filter(|to| t < to) {
+                let to = to.hex();
+                join_row(joiner::trace_hash(&to), LINK, &to);
+            }
+            for k in keys {
+                join_row(k.hash(), k.kind(), k.value());
             }
         }
         for (i, h) in a.hops.iter().enumerate() {
@@ -1224,7 +1232,7 @@ fn write_flows(
             r.hop_index.append_value(i as i32);
             r.system.append_option(h.system.as_deref());
             r.destination.append_option(h.destination.as_deref());
-            r.producer_trace_id.append_option(producer.map(|p| &p.trace_id));
+            r.producer_trace_id.append_option(producer.map(|p| p.trace_id.hex()));
             r.producer_span_id.append_option(producer.map(|p| &p.span_id));
             r.producer_service.append_option(producer.map(|p| &p.service));
             r.consumer_span_ids.append_value(json_array(h.consumers.iter().map(|c| spans[*c].span_id.as_str())));

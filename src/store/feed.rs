@@ -128,40 +128,10 @@ fn narrow(batch: &TableBatch) -> Option<TableBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tables::{MetricPointRows, SpanRows};
+    use crate::store::tables::MetricPointRows;
 
     fn spans(n: usize) -> TableBatch {
-        let mut rows = SpanRows::new();
-        for i in 0..n {
-            rows.trace_id.append_value(format!("{i:032x}"));
-            rows.span_id.append_value(format!("{i:016x}"));
-            rows.parent_span_id.append_null();
-            rows.trace_state.append_null();
-            rows.service_name.append_value("svc");
-            rows.scope_name.append_null();
-            rows.name.append_value("op");
-            rows.kind.append_value("SERVER");
-            rows.start_unix_nano.append_value(1);
-            rows.end_unix_nano.append_value(2);
-            rows.status_code.append_value("UNSET");
-            rows.status_message.append_null();
-            rows.attributes.append_value("{\"big\":\"json\"}");
-            rows.events.append_null();
-            rows.link_count.append_value(0);
-            rows.messaging_system.append_null();
-            rows.messaging_operation.append_null();
-            rows.destination.append_null();
-            rows.message_id.append_null();
-            rows.correlation_id.append_null();
-            rows.consumer_group.append_null();
-            rows.partition_id.append_null();
-            rows.batch_message_count.append_null();
-            rows.attempt.append_null();
-            rows.dead_letter_evidence.append_value(false);
-            rows.dead_letter_source.append_null();
-            rows.resource_id.append_value(0);
-        }
-        rows.finish().expect("rows")
+        crate::test_support::span_rows((0..n).map(|i| format!("{i:032x}")))
     }
 
     #[test]

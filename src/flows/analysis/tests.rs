@@ -15,7 +15,7 @@ pub(crate) fn sp(
     end_ms: i64,
 ) -> SpanFacts {
     SpanFacts {
-        trace_id: trace.into(),
+        trace_id: TraceId::named(trace),
         span_id: id.into(),
         parent_span_id: parent.map(Into::into),
         service: service.into(),
@@ -51,7 +51,7 @@ pub(crate) fn with(mut s: SpanFacts, f: impl FnOnce(&mut SpanFacts)) -> SpanFact
 }
 
 fn link(trace: &str, span: &str) -> LinkFacts {
-    LinkFacts { trace_id: trace.into(), span_id: span.into(), message_id: None }
+    LinkFacts { trace_id: TraceId::named(trace), span_id: span.into(), message_id: None }
 }
 
 use SpanKind::*;
@@ -732,7 +732,7 @@ mod properties {
     }
 
     fn link_to(trace: &str, span: &str) -> LinkFacts {
-        LinkFacts { trace_id: trace.into(), span_id: span.into(), message_id: None }
+        LinkFacts { trace_id: TraceId::named(trace), span_id: span.into(), message_id: None }
     }
 
     /// What must not depend on the order spans arrive in.
@@ -758,8 +758,7 @@ mod properties {
                     .all(|i| *i < spans.len()));
                 // The same spans in another order: the same flow, unless duplicate span
                 // ids make "which of the two" order-dependent.
-                let mut ids: Vec<(&str, &str)> =
-                    spans.iter().map(|s| (s.trace_id.as_str(), s.span_id.as_str())).collect();
+                let mut ids: Vec<(TraceId, &str)> = spans.iter().map(|s| (s.trace_id, s.span_id.as_str())).collect();
                 ids.sort();
                 ids.dedup();
                 if ids.len() == spans.len() {

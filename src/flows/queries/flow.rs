@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
 use super::super::intake;
 use super::super::joiner::trace_hash;
+use super::super::trace_id::TraceId;
 use super::{ms, parse_json, DeadLetterRow, Range};
 use crate::store::{Store, StoreError};
 
@@ -206,33 +207,37 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     let truncated: bool = stitched_truncated || facts.len() > reading.max_spans;
     facts.truncate(reading.max_spans);
     extras.truncate(reading.max_spans);
-    let mut link_rows: Vec<(String, String, LinkFacts, Option<String>)> = Vec::new();
+    // (span's trace, span id, linked trace, linked span, message id, attributes)
+    type LinkRow = (String, String, String, String, Option<String>, Option<String>);
+    let mut link_rows: Vec<LinkRow> = Vec::new();
     {
         let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_links.sql"))?;
         let rows = stmt.query_map(params![flow_id, start, end, updated], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                LinkFacts { trace_id: r.get(2)?, span_id: r.get(3)?, message_id: r.get(4)? },
-                r.get(5)?,
-            ))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })?;
         for row in rows {
             link_rows.push(row?);
         }
     }
-    let index: std::collections::HashMap<(String, String), usize> =
-        facts.iter().enumerate().map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i)).collect();
-    let mut link_attrs: Vec<Vec<FlowLink>> = vec![Vec::new(); facts.len()];
-    for (trace, span, link, attrs) in link_rows {
-        if let Some(i) = index.get(&(trace, span)) {
-            link_attrs[*i].push(FlowLink {
-                trace_id: link.trace_id.clone(),
-                span_id: link.span_id.clone(),
+    let index: std::collections::HashMap<(TraceId, &str), usize> =
+        facts.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id.as_str()), i)).collect();
+    let mut placed: Vec<(usize, FlowLink, LinkFacts)> = Vec::new();
+    for (trace, span, linked_trace, linked_span, message_id, attrs) in link_rows {
+        let (Some(trace), Some(linked)) = (TraceId::parse(&trace), TraceId::parse(&linked_trace)) else { continue };
+        if let Some(i) = index.get(&(trace, span.as_str())) {
+            let shown = FlowLink {
+                trace_id: linked_trace,
+                span_id: linked_span.clone(),
                 attributes: parse_json(attrs, serde_json::json!({})),
-            });
-            facts[*i].links.push(link);
+            };
+            placed.push((*i, shown, LinkFacts { trace_id: linked, span_id: linked_span, message_id }));
         }
+    }
+    drop(index);
+    let mut link_attrs: Vec<Vec<FlowLink>> = vec![Vec::new(); facts.len()];
+    for (i, shown, link) in placed {
+        link_attrs[i].push(shown);
+        facts[i].links.push(link);
     }
 
     let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), &reading.dead_letter_patterns);
@@ -254,7 +259,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         .zip(link_attrs)
         .enumerate()
         .map(|(i, ((s, x), links))| FlowSpan {
-            trace_id: s.trace_id.clone(),
+            trace_id: s.trace_id.to_string(),
             span_id: s.span_id.clone(),
             parent_span_id: s.parent_span_id.clone(),
             service: s.service.clone(),
@@ -312,7 +317,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         end_unix_nano: a.end,
         duration_ms: ms(a.end - a.start),
         services: a.services.clone(),
-        trace_ids: a.trace_ids.clone(),
+        trace_ids: a.trace_ids.iter().map(TraceId::to_string).collect(),
         error: a.error,
         retries: a.retries.len(),
         dead_lettered: !dead_letters.is_empty(),
