@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::trace_id::TraceId;
+use super::ids::{SpanId, TraceId};
 use super::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,8 @@ impl SpanKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanFacts {
     pub trace_id: TraceId,
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
     pub service: String,
     pub name: String,
     pub kind: SpanKind,
@@ -60,7 +60,7 @@ pub struct SpanFacts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkFacts {
     pub trace_id: TraceId,
-    pub span_id: String,
+    pub span_id: SpanId,
     pub message_id: Option<String>,
 }
 
@@ -329,8 +329,8 @@ pub fn analyze(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) 
 }
 
 fn analyze_canonical(spans: &[&SpanFacts], dead_letter_patterns: &DeadLetterPatterns) -> FlowAnalysis {
-    let by_id: HashMap<(TraceId, &str), usize> =
-        spans.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id.as_str()), i)).collect();
+    let by_id: HashMap<(TraceId, SpanId), usize> =
+        spans.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id), i)).collect();
     let parents = acyclic_parents(spans, &by_id);
     let parent_of = |i: usize| parents[i];
 
@@ -465,9 +465,9 @@ pub fn steps(
 /// Each span's parent within the flow, with parent cycles (a span naming itself, two
 /// spans naming each other: careless or hostile exporters) cut where the walk closes
 /// them, so every walk up the tree ends. O(n): each span is walked through once.
-fn acyclic_parents(spans: &[&SpanFacts], by_id: &HashMap<(TraceId, &str), usize>) -> Vec<Option<usize>> {
+fn acyclic_parents(spans: &[&SpanFacts], by_id: &HashMap<(TraceId, SpanId), usize>) -> Vec<Option<usize>> {
     let mut parent: Vec<Option<usize>> =
-        spans.iter().map(|s| s.parent_span_id.as_deref().and_then(|p| by_id.get(&(s.trace_id, p)).copied())).collect();
+        spans.iter().map(|s| s.parent_span_id.and_then(|p| by_id.get(&(s.trace_id, p)).copied())).collect();
     #[derive(Clone, Copy, PartialEq)]
     enum Seen {
         No,
@@ -541,7 +541,7 @@ fn new_hop(system: Option<String>, destination: Option<String>, producer: Option
 /// redrive), and no span records that move.
 fn build_hops(
     spans: &[&SpanFacts],
-    by_id: &HashMap<(TraceId, &str), usize>,
+    by_id: &HashMap<(TraceId, SpanId), usize>,
     parent_of: &impl Fn(usize) -> Option<usize>,
     is_dead_letter_queue: &impl Fn(Option<&str>) -> bool,
 ) -> (Vec<Hop>, Vec<QueueAlias>) {
@@ -607,7 +607,7 @@ fn build_hops(
         let mut found: Vec<usize> = Vec::new();
         // 1. links to the creation context (one per message for batch consumers)
         for link in &s.links {
-            let linked = by_id.get(&(link.trace_id, link.span_id.as_str())).copied();
+            let linked = by_id.get(&(link.trace_id, link.span_id)).copied();
             let producer = linked
                 .filter(|l| role(spans[*l]) == Role::Producer)
                 .or_else(|| link.message_id.as_deref().and_then(|m| by_message.get(m).copied()));

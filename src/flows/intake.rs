@@ -9,13 +9,13 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
 use super::analysis::{LinkFacts, SpanFacts, SpanKind};
-use super::trace_id::TraceId;
+use super::ids::{SpanId, TraceId};
 use super::{HashMap, HashSet};
 
 use crate::store::{Committed, StoreError};
 
 /// (span's trace, span id, link)
-pub type LinkRow = (TraceId, String, LinkFacts);
+pub type LinkRow = (TraceId, SpanId, LinkFacts);
 
 /// The rows of a range of commits that matter for stitching.
 #[derive(Debug, Default)]
@@ -95,16 +95,14 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
         return;
     }
     // Indexed by link, since links are far fewer than spans.
-    let mut by_span: HashMap<(TraceId, &str), Vec<usize>> = HashMap::default();
+    let mut by_span: HashMap<(TraceId, SpanId), Vec<usize>> = HashMap::default();
     for (i, (trace, span, _)) in links.iter().enumerate() {
-        by_span.entry((*trace, span.as_str())).or_default().push(i);
+        by_span.entry((*trace, *span)).or_default().push(i);
     }
     let placed: Vec<(usize, usize)> = spans
         .iter()
         .enumerate()
-        .flat_map(|(si, s)| {
-            by_span.get(&(s.trace_id, s.span_id.as_str())).into_iter().flatten().map(move |li| (si, *li))
-        })
+        .flat_map(|(si, s)| by_span.get(&(s.trace_id, s.span_id)).into_iter().flatten().map(move |li| (si, *li)))
         .collect();
     drop(by_span);
     let mut links: Vec<Option<LinkFacts>> = links.into_iter().map(|(_, _, link)| Some(link)).collect();
@@ -119,9 +117,9 @@ pub fn attach_links(spans: &mut [SpanFacts], links: Vec<LinkRow>) {
 /// follow). Each span's commit is `batch_commit` when the batch is one commit's (the
 /// feed), otherwise the batch's `commit_seq` column.
 pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Vec<SpanFacts>) {
-    let mut trace_id = TraceIds::new(b, "trace_id");
-    let span_id = strings(b, "span_id");
-    let parent = strings(b, "parent_span_id");
+    let mut trace_id = Ids::new(b, "trace_id", TraceId::parse);
+    let mut span_id = Ids::new(b, "span_id", SpanId::parse);
+    let mut parent = Ids::new(b, "parent_span_id", SpanId::parse);
     let service = strings(b, "service_name");
     let name = strings(b, "name");
     let kind = strings(b, "kind");
@@ -140,11 +138,13 @@ pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Ve
     let owned = |a: &StringArray, i: usize| opt_str(a, i).map(str::to_owned);
     out.reserve(b.num_rows());
     for i in 0..b.num_rows() {
-        let Some(trace) = trace_id.get(i) else { continue };
+        let (Some(trace), Some(span)) = (trace_id.get(i), span_id.get(i)) else { continue };
+        // A parent id that does not read leaves the span without one (a root).
+        let parent = parent.get(i);
         out.push(SpanFacts {
             trace_id: trace,
-            span_id: span_id.value(i).to_owned(),
-            parent_span_id: owned(parent, i),
+            span_id: span,
+            parent_span_id: parent,
             service: service.value(i).to_owned(),
             name: name.value(i).to_owned(),
             kind: SpanKind::parse(kind.value(i)),
@@ -170,19 +170,19 @@ pub fn spans_from_batch(b: &RecordBatch, batch_commit: Option<i64>, out: &mut Ve
 }
 
 fn links_from_batch(b: &RecordBatch, out: &mut Vec<LinkRow>) {
-    let (mut trace_id, span_id) = (TraceIds::new(b, "trace_id"), strings(b, "span_id"));
-    let (mut linked_trace, linked_span) = (TraceIds::new(b, "linked_trace_id"), strings(b, "linked_span_id"));
+    let (mut trace_id, mut span_id) = (Ids::new(b, "trace_id", TraceId::parse), Ids::new(b, "span_id", SpanId::parse));
+    let (mut linked_trace, mut linked_span) =
+        (Ids::new(b, "linked_trace_id", TraceId::parse), Ids::new(b, "linked_span_id", SpanId::parse));
     let message_id = strings(b, "message_id");
     for i in 0..b.num_rows() {
-        let (Some(trace), Some(linked)) = (trace_id.get(i), linked_trace.get(i)) else {
-            continue;
-        };
+        let ids = (trace_id.get(i), span_id.get(i), linked_trace.get(i), linked_span.get(i));
+        let (Some(trace), Some(span), Some(linked_trace), Some(linked_span)) = ids else { continue };
         out.push((
             trace,
-            span_id.value(i).to_owned(),
+            span,
             LinkFacts {
-                trace_id: linked,
-                span_id: linked_span.value(i).to_owned(),
+                trace_id: linked_trace,
+                span_id: linked_span,
                 message_id: opt_str(message_id, i).map(str::to_owned),
             },
         ));
@@ -191,7 +191,7 @@ fn links_from_batch(b: &RecordBatch, out: &mut Vec<LinkRow>) {
 
 /// (trace id, correlation id) of the log records carrying both.
 fn log_keys_from_batch(b: &RecordBatch, out: &mut HashSet<(TraceId, String)>) {
-    let (mut trace, corr) = (TraceIds::new(b, "trace_id"), strings(b, "correlation_id"));
+    let (mut trace, corr) = (Ids::new(b, "trace_id", TraceId::parse), strings(b, "correlation_id"));
     for i in 0..b.num_rows() {
         if let (Some(t), Some(c)) = (trace.get(i), opt_str(corr, i)) {
             out.insert((t, c.to_owned()));
@@ -199,33 +199,37 @@ fn log_keys_from_batch(b: &RecordBatch, out: &mut HashSet<(TraceId, String)>) {
     }
 }
 
-/// A batch's trace id column, parsed row by row. flowscope writes no id but 32 lower-case
-/// hex digits, so only a file changed by hand holds another: its row is left out of
-/// stitching (with one warning per batch) rather than stopping it.
-struct TraceIds<'a> {
+/// A batch's trace or span id column, parsed row by row. flowscope writes no id but
+/// lower-case hex digits of the id's length, so only a file changed by hand holds
+/// another: stitching leaves it out (its row, or a parent id), with one warning per
+/// batch and column, rather than stopping.
+struct Ids<'a, T> {
+    name: &'a str,
     column: &'a StringArray,
     unreadable: usize,
+    parse: fn(&str) -> Option<T>,
 }
 
-impl<'a> TraceIds<'a> {
-    fn new(b: &'a RecordBatch, column: &str) -> Self {
-        TraceIds { column: strings(b, column), unreadable: 0 }
+impl<'a, T> Ids<'a, T> {
+    fn new(b: &'a RecordBatch, name: &'a str, parse: fn(&str) -> Option<T>) -> Self {
+        Ids { name, column: strings(b, name), unreadable: 0, parse }
     }
 
     /// The id in row `i`; `None` for a null or an unreadable id.
-    fn get(&mut self, i: usize) -> Option<TraceId> {
-        let id = TraceId::parse(opt_str(self.column, i)?);
+    fn get(&mut self, i: usize) -> Option<T> {
+        let id = (self.parse)(opt_str(self.column, i)?);
         self.unreadable += usize::from(id.is_none());
         id
     }
 }
 
-impl Drop for TraceIds<'_> {
+impl<T> Drop for Ids<'_, T> {
     fn drop(&mut self) {
         if self.unreadable > 0 {
             tracing::warn!(
+                column = self.name,
                 rows = self.unreadable,
-                "stored trace ids are not 32 hex digits; their rows are not stitched"
+                "stored ids are not hex digits of their length; stitching leaves them out"
             );
         }
     }
@@ -259,6 +263,6 @@ mod tests {
         spans_from_batch(&batch.batch, Some(7), &mut spans);
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].trace_id.to_string(), good);
-        assert_eq!((spans[0].span_id.as_str(), spans[0].commit_seq), ("0000000000000000", 7));
+        assert_eq!((spans[0].span_id.to_string(), spans[0].commit_seq), ("0000000000000000".to_owned(), 7));
     }
 }

@@ -12,7 +12,7 @@
 //! its remaining edges. Links are guarded by flow size instead: a link that would make a
 //! flow of more than ten times `key_trace_limit` traces is ignored (and counted).
 
-use super::trace_id::TraceId;
+use super::ids::TraceId;
 use super::{HashMap, HashSet};
 
 /// A join key: the kind of evidence and its value.

@@ -1,7 +1,7 @@
 //! Flows: spans stitched across traces into end-to-end business operations.
 //!
 //! - [`joiner`]: which traces belong together (links, message ids, correlation ids);
-//! - [`trace_id`]: trace ids as 128-bit numbers, the form the stitcher holds them in;
+//! - [`ids`]: trace and span ids as numbers, the form the stitcher holds them in;
 //! - [`analysis`]: what one flow is made of (chain, hops, queue waits, retries, dead
 //!   letters, critical path), a pure function of its spans;
 //! - [`join_filter`]: which join hashes the file may hold, so most rounds skip the lookup;
@@ -21,6 +21,7 @@ pub mod backlog;
 pub mod breakdown;
 pub mod chain_sums;
 pub mod edges;
+pub mod ids;
 mod intake;
 pub mod join_filter;
 pub mod joiner;
@@ -29,7 +30,6 @@ pub mod queries;
 pub mod restitch;
 pub mod rollup;
 mod stitcher;
-pub mod trace_id;
 
 use std::sync::Arc;
 

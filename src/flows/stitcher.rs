@@ -74,10 +74,10 @@ use tokio::sync::watch;
 
 use super::analysis::{self, DeadLetterPatterns, FlowAnalysis, QueueAlias, SpanFacts};
 use super::edges::{self, EdgeChanges};
+use super::ids::TraceId;
 use super::intake::{self, NewRows};
 use super::join_filter::{self, JoinFilters};
 use super::joiner::{self, JoinKey, Joiner};
-use super::trace_id::TraceId;
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
 use crate::store::tables::{
@@ -1233,9 +1233,10 @@ fn write_flows(
             r.system.append_option(h.system.as_deref());
             r.destination.append_option(h.destination.as_deref());
             r.producer_trace_id.append_option(producer.map(|p| p.trace_id.hex()));
-            r.producer_span_id.append_option(producer.map(|p| &p.span_id));
+            r.producer_span_id.append_option(producer.map(|p| p.span_id.hex()));
             r.producer_service.append_option(producer.map(|p| &p.service));
-            r.consumer_span_ids.append_value(json_array(h.consumers.iter().map(|c| spans[*c].span_id.as_str())));
+            let consumers: Vec<_> = h.consumers.iter().map(|c| spans[*c].span_id.hex()).collect();
+            r.consumer_span_ids.append_value(json_array(consumers.iter().map(|c| &**c)));
             r.consumer_service.append_option(h.consumers.first().map(|c| &spans[*c].service));
             r.sent_unix_nano.append_value(h.time);
             r.queue_wait_ms.append_value(ms(h.queue_wait_ns));
@@ -1252,10 +1253,10 @@ fn write_flows(
             r.time_unix_nano.append_value(retry.time);
             r.service.append_value(&retry.service);
             r.destination.append_option(retry.destination.as_deref());
-            r.span_id.append_value(&spans[retry.span].span_id);
+            r.span_id.append_value(spans[retry.span].span_id.hex());
             r.attempt.append_value(retry.attempt);
             r.delay_ms.append_value(ms(retry.delay_ns));
-            r.previous_span_id.append_option(retry.previous.map(|p| &spans[p].span_id));
+            r.previous_span_id.append_option(retry.previous.map(|p| spans[p].span_id.hex()));
             r.updated_unix_nano.append_value(now);
         }
         for d in &a.dead_letters {
@@ -1267,7 +1268,7 @@ fn write_flows(
             r.message_id.append_option(d.message_id.as_deref());
             r.correlation_id.append_option(d.correlation_id.as_deref());
             r.error.append_option(d.error.as_deref());
-            r.span_id.append_value(&spans[d.span].span_id);
+            r.span_id.append_value(spans[d.span].span_id.hex());
             r.updated_unix_nano.append_value(now);
         }
     }

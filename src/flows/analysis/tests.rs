@@ -16,8 +16,8 @@ pub(crate) fn sp(
 ) -> SpanFacts {
     SpanFacts {
         trace_id: TraceId::named(trace),
-        span_id: id.into(),
-        parent_span_id: parent.map(Into::into),
+        span_id: SpanId::named(id),
+        parent_span_id: parent.map(SpanId::named),
         service: service.into(),
         name: name.into(),
         kind,
@@ -51,7 +51,7 @@ pub(crate) fn with(mut s: SpanFacts, f: impl FnOnce(&mut SpanFacts)) -> SpanFact
 }
 
 fn link(trace: &str, span: &str) -> LinkFacts {
-    LinkFacts { trace_id: TraceId::named(trace), span_id: span.into(), message_id: None }
+    LinkFacts { trace_id: TraceId::named(trace), span_id: SpanId::named(span), message_id: None }
 }
 
 use SpanKind::*;
@@ -72,8 +72,8 @@ fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
         .map(|h| {
             (
                 h.destination.clone().unwrap_or_default(),
-                h.producer.map(|p| spans[p].span_id.clone()),
-                h.consumers.iter().map(|c| spans[*c].span_id.clone()).collect(),
+                h.producer.map(|p| spans[p].span_id.name()),
+                h.consumers.iter().map(|c| spans[*c].span_id.name()).collect(),
                 h.queue_wait_ns / MS,
             )
         })
@@ -85,7 +85,7 @@ fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
         .collect();
     assert_eq!(hops, want_hops, "{name}: hops");
     let retries: Vec<(String, i32, i64)> =
-        a.retries.iter().map(|r| (spans[r.span].span_id.clone(), r.attempt, r.delay_ns / MS)).collect();
+        a.retries.iter().map(|r| (spans[r.span].span_id.name(), r.attempt, r.delay_ns / MS)).collect();
     let want_retries: Vec<(String, i32, i64)> = want.retries.iter().map(|(s, n, d)| (s.to_string(), *n, *d)).collect();
     assert_eq!(retries, want_retries, "{name}: retries");
     let dls: Vec<(String, Option<String>, Option<String>)> =
@@ -329,8 +329,8 @@ fn critical_path_follows_the_last_finishing_branch() {
         }),
     ];
     let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
-    let critical: Vec<&str> =
-        spans.iter().zip(&a.critical).filter(|(_, c)| **c).map(|(s, _)| s.span_id.as_str()).collect();
+    let critical: Vec<String> =
+        spans.iter().zip(&a.critical).filter(|(_, c)| **c).map(|(s, _)| s.span_id.name()).collect();
     assert_eq!(critical, vec!["root", "a", "c", "send", "late"]);
     assert_eq!(a.end - a.start, 300 * MS);
     assert_eq!(a.path, vec!["api", "q", "worker"]);
@@ -732,7 +732,7 @@ mod properties {
     }
 
     fn link_to(trace: &str, span: &str) -> LinkFacts {
-        LinkFacts { trace_id: TraceId::named(trace), span_id: span.into(), message_id: None }
+        LinkFacts { trace_id: TraceId::named(trace), span_id: SpanId::named(span), message_id: None }
     }
 
     /// What must not depend on the order spans arrive in.
@@ -758,7 +758,7 @@ mod properties {
                     .all(|i| *i < spans.len()));
                 // The same spans in another order: the same flow, unless duplicate span
                 // ids make "which of the two" order-dependent.
-                let mut ids: Vec<(TraceId, &str)> = spans.iter().map(|s| (s.trace_id, s.span_id.as_str())).collect();
+                let mut ids: Vec<(TraceId, SpanId)> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
                 ids.sort();
                 ids.dedup();
                 if ids.len() == spans.len() {

@@ -6,9 +6,9 @@ use duckdb::{params, Connection};
 use serde::Serialize;
 
 use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
+use super::super::ids::{SpanId, TraceId};
 use super::super::intake;
 use super::super::joiner::trace_hash;
-use super::super::trace_id::TraceId;
 use super::{ms, parse_json, DeadLetterRow, Range};
 use crate::store::{Store, StoreError};
 
@@ -219,25 +219,18 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
             link_rows.push(row?);
         }
     }
-    let index: std::collections::HashMap<(TraceId, &str), usize> =
-        facts.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id.as_str()), i)).collect();
-    let mut placed: Vec<(usize, FlowLink, LinkFacts)> = Vec::new();
-    for (trace, span, linked_trace, linked_span, message_id, attrs) in link_rows {
-        let (Some(trace), Some(linked)) = (TraceId::parse(&trace), TraceId::parse(&linked_trace)) else { continue };
-        if let Some(i) = index.get(&(trace, span.as_str())) {
-            let shown = FlowLink {
-                trace_id: linked_trace,
-                span_id: linked_span.clone(),
-                attributes: parse_json(attrs, serde_json::json!({})),
-            };
-            placed.push((*i, shown, LinkFacts { trace_id: linked, span_id: linked_span, message_id }));
-        }
-    }
-    drop(index);
+    let index: std::collections::HashMap<(TraceId, SpanId), usize> =
+        facts.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id), i)).collect();
     let mut link_attrs: Vec<Vec<FlowLink>> = vec![Vec::new(); facts.len()];
-    for (i, shown, link) in placed {
-        link_attrs[i].push(shown);
-        facts[i].links.push(link);
+    for (trace, span, linked_trace, linked_span, message_id, attrs) in link_rows {
+        let ids =
+            (TraceId::parse(&trace), SpanId::parse(&span), TraceId::parse(&linked_trace), SpanId::parse(&linked_span));
+        let (Some(trace), Some(span), Some(linked), Some(linked_id)) = ids else { continue };
+        if let Some(i) = index.get(&(trace, span)) {
+            let attributes = parse_json(attrs, serde_json::json!({}));
+            link_attrs[*i].push(FlowLink { trace_id: linked_trace, span_id: linked_span, attributes });
+            facts[*i].links.push(LinkFacts { trace_id: linked, span_id: linked_id, message_id });
+        }
     }
 
     let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), &reading.dead_letter_patterns);
@@ -260,8 +253,8 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         .enumerate()
         .map(|(i, ((s, x), links))| FlowSpan {
             trace_id: s.trace_id.to_string(),
-            span_id: s.span_id.clone(),
-            parent_span_id: s.parent_span_id.clone(),
+            span_id: s.span_id.to_string(),
+            parent_span_id: s.parent_span_id.map(|p| p.to_string()),
             service: s.service.clone(),
             name: s.name.clone(),
             kind: x.kind,
@@ -285,8 +278,8 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         .map(|h| FlowHop {
             system: h.system.clone(),
             destination: h.destination.clone(),
-            producer_span_id: h.producer.map(|p| facts[p].span_id.clone()),
-            consumer_span_ids: h.consumers.iter().map(|c| facts[*c].span_id.clone()).collect(),
+            producer_span_id: h.producer.map(|p| facts[p].span_id.to_string()),
+            consumer_span_ids: h.consumers.iter().map(|c| facts[*c].span_id.to_string()).collect(),
             sent_unix_nano: h.time,
             received_unix_nano: h.consumers.iter().map(|c| facts[*c].start).min(),
             queue_wait_ms: ms(h.queue_wait_ns),
