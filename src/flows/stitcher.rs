@@ -603,7 +603,8 @@ impl Stitcher {
     /// Finds the stored flows that the new rows join (by trace id, link target, message id
     /// or correlation id not already in memory), and loads each whole: its traces, their
     /// links and keys, and their spans committed up to `upto_seq`. Returns the traces
-    /// loaded.
+    /// loaded. A stored id that does not read as hex digits (only a file changed by hand
+    /// holds one) joins nothing.
     fn load_joined_flows(
         &mut self,
         spans: &[SpanFacts],
