@@ -124,6 +124,12 @@ impl<const N: usize> AsRef<str> for Hex<N> {
     }
 }
 
+impl<const N: usize> duckdb::ToSql for Hex<N> {
+    fn to_sql(&self) -> duckdb::Result<duckdb::types::ToSqlOutput<'_>> {
+        Ok(duckdb::types::ToSqlOutput::from(&**self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -677,7 +677,7 @@ impl Stitcher {
         {
             let mut app = conn.appender("found_flows")?;
             for flow in found.keys() {
-                app.append_row(params![&*flow.flow_id.hex(), flow.updated])?;
+                app.append_row(params![flow.flow_id.hex(), flow.updated])?;
             }
             app.flush()?;
         }
@@ -805,7 +805,7 @@ impl Stitcher {
         {
             let mut app = self.conn.appender("stitch_traces")?;
             for t in traces {
-                app.append_row([&*t.hex()])?;
+                app.append_row([t.hex()])?;
             }
             app.flush()?;
         }
@@ -880,8 +880,7 @@ impl Stitcher {
             };
             if stale.len() <= DELETE_ONE_BY_ONE {
                 for old in &stale {
-                    let flow_id = old.flow_id.hex();
-                    let key: [&dyn duckdb::ToSql; 2] = [&&*flow_id, &old.updated];
+                    let key: [&dyn duckdb::ToSql; 2] = [&old.flow_id.hex(), &old.updated];
                     subtract(
                         &mut conn
                             .prepare_cached(include_str!("../../queries/stitch_delete_flow_row.sql"))?
@@ -892,7 +891,7 @@ impl Stitcher {
             } else if let Some(oldest_write) = stale.iter().map(|f| f.updated).min() {
                 let mut app = conn.appender("stale_flows")?;
                 for old in &stale {
-                    app.append_row([&*old.flow_id.hex()])?;
+                    app.append_row([old.flow_id.hex()])?;
                 }
                 app.flush()?;
                 drop(app);
