@@ -7,7 +7,7 @@
 -- constants (src/flows/queries/chains.rs), as DuckDB takes no parameter there. Each
 -- group is then thinned by flow-id hash, one flow in $7 (tail) or $8 (typical) kept, to
 -- about twice the sample, and at most $9 of each are taken by hash.
-SELECT tail, flow_id, coalesce(steps, '[]')
+SELECT tail, hex_id(flow_id), coalesce(steps, '[]')
 FROM (
     SELECT duration_ms > $4 AS tail, flow_id, steps
     FROM flows TABLESAMPLE SAMPLE_PERCENT PERCENT (system, 7)

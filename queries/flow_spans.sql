@@ -7,7 +7,7 @@ WITH flow AS (
     SELECT *
     FROM spans
     WHERE start_unix_nano BETWEEN $2 AND $3
-      AND trace_id IN (SELECT trace_id FROM flow_traces WHERE updated_unix_nano = $5 AND flow_id = $1)
+      AND trace_id IN (SELECT hex_id(trace_id) FROM flow_traces WHERE updated_unix_nano = $5 AND flow_id = $1::UUID)
     ORDER BY start_unix_nano, trace_id, span_id
     LIMIT $4
 ),

@@ -12,8 +12,8 @@ WITH trace_hits AS MATERIALIZED (
     SELECT rowid AS row FROM flow_join_keys
     WHERE updated_unix_nano >= $1 AND key IN (SELECT key FROM stitch_keys)
 )
-SELECT trace_key, flow_id, updated_unix_nano, flow_start_unix_nano
+SELECT trace_key, hex_id(flow_id), updated_unix_nano, flow_start_unix_nano
 FROM flow_traces WHERE rowid IN (SELECT row FROM trace_hits)
 UNION
-SELECT key, flow_id, updated_unix_nano, flow_start_unix_nano
+SELECT key, hex_id(flow_id), updated_unix_nano, flow_start_unix_nano
 FROM flow_join_keys WHERE rowid IN (SELECT row FROM join_hits);

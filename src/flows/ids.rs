@@ -31,6 +31,11 @@ macro_rules! hex_id {
                 (invalid & NOT_A_DIGIT == 0).then_some($name(value))
             }
 
+            /// The id as a number: how the flow tables store it (as UUID, migration 019).
+            pub fn number(self) -> $int {
+                self.0
+            }
+
             /// The digits, as stored.
             pub fn hex(self) -> Hex<$digits> {
                 let mut out = [0u8; $digits];

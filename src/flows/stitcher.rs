@@ -1162,7 +1162,7 @@ fn write_flows(
     let mut dead_rows = FlowDeadLetterRows::new();
     for (members, spans, a, truncated) in flows {
         let root = &spans[a.root];
-        let flow_id = root.trace_id.hex();
+        let flow_id = root.trace_id.number();
         let last_commit_seq = spans.iter().map(|s| s.commit_seq).max().unwrap_or(0);
         let f = &mut flow_rows;
         f.flow_id.append_value(flow_id);
@@ -1192,11 +1192,10 @@ fn write_flows(
         f.edges.append_value(edges::cells_json(&cells, a.start));
         edge_changes.apply(&a.chain, last_commit_seq, cells, 1);
         for t in members {
-            let trace = t.hex();
             let r = &mut trace_rows;
             r.flow_id.append_value(flow_id);
-            r.trace_id.append_value(trace);
-            let trace_key = joiner::trace_hash(&trace);
+            r.trace_id.append_value(t.number());
+            let trace_key = t.join_hash();
             join_filter.insert(trace_key);
             r.trace_key.append_value(trace_key);
             r.flow_start_unix_nano.append_value(a.start);
@@ -1207,7 +1206,7 @@ fn write_flows(
                 join_filter.insert(key);
                 r.key.append_value(key);
                 r.flow_id.append_value(flow_id);
-                r.trace_id.append_value(trace);
+                r.trace_id.append_value(t.number());
                 r.kind.append_value(kind);
                 r.value.append_value(value);
                 r.flow_start_unix_nano.append_value(a.start);
@@ -1232,7 +1231,7 @@ fn write_flows(
             r.hop_index.append_value(i as i32);
             r.system.append_option(h.system.as_deref());
             r.destination.append_option(h.destination.as_deref());
-            r.producer_trace_id.append_option(producer.map(|p| p.trace_id.hex()));
+            r.producer_trace_id.append_option(producer.map(|p| p.trace_id.number()));
             r.producer_span_id.append_option(producer.map(|p| p.span_id.hex()));
             r.producer_service.append_option(producer.map(|p| &p.service));
             let consumers: Vec<_> = h.consumers.iter().map(|c| spans[*c].span_id.hex()).collect();

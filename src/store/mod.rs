@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (16, "commit_rows", include_str!("../../queries/migrations/016_commit_rows.sql")),
     (17, "chain_sums", include_str!("../../queries/migrations/017_chain_sums.sql")),
     (18, "stitch_state_entries", include_str!("../../queries/migrations/018_stitch_state_entries.sql")),
+    (19, "uuid_ids", include_str!("../../queries/migrations/019_uuid_ids.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
@@ -261,21 +262,102 @@ mod tests {
     fn row_builders_match_the_migrated_tables() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("x.duckdb")).unwrap();
-        let raw = tables::ALL.iter().map(|(t, c, at)| (t, c, Some(*at)));
-        for (table, columns, commit_seq_at) in raw.chain(tables::FLOW_TABLES.iter().map(|(t, c)| (t, c, None))) {
-            let actual: Vec<String> = store
+        let columns_of = |table: &str| -> Vec<(String, String)> {
+            store
                 .read_blocking(|c| {
-                    let mut stmt = c.prepare("SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position")?;
-                    let names = stmt.query_map([table], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+                    let mut stmt = c.prepare(
+                        "SELECT column_name, data_type FROM information_schema.columns
+                         WHERE table_name = ? ORDER BY ordinal_position",
+                    )?;
+                    let names = stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
                     Ok(names)
                 })
-                .unwrap();
+                .unwrap()
+        };
+        for (table, columns, commit_seq_at) in tables::ALL {
+            let actual: Vec<String> = columns_of(table).into_iter().map(|(name, _)| name).collect();
             let mut expected: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-            if let Some(at) = commit_seq_at {
-                expected.insert(at, "commit_seq".into());
-            }
+            expected.insert(*commit_seq_at, "commit_seq".into());
             assert_eq!(actual, expected, "columns of {table}");
         }
+        // The flow tables' types too: a batch column of another type than the table's is
+        // cast by the appender, row by row, which costs what the Arrow path saves.
+        use duckdb::arrow::datatypes::DataType;
+        for (table, schema) in tables::FLOW_TABLES {
+            let expected: Vec<(String, String)> = schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let sql_type = match f.data_type() {
+                        DataType::Utf8 => "VARCHAR",
+                        DataType::Int64 => "BIGINT",
+                        DataType::Int32 => "INTEGER",
+                        DataType::Int16 => "SMALLINT",
+                        DataType::Float64 => "DOUBLE",
+                        DataType::Boolean => "BOOLEAN",
+                        t if *t == tables::UUID => "UUID",
+                        t => panic!("{table}.{}: no SQL type for {t}", f.name()),
+                    };
+                    (f.name().clone(), sql_type.to_owned())
+                })
+                .collect();
+            assert_eq!(columns_of(table), expected, "columns of {table}");
+        }
+    }
+
+    /// A file whose schema stops at migration `version`, as that release left it.
+    fn file_of_schema(path: &Path, version: i32) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(include_str!("../../queries/schema_migrations_init.sql")).unwrap();
+        for (version, name, sql) in MIGRATIONS.iter().take_while(|(v, _, _)| *v <= version) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(include_str!("../../queries/schema_migrations_record.sql"), duckdb::params![version, name])
+                .unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn stored_flow_and_trace_ids_become_uuids_that_read_back_as_their_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.duckdb");
+        let (flow, trace) = ("0af7651916cd43dd8448eb211c80319c", "5b8efff798038103d269b633813fc60c");
+        {
+            let conn = file_of_schema(&path, 18);
+            conn.execute_batch(&format!(
+                "INSERT INTO flows (flow_id, chain, root_service, root_name, path, services, start_unix_nano,
+                                    end_unix_nano, duration_ms, span_count, trace_count, error, hops, retries,
+                                    dead_letters, queue_wait_ms, service_ms, retry_delay_ms, clock_skew_hops,
+                                    updated_unix_nano)
+                 SELECT id, 'web GET', 'web', 'GET', '[]', '[]', 1, 2, 0, 1, 1, false, 0, 0, 0, 0, 0, 0, 0, 5
+                 FROM (VALUES ('{flow}'), ('not an id')) ids(id);
+                 INSERT INTO flow_traces VALUES ('{flow}', '{flow}', 1, 1, 5), ('{flow}', '{trace}', 2, 1, 5),
+                                                ('{flow}', 'xyz', 3, 1, 5);
+                 INSERT INTO flow_join_keys VALUES (7, '{flow}', '{trace}', 'message_id', 'm1', 1, 5);
+                 INSERT INTO flow_hops (flow_id, hop_index, producer_trace_id, consumer_span_ids, sent_unix_nano,
+                                        queue_wait_ms, clock_skew, dead_letter)
+                 VALUES ('{flow}', 0, '{trace}', '[]', 1, 0, false, false), ('{flow}', 1, NULL, '[]', 1, 0, false, false);"
+            ))
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let read = |sql: &str| -> Vec<String> {
+            store
+                .read_blocking(|c| Ok(c.prepare(sql)?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?))
+                .unwrap()
+        };
+        assert_eq!(read("SELECT hex_id(flow_id) FROM flows"), vec![flow], "the unreadable id's row is dropped");
+        assert_eq!(read("SELECT hex_id(trace_id) FROM flow_traces ORDER BY trace_id"), vec![flow, trace]);
+        assert_eq!(read("SELECT hex_id(trace_id) || ' ' || value FROM flow_join_keys"), vec![format!("{trace} m1")]);
+        assert_eq!(
+            read("SELECT coalesce(hex_id(producer_trace_id), '-') FROM flow_hops ORDER BY hop_index"),
+            vec![trace, "-"]
+        );
+        let types = read(
+            "SELECT DISTINCT data_type FROM information_schema.columns
+             WHERE table_name LIKE 'flow%' AND (column_name = 'flow_id' OR column_name LIKE '%trace_id')",
+        );
+        assert_eq!(types, vec!["UUID"]);
     }
 
     #[test]
@@ -283,17 +365,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.duckdb");
         {
-            // The schema as the previous release left it (migrations 1-6), with data.
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(include_str!("../../queries/schema_migrations_init.sql")).unwrap();
-            for (version, name, sql) in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-                conn.execute(
-                    include_str!("../../queries/schema_migrations_record.sql"),
-                    duckdb::params![version, name],
-                )
-                .unwrap();
-            }
+            // The schema as the release of migration 6 left it, with data.
+            let conn = file_of_schema(&path, 6);
             conn.execute_batch(
                 "INSERT INTO spans (trace_id, span_id, service_name, name, kind, start_unix_nano, end_unix_nano,
                                     status_code, attributes, resource_attributes, link_count, dead_letter_evidence, commit_seq)

@@ -4,13 +4,79 @@
 //! test checks it), minus `commit_seq`, which the writer adds at commit time. The flow
 //! tables' builders (`002_flows.sql`) are filled by the stitcher the same way.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use duckdb::arrow::array::{
-    ArrayBuilder, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, StringBuilder,
 };
 use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use duckdb::arrow::record_batch::RecordBatch;
+
+/// The Arrow shape of a UUID column (flow and trace ids in the flow tables, migration
+/// 019): 16 bytes, big-endian, so the column sorts as the ids' hex digits do.
+pub const UUID: DataType = DataType::FixedSizeBinary(16);
+
+/// A column of a batch: UUID columns carry Arrow's UUID extension name, by which DuckDB's
+/// appender writes them as UUID rather than as BLOB.
+fn column(name: &str, dtype: DataType) -> Field {
+    let uuid = dtype == UUID;
+    let field = Field::new(name, dtype, true);
+    if uuid {
+        field.with_metadata(HashMap::from([("ARROW:extension:name".to_owned(), "arrow.uuid".to_owned())]))
+    } else {
+        field
+    }
+}
+
+/// Builds a UUID column from 128-bit ids.
+#[derive(Debug)]
+pub struct IdBuilder(FixedSizeBinaryBuilder);
+
+impl IdBuilder {
+    pub fn new() -> Self {
+        IdBuilder(FixedSizeBinaryBuilder::new(16))
+    }
+
+    pub fn append_value(&mut self, id: u128) {
+        self.0.append_value(id.to_be_bytes()).expect("an id is 16 bytes");
+    }
+
+    pub fn append_option(&mut self, id: Option<u128>) {
+        match id {
+            Some(id) => self.append_value(id),
+            None => self.0.append_null(),
+        }
+    }
+}
+
+impl ArrayBuilder for IdBuilder {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        ArrayBuilder::finish(&mut self.0)
+    }
+
+    fn finish_cloned(&self) -> ArrayRef {
+        ArrayBuilder::finish_cloned(&self.0)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn into_box_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
 
 /// A finished batch of rows for one table.
 #[derive(Debug, Clone)]
@@ -43,8 +109,8 @@ macro_rules! table_rows {
 
             pub fn schema() -> SchemaRef {
                 Arc::new(Schema::new(vec![
-                    $(Field::new(stringify!($col), $dtype, true),)*
-                    $($(Field::new(stringify!($late), $ldtype, true),)*)?
+                    $(column(stringify!($col), $dtype),)*
+                    $($(column(stringify!($late), $ldtype),)*)?
                 ]))
             }
 
@@ -184,7 +250,7 @@ table_rows! {
 table_rows! {
     /// Rows of `flows`: one per flow.
     FlowRows = "flows" {
-        flow_id: StringBuilder => DataType::Utf8,
+        flow_id: IdBuilder => UUID,
         chain: StringBuilder => DataType::Utf8,
         root_service: StringBuilder => DataType::Utf8,
         root_name: StringBuilder => DataType::Utf8,
@@ -214,8 +280,8 @@ table_rows! {
 table_rows! {
     /// Rows of `flow_traces`: which traces make up each flow.
     FlowTraceRows = "flow_traces" {
-        flow_id: StringBuilder => DataType::Utf8,
-        trace_id: StringBuilder => DataType::Utf8,
+        flow_id: IdBuilder => UUID,
+        trace_id: IdBuilder => UUID,
         trace_key: Int64Builder => DataType::Int64,
         flow_start_unix_nano: Int64Builder => DataType::Int64,
         updated_unix_nano: Int64Builder => DataType::Int64,
@@ -226,8 +292,8 @@ table_rows! {
     /// Rows of `flow_join_keys`: the links and keys that join a flow's traces.
     FlowJoinKeyRows = "flow_join_keys" {
         key: Int64Builder => DataType::Int64,
-        flow_id: StringBuilder => DataType::Utf8,
-        trace_id: StringBuilder => DataType::Utf8,
+        flow_id: IdBuilder => UUID,
+        trace_id: IdBuilder => UUID,
         kind: StringBuilder => DataType::Utf8,
         value: StringBuilder => DataType::Utf8,
         flow_start_unix_nano: Int64Builder => DataType::Int64,
@@ -238,11 +304,11 @@ table_rows! {
 table_rows! {
     /// Rows of `flow_hops`: one per asynchronous hop.
     FlowHopRows = "flow_hops" {
-        flow_id: StringBuilder => DataType::Utf8,
+        flow_id: IdBuilder => UUID,
         hop_index: Int32Builder => DataType::Int32,
         system: StringBuilder => DataType::Utf8,
         destination: StringBuilder => DataType::Utf8,
-        producer_trace_id: StringBuilder => DataType::Utf8,
+        producer_trace_id: IdBuilder => UUID,
         producer_span_id: StringBuilder => DataType::Utf8,
         producer_service: StringBuilder => DataType::Utf8,
         consumer_span_ids: StringBuilder => DataType::Utf8,
@@ -261,7 +327,7 @@ table_rows! {
 table_rows! {
     /// Rows of `flow_retries`: one per retried delivery or call.
     FlowRetryRows = "flow_retries" {
-        flow_id: StringBuilder => DataType::Utf8,
+        flow_id: IdBuilder => UUID,
         time_unix_nano: Int64Builder => DataType::Int64,
         service: StringBuilder => DataType::Utf8,
         destination: StringBuilder => DataType::Utf8,
@@ -276,7 +342,7 @@ table_rows! {
 table_rows! {
     /// Rows of `flow_dead_letters`: one per message that ended in a dead-letter queue.
     FlowDeadLetterRows = "flow_dead_letters" {
-        flow_id: StringBuilder => DataType::Utf8,
+        flow_id: IdBuilder => UUID,
         time_unix_nano: Int64Builder => DataType::Int64,
         destination: StringBuilder => DataType::Utf8,
         source_destination: StringBuilder => DataType::Utf8,
@@ -307,14 +373,14 @@ table_rows! {
 }
 
 /// The flow tables the stitcher appends, for the schema test.
-pub const FLOW_TABLES: &[(&str, &[&str])] = &[
-    (FlowRows::TABLE, FlowRows::COLUMNS),
-    (FlowTraceRows::TABLE, FlowTraceRows::COLUMNS),
-    (FlowJoinKeyRows::TABLE, FlowJoinKeyRows::COLUMNS),
-    (FlowHopRows::TABLE, FlowHopRows::COLUMNS),
-    (FlowRetryRows::TABLE, FlowRetryRows::COLUMNS),
-    (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::COLUMNS),
-    (FlowEdgeSlotRows::TABLE, FlowEdgeSlotRows::COLUMNS),
+pub const FLOW_TABLES: &[(&str, fn() -> SchemaRef)] = &[
+    (FlowRows::TABLE, FlowRows::schema),
+    (FlowTraceRows::TABLE, FlowTraceRows::schema),
+    (FlowJoinKeyRows::TABLE, FlowJoinKeyRows::schema),
+    (FlowHopRows::TABLE, FlowHopRows::schema),
+    (FlowRetryRows::TABLE, FlowRetryRows::schema),
+    (FlowDeadLetterRows::TABLE, FlowDeadLetterRows::schema),
+    (FlowEdgeSlotRows::TABLE, FlowEdgeSlotRows::schema),
 ];
 
 /// A raw-signal table: its name, appended columns, and where `commit_seq` goes among them.
