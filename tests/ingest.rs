@@ -452,3 +452,41 @@ async fn retention_goes_by_received_time_and_flows_leave_with_their_spans() {
     assert_eq!(server.count("SELECT count(*) FROM flows").await, 1, "the old spans' flows left with them");
     assert_eq!(server.count("SELECT count(*) FROM flow_traces").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_is_checkpointed_beside_ingest_and_stored_rows_stay() {
+    let server = TestServer::start_with(|c| {
+        let threshold = c.duckdb_settings.iter_mut().find(|(k, _)| k == "checkpoint_threshold").unwrap();
+        threshold.1 = "4MiB".into();
+    })
+    .await;
+    let checkpoints = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("flowscope_checkpoints_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // Spans with a kilobyte of attributes, a request at a time, until the checkpointer
+    // has folded the log into the file (bounded: 4 MiB of log takes about 40 requests).
+    let mut sent = 0;
+    let mut metrics = String::new();
+    for seed in 0..200u8 {
+        let mut spans: Vec<_> = (0..100).map(|i| span(seed, i, "GET /orders")).collect();
+        for s in &mut spans {
+            s.attributes.push(kv("payload", &"x".repeat(1024)));
+        }
+        assert_eq!(server.post_protobuf("/v1/traces", traces("checkout", spans).encode_to_vec()).await, 200);
+        sent += 100;
+        metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+        if checkpoints(&metrics) > 0 {
+            break;
+        }
+    }
+    assert!(checkpoints(&metrics) > 0, "a checkpoint after {sent} spans:\n{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("flowscope_checkpoint_seconds_total ")));
+    assert!(metrics.lines().any(|l| l.starts_with("flowscope_wal_bytes ")));
+    assert_eq!(server.count(SPANS).await, sent);
+    let (db, _dir) = server.stop().await;
+    assert_eq!(count_in_file(&db, SPANS), sent);
+}

@@ -75,12 +75,16 @@ pub fn run_until(
     // Nothing new is committed while this runs: every round reads the file.
     let feed = Arc::new(CommitFeed::new(0));
     let mut stitcher = Stitcher::new(store, commits, feed, config, progress)?;
-    loop {
+    // As in the server, checkpoints run beside the rounds, not inside their commits.
+    let checkpointer = store.start_checkpointer()?;
+    let rounds = (|| loop {
         let more = stitcher.round()?;
         if !more || !go_on(&watcher.borrow()) {
-            break;
+            return Ok::<_, StoreError>(());
         }
-    }
+    })();
+    checkpointer.stop();
+    rounds?;
     stitcher.stop();
     let done = watcher.borrow().clone();
     Ok(done)
