@@ -16,7 +16,7 @@ use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
 use crate::ingest::{CorrelationKeys, Ingest};
 use crate::listen::{self, Protocol};
-use crate::store::{retention, Checkpointer, Store, StoreError};
+use crate::store::{retention, Store, StoreError};
 use crate::web::{self, AppState, FlowsState};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,6 @@ pub struct Running {
     listeners: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     stitcher: StitcherHandle,
-    checkpointer: Checkpointer,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -52,7 +51,6 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let store = Store::open_with(&config.db, &config.duckdb_settings)?;
     let writer = Arc::new(store.start_writer(config.writer.clone())?);
-    let checkpointer = store.start_checkpointer()?;
     let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys)));
     let token = BearerToken::new(config.auth_token.clone());
     let (stop, stopped) = watch::channel(false);
@@ -112,19 +110,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tokio::spawn(alerts.run(stopped)),
     ];
 
-    Ok(Running {
-        otlp_grpc,
-        otlp_http,
-        ui,
-        store,
-        ingest,
-        progress,
-        stop,
-        listeners,
-        background,
-        stitcher,
-        checkpointer,
-    })
+    Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
 }
 
 impl Running {
@@ -155,8 +141,6 @@ impl Running {
         for task in self.background {
             let _ = task.await;
         }
-        let checkpointer = self.checkpointer;
-        tokio::task::spawn_blocking(move || checkpointer.stop()).await.ok();
         if let Err(e) = self.store.checkpoint() {
             tracing::warn!(error = %e, "final checkpoint failed; the write-ahead log still holds every commit");
         }

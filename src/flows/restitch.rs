@@ -75,16 +75,12 @@ pub fn run_until(
     // Nothing new is committed while this runs: every round reads the file.
     let feed = Arc::new(CommitFeed::new(0));
     let mut stitcher = Stitcher::new(store, commits, feed, config, progress)?;
-    // As in the server, checkpoints run beside the rounds, not inside their commits.
-    let checkpointer = store.start_checkpointer()?;
-    let rounds = (|| loop {
+    loop {
         let more = stitcher.round()?;
         if !more || !go_on(&watcher.borrow()) {
-            return Ok::<_, StoreError>(());
+            break;
         }
-    })();
-    checkpointer.stop();
-    rounds?;
+    }
     stitcher.stop();
     let done = watcher.borrow().clone();
     Ok(done)

@@ -83,7 +83,7 @@ use crate::stage::{StageGuard, StageState};
 use crate::store::tables::{
     FlowDeadLetterRows, FlowEdgeSlotRows, FlowHopRows, FlowJoinKeyRows, FlowRetryRows, FlowRows, FlowTraceRows,
 };
-use crate::store::{execute_statements, in_transaction, Checkpoints, CommitFeed, CommitStats, Store, StoreError};
+use crate::store::{execute_statements, in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
 #[derive(Debug, Clone)]
@@ -261,9 +261,8 @@ pub struct Stitcher {
     restitch: Option<Restitch>,
     /// When the cache was last trimmed (stitcher clock).
     last_eviction: i64,
-    /// Flows written since the stitcher last asked for a checkpoint.
+    /// Flows written since the stitcher last checkpointed.
     written_since_checkpoint: usize,
-    checkpoints: Arc<Checkpoints>,
     /// Spans stitched per second of a busy round (a moving average): how fast a backlog
     /// clears.
     spans_per_second: f64,
@@ -352,7 +351,6 @@ impl Stitcher {
             restitch,
             last_eviction: 0,
             written_since_checkpoint: 0,
-            checkpoints: Arc::clone(store.checkpoints()),
             spans_per_second: 0.0,
             queues_counted_through,
             edge_slots: EdgeSlotsSize::since_compaction(
@@ -431,13 +429,23 @@ impl Stitcher {
         self.evict(now_nanos());
         self.written_since_checkpoint += written;
         if upper >= latest && self.written_since_checkpoint >= CHECKPOINT_AFTER_FLOWS {
-            // Caught up after many rewrites: the log is best folded into the file now.
+            // Caught up after many rewrites: fold the log into the file now, while quiet.
             // Until then every page reads the rewritten flows' old versions and the log's
             // uncompressed rows (at 10 M spans the chain page took 230 ms just after a
-            // catch-up, 90 ms after a checkpoint). The store's checkpointer does it, on
-            // its own thread.
-            self.checkpoints.request();
-            self.written_since_checkpoint = 0;
+            // catch-up, 90 ms after a checkpoint). Fails harmlessly while other
+            // transactions run; DuckDB's own checkpoint (by log size) stays the backstop.
+            let checkpoint_started = std::time::Instant::now();
+            match self.conn.execute_batch(include_str!("../../queries/checkpoint.sql")) {
+                Ok(()) => {
+                    tracing::info!(
+                        flows_written = self.written_since_checkpoint,
+                        seconds = checkpoint_started.elapsed().as_secs_f64(),
+                        "checkpointed after catching up"
+                    );
+                    self.written_since_checkpoint = 0;
+                }
+                Err(e) => tracing::debug!(error = %e, "checkpoint after catching up deferred"),
+            }
         }
         let watermark = self.written_through();
         let (lag, backlog) = self.lag(watermark, latest)?;
@@ -1056,7 +1064,7 @@ const BUSY_ROUND_SPANS: usize = 1_000;
 const BIG_FLOW_SPANS: usize = 1_000;
 const BIG_FLOW_INTERVAL_NS: i64 = 2_000_000_000;
 
-/// Flows written after which a caught-up stitcher asks for a checkpoint.
+/// Flows written after which a caught-up stitcher checkpoints the database.
 const CHECKPOINT_AFTER_FLOWS: usize = 100_000;
 
 /// How often quiet flows are forgotten when the cache is under its cap (ns).

@@ -1,11 +1,9 @@
 //! Storage: the embedded DuckDB file, its versioned schema, the single group-commit writer
 //! and a small pool of read connections for the API and background stages.
 //!
-//! Public face: [`Store::open`], [`Store::start_writer`] (-> [`Writer`]),
-//! [`Store::start_checkpointer`] (-> [`Checkpointer`]), [`Store::read`],
+//! Public face: [`Store::open`], [`Store::start_writer`] (-> [`Writer`]), [`Store::read`],
 //! [`retention`], and the row builders in [`tables`].
 
-mod checkpointer;
 mod feed;
 pub mod retention;
 pub mod tables;
@@ -17,7 +15,6 @@ use std::sync::Arc;
 use duckdb::Connection;
 use parking_lot::Mutex;
 
-pub use checkpointer::{Checkpointer, Checkpoints};
 pub use feed::{CommitFeed, Committed, SPAN_FACT_COLUMNS};
 pub use writer::{append_in_transaction, CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
 
@@ -71,9 +68,6 @@ pub struct Store {
     /// connection, so they never conflict with each other; ingest has its own writer.
     background: Mutex<Connection>,
     path: PathBuf,
-    checkpoints: Arc<Checkpoints>,
-    /// The log's size at which the checkpointer checkpoints (DuckDB's own is above it).
-    checkpoint_threshold: u64,
 }
 
 impl Store {
@@ -96,15 +90,12 @@ impl Store {
         }
         let conn = Connection::open_with_flags(path, config)?;
         migrate(&conn)?;
-        let checkpoint_threshold = checkpointer::configured_threshold(&conn)?;
         let background = Mutex::new(conn.try_clone()?);
         Ok(Arc::new(Store {
             root: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             background,
             path: path.to_owned(),
-            checkpoints: Arc::default(),
-            checkpoint_threshold,
         }))
     }
 
@@ -121,17 +112,6 @@ impl Store {
     /// Starts the single writer thread; every signal's rows go through it.
     pub fn start_writer(&self, config: WriterConfig) -> Result<Writer, StoreError> {
         Writer::start(self.connect()?, config)
-    }
-
-    /// Starts the thread that checkpoints ahead of DuckDB's own threshold (see
-    /// [`checkpointer`]).
-    pub fn start_checkpointer(&self) -> Result<Checkpointer, StoreError> {
-        Checkpointer::start(self.connect()?, &self.path, self.checkpoint_threshold, Arc::clone(&self.checkpoints))
-    }
-
-    /// The checkpointer's figures, and where to ask it for a checkpoint.
-    pub fn checkpoints(&self) -> &Arc<Checkpoints> {
-        &self.checkpoints
     }
 
     /// Runs `f` on a pooled read connection off the async runtime.

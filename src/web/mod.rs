@@ -164,7 +164,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut text = self_metrics::render(&state.ingest, &duckdb_memory);
     self_metrics::render_stages(&mut text, &state.stages());
     self_metrics::render_stitching(&mut text, &state.flows.progress.borrow());
-    self_metrics::render_checkpoints(&mut text, state.store.checkpoints());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

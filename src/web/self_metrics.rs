@@ -84,20 +84,6 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     out
 }
 
-/// The checkpointer's work (see `store::checkpointer`): checkpoints by trigger, the time
-/// they took, and the write-ahead log's size.
-pub fn render_checkpoints(out: &mut String, c: &crate::store::Checkpoints) {
-    let _ = writeln!(out, "# HELP flowscope_checkpoints_total Checkpoints of the database file, by trigger (log size, a stage's request, forced past the log's limit)\n# TYPE flowscope_checkpoints_total counter");
-    for (trigger, counter) in [("log_size", &c.by_size), ("request", &c.by_request), ("forced", &c.forced)] {
-        let _ =
-            writeln!(out, "flowscope_checkpoints_total{{trigger=\"{trigger}\"}} {}", counter.load(Ordering::Relaxed));
-    }
-    let _ = writeln!(out, "# HELP flowscope_checkpoint_seconds_total Time spent checkpointing\n# TYPE flowscope_checkpoint_seconds_total counter");
-    let _ = writeln!(out, "flowscope_checkpoint_seconds_total {}", c.micros.load(Ordering::Relaxed) as f64 / 1e6);
-    let _ = writeln!(out, "# HELP flowscope_wal_bytes Size of the write-ahead log not yet folded into the file\n# TYPE flowscope_wal_bytes gauge");
-    let _ = writeln!(out, "flowscope_wal_bytes {}", c.wal_bytes.load(Ordering::Relaxed));
-}
-
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
 /// stored (issue 12), which these gauges let anyone check.
 pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
