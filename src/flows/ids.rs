@@ -6,7 +6,9 @@
 //! set) and by span (parents and links in the analysis), and compares and sorts both. As
 //! `String`s, hashing, comparing, cloning and freeing them were about a tenth of the
 //! stitcher's thread under ingest (BENCHMARKS.md, fourteenth session); as numbers they
-//! are `Copy`, hash and compare in a step, and sort as their digits do.
+//! are `Copy`, hash and compare in a step, and sort as their digits do. The flow tables
+//! store trace ids as UUIDs, the same 128-bit number (migration 019); their queries give
+//! them back as digits (`hex_id`), so every id the stitcher reads is parsed alike.
 
 use std::fmt;
 
