@@ -398,6 +398,11 @@ async fn recorded_pika_dead_letter_exchange_replays_as_expected() {
     wait_stitched(&server).await;
     let expected: Value =
         serde_json::from_slice(&std::fs::read(shared_fixture("recorded/pika-dlx/expected.json")).unwrap()).unwrap();
+    // Text that is not a trace id, though as long as one, or one no flow has: no flow.
+    for q in ["order-not-a-trace-id-of-32-chars", "ffffffffffffffffffffffffffffffff"] {
+        let (status, hits) = api(&server, &format!("/api/search?q={q}")).await;
+        assert_eq!((status, hits["flows"].as_array().map(Vec::len)), (200, Some(0)), "{q}");
+    }
     let mut poison_flows = Vec::new();
     for order in expected["orders"].as_array().unwrap() {
         let (id, kind) = (order["order_id"].as_str().unwrap(), order["kind"].as_str().unwrap());

@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
 use super::super::ids::{SpanId, TraceId};
 use super::super::intake;
-use super::super::joiner::trace_hash;
 use super::{ms, parse_json, DeadLetterRow, Range};
 use crate::store::{Store, StoreError};
 
@@ -162,9 +161,10 @@ pub async fn flow(store: &Arc<Store>, id: String, reading: FlowReading) -> Resul
 }
 
 fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Option<FlowDetail>, StoreError> {
+    let Some(trace) = TraceId::parse(id) else { return Ok(None) };
     let summary = c
         .prepare_cached(include_str!("../../../queries/flow_summary.sql"))?
-        .query_map(params![id, trace_hash(id)], |r| {
+        .query_map(params![trace.hex(), trace.join_hash()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get(4)?))
         })?
         .next()
@@ -339,11 +339,14 @@ pub async fn search(store: &Arc<Store>, q: String) -> Result<Vec<SearchHit>, Sto
     store
         .read(move |c| {
             let q = q.trim();
-            let id = q.to_ascii_lowercase();
-            let by_trace =
-                search_with(c, include_str!("../../../queries/search_by_trace_id.sql"), params![id, trace_hash(&id)])?;
-            if !by_trace.is_empty() {
-                return Ok(by_trace);
+            // Only what reads as a trace id is looked up as one (the flow tables hold
+            // trace ids as UUIDs, which other text does not convert to).
+            if let Some(trace) = TraceId::parse(&q.to_ascii_lowercase()) {
+                let sql = include_str!("../../../queries/search_by_trace_id.sql");
+                let by_trace = search_with(c, sql, params![trace.hex(), trace.join_hash()])?;
+                if !by_trace.is_empty() {
+                    return Ok(by_trace);
+                }
             }
             search_with(c, include_str!("../../../queries/search.sql"), params![q])
         })
