@@ -8,5 +8,7 @@ DELETE FROM flow_hops;
 DELETE FROM flow_retries;
 DELETE FROM flow_dead_letters;
 DELETE FROM flow_edge_slots;
+DELETE FROM join_hash_runs;
+DELETE FROM join_hash_run_list;
 UPDATE stitch_state SET value = 0 WHERE name IN ('stitched_seq', 'restitch_from');
 UPDATE stitch_state SET value = $1 WHERE name = 'restitch_to';

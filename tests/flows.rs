@@ -86,11 +86,13 @@ async fn demo_scenarios_become_one_flow_each_with_exact_hops_retries_and_dead_le
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stitching_from_the_file_with_a_one_span_cache_gives_the_same_flows() {
     // No feed: every round reads its rows back from DuckDB; and every trace is evicted
-    // after each round, so each late span reloads its flow from the file.
+    // after each round, so each late span reloads its flow from the file, found through
+    // the sorted runs of join hashes as soon as one job has made them.
     check_demo_scenarios(
         TestServer::start_with(|c| {
             c.writer.feed_capacity_rows = 0;
             c.stitch.cache_spans = 1;
+            c.stitch.join_run_hashes = 1;
         })
         .await,
     )
@@ -625,11 +627,18 @@ async fn a_restart_between_two_halves_of_the_spans_changes_no_flow() {
     let strip = |half: Vec<(usize, (String, opentelemetry_proto::tonic::trace::v1::Span))>| {
         half.into_iter().map(|(_, s)| s).collect::<Vec<_>>()
     };
-    let server = TestServer::start().await;
+    // Every hash goes into a sorted run as soon as written, so that the lookups after the
+    // restart read the runs (join_runs.rs) and not only the rows written since.
+    let runs_of_one = |c: &mut flowscope::config::Config| c.stitch.join_run_hashes = 1;
+    let server = TestServer::start_with(runs_of_one).await;
     send_shuffled(&server, Emission { spans: strip(first), logs: vec![] }, 4).await;
     wait_stitched(&server).await;
+    let mut progress = server.running().progress.clone();
+    let sorted = progress.wait_for(|p| p.join_runs.runs > 0 && p.join_runs.unsorted == 0);
+    let runs =
+        tokio::time::timeout(Duration::from_secs(60), sorted).await.expect("runs made").unwrap().join_runs.clone();
     let (_, dir) = server.stop().await;
-    let server = TestServer::start_in(dir, |_| {}).await;
+    let server = TestServer::start_in(dir, runs_of_one).await;
     send_shuffled(&server, Emission { spans: strip(second), logs: emission.logs }, 5).await;
     wait_stitched(&server).await;
     let (_, stitching) = api(&server, "/api/stitching").await;
@@ -641,6 +650,8 @@ async fn a_restart_between_two_halves_of_the_spans_changes_no_flow() {
             .collect()
     };
     assert_eq!(summary(&got), summary(&want), "{stitching}");
+    assert!(runs.hashes > 0 && runs.jobs > 0, "{runs:?}");
+    assert!(server.running().progress.borrow().file_lookups > 0, "late spans were looked up");
     for (got, want) in got.iter().zip(&want) {
         assert_eq!(got, want, "flow {}", want["flow_id"]);
     }

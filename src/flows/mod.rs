@@ -24,6 +24,7 @@ pub mod edges;
 pub mod ids;
 mod intake;
 pub mod join_filter;
+pub mod join_runs;
 pub mod joiner;
 pub mod map;
 pub mod queries;

@@ -77,6 +77,7 @@ use super::edges::{self, EdgeChanges};
 use super::ids::TraceId;
 use super::intake::{self, NewRows};
 use super::join_filter::{self, JoinFilters};
+use super::join_runs::{self, JoinRuns, RunStats};
 use super::joiner::{self, JoinKey, Joiner};
 use super::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
@@ -114,6 +115,9 @@ pub struct StitchConfig {
     /// Most bytes of the filter of hashes written in the join window (see
     /// [`super::join_filter`]).
     pub join_filter_bytes: usize,
+    /// Join hashes written since the newest sorted run that make a new run (see
+    /// [`super::join_runs`]); lookups scan at most about this many unsorted hashes.
+    pub join_run_hashes: usize,
 }
 
 impl Default for StitchConfig {
@@ -130,6 +134,7 @@ impl Default for StitchConfig {
             max_flow_spans: 10_000,
             join_window: Duration::from_secs(24 * 3600),
             join_filter_bytes: 64 << 20,
+            join_run_hashes: 1 << 20,
         }
     }
 }
@@ -168,6 +173,8 @@ pub struct StitchProgress {
     pub join_filter_build_seconds: f64,
     /// Whether the filter in use at start was the one saved at the last clean stop.
     pub join_filter_restored: bool,
+    /// The sorted runs of join hashes that lookups read.
+    pub join_runs: RunStats,
 }
 
 /// The `stitch_state` entry holding the rows of `flow_edge_slots` after its last
@@ -278,6 +285,11 @@ pub struct Stitcher {
     saved_filter: std::path::PathBuf,
     /// Lookups made and skipped since the last progress report.
     lookups: (u64, u64),
+    /// The join hashes of the window sorted into runs, which lookups read.
+    join_runs: JoinRuns,
+    /// The write time of the flows last written: each write's is later, even should the
+    /// clock step back, so that hashes written before a run's end are all in runs.
+    last_write: i64,
     progress: watch::Sender<StitchProgress>,
 }
 
@@ -333,7 +345,10 @@ impl Stitcher {
         )?;
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
+        let join_runs = JoinRuns::open(&conn, config.join_run_hashes, config.interval * 4)?;
         Ok(Stitcher {
+            last_write: join_runs.through(),
+            join_runs,
             join_filter,
             saved_filter,
             lookups: (0, 0),
@@ -399,6 +414,7 @@ impl Stitcher {
     /// What a clean stop leaves for the next start: the join filter in use (see
     /// [`JoinFilters::save_for_next_start`]).
     pub fn stop(&mut self) {
+        self.join_runs.finish();
         self.join_filter.save_for_next_start(&self.conn, &self.saved_filter);
     }
 
@@ -464,6 +480,9 @@ impl Stitcher {
         };
         self.commits.report_stitch_lag(expected);
         self.join_filter.advance(&self.conn, now_nanos(), self.config.window_nanos(), self.config.join_filter_bytes)?;
+        let window_start = now_nanos().saturating_sub(self.config.window_nanos());
+        self.join_runs.advance(&self.conn, self.last_write.saturating_add(1), window_start)?;
+        let join_runs = self.join_runs.stats();
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
             (std::mem::take(&mut self.lookups), self.join_filter.bytes(), self.join_filter.last_build_seconds());
@@ -485,6 +504,7 @@ impl Stitcher {
             p.join_filter_bytes = join_filter_bytes;
             p.join_filter_build_seconds = join_filter_build_seconds;
             p.join_filter_restored = join_filter_restored;
+            p.join_runs = join_runs;
         });
         Ok(upper < latest)
     }
@@ -623,27 +643,13 @@ impl Stitcher {
         }
         self.lookups.0 += 1;
         let since = now_nanos().saturating_sub(self.config.window_nanos());
-        let conn = &self.conn;
-        conn.execute_batch(include_str!("../../queries/stitch_lookup_clear.sql"))?;
-        {
-            let mut app = conn.appender("stitch_keys")?;
-            for key in probes.keys() {
-                app.append_row([key])?;
-            }
-            app.flush()?;
-        }
         // key -> the stored flows it reaches
         let mut reached: HashMap<i64, Vec<(StoredFlow, i64)>> = HashMap::default();
+        for (key, flow_id, updated, start) in
+            join_runs::look_up(&self.conn, probes.keys().copied(), since, self.join_runs.through())?
         {
-            let mut stmt = conn.prepare(include_str!("../../queries/stitch_lookup.sql"))?;
-            let rows = stmt.query_map([since], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
-            })?;
-            for row in rows {
-                let (key, flow_id, updated, start) = row?;
-                if let Some(flow_id) = TraceId::parse(&flow_id) {
-                    reached.entry(key).or_default().push((StoredFlow { flow_id, updated }, start));
-                }
+            if let Some(flow_id) = TraceId::parse(&flow_id) {
+                reached.entry(key).or_default().push((StoredFlow { flow_id, updated }, start));
             }
         }
         let in_memory: HashSet<&StoredFlow> = self.stored.values().collect();
@@ -829,7 +835,8 @@ impl Stitcher {
         // Every member of these flows is in memory: stored flows are loaded whole.
         let flows = self.joiner.flows_of(self.dirty.iter().copied());
 
-        let now = now_nanos();
+        self.last_write = now_nanos().max(self.last_write.saturating_add(1));
+        let now = self.last_write;
         let mut stale: HashSet<StoredFlow> = HashSet::default();
         // Spans are analysed in place (borrowed from the cache), not copied per round.
         let mut analysed: Vec<AnalysedFlow> = Vec::new();

@@ -54,6 +54,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (17, "chain_sums", include_str!("../../queries/migrations/017_chain_sums.sql")),
     (18, "stitch_state_entries", include_str!("../../queries/migrations/018_stitch_state_entries.sql")),
     (19, "uuid_ids", include_str!("../../queries/migrations/019_uuid_ids.sql")),
+    (20, "join_hash_runs", include_str!("../../queries/migrations/020_join_hash_runs.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

@@ -87,7 +87,7 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
 /// stored (issue 12), which these gauges let anyone check.
 pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
-    let gauges: [(&str, &str, f64); 10] = [
+    let gauges: [(&str, &str, f64); 14] = [
         (
             "flowscope_stitch_lag_seconds",
             "How long ago the oldest commit not yet stitched was received",
@@ -112,6 +112,22 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
             "1 when the join filter in use at start was the one saved at the last clean stop",
             if p.join_filter_restored { 1.0 } else { 0.0 },
         ),
+        ("flowscope_stitcher_join_runs", "Sorted runs of join hashes that lookups read", p.join_runs.runs as f64),
+        (
+            "flowscope_stitcher_join_run_hashes",
+            "Join hashes in sorted runs (hashes of rewritten flows included until their run leaves)",
+            p.join_runs.hashes as f64,
+        ),
+        (
+            "flowscope_stitcher_join_unsorted_hashes",
+            "Join hashes written since the newest run, which lookups scan",
+            p.join_runs.unsorted as f64,
+        ),
+        (
+            "flowscope_stitcher_join_runs_job_seconds",
+            "How long the last job keeping the sorted runs took",
+            p.join_runs.last_job_seconds,
+        ),
         (
             "flowscope_restitch_running",
             "Whether stored flows are being recomputed",
@@ -133,6 +149,7 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
             "Rounds whose traces and keys the join filter showed were never stored, so read nothing",
             p.lookups_skipped,
         ),
+        ("flowscope_stitcher_join_runs_jobs_total", "Jobs that kept the sorted runs of join hashes", p.join_runs.jobs),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
