@@ -231,6 +231,9 @@ pub fn look_up(
 pub struct JoinRuns {
     /// Hashes written before this are in a run; lookups scan the flow tables from here.
     through: i64,
+    /// The time of the last write of flow rows: each write's is later (see
+    /// [`JoinRuns::write_time`]).
+    last_write: i64,
     /// Hashes in a run size of the flush: a run is made once this many were written.
     flush: usize,
     job: Option<Job>,
@@ -269,8 +272,11 @@ impl JoinRuns {
             hashes: runs.iter().map(|r| r.hashes).sum(),
             ..Maintained::default()
         };
+        let last_write =
+            conn.query_row(include_str!("../../queries/join_runs_last_write.sql"), [last.through], |r| r.get(0))?;
         Ok(JoinRuns {
             through: last.through,
+            last_write,
             flush: flush.max(1),
             job: None,
             last_start: None,
@@ -286,10 +292,19 @@ impl JoinRuns {
         self.through
     }
 
-    /// One round's check: takes a finished job's result in, and starts the next when
-    /// due. `upto`: every hash written before it is committed and none will be written
-    /// before it again. A failed job is reported; the next one starts over.
-    pub fn advance(&mut self, conn: &Connection, upto: i64, window_start: i64) -> Result<(), StoreError> {
+    /// The time to give the flow rows written now: the clock's, or just after the last
+    /// write's should the clock have stepped back, so that no hash is ever written
+    /// before a run's end.
+    pub fn write_time(&mut self) -> i64 {
+        self.last_write = crate::text::now_nanos().max(self.last_write.saturating_add(1));
+        self.last_write
+    }
+
+    /// One round's check, between writes: takes a finished job's result in, and starts
+    /// the next when due, for what was written up to now. A failed job is reported; the
+    /// next one starts over.
+    pub fn advance(&mut self, conn: &Connection, window_start: i64) -> Result<(), StoreError> {
+        let upto = self.last_write.saturating_add(1);
         if let Some(job) = self.job.take_if(|j| j.thread.is_finished()) {
             self.last_job = job.started.elapsed();
             let result = job.thread.join().unwrap_or_else(|panic| {

@@ -285,11 +285,9 @@ pub struct Stitcher {
     saved_filter: std::path::PathBuf,
     /// Lookups made and skipped since the last progress report.
     lookups: (u64, u64),
-    /// The join hashes of the window sorted into runs, which lookups read.
+    /// The join hashes of the window sorted into runs, which lookups read; and the
+    /// time of each write.
     join_runs: JoinRuns,
-    /// The write time of the flows last written: each write's is later, even should the
-    /// clock step back, so that hashes written before a run's end are all in runs.
-    last_write: i64,
     progress: watch::Sender<StitchProgress>,
 }
 
@@ -347,7 +345,6 @@ impl Stitcher {
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
         let join_runs = JoinRuns::open(&conn, config.join_run_hashes, config.interval * 4)?;
         Ok(Stitcher {
-            last_write: join_runs.through(),
             join_runs,
             join_filter,
             saved_filter,
@@ -481,7 +478,7 @@ impl Stitcher {
         self.commits.report_stitch_lag(expected);
         self.join_filter.advance(&self.conn, now_nanos(), self.config.window_nanos(), self.config.join_filter_bytes)?;
         let window_start = now_nanos().saturating_sub(self.config.window_nanos());
-        self.join_runs.advance(&self.conn, self.last_write.saturating_add(1), window_start)?;
+        self.join_runs.advance(&self.conn, window_start)?;
         let join_runs = self.join_runs.stats();
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
@@ -835,8 +832,7 @@ impl Stitcher {
         // Every member of these flows is in memory: stored flows are loaded whole.
         let flows = self.joiner.flows_of(self.dirty.iter().copied());
 
-        self.last_write = now_nanos().max(self.last_write.saturating_add(1));
-        let now = self.last_write;
+        let now = self.join_runs.write_time();
         let mut stale: HashSet<StoredFlow> = HashSet::default();
         // Spans are analysed in place (borrowed from the cache), not copied per round.
         let mut analysed: Vec<AnalysedFlow> = Vec::new();
