@@ -38,25 +38,26 @@
 //! and keys). Each flow found is loaded whole (its traces, their joins, their spans) and
 //! then joined like any flow in memory, so a restart changes no flow.
 //!
-//! Why scans of hashes and not indexes: DuckDB holds an ART index wholly in memory, and
-//! an index over trace ids has one entry per stored trace (in-memory maps per stored trace
+//! Why sorted runs and not indexes: DuckDB holds an ART index wholly in memory, and an
+//! index over trace ids has one entry per stored trace (in-memory maps per stored trace
 //! cost ~700 bytes per stored span before this design; with the flow-id ART indexes kept,
 //! a 10 M-span file filled DuckDB's 512 MiB share and every stitching round failed with
-//! "failed to pin block"). A lookup instead
-//! reads one BIGINT column, restricted by `updated_unix_nano >= now - join_window`: rows
-//! are appended in write order (a rewritten flow's rows move to the end), so zone maps
-//! skip everything older than the window and a lookup costs O(flows written in the
-//! window), not O(stored), with nothing resident. A flow's rows are found again by
-//! (flow_id, updated_unix_nano), also through zone maps. Measured figures are in
-//! BENCHMARKS.md ("Fifth session").
+//! "failed to pin block"). Instead the window's hashes are kept in runs sorted by hash
+//! ([`super::join_runs`]), where zone maps take a probe to one row group of each run,
+//! and the hashes written since the newest run are scanned, restricted by
+//! `updated_unix_nano`: rows are appended in write order (a rewritten flow's rows move to
+//! the end), so zone maps skip everything older. A lookup so costs about the same
+//! whatever the window holds (0.15 s at 40 M spans, where a scan of the window took
+//! 0.37 s and kept growing), with nothing resident. A flow's rows are found again by
+//! (flow_id, updated_unix_nano), also through zone maps (BENCHMARKS.md, "Fifth session"
+//! and "Sixteenth session").
 //!
-//! The lookup's cost is that of the join window, not of what is stored: at 20 M spans
-//! all written within the window it takes 0.22 s a round (BENCHMARKS.md, "Sixth
-//! session"), so it would grow as the window fills. Most rounds skip it: a Bloom filter
-//! of the hashes written in the window ([`super::join_filter`], a sixteenth of the
-//! memory budget) shows when none of a round's traces and keys was ever stored, which is
-//! the case unless late spans of flows that left memory arrive. Its reads are planned
-//! each round: a plan cached on an empty file put the hash table on the stored side.
+//! Most rounds skip the lookup: a Bloom filter of the hashes written in the window
+//! ([`super::join_filter`], a sixteenth of the memory budget) shows when none of a
+//! round's traces and keys was ever stored, which is the case unless late spans of
+//! flows that left memory arrive. Past the 33 M hashes its size allows it says "maybe"
+//! to most rounds, which the runs keep cheap. Its reads are planned each round: a plan cached on an
+//! empty file put the hash table on the stored side.
 //!
 //! ## Keeping pace
 //! A round reads at most `round_rows` rows (a quarter of the working set), however many
