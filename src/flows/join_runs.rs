@@ -44,7 +44,7 @@ pub const FANOUT: usize = 4;
 /// Most hashes one statement sorts, as a multiple of the flush size: a flush of a large
 /// backlog (the first start on a file of the previous version) and each slice of a
 /// merge stay within it.
-const SLICE_FLUSHES: usize = 4;
+const SLICE_FLUSHES: usize = 2;
 
 /// Most slices a merge is cut into, however small the flush size (tests use one hash).
 const MOST_SLICES: usize = 256;
