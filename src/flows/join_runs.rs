@@ -43,7 +43,7 @@ use duckdb::{params, Connection};
 use crate::store::{execute_statements, in_transaction, StoreError};
 
 /// Runs of one size tier merged at once; runs per tier stay below it.
-pub const FANOUT: usize = 4;
+const FANOUT: usize = 4;
 
 /// Most hashes one statement sorts, as a multiple of the flush size: a flush of a large
 /// backlog (the first start on a file of the previous version) and each slice of a
@@ -55,12 +55,12 @@ const MOST_SLICES: usize = 256;
 
 /// One sorted run, as listed in `join_hash_run_list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    pub run: i64,
-    pub hashes: i64,
-    pub oldest: i64,
-    pub newest: i64,
-    pub through: i64,
+struct Run {
+    run: i64,
+    hashes: i64,
+    oldest: i64,
+    newest: i64,
+    through: i64,
 }
 
 /// The runs as they are; ordered oldest first.
@@ -90,7 +90,7 @@ fn tier(hashes: i64, flush: usize) -> u32 {
 /// of one tier, adjacent in time, that has [`FANOUT`] of them or more. Merging only
 /// neighbours keeps every run's time range apart from the others', so the oldest runs
 /// are the ones that leave the window.
-pub fn plan_merge(runs: &[Run], flush: usize) -> Option<&[Run]> {
+fn plan_merge(runs: &[Run], flush: usize) -> Option<&[Run]> {
     let mut end = runs.len();
     while end > 0 {
         let t = tier(runs[end - 1].hashes, flush);
@@ -104,31 +104,43 @@ pub fn plan_merge(runs: &[Run], flush: usize) -> Option<&[Run]> {
 }
 
 /// The hash space cut into `slices` contiguous inclusive ranges, in order.
-pub fn hash_slices(slices: usize) -> Vec<(i64, i64)> {
+fn hash_slices(slices: usize) -> Vec<(i64, i64)> {
     let slices = slices.clamp(1, MOST_SLICES) as i128;
     let (lo, span) = (i64::MIN as i128, 1i128 << 64);
     (0..slices).map(|i| ((lo + span * i / slices) as i64, (lo + span * (i + 1) / slices - 1) as i64)).collect()
 }
 
-/// What one background job did.
+/// What one background job did, and the runs it left.
 #[derive(Debug, Clone, Default)]
-pub struct Maintained {
+struct Maintained {
     /// Every hash written before this is in a run (0: no run).
-    pub through: i64,
-    pub runs: usize,
-    pub hashes: i64,
+    through: i64,
+    runs: usize,
+    hashes: i64,
     /// Hashes written since `through`, when the job looked.
-    pub unsorted: i64,
-    pub flushed: i64,
-    pub merged: i64,
-    pub expired: usize,
+    unsorted: i64,
+    flushed: i64,
+    merged: i64,
+    expired: usize,
+}
+
+impl Maintained {
+    /// The runs as listed, nothing done yet.
+    fn of(runs: &[Run]) -> Maintained {
+        Maintained {
+            through: runs.iter().map(|r| r.through).max().unwrap_or(0),
+            runs: runs.len(),
+            hashes: runs.iter().map(|r| r.hashes).sum(),
+            ..Maintained::default()
+        }
+    }
 }
 
 /// One job: drops the runs out of the window (written before `window_start`), makes
 /// a run of what was written before `upto` once that is `flush` hashes or more, and
 /// merges one stretch of runs when due. Each step is a transaction of its own; a merge
 /// stops between slices, undone, once `cancel` is set.
-pub fn maintain(
+fn maintain(
     conn: &Connection,
     upto: i64,
     window_start: i64,
@@ -148,7 +160,7 @@ pub fn maintain(
     done.expired = listed - runs.len();
     let mut next_run = runs.iter().map(|r| r.run).max().unwrap_or(0) + 1;
 
-    let from = runs.iter().map(|r| r.through).max().unwrap_or(0).max(window_start);
+    let from = Maintained::of(&runs).through.max(window_start);
     let most = flush.saturating_mul(SLICE_FLUSHES).max(1) as i64;
     let (unsorted, bound): (i64, Option<i64>) =
         conn.query_row(include_str!("../../queries/join_runs_unsorted.sql"), params![from, upto, most], |r| {
@@ -197,10 +209,13 @@ pub fn maintain(
         })?;
         runs = list(conn)?;
     }
-    done.through = runs.iter().map(|r| r.through).max().unwrap_or(0);
-    done.runs = runs.len();
-    done.hashes = runs.iter().map(|r| r.hashes).sum();
-    Ok(done)
+    Ok(Maintained {
+        unsorted: done.unsorted,
+        flushed: done.flushed,
+        merged: done.merged,
+        expired: done.expired,
+        ..Maintained::of(&runs)
+    })
 }
 
 /// A stored flow a probed hash reaches: the hash, the flow's id (digits), when its rows
@@ -233,8 +248,6 @@ pub fn look_up(
 /// The stitcher's view of the runs: how far they reach, and the job keeping them.
 #[derive(Debug)]
 pub struct JoinRuns {
-    /// Hashes written before this are in a run; lookups scan the flow tables from here.
-    through: i64,
     /// The time of the last write of flow rows: each write's is later (see
     /// [`JoinRuns::write_time`]).
     last_write: i64,
@@ -244,6 +257,7 @@ pub struct JoinRuns {
     /// When the last job started, so jobs start at most every `every`.
     last_start: Option<Instant>,
     every: Duration,
+    /// The runs as the last job left them (as stored, at start).
     last: Maintained,
     last_job: Duration,
     jobs: u64,
@@ -269,17 +283,10 @@ pub struct RunStats {
 impl JoinRuns {
     /// The runs as stored; a job at most every `every`, a run per `flush` hashes.
     pub fn open(conn: &Connection, flush: usize, every: Duration) -> Result<JoinRuns, StoreError> {
-        let runs = list(conn)?;
-        let last = Maintained {
-            through: runs.iter().map(|r| r.through).max().unwrap_or(0),
-            runs: runs.len(),
-            hashes: runs.iter().map(|r| r.hashes).sum(),
-            ..Maintained::default()
-        };
+        let last = Maintained::of(&list(conn)?);
         let last_write =
             conn.query_row(include_str!("../../queries/join_runs_last_write.sql"), [last.through], |r| r.get(0))?;
         Ok(JoinRuns {
-            through: last.through,
             last_write,
             flush: flush.max(1),
             job: None,
@@ -293,7 +300,7 @@ impl JoinRuns {
 
     /// Hashes written before this are in a run: lookups read the flow tables from here.
     pub fn through(&self) -> i64 {
-        self.through
+        self.last.through
     }
 
     /// The time to give the flow rows written now: the clock's, or just after the last
@@ -319,7 +326,6 @@ impl JoinRuns {
                     if done.flushed > 0 || done.merged > 0 || done.expired > 0 {
                         tracing::debug!(?done, seconds = self.last_job.as_secs_f64(), "join hash runs maintained");
                     }
-                    self.through = done.through;
                     self.last = done;
                     self.jobs += 1;
                 }

@@ -56,8 +56,8 @@
 //! ([`super::join_filter`], a sixteenth of the memory budget) shows when none of a
 //! round's traces and keys was ever stored, which is the case unless late spans of
 //! flows that left memory arrive. Past the 33 M hashes its size allows it says "maybe"
-//! to most rounds, which the runs keep cheap. Its reads are planned each round: a plan cached on an
-//! empty file put the hash table on the stored side.
+//! to most rounds, which the runs keep cheap. Its reads are planned each round: a plan
+//! cached on an empty file put the hash table on the stored side.
 //!
 //! ## Keeping pace
 //! A round reads at most `round_rows` rows (a quarter of the working set), however many
@@ -144,6 +144,11 @@ impl StitchConfig {
     /// The join window in nanoseconds.
     fn window_nanos(&self) -> i64 {
         self.join_window.as_nanos().min(i64::MAX as u128) as i64
+    }
+
+    /// Where the join window starts now: only flows written since can be joined.
+    fn window_start(&self) -> i64 {
+        now_nanos().saturating_sub(self.window_nanos())
     }
 }
 
@@ -340,7 +345,7 @@ impl Stitcher {
             &saved_filter,
             state.get(join_filter::SAVED_TOKEN).copied().unwrap_or(0),
             config.join_filter_bytes,
-            now_nanos().saturating_sub(config.window_nanos()),
+            config.window_start(),
         )?;
         let edge_rows: i64 =
             conn.query_row(include_str!("../../queries/flow_edge_slots_count.sql"), [], |r| r.get(0))?;
@@ -478,8 +483,7 @@ impl Stitcher {
         };
         self.commits.report_stitch_lag(expected);
         self.join_filter.advance(&self.conn, now_nanos(), self.config.window_nanos(), self.config.join_filter_bytes)?;
-        let window_start = now_nanos().saturating_sub(self.config.window_nanos());
-        self.join_runs.advance(&self.conn, window_start)?;
+        self.join_runs.advance(&self.conn, self.config.window_start())?;
         let join_runs = self.join_runs.stats();
         let (restitch, joined_traces) = (self.restitch, self.joiner.traces());
         let ((file_lookups, lookups_skipped), join_filter_bytes, join_filter_build_seconds) =
@@ -640,7 +644,7 @@ impl Stitcher {
             return Ok(HashSet::default());
         }
         self.lookups.0 += 1;
-        let since = now_nanos().saturating_sub(self.config.window_nanos());
+        let since = self.config.window_start();
         // key -> the stored flows it reaches
         let mut reached: HashMap<i64, Vec<(StoredFlow, i64)>> = HashMap::default();
         for (key, flow_id, updated, start) in
