@@ -5,7 +5,7 @@
 //! idle memory, page latency, and a sustained ingest (rate and peak memory).
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,9 +60,13 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
     let mut measured_at = None;
     // One sequence of copy numbers through every step's ingest: a step that started it
     // again re-sent the previous step's traces, which then joined their stored flows.
-    // A kept file may hold earlier runs' ingests, a copy per ~1,000 spans: starting past
-    // a copy per 100 stored spans never sends one of their traces again.
-    let nonce = Arc::new(AtomicU32::new(u32::try_from(stored / 100).unwrap_or(u32::MAX / 2) + 1));
+    // The file holds a copy per ~1,000 spans (fills and earlier runs' ingests): starting
+    // past a copy per 100 stored spans, counted after each fill, never sends one of
+    // their ids again. Counted before the fill, a fresh file's ingest re-used the fill's
+    // copy numbers, and its checkouts joined flows stored hours before (BENCHMARKS.md,
+    // seventeenth session).
+    let past_stored = |stored: usize| u32::try_from(stored / 100).unwrap_or(u32::MAX / 2) + 1;
+    let nonce = Arc::new(AtomicU32::new(past_stored(stored)));
     for &size in &args.steps {
         if size > stored {
             let started = Instant::now();
@@ -82,6 +86,7 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
             continue;
         }
         measured_at = Some(stored);
+        nonce.fetch_max(past_stored(stored), Ordering::Relaxed);
         let step = measure(&binary, &db, stored, args, &nonce).await?;
         println!("{step}");
         steps.push(step);
