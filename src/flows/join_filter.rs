@@ -484,7 +484,8 @@ mod tests {
         assert!(small.overfull());
     }
 
-    /// The two tables a build reads, holding what `inserts` writes.
+    /// The two tables a build reads (through the `join_hashes` view), holding what
+    /// `inserts` writes.
     fn written(inserts: &str) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
@@ -492,6 +493,7 @@ mod tests {
              CREATE TABLE flow_join_keys (key BIGINT, updated_unix_nano BIGINT);",
         )
         .unwrap();
+        conn.execute_batch(include_str!("../../queries/migrations/021_join_hashes.sql")).unwrap();
         conn.execute_batch(inserts).unwrap();
         conn
     }

@@ -55,6 +55,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (18, "stitch_state_entries", include_str!("../../queries/migrations/018_stitch_state_entries.sql")),
     (19, "uuid_ids", include_str!("../../queries/migrations/019_uuid_ids.sql")),
     (20, "join_hash_runs", include_str!("../../queries/migrations/020_join_hash_runs.sql")),
+    (21, "join_hashes", include_str!("../../queries/migrations/021_join_hashes.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,
