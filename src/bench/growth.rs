@@ -60,13 +60,12 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
     let mut measured_at = None;
     // One sequence of copy numbers through every step's ingest: a step that started it
     // again re-sent the previous step's traces, which then joined their stored flows.
-    // The file holds a copy per ~1,000 spans (fills and earlier runs' ingests): starting
-    // past a copy per 100 stored spans, counted after each fill, never sends one of
-    // their ids again. Counted before the fill, a fresh file's ingest re-used the fill's
-    // copy numbers, and its checkouts joined flows stored hours before (BENCHMARKS.md,
-    // seventeenth session).
-    let past_stored = |stored: usize| u32::try_from(stored / 100).unwrap_or(u32::MAX / 2) + 1;
-    let nonce = Arc::new(AtomicU32::new(past_stored(stored)));
+    // The file holds a copy per ~1,000 spans (fills and earlier runs' ingests): each
+    // step's ingest starts past a copy per 100 spans stored, counted after the fill, so
+    // it never sends one of their ids again. Counted before the fill, a fresh file's
+    // ingest re-used the fill's copy numbers, and its checkouts joined flows stored hours
+    // before (BENCHMARKS.md, seventeenth session).
+    let nonce = Arc::new(AtomicU32::new(1));
     for &size in &args.steps {
         if size > stored {
             let started = Instant::now();
@@ -86,7 +85,7 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
             continue;
         }
         measured_at = Some(stored);
-        nonce.fetch_max(past_stored(stored), Ordering::Relaxed);
+        nonce.fetch_max(u32::try_from(stored / 100).unwrap_or(u32::MAX / 2) + 1, Ordering::Relaxed);
         let step = measure(&binary, &db, stored, args, &nonce).await?;
         println!("{step}");
         steps.push(step);
