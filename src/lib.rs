@@ -8,7 +8,7 @@
 //! - [`alerts`]: rules on queues, dead letters and chain latency, with webhooks;
 //! - [`web`]: the dashboard, JSON API, health and self-metrics;
 //!
-//! [`server`] wires them together, [`listen`] serves HTTP with limits; [`config`] resolves flags, environment and file;
+//! [`semconv`] types the OpenTelemetry vocabulary they share; [`server`] wires them together, [`listen`] serves HTTP with limits; [`config`] resolves flags, environment and file;
 //! [`demo`] generates realistic traffic; [`bench`] measures it all.
 
 pub mod alerts;
@@ -19,6 +19,7 @@ pub mod demo;
 pub mod flows;
 pub mod ingest;
 pub mod listen;
+pub mod semconv;
 pub mod server;
 pub mod stage;
 pub mod store;

@@ -53,8 +53,7 @@ struct RestitchArgs {
 /// from the heaps, where a freed block stays resident until a trim. Under ingest at 20 M
 /// spans, RSS peaked at 1,070 MB while DuckDB held 221 MB, just after a checkpoint had
 /// freed its rows. A fixed threshold keeps every block mapped on its own, returned to the
-/// kernel when freed: 990 MB at the peak, when DuckDB's share was full (BENCHMARKS.md,
-/// eleventh session).
+/// kernel when freed: 990 MB at the peak, when DuckDB's share was full (BENCHMARKS.md).
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator parameters; called before any other thread starts.
@@ -67,8 +66,7 @@ fn tune_malloc() {
 /// Freed memory stays in glibc's heaps (counted in RSS) until it is trimmed: DuckDB frees
 /// its buffers (allocated through glibc, not the Rust allocator) as it evicts them, but
 /// without a trim the RSS stays at the high-water mark of everything ever allocated at
-/// once. Trimming every two seconds keeps RSS near what is live (BENCHMARKS.md, sixth
-/// session). mimalloc, for Rust's allocations, returns freed pages on its own after a second.
+/// once. Trimming every two seconds keeps RSS near what is live (BENCHMARKS.md). mimalloc, for Rust's allocations, returns freed pages on its own after a second.
 fn trim_freed_memory_periodically() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     let _ = std::thread::Builder::new().name("flowscope-trim".into()).spawn(|| loop {

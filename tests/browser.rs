@@ -1,4 +1,4 @@
-//! The dashboard in a real headless Chromium (Debian's `chromium`, installed by .ci/run),
+//! The dashboard in a real headless Chromium (Debian's `chromium`, installed by `scripts/test`),
 //! against a server filled with the demo's scenarios. Each page's DOM is checked and a
 //! screenshot of it is written under the cargo target tmp dir (`screenshots/`).
 
@@ -15,11 +15,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 fn chromium() -> PathBuf {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("chromium is installed (.ci/run installs Debian's chromium package)")
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).find(|p| p.exists()).expect(
+        "Debian's chromium package is missing: `scripts/test` installs it, or run `sudo apt-get install chromium`",
+    )
 }
 
 fn chromium_run(extra: &[String], url: &str) -> std::process::Output {

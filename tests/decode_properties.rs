@@ -17,7 +17,7 @@ fn seeds() -> Vec<(Signal, Encoding, Vec<u8>)> {
     for (file, signal) in
         [("trace.json", Signal::Traces), ("metrics.json", Signal::Metrics), ("logs.json", Signal::Logs)]
     {
-        let json = std::fs::read(shared_fixture(&format!("otlp-examples/{file}"))).unwrap();
+        let json = std::fs::read(fixture(&format!("otlp-examples/{file}"))).unwrap();
         out.push((signal, Encoding::Json, json));
     }
     for rel in [
@@ -30,7 +30,7 @@ fn seeds() -> Vec<(Signal, Encoding, Vec<u8>)> {
             r if r.ends_with("metrics.pb") => Signal::Metrics,
             _ => Signal::Logs,
         };
-        out.push((signal, Encoding::Protobuf, std::fs::read(shared_fixture(rel)).unwrap()));
+        out.push((signal, Encoding::Protobuf, std::fs::read(fixture(rel)).unwrap()));
     }
     out
 }

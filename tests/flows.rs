@@ -399,7 +399,7 @@ async fn recorded_pika_dead_letter_exchange_replays_as_expected() {
     replay_recorded(&server, "recorded/pika-dlx").await;
     wait_stitched(&server).await;
     let expected: Value =
-        serde_json::from_slice(&std::fs::read(shared_fixture("recorded/pika-dlx/expected.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fixture("recorded/pika-dlx/expected.json")).unwrap()).unwrap();
     // Text that is not a trace id, though as long as one, or one no flow has: no flow.
     for q in ["order-not-a-trace-id-of-32-chars", "ffffffffffffffffffffffffffffffff"] {
         let (status, hits) = api(&server, &format!("/api/search?q={q}")).await;

@@ -86,7 +86,7 @@ async fn http_json_export_of_the_published_examples() {
     let server = TestServer::start().await;
     for (path, file) in [("/v1/traces", "trace.json"), ("/v1/metrics", "metrics.json"), ("/v1/logs", "logs.json")] {
         for gz in [false, true] {
-            let body = std::fs::read(shared_fixture(&format!("otlp-examples/{file}"))).unwrap();
+            let body = std::fs::read(fixture(&format!("otlp-examples/{file}"))).unwrap();
             let resp = post(&server.http_url(path), "application/json", body, gz).await;
             assert_eq!(resp.status(), 200, "{file}");
             assert_eq!(resp.headers()["content-type"], "application/json");

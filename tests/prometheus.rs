@@ -1,5 +1,5 @@
 //! Flow metrics in the user's own Prometheus: a real Prometheus (Debian's `prometheus`,
-//! installed by `.ci/run`) scrapes `/metrics/flows` of a flowscope fed with the demo
+//! installed by `scripts/test`) scrapes `/metrics/flows` of a flowscope fed with the demo
 //! scenarios, and its HTTP API must tell what flowscope's own API tells.
 
 mod common;
@@ -38,7 +38,9 @@ async fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
     let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .expect("Debian's prometheus package (.ci/run installs it)");
+        .expect(
+        "Debian's prometheus package is missing: `scripts/test` installs it, or run `sudo apt-get install prometheus`",
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(

@@ -1,4 +1,4 @@
--- Flows, written by the background stitcher (src/flows/stitcher.rs). A flow's rows in
+-- Flows, written by the background stitcher (src/flows/stitch/). A flow's rows in
 -- every flow_* table are replaced together whenever the flow changes (new spans, merges).
 -- flow_id is the trace id of the flow's entry-point span.
 

@@ -1,4 +1,4 @@
--- Stitching state on disk (src/flows/stitcher.rs, "Joining late spans"). The stitcher
+-- Stitching state on disk (src/flows/stitch/late_joins.rs). The stitcher
 -- no longer replays stored spans on start: it resumes from `stitch_state`, and joins a
 -- late span to a stored flow by looking the span's trace id, link targets, message id and
 -- correlation id up in `flow_traces` and `flow_join_keys`. Keys are 64-bit hashes

@@ -1,6 +1,6 @@
--- Two more entries of the stitcher's state (src/flows/stitcher.rs):
+-- Two more entries of the stitcher's state (src/flows/stitch/):
 -- * the token of the join filter saved beside the database file at the last clean stop
---   (src/flows/join_filter.rs): 0 when there is none to take back. A start clears it
+--   (src/flows/stitch/join_filter.rs): 0 when there is none to take back. A start clears it
 --   before writing anything, so a saved filter is taken back by the next start only;
 -- * the rows `flow_edge_slots` held after its last compaction, so that a restart knows
 --   how much has been appended since. A start used to take the table as it found it for

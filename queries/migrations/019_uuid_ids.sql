@@ -2,7 +2,7 @@
 -- one 128-bit number) instead of 32 hex digits. The stitcher writes about ten such ids
 -- per flow; as strings, compressing them at each checkpoint (FSST and dictionary
 -- analysis) cost a tenth of its time, and they were the widest columns of these tables
--- (BENCHMARKS.md, fifteenth session). Spans, links and logs keep their ids as digits:
+-- Spans, links and logs keep their ids as digits:
 -- they are what search and the OTLP exporters' ids are matched against.
 --
 -- `hex_id(id)` gives the digits back (UUID's text form has dashes): queries return ids

@@ -1,4 +1,4 @@
--- Runs of join hashes sorted by hash (src/flows/join_runs.rs). The stitcher's lookup of
+-- Runs of join hashes sorted by hash (src/flows/stitch/join_runs.rs). The stitcher's lookup of
 -- a late span's trace, link, message id or correlation id read every hash written in
 -- the join window (0.37 s a lookup at 39 M spans); in a run sorted by hash, zone maps
 -- take each probe to one row group. Each run is the hashes of `flow_traces.trace_key`

@@ -64,7 +64,7 @@ pub async fn growth(args: &GrowthArgs) -> Result<Value, BenchError> {
     // step's ingest starts past a copy per 100 spans stored, counted after the fill, so
     // it never sends one of their ids again. Counted before the fill, a fresh file's
     // ingest re-used the fill's copy numbers, and its checkouts joined flows stored hours
-    // before (BENCHMARKS.md, seventeenth session).
+    // before.
     let nonce = Arc::new(AtomicU32::new(1));
     for &size in &args.steps {
         if size > stored {

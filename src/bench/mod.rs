@@ -492,7 +492,7 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
     let stitch_s = stitch_started.elapsed().as_secs_f64();
     println!("stitched {filled} spans in {stitch_s:.1} s");
     // What the stitcher left in DuckDB's buffer pool; the pages are slower with it there
-    // than after a restart (BENCHMARKS.md, sixth session).
+    // than after a restart (BENCHMARKS.md).
     println!("duckdb memory before the pages: {:?}", running.store.duckdb_memory().await?);
 
     let client = reqwest::Client::new();

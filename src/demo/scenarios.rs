@@ -455,7 +455,7 @@ pub enum Delivery {
     DeadLettered,
 }
 
-/// Refunds over RabbitMQ as pika records them (like `../shared/fixtures/recorded/pika-dlx`):
+/// Refunds over RabbitMQ as pika records them (like `tests/fixtures/recorded/pika-dlx`):
 /// legacy attribute names naming the exchange `refunds` on both sides (the queue
 /// `refunds.q` appears only in depth metrics and in the broker's `x-death` record),
 /// consumers as children of the publish, redeliveries marked by nothing but a second

@@ -7,28 +7,7 @@ use std::collections::BTreeMap;
 use super::ids::{SpanId, TraceId};
 use super::{HashMap, HashSet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpanKind {
-    Unspecified,
-    Internal,
-    Server,
-    Client,
-    Producer,
-    Consumer,
-}
-
-impl SpanKind {
-    pub fn parse(s: &str) -> SpanKind {
-        match s {
-            "INTERNAL" => SpanKind::Internal,
-            "SERVER" => SpanKind::Server,
-            "CLIENT" => SpanKind::Client,
-            "PRODUCER" => SpanKind::Producer,
-            "CONSUMER" => SpanKind::Consumer,
-            _ => SpanKind::Unspecified,
-        }
-    }
-}
+pub use crate::semconv::{MessagingOperation, SpanKind};
 
 /// The parts of a span that stitching needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +23,7 @@ pub struct SpanFacts {
     pub error: bool,
     pub status_message: Option<String>,
     pub system: Option<String>,
-    pub operation: Option<String>,
+    pub operation: Option<MessagingOperation>,
     pub destination: Option<String>,
     pub message_id: Option<String>,
     pub correlation_id: Option<String>,
@@ -72,9 +51,9 @@ enum Role {
 }
 
 fn role(s: &SpanFacts) -> Role {
-    match s.operation.as_deref() {
-        Some("create" | "send") => Role::Producer,
-        Some("receive" | "process") => Role::Consumer,
+    match s.operation {
+        Some(op) if op.produces() => Role::Producer,
+        Some(op) if op.consumes() => Role::Consumer,
         Some(_) => Role::Other,
         None => match s.kind {
             SpanKind::Producer => Role::Producer,
@@ -90,9 +69,9 @@ fn role(s: &SpanFacts) -> Role {
 /// a consumer has them, on receives otherwise, so a receive and its process are one
 /// delivery, not two.
 fn takes_by_processing(s: &SpanFacts) -> bool {
-    match s.operation.as_deref() {
-        Some("process") => true,
-        Some("receive") => s.kind == SpanKind::Consumer,
+    match s.operation {
+        Some(MessagingOperation::Process) => true,
+        Some(MessagingOperation::Receive) => s.kind == SpanKind::Consumer,
         _ => s.kind == SpanKind::Consumer,
     }
 }

@@ -5,12 +5,30 @@
 //! stitcher keys its maps by trace (the joiner, the cache, the stored flows, the dirty
 //! set) and by span (parents and links in the analysis), and compares and sorts both. As
 //! `String`s, hashing, comparing, cloning and freeing them were about a tenth of the
-//! stitcher's thread under ingest (BENCHMARKS.md, fourteenth session); as numbers they
+//! stitcher's thread under ingest; as numbers they
 //! are `Copy`, hash and compare in a step, and sort as their digits do. The flow tables
 //! store trace ids as UUIDs, the same 128-bit number (migration 019); their queries give
 //! them back as digits (`hex_id`), so every id the stitcher reads is parsed alike.
 
 use std::fmt;
+
+/// The 64-bit hash under which a join is stored (migration 015): FNV-1a over a kind tag
+/// and the value. Stable across versions and platforms, as stored data requires; not
+/// exposed to collisions crafted by senders in any way that matters, since a collision
+/// only makes the stitcher read a flow it then does not join (joins compare the values).
+pub fn join_hash(tag: u8, value: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(tag).chain(value.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The join hash of a trace id.
+pub fn trace_hash(trace: &str) -> i64 {
+    join_hash(b't', trace)
+}
 
 /// Defines an id type over an unsigned integer of `$digits / 2` bytes.
 macro_rules! hex_id {
@@ -94,9 +112,9 @@ hex_id!(
 );
 
 impl TraceId {
-    /// The join hash of this trace (that of its digits: see [`super::joiner::trace_hash`]).
+    /// The join hash of this trace (that of its digits: see [`trace_hash`]).
     pub fn join_hash(self) -> i64 {
-        super::joiner::trace_hash(&self.hex())
+        trace_hash(&self.hex())
     }
 }
 
@@ -166,7 +184,7 @@ mod tests {
     #[test]
     fn join_hash_is_that_of_the_digits() {
         let id = "00000000000000000000000000000001";
-        assert_eq!(TraceId::parse(id).unwrap().join_hash(), super::super::joiner::trace_hash(id));
+        assert_eq!(TraceId::parse(id).unwrap().join_hash(), trace_hash(id));
     }
 
     /// Digits round-trip, and ids sort as their digits do (the analysis and the joiner

@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 
+use crate::semconv::MessagingOperation;
+
 /// Writes `attrs` as one JSON object into `out` (`{"key": value, ...}`). Written by hand
 /// rather than through `serde_json::Value` because this runs once per span on the ingest
 /// path and building a `Value` tree costs an allocation per attribute.
@@ -203,8 +205,8 @@ pub mod keys {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Messaging {
     pub system: Option<String>,
-    /// Normalised to the current vocabulary: create | send | receive | process | settle.
-    pub operation: Option<String>,
+    /// The operation, in either vocabulary; None when absent or not one the conventions define.
+    pub operation: Option<MessagingOperation>,
     pub destination: Option<String>,
     pub message_id: Option<String>,
     pub consumer_group: Option<String>,
@@ -231,7 +233,7 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
     let dead_letter_source = text_of(attrs, keys::DEATH_QUEUE).and_then(|q| normalize_destination(&q));
     Messaging {
         system,
-        operation: text_of(attrs, keys::OPERATION).map(|o| normalize_operation(&o)),
+        operation: text_of(attrs, keys::OPERATION).and_then(|o| MessagingOperation::parse(&o)),
         destination,
         message_id: text_of(attrs, keys::MESSAGE_ID),
         consumer_group: text_of(attrs, keys::CONSUMER_GROUP),
@@ -250,8 +252,7 @@ pub fn queue_from_span_name(messaging: &Messaging, kind_is_consumer: bool, span_
     if messaging.system.as_deref() != Some("rabbitmq") {
         return None;
     }
-    let consuming = matches!(messaging.operation.as_deref(), Some("receive" | "process"))
-        || (messaging.operation.is_none() && kind_is_consumer);
+    let consuming = messaging.operation.map_or(kind_is_consumer, MessagingOperation::consumes);
     if !consuming {
         return None;
     }
@@ -262,15 +263,6 @@ pub fn queue_from_span_name(messaging: &Messaging, kind_is_consumer: bool, span_
     (named && !anonymous && messaging.destination.as_deref() != Some(queue))
         .then(|| normalize_destination(queue))
         .flatten()
-}
-
-/// Legacy `publish` became `send`; `deliver` (push-style brokers) is a process.
-pub fn normalize_operation(op: &str) -> String {
-    match op {
-        "publish" => "send".to_owned(),
-        "deliver" => "process".to_owned(),
-        other => other.to_ascii_lowercase(),
-    }
 }
 
 /// Legacy `aws.sqs` became `aws_sqs`.
@@ -345,7 +337,7 @@ mod tests {
                 ],
                 want: Messaging {
                     system: Some("kafka".into()),
-                    operation: Some("send".into()),
+                    operation: Some(MessagingOperation::Send),
                     destination: Some("orders".into()),
                     message_id: Some("m1".into()),
                     consumer_group: Some("g".into()),
@@ -364,7 +356,7 @@ mod tests {
                 ],
                 want: Messaging {
                     system: Some("aws_sqs".into()),
-                    operation: Some("send".into()),
+                    operation: Some(MessagingOperation::Send),
                     destination: Some("q".into()),
                     message_id: Some("42".into()),
                     consumer_group: Some("legacy-g".into()),
@@ -377,7 +369,7 @@ mod tests {
                 attrs: vec![s("messaging.destination", ",pricing.requests"), s("messaging.operation", "receive")],
                 want: Messaging {
                     destination: Some("pricing.requests".into()),
-                    operation: Some("receive".into()),
+                    operation: Some(MessagingOperation::Receive),
                     ..Default::default()
                 },
             },
@@ -413,7 +405,7 @@ mod tests {
     fn rabbitmq_consumers_take_the_queue_from_the_span_name_and_x_death_names_the_source() {
         let rabbit = |op: &str, dest: &str| Messaging {
             system: Some("rabbitmq".into()),
-            operation: Some(op.into()),
+            operation: MessagingOperation::parse(op),
             destination: Some(dest.into()),
             ..Default::default()
         };

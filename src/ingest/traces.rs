@@ -6,6 +6,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::Event, Span};
 
 use super::attributes::{self, write_json_object, write_json_string};
 use super::{append_hex, check_id, nanos, CorrelationKeys, Flattened, RequestResources, ResourceContext};
+use crate::semconv::{MessagingOperation, SpanKind, SpanStatus};
 use crate::store::tables::{LinkRows, SpanRows};
 
 pub(crate) fn flatten(req: &ExportTraceServiceRequest, correlation: &CorrelationKeys) -> Flattened {
@@ -58,21 +59,23 @@ const CONSUMER_KIND: i32 = 5;
 
 pub(crate) fn kind_name(kind: i32) -> &'static str {
     match kind {
-        1 => "INTERNAL",
-        2 => "SERVER",
-        3 => "CLIENT",
-        4 => "PRODUCER",
-        5 => "CONSUMER",
-        _ => "UNSPECIFIED",
+        1 => SpanKind::Internal,
+        2 => SpanKind::Server,
+        3 => SpanKind::Client,
+        4 => SpanKind::Producer,
+        5 => SpanKind::Consumer,
+        _ => SpanKind::Unspecified,
     }
+    .as_str()
 }
 
 fn status_name(code: i32) -> &'static str {
     match code {
-        1 => "OK",
-        2 => "ERROR",
-        _ => "UNSET",
+        1 => SpanStatus::Ok,
+        2 => SpanStatus::Error,
+        _ => SpanStatus::Unset,
     }
+    .as_str()
 }
 
 /// A span event that records a message being dead-lettered (`dead_letter`, `dead-lettered`,
@@ -119,7 +122,7 @@ fn push_span(
     }
     rows.link_count.append_value(span.links.len() as i32);
     rows.messaging_system.append_option(messaging.system);
-    rows.messaging_operation.append_option(messaging.operation);
+    rows.messaging_operation.append_option(messaging.operation.map(MessagingOperation::as_str));
     rows.destination.append_option(messaging.destination);
     rows.message_id.append_option(messaging.message_id);
     let correlation_id =

@@ -217,13 +217,12 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 /// already keep the cores busy with queries of their own; with a worker per core, a thread
 /// whose query's last task ran on a worker spun in DuckDB's scheduler until it finished
 /// (a third of a restitch's instructions under callgrind). Measured under `bench ingest`:
-/// a fifth less server CPU per span, no slower pages at idle (BENCHMARKS.md, thirteenth
-/// session). `--duckdb-setting threads=N` restores intra-query parallelism.
+/// a fifth less server CPU per span, no slower pages at idle (BENCHMARKS.md). `--duckdb-setting threads=N` restores intra-query parallelism.
 ///
 /// A new file is written in DuckDB 1.3's storage format (readable by DuckDB 1.3 and
 /// later), not 1.0's, DuckDB's default: it compresses strings with a dictionary whose
 /// entries are FSST-compressed, and the file holds 169 bytes a span instead of 275 for
-/// the same CPU (BENCHMARKS.md, thirteenth session). A file made before keeps its format.
+/// the same CPU (BENCHMARKS.md). A file made before keeps its format.
 pub fn default_settings() -> Vec<(String, String)> {
     [
         ("checkpoint_threshold", "256MB"),

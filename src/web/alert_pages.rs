@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::api::{now_nanos, ApiError};
-use super::pages::{render, Layout, PageError, PageParams};
+use super::page::{render, Layout, PageError, PageParams};
 use super::AppState;
 use crate::alerts::rules::{params_of, Rule, RuleError, RuleSpec, KINDS, SEVERITIES};
 use crate::alerts::{store as alert_store, AlertError};

@@ -8,8 +8,10 @@ pub mod flow_metrics;
 pub mod hosts;
 pub mod layered;
 pub mod map;
+pub mod page;
 pub mod pages;
 mod self_metrics;
+pub mod timeline;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -85,7 +85,7 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
 }
 
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
-/// stored (issue 12), which these gauges let anyone check.
+/// stored, which these gauges let anyone check.
 pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
     let gauges: [(&str, &str, f64); 14] = [
         (

@@ -209,14 +209,18 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// A file of the shared fixtures beside the clone. The clone's directory is read when the
+/// A file of the test fixtures in `tests/fixtures`. The clone's directory is read when the
 /// test runs (cargo sets it): a test binary built in another clone sharing the target
 /// directory, and not rebuilt because the sources are the same, would otherwise look in
-/// the clone it was compiled in.
-pub fn shared_fixture(rel: &str) -> PathBuf {
+/// the clone it was compiled in. A path that would leave the fixtures folder panics.
+pub fn fixture(rel: &str) -> PathBuf {
+    assert!(
+        std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_))),
+        "fixture paths stay inside tests/fixtures: {rel}"
+    );
     let clone =
         std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    clone.join("../shared/fixtures").join(rel)
+    clone.join("tests/fixtures").join(rel)
 }
 
 /// Replays a recorded fixture directory: every `NNNN-v1-{traces,metrics,logs}.pb` body,
@@ -228,7 +232,7 @@ pub async fn replay_recorded(server: &TestServer, rel: &str) {
 /// Like [`replay_recorded`], with every timestamp moved by `shift_ns` (to replay a
 /// recording as if it happened now, for rules that look at the last minutes).
 pub async fn replay_recorded_shifted(server: &TestServer, rel: &str, shift_ns: i64) {
-    let dir = shared_fixture(rel);
+    let dir = fixture(rel);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -40,7 +40,7 @@ pub(crate) fn sp(
 
 pub(crate) fn msg(mut s: SpanFacts, op: &str, dest: &str) -> SpanFacts {
     s.system = Some("kafka".into());
-    s.operation = Some(op.into());
+    s.operation = MessagingOperation::parse(op);
     s.destination = Some(dest.into());
     s
 }
@@ -399,7 +399,7 @@ fn covered_merges_overlaps() {
 /// RabbitMQ as pika records it: CONSUMER-kind `receive` spans are the deliveries.
 fn rabbit(mut s: SpanFacts, op: &str, dest: &str, message: &str) -> SpanFacts {
     s.system = Some("rabbitmq".into());
-    s.operation = Some(op.into());
+    s.operation = MessagingOperation::parse(op);
     s.destination = Some(dest.into());
     s.message_id = Some(message.into());
     s
@@ -586,7 +586,7 @@ fn sqs_redrive_after_max_receive_count() {
     let sqs = |s: SpanFacts, op: &str, dest: &str| {
         with(s, |s| {
             s.system = Some("aws_sqs".into());
-            s.operation = Some(op.into());
+            s.operation = MessagingOperation::parse(op);
             s.destination = Some(dest.into());
             s.message_id = Some("sqs-1".into());
         })
@@ -688,9 +688,11 @@ mod properties {
                     s.error = error;
                     if matches!(kind, Producer | Consumer) {
                         s.system = Some("rabbitmq".into());
-                        s.operation = Some(
-                            if kind == Producer { "send" } else { ["receive", "process"][id as usize % 2] }.into(),
-                        );
+                        s.operation = MessagingOperation::parse(if kind == Producer {
+                            "send"
+                        } else {
+                            ["receive", "process"][id as usize % 2]
+                        });
                         s.destination =
                             Some(["orders", "orders.dlq", "payments", "x.dead-letter"][dest as usize].into());
                         s.message_id = message.map(|m| format!("m{m}"));

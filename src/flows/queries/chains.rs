@@ -133,8 +133,8 @@ pub async fn chain_quantiles(
 
 /// Flows of each group the tail attribution reads at most (a deterministic sample): a
 /// median of 1,000 is within about a 3% rank of the group's. The read's cost is the
-/// table's vectors it decodes to find them; 2,000 a group made most of the chain page's
-/// 221 ms p95 at 10 M spans (BENCHMARKS.md, seventh session).
+/// table's vectors it decodes to find them, which made most of the chain page's time
+/// at twice this sample.
 const BREAKDOWN_SAMPLE: i64 = 1_000;
 
 /// The shares of the table the tail attribution reads, largest first, about 1.4 times

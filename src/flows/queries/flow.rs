@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
 use super::super::ids::{SpanId, TraceId};
-use super::super::intake;
 use super::{ms, parse_json, DeadLetterRow, Range};
+use crate::flows::stitch::intake;
+use crate::semconv::{SpanKind, SpanStatus};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -82,10 +83,10 @@ pub struct FlowSpan {
     pub parent_span_id: Option<String>,
     pub service: String,
     pub name: String,
-    pub kind: String,
+    pub kind: SpanKind,
     pub start_unix_nano: i64,
     pub end_unix_nano: i64,
-    pub status: String,
+    pub status: SpanStatus,
     pub status_message: Option<String>,
     pub critical: bool,
     pub retry_attempt: Option<i32>,
@@ -173,8 +174,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         return Ok(None);
     };
     struct Extra {
-        kind: String,
-        status: String,
+        status: SpanStatus,
         attributes: Option<String>,
         events: Option<String>,
         resource: Option<String>,
@@ -187,12 +187,11 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         for b in stmt.query_arrow(params![flow_id, start, end, limit, updated])? {
             intake::spans_from_batch(&b, None, &mut facts);
             let text = |column| intake::strings(&b, column);
-            let (kind, status, attributes, events, resource) =
-                (text("kind"), text("status_code"), text("attributes"), text("events"), text("resource_attributes"));
+            let (status, attributes, events, resource) =
+                (text("status_code"), text("attributes"), text("events"), text("resource_attributes"));
             let owned = |a, i| intake::opt_str(a, i).map(str::to_owned);
             extras.extend((0..b.num_rows()).map(|i| Extra {
-                kind: kind.value(i).to_owned(),
-                status: status.value(i).to_owned(),
+                status: SpanStatus::parse(status.value(i)),
                 attributes: owned(attributes, i),
                 events: owned(events, i),
                 resource: owned(resource, i),
@@ -257,7 +256,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
             parent_span_id: s.parent_span_id.map(|p| p.to_string()),
             service: s.service.clone(),
             name: s.name.clone(),
-            kind: x.kind,
+            kind: s.kind,
             start_unix_nano: s.start,
             end_unix_nano: s.end,
             status: x.status,

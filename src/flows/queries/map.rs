@@ -8,7 +8,8 @@ use duckdb::params;
 use super::super::backlog::QueueNames;
 use super::super::edges::{self, CellCounts, EdgeKind};
 use super::super::map::{self, EdgeSlotSum, FlowMap};
-use super::{flow_row, queues, stored_queue_aliases, FlowRow, Range};
+use super::{flow_row, queues, FlowRow, Range};
+use crate::flows::stitch::aliases::stored as stored_queue_aliases;
 use crate::store::{Store, StoreError};
 
 /// The map of a range (of one chain when given), with each destination's backlog status.

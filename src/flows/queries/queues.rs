@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use duckdb::{params, Connection};
+use duckdb::params;
 use serde::Serialize;
 
-use super::super::analysis::QueueAlias;
 pub use super::super::backlog::QueueView;
 use super::super::backlog::{self, Buckets, DepthPoint};
 use super::Range;
+use crate::flows::stitch::aliases::stored as stored_queue_aliases;
 use crate::store::{Store, StoreError};
 
 /// How many buckets a range is cut into for series.
@@ -138,11 +138,4 @@ pub async fn dead_letters(store: &Arc<Store>, range: Range) -> Result<Vec<DeadLe
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
-}
-
-/// Every queue alias stored (learnt or configured; migration 007).
-pub(crate) fn stored_queue_aliases(c: &Connection) -> Result<Vec<QueueAlias>, StoreError> {
-    let mut stmt = c.prepare_cached(include_str!("../../../queries/queue_aliases.sql"))?;
-    let rows = stmt.query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -1,0 +1,532 @@
+//! The round loop: what each round takes in, which flows it loads, analyses and writes,
+//! and how it reports progress (the steps are listed in [`super`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duckdb::{params, Connection};
+use tokio::sync::watch;
+
+use crate::flows::analysis::{self, QueueAlias, SpanFacts};
+use crate::flows::ids::TraceId;
+use crate::flows::{HashMap, HashSet};
+use crate::stage::{StageGuard, StageState};
+use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
+use crate::text::now_nanos;
+
+use super::aliases::QueueAliases;
+use super::flow_rows::{AnalysedFlow, FlowWriter};
+use super::intake::{self, LinkRow, NewRows};
+use super::joiner::{JoinKey, Joiner};
+use super::late_joins::{LateJoins, StoredJoin};
+use super::map_sums::MapSums;
+use super::working_set::{StoredFlow, WorkingSet};
+use super::{Restitch, StitchConfig, StitchProgress, StitcherHandle};
+
+/// Rounds with fewer spans than this say little about how fast a backlog clears.
+const BUSY_ROUND_SPANS: usize = 1_000;
+
+/// A flow with more spans than this is re-analysed at most once per interval (ns).
+const BIG_FLOW_SPANS: usize = 1_000;
+const BIG_FLOW_INTERVAL_NS: i64 = 2_000_000_000;
+
+/// Flows written after which a caught-up stitcher checkpoints the database.
+const CHECKPOINT_AFTER_FLOWS: usize = 100_000;
+
+/// How far stitching has got.
+struct Position {
+    /// Every commit up to this one has been read.
+    watermark: i64,
+    /// The watermark as last saved in `stitch_state`.
+    saved: i64,
+    restitch: Option<Restitch>,
+    /// Last commit whose messaging spans are in `queue_counts`.
+    queues_counted_through: i64,
+}
+
+/// How fast rounds go, for the hold-back and the catch-up checkpoint.
+#[derive(Default)]
+struct Pace {
+    /// Spans stitched per second of a busy round (a moving average): how fast a backlog
+    /// clears.
+    spans_per_second: f64,
+    /// Flows written since the stitcher last checkpointed.
+    written_since_checkpoint: usize,
+}
+
+pub struct Stitcher {
+    conn: Connection,
+    config: StitchConfig,
+    commits: Arc<CommitStats>,
+    feed: Arc<CommitFeed>,
+    joiner: Joiner,
+    working: WorkingSet,
+    late_joins: LateJoins,
+    position: Position,
+    pace: Pace,
+    aliases: QueueAliases,
+    map_sums: MapSums,
+    progress: watch::Sender<StitchProgress>,
+}
+
+impl Stitcher {
+    pub fn new(
+        store: &Store,
+        commits: Arc<CommitStats>,
+        feed: Arc<CommitFeed>,
+        config: StitchConfig,
+        progress: watch::Sender<StitchProgress>,
+    ) -> Result<Stitcher, StoreError> {
+        let conn = store.connect()?;
+        conn.execute_batch(include_str!("../../../queries/stitch_temp_tables.sql"))?;
+        let queues_counted_through =
+            conn.query_row(include_str!("../../../queries/queue_counts_through.sql"), [], |r| r.get(0))?;
+        let state: HashMap<String, i64> = conn
+            .prepare(include_str!("../../../queries/stitch_state.sql"))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let watermark = state.get("stitched_seq").copied().unwrap_or(0);
+        let restitch = match (state.get("restitch_from"), state.get("restitch_to")) {
+            (Some(from), Some(to)) if *to > watermark => Some(Restitch { from: *from, to: *to }),
+            _ => None,
+        };
+        let mut joiner = Joiner::new(config.key_trace_limit);
+        {
+            let mut stmt = conn.prepare(include_str!("../../../queries/ignored_join_keys.sql"))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+            for row in rows {
+                let (kind, value, traces) = row?;
+                if let Some(key) = JoinKey::from_stored(&kind, value) {
+                    joiner.ignore_key(key, traces as usize);
+                }
+            }
+        }
+        let aliases = QueueAliases::open(&conn, &config.configured_queue_aliases)?;
+        let late_joins = LateJoins::open(
+            &conn,
+            store.path(),
+            state.get(super::join_filter::SAVED_TOKEN).copied().unwrap_or(0),
+            config.join_filter_bytes,
+            config.window_start(),
+            config.join_run_hashes,
+            config.interval * 4,
+        )?;
+        let map_sums = MapSums::open(&conn, &state)?;
+        Ok(Stitcher {
+            conn,
+            config,
+            commits,
+            feed,
+            joiner,
+            working: WorkingSet::default(),
+            late_joins,
+            position: Position { watermark, saved: watermark, restitch, queues_counted_through },
+            pace: Pace::default(),
+            aliases,
+            map_sums,
+            progress,
+        })
+    }
+
+    /// Runs rounds on a thread of its own (it owns a DuckDB connection and does blocking
+    /// work) until the returned handle is stopped. Catching up runs rounds back to back.
+    pub fn spawn(mut self) -> std::io::Result<StitcherHandle> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let stage = StageState::new();
+        let guard = StageGuard::new("stitcher", Arc::clone(&stage));
+        let thread = std::thread::Builder::new().name("flowscope-stitcher".into()).spawn(move || loop {
+            // A panic in a round (a bug meeting odd data) is reported like a failed round;
+            // flows that panic the analysis are skipped inside the round already.
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.round()));
+            let round = match round {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(panic) => Err(format!("stitching round panicked: {}", crate::text::panic_message(&panic))),
+            };
+            let caught_up = match round {
+                Ok(more) => !more,
+                Err(e) => {
+                    tracing::warn!(error = %e, "stitching round failed; will retry");
+                    self.progress.send_modify(|p| p.last_error = Some(e));
+                    true
+                }
+            };
+            let wait = if caught_up { self.config.interval } else { Duration::ZERO };
+            match stopped.recv_timeout(wait) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => {
+                    self.stop();
+                    guard.stopped();
+                    return;
+                }
+            }
+        })?;
+        Ok(StitcherHandle { stop, thread: Some(thread), stage })
+    }
+
+    /// What a clean stop leaves for the next start (see [`LateJoins::stop`]).
+    pub fn stop(&mut self) {
+        self.late_joins.stop(&self.conn);
+    }
+
+    /// One round. Returns whether more committed data is waiting.
+    pub fn round(&mut self) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
+        let latest = self.commits.last_commit_seq.load(Ordering::Acquire) as i64;
+        let mut upper = self.round_upper(latest)?;
+        let (watermark, counted) = (self.position.watermark, self.position.queues_counted_through);
+        if watermark < counted {
+            // Restitching: a round stays on one side of what is already counted.
+            upper = upper.min(counted);
+        }
+        let mut stitched = 0;
+        if upper > watermark {
+            if upper > counted {
+                // Counted first: should the rest of the round fail, its retry does not
+                // count the same spans again.
+                self.conn.execute(include_str!("../../../queries/queue_counts_add.sql"), params![watermark, upper])?;
+                self.position.queues_counted_through = upper;
+            }
+            stitched = self.take_new(watermark, upper)?;
+            self.position.watermark = upper;
+        }
+        let written = self.write_changed()?;
+        self.map_sums.compact_if_due(&self.conn)?;
+        self.save_watermark()?;
+        let now = now_nanos();
+        let quiet_cutoff = now - self.config.quiet_period.as_nanos() as i64;
+        self.working.evict(&mut self.joiner, now, quiet_cutoff, self.config.cache_spans);
+        self.pace.written_since_checkpoint += written;
+        if upper >= latest && self.pace.written_since_checkpoint >= CHECKPOINT_AFTER_FLOWS {
+            self.checkpoint_after_catching_up();
+        }
+        let through = self.working.written_through(self.position.watermark);
+        let (lag, backlog) = self.lag(through, latest)?;
+        if stitched >= BUSY_ROUND_SPANS {
+            let rate = stitched as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            let average = self.pace.spans_per_second;
+            self.pace.spans_per_second = if average == 0.0 { rate } else { 0.8 * average + 0.2 * rate };
+        }
+        // Ingest is held back by how late new data will be once stitched (not by a
+        // restitch of old data): the lag now plus the time the backlog takes to clear.
+        // Going by the lag alone, ingest resumed only once the backlog had cleared, and the
+        // lag went on growing for as long as that took (to twice the limit).
+        let expected = match self.position.restitch {
+            Some(_) => Duration::ZERO,
+            None => expected_lag(lag, backlog, self.pace.spans_per_second),
+        };
+        self.commits.report_stitch_lag(expected);
+        self.late_joins.advance(&self.conn, now_nanos(), self.config.window_nanos(), self.config.join_filter_bytes)?;
+        let lookups = self.late_joins.report();
+        let (restitch, joined_traces) = (self.position.restitch, self.joiner.traces());
+        let (cached_traces, cached_spans) = self.working.size();
+        self.progress.send_modify(|p| {
+            p.stitched_seq = through;
+            p.spans_stitched += stitched as u64;
+            p.flows_written += written as u64;
+            p.rounds += 1;
+            p.last_error = None;
+            p.lag = lag;
+            p.restitch = restitch;
+            p.cached_traces = cached_traces;
+            p.cached_spans = cached_spans;
+            p.joined_traces = joined_traces;
+            p.file_lookups += lookups.made;
+            p.lookups_skipped += lookups.skipped;
+            p.join_filter_bytes = lookups.filter_bytes;
+            p.join_filter_build_seconds = lookups.filter_build_seconds;
+            p.join_filter_restored = lookups.filter_restored;
+            p.join_runs = lookups.runs;
+        });
+        Ok(upper < latest)
+    }
+
+    /// Caught up after many rewrites: folds the log into the file now, while quiet. Until
+    /// then every page reads the rewritten flows' old versions and the log's uncompressed
+    /// rows. Fails harmlessly while other transactions run; DuckDB's own checkpoint (by
+    /// log size) stays the backstop.
+    fn checkpoint_after_catching_up(&mut self) {
+        let started = std::time::Instant::now();
+        match self.conn.execute_batch(include_str!("../../../queries/checkpoint.sql")) {
+            Ok(()) => {
+                tracing::info!(
+                    flows_written = self.pace.written_since_checkpoint,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "checkpointed after catching up"
+                );
+                self.pace.written_since_checkpoint = 0;
+            }
+            Err(e) => tracing::debug!(error = %e, "checkpoint after catching up deferred"),
+        }
+    }
+
+    /// The last commit of the next round: as many commits as fit in `round_rows` rows,
+    /// at least one, at most `commits_per_round`.
+    fn round_upper(&self, latest: i64) -> Result<i64, StoreError> {
+        let watermark = self.position.watermark;
+        let most = latest.min(watermark + self.config.commits_per_round);
+        if most <= watermark + 1 {
+            return Ok(most);
+        }
+        let fits: Option<i64> = self
+            .conn
+            .prepare_cached(include_str!("../../../queries/stitch_round_upper.sql"))?
+            .query_row(params![watermark, most, self.config.round_rows as i64], |r| r.get(0))?;
+        Ok(fits.unwrap_or(watermark + 1).max(watermark + 1))
+    }
+
+    /// Saves how far flows are written, so a restart resumes there (reading again what a
+    /// pending flow had not written); ends a restitch that has reached its target.
+    fn save_watermark(&mut self) -> Result<(), StoreError> {
+        let through = self.working.written_through(self.position.watermark);
+        if through == self.position.saved {
+            return Ok(());
+        }
+        let conn = &self.conn;
+        let finished = self.position.restitch.filter(|r| through >= r.to);
+        in_transaction(conn, || {
+            let mut set = conn.prepare_cached(include_str!("../../../queries/stitch_state_set.sql"))?;
+            set.execute(params!["stitched_seq", through])?;
+            if finished.is_some() {
+                set.execute(params!["restitch_to", 0])?;
+            }
+            Ok(())
+        })?;
+        if let Some(r) = finished {
+            tracing::info!(from = r.from, to = r.to, "restitch finished");
+            self.position.restitch = None;
+        }
+        self.position.saved = through;
+        Ok(())
+    }
+
+    /// How long ago the oldest commit not yet in written flows was received, and how many
+    /// rows of those commits the stitcher has still to read.
+    fn lag(&self, through: i64, latest: i64) -> Result<(Duration, u64), StoreError> {
+        if latest <= through {
+            return Ok((Duration::ZERO, 0));
+        }
+        let (received, backlog): (Option<i64>, i64) = self
+            .conn
+            .prepare_cached(include_str!("../../../queries/stitch_lag.sql"))?
+            .query_row(params![through, latest], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let lag =
+            received.map_or(Duration::ZERO, |t| Duration::from_nanos(now_nanos().saturating_sub(t).max(0) as u64));
+        Ok((lag, backlog.max(0) as u64))
+    }
+
+    /// Takes in the rows of commits `from + 1 ..= to`; returns how many spans they hold.
+    fn take_new(&mut self, from: i64, to: i64) -> Result<usize, StoreError> {
+        let NewRows { mut spans, links, log_keys } = match self.feed.take(from, to) {
+            Some(commits) => intake::from_feed(&commits),
+            None => intake::from_file(&self.conn, from, to)?,
+        };
+        // Stored flows these rows join are brought into memory first (with every span
+        // committed up to `to`, so this round's spans of them are already there).
+        let loaded = self.load_joined_flows(&spans, &links, &log_keys, to)?;
+        for l in &links {
+            if !self.joiner.link(l.trace, l.link.trace_id) && self.joiner.ignored_links().is_power_of_two() {
+                tracing::warn!(
+                    ignored = self.joiner.ignored_links(),
+                    "span links that would join more traces than the guard allows are ignored"
+                );
+            }
+            if let Some(m) = &l.link.message_id {
+                self.join_key(l.trace, JoinKey::MessageId(m.clone()));
+            }
+        }
+        intake::attach_links(&mut spans, links);
+        let now = now_nanos();
+        for (trace, corr) in log_keys {
+            self.join_key(trace, JoinKey::Correlation(corr));
+            self.working.touch(trace, now);
+        }
+        let count = spans.len();
+        for s in spans {
+            self.joiner.add_trace(s.trace_id);
+            if let Some(m) = &s.message_id {
+                self.join_key(s.trace_id, JoinKey::MessageId(m.clone()));
+            }
+            if let Some(c) = &s.correlation_id {
+                self.join_key(s.trace_id, JoinKey::Correlation(c.clone()));
+            }
+            let already_loaded = loaded.contains(&s.trace_id);
+            self.working.take_span(s, now, already_loaded);
+        }
+        Ok(count)
+    }
+
+    /// Finds the stored flows that the new rows join and loads each whole (see
+    /// [`super::late_joins`]), with its spans committed up to `upto_seq`. Returns the
+    /// traces loaded.
+    fn load_joined_flows(
+        &mut self,
+        spans: &[SpanFacts],
+        links: &[LinkRow],
+        log_keys: &[(TraceId, String)],
+        upto_seq: i64,
+    ) -> Result<HashSet<TraceId>, StoreError> {
+        let probes = LateJoins::probes(&self.joiner, spans, links, log_keys);
+        let in_memory = self.working.stored_flows();
+        let found = self.late_joins.find(
+            &self.conn,
+            probes,
+            self.config.window_start(),
+            self.config.key_trace_limit,
+            &in_memory,
+        )?;
+        for (key, flows) in found.too_common {
+            self.record_ignored_key(&key, flows);
+            self.joiner.ignore_key(key, flows);
+        }
+        if found.flows.is_empty() {
+            return Ok(HashSet::default());
+        }
+        // No stored span of these flows starts before their stored start; this round's
+        // spans (read again with them) may, such as a root span arriving last.
+        let from_start = found.flows.values().copied().chain(spans.iter().map(|s| s.start)).min().unwrap_or(i64::MIN);
+        let loaded = LateJoins::load(&self.conn, &found.flows, from_start, upto_seq)?;
+        for (t, _) in &loaded.members {
+            self.joiner.add_trace(*t);
+        }
+        for join in loaded.joins {
+            match join {
+                StoredJoin::Link(from, to) => {
+                    self.joiner.link(from, to);
+                }
+                StoredJoin::Key(trace, key) => self.join_key(trace, key),
+            }
+        }
+        let traces = loaded.members.iter().map(|(t, _)| *t).collect();
+        self.working.load(&loaded.members, loaded.spans, now_nanos());
+        Ok(traces)
+    }
+
+    fn join_key(&mut self, trace: TraceId, key: JoinKey) {
+        if let Some(split) = self.joiner.key(trace, key) {
+            self.record_ignored_key(&split.ignored.key, split.ignored.traces);
+            self.working.mark_changed(split.traces);
+        }
+    }
+
+    fn record_ignored_key(&self, key: &JoinKey, traces: usize) {
+        tracing::warn!(
+            kind = key.kind(),
+            value = key.value(),
+            traces,
+            "join key shared by too many traces; ignoring it for joining"
+        );
+        let _ = self.conn.execute(
+            include_str!("../../../queries/ignored_join_key_insert.sql"),
+            params![key.kind(), key.value(), traces as i64, now_nanos()],
+        );
+    }
+
+    /// Re-analyses and rewrites every changed flow; returns how many flows were written.
+    fn write_changed(&mut self) -> Result<usize, StoreError> {
+        if self.working.changed().is_empty() {
+            return Ok(0);
+        }
+        // Every member of these flows is in memory: stored flows are loaded whole.
+        let flows = self.joiner.flows_of(self.working.changed().iter().copied());
+        let now = self.late_joins.write_time();
+        let mut stale: HashSet<StoredFlow> = HashSet::default();
+        let mut analysed: Vec<AnalysedFlow<'_>> = Vec::new();
+        let mut deferred: HashSet<TraceId> = HashSet::default();
+        for members in flows {
+            if self.defer(&members, now) {
+                deferred.extend(members);
+                continue;
+            }
+            stale.extend(members.iter().filter_map(|t| self.working.stored_flow(t)));
+            if let Some(flow) = analyse(&self.working, &self.config, members) {
+                analysed.push(flow);
+            }
+        }
+        tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
+        FlowWriter {
+            conn: &self.conn,
+            joiner: &self.joiner,
+            late_joins: &mut self.late_joins,
+            map_sums: &mut self.map_sums,
+        }
+        .replace(&stale, &analysed, now)?;
+        let written = analysed.len();
+        let aliases: Vec<QueueAlias> = analysed.iter().flat_map(|f| f.analysis.queue_aliases.iter().cloned()).collect();
+        let written_flows: Vec<(Vec<TraceId>, TraceId)> =
+            analysed.into_iter().map(|f| (f.flow_id(), f.members)).map(|(id, members)| (members, id)).collect();
+        for (members, flow_id) in written_flows {
+            self.working.written(members, StoredFlow { flow_id, updated: now });
+        }
+        self.working.still_changed(deferred);
+        self.aliases.learn(&self.conn, aliases.iter(), now)?;
+        Ok(written)
+    }
+
+    /// Whether to leave a changed flow for a later round: a large flow written less than
+    /// `BIG_FLOW_INTERVAL` ago. Re-analysing a flow costs its size, so a flow of
+    /// thousands of spans receiving one span per round would otherwise cost thousands
+    /// of span analyses per span; this way it costs at most one analysis per interval.
+    fn defer(&self, members: &[TraceId], now: i64) -> bool {
+        self.working.span_count(members) > BIG_FLOW_SPANS
+            && members
+                .iter()
+                .filter_map(|t| self.working.stored_flow(t))
+                .any(|f| now - f.updated < BIG_FLOW_INTERVAL_NS)
+    }
+}
+
+/// Analyses a flow's spans, borrowed from the working set (not copied per round).
+/// None for a flow of log records only, and for one whose analysis panicked (logged:
+/// its spans stay stored, the flow is not written).
+fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: Vec<TraceId>) -> Option<AnalysedFlow<'a>> {
+    let mut spans = working.spans_of(&members);
+    let truncated = analysis::keep_earliest(&mut spans, config.max_flow_spans);
+    if spans.is_empty() {
+        return None;
+    }
+    let patterns = &config.dead_letter_patterns;
+    match std::panic::catch_unwind(|| analysis::analyze(&spans, patterns)) {
+        Ok(analysis) => Some(AnalysedFlow { members, spans, analysis, truncated }),
+        Err(panic) => {
+            tracing::error!(
+                trace = %members[0],
+                spans = spans.len(),
+                error = %crate::text::panic_message(&panic),
+                "analysing a flow panicked; its spans stay stored, the flow is not written"
+            );
+            None
+        }
+    }
+}
+
+/// How late data waiting to be stitched will be once it is: `lag` now, plus `backlog`
+/// rows at `rows_per_second` (not yet measured: the lag alone).
+fn expected_lag(lag: Duration, backlog: u64, rows_per_second: f64) -> Duration {
+    if rows_per_second <= 0.0 {
+        return lag;
+    }
+    lag + Duration::from_secs_f64((backlog as f64 / rows_per_second).min(1e6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_lag_adds_the_time_the_backlog_takes() {
+        let s = Duration::from_secs;
+        // (lag now, backlog rows, rows per second, expected)
+        let cases = [
+            (s(5), 200_000, 20_000.0, s(15)),
+            (s(0), 600_000, 20_000.0, s(30)),
+            (s(5), 0, 20_000.0, s(5)),
+            (s(5), 1_000_000, 0.0, s(5)), // rate not measured yet
+            (s(1), u64::MAX, 1e-9, s(1) + s(1_000_000)),
+        ];
+        for (lag, backlog, rate, want) in cases {
+            assert_eq!(expected_lag(lag, backlog, rate), want, "{lag:?} {backlog} {rate}");
+        }
+    }
+}
