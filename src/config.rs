@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::alerts::notify::{RetryPolicy, WebhookConfig};
 use crate::alerts::rules::{parse_rules_file, Rule};
 use crate::alerts::AlertConfig;
-use crate::flows::analysis::DeadLetterPatterns;
+use crate::flows::analysis::{DestinationPatterns, NamePatterns};
 use crate::flows::StitchConfig;
 use crate::store::WriterConfig;
 
@@ -79,6 +79,9 @@ pub struct ServeArgs {
         value_name = "GLOB"
     )]
     pub dead_letter_patterns: Vec<String>,
+    /// Retry destination name pattern, `*` wildcards (repeatable; replaces the defaults): a record a consumer re-produces there and consumes again is a retry
+    #[arg(long = "retry-pattern", env = "FLOWSCOPE_RETRY_PATTERNS", value_delimiter = ',', value_name = "GLOB")]
+    pub retry_patterns: Vec<String>,
     /// A flow with no new span for this long is settled [default: 30s]
     #[arg(long, env = "FLOWSCOPE_SETTLE_AFTER", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub settle_after: Option<Duration>,
@@ -138,6 +141,8 @@ pub struct FileConfig {
     pub auth_token: Option<String>,
     #[serde(default)]
     pub dead_letter_patterns: Vec<String>,
+    #[serde(default)]
+    pub retry_patterns: Vec<String>,
     pub settle_after: Option<String>,
     pub join_key_limit: Option<usize>,
     pub max_flow_spans: Option<usize>,
@@ -235,6 +240,11 @@ impl MemoryBudget {
             join_filter_bytes: (limit / 16) as usize,
         }
     }
+}
+
+/// Name patterns from the flags, else from the file; None when neither gives any.
+fn patterns(flags: Vec<String>, file: Vec<String>) -> Option<NamePatterns> {
+    [flags, file].into_iter().find(|p| !p.is_empty()).map(|p| NamePatterns::new(&p))
 }
 
 /// Parses a byte size: a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB).
@@ -385,10 +395,11 @@ impl Config {
                     .or(file.max_flow_spans)
                     .unwrap_or(stitch_default.max_flow_spans)
                     .max(1),
-                dead_letter_patterns: match (args.dead_letter_patterns, file.dead_letter_patterns) {
-                    (a, _) if !a.is_empty() => DeadLetterPatterns::new(&a),
-                    (_, f) if !f.is_empty() => DeadLetterPatterns::new(&f),
-                    _ => stitch_default.dead_letter_patterns.clone(),
+                destination_patterns: DestinationPatterns {
+                    dead_letter: patterns(args.dead_letter_patterns, file.dead_letter_patterns)
+                        .unwrap_or(stitch_default.destination_patterns.dead_letter.clone()),
+                    retry: patterns(args.retry_patterns, file.retry_patterns)
+                        .unwrap_or(stitch_default.destination_patterns.retry.clone()),
                 },
                 configured_queue_aliases: file.queue_aliases,
                 join_window: args

@@ -85,7 +85,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let flows_state = FlowsState {
         progress: progress.clone(),
         stage: Arc::clone(stitcher.stage()),
-        dead_letter_patterns: config.stitch.dead_letter_patterns.clone(),
+        destination_patterns: config.stitch.destination_patterns.clone(),
         quiet_period: config.stitch.quiet_period,
         max_flow_spans: config.stitch.max_flow_spans,
         metrics_series_limit: config.metrics_series_limit,

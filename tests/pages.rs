@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use flowscope::alerts::{AlertConfig, Alerts};
 use flowscope::auth::BearerToken;
-use flowscope::flows::analysis::DeadLetterPatterns;
+use flowscope::flows::analysis::DestinationPatterns;
 use flowscope::flows::StitchProgress;
 use flowscope::ingest::{CorrelationKeys, Encoding, Ingest, Signal};
 use flowscope::store::{Store, WriterConfig};
@@ -30,7 +30,7 @@ async fn app_with_stitcher(
     let flows = FlowsState {
         progress: watcher,
         stage: stitcher,
-        dead_letter_patterns: DeadLetterPatterns::default(),
+        destination_patterns: DestinationPatterns::default(),
         quiet_period: Duration::from_secs(30),
         max_flow_spans: 10_000,
         metrics_series_limit: 100,

@@ -571,10 +571,11 @@ pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {
     }
 }
 
-/// Several `events` messages consumed by one batch receive that links to each of them,
-/// with each message's id on its link. The links make the producers' traces and the batch
-/// one connected flow.
-pub fn analytics_batch(b: &mut Builder<'_>, t0: i64, messages: usize) -> Expected {
+/// Several `events` messages, each sent by its own request, consumed by one batch receive
+/// that links to each of them, with each message's id on its link. Every request is a
+/// flow of its own; the batch belongs to each of them ("batch of 4, 1 from this flow")
+/// and merges none.
+pub fn analytics_batch(b: &mut Builder<'_>, t0: i64, messages: usize) -> Vec<Expected> {
     let mut producers = Vec::new();
     for n in 0..messages {
         let start = t0 + n as i64 * 7 * MS;
@@ -615,15 +616,18 @@ pub fn analytics_batch(b: &mut Builder<'_>, t0: i64, messages: usize) -> Expecte
     for (p, id, _, _) in &producers {
         b.link(*p, vec![s("messaging.message.id", id.clone())]);
     }
-    Expected {
-        chain: "clickstream POST /track".into(),
-        hops: producers.iter().map(|(_, _, sent, _)| ("events".to_string(), receive_start - sent)).collect(),
-        retries: 0,
-        dead_letters: 0,
-        error: false,
-        flow_id: hex(producers[0].3.trace),
-        correlation_id: None,
-    }
+    producers
+        .iter()
+        .map(|(_, _, sent, root)| Expected {
+            chain: "clickstream POST /track".into(),
+            hops: vec![("events".to_string(), receive_start - sent)],
+            retries: 0,
+            dead_letters: 0,
+            error: false,
+            flow_id: hex(root.trace),
+            correlation_id: None,
+        })
+        .collect()
 }
 
 /// A message waiting in the `emails` queue: its producer and when it was sent.

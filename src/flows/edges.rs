@@ -289,7 +289,7 @@ pub fn flow_cells(spans: &[&SpanFacts], a: &FlowAnalysis) -> Cells {
             entry.1 |= s.error;
         }
         for (i, (service, (first, error))) in by_service.into_iter().enumerate() {
-            let wait = hop.wait_from.map(|from| (first - from).max(0));
+            let wait = hop.wait_from.filter(|_| !hop.retry).map(|from| (first - from).max(0));
             add(first, EdgeKind::Consume, target.clone(), service_node(service), system, wait, one(error));
             if i == 0 && !published && hop.dead_letter {
                 add(first, EdgeKind::Consume, target.clone(), service_node(service), system, None, dead);
@@ -394,7 +394,7 @@ impl EdgeChanges {
 mod tests {
     use super::*;
     use crate::flows::analysis::tests::{msg, sp, with};
-    use crate::flows::analysis::{analyze, DeadLetterPatterns, SpanKind};
+    use crate::flows::analysis::{analyze, DestinationPatterns, SpanKind};
 
     #[test]
     fn buckets_and_quantiles() {
@@ -455,7 +455,7 @@ mod tests {
     fn a_flow_gives_its_calls_publishes_consumptions_retries_and_dead_letters() {
         let spans = checkout();
         let refs: Vec<&SpanFacts> = spans.iter().collect();
-        let a = analyze(&refs, &DeadLetterPatterns::default());
+        let a = analyze(&refs, &DestinationPatterns::default());
         let cells = flow_cells(&refs, &a);
         let total = |kind: EdgeKind, source: &str, target: &str| {
             let mut sum = CellCounts::default();
@@ -489,7 +489,7 @@ mod tests {
     fn stored_cells_read_back_and_cancel() {
         let spans = checkout();
         let refs: Vec<&SpanFacts> = spans.iter().collect();
-        let cells = flow_cells(&refs, &analyze(&refs, &DeadLetterPatterns::default()));
+        let cells = flow_cells(&refs, &analyze(&refs, &DestinationPatterns::default()));
         let start = spans.iter().map(|s| s.start).min().unwrap();
         let json = cells_json(&cells, start);
         assert_eq!(parse_cells(Some(&json), start), cells);

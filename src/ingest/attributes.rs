@@ -191,6 +191,12 @@ pub mod keys {
         "rabbitmq.x_first_death_queue",
     ];
     pub const DISPOSITION: &[&str] = &["messaging.servicebus.disposition_status"];
+    /// The AWS SDK instrumentations' call names (`rpc.service` `SQS`, `rpc.method`
+    /// `SendMessage`, ...), which say what an SQS client span does.
+    pub const RPC_SERVICE: &[&str] = &["rpc.service"];
+    pub const RPC_METHOD: &[&str] = &["rpc.method"];
+    /// Where an SQS client span names its queue only by URL.
+    pub const QUEUE_URL: &[&str] = &["aws.sqs.queue.url", "aws.sqs.queue_url", "aws.queue.url", "messaging.url"];
     /// Correlation keys accepted on every signal; users add their own (`app.order_id`).
     pub const DEFAULT_CORRELATION: &[&str] = &[
         "messaging.message.conversation_id",
@@ -220,10 +226,14 @@ pub struct Messaging {
 }
 
 pub fn messaging(attrs: &[KeyValue]) -> Messaging {
-    let system = text_of(attrs, keys::SYSTEM).map(|s| normalize_system(&s));
+    let sqs_call = sqs_call(attrs);
+    let system =
+        text_of(attrs, keys::SYSTEM).map(|s| normalize_system(&s)).or_else(|| sqs_call.map(|_| SQS_SYSTEM.to_owned()));
+    let sqs = system.as_deref() == Some(SQS_SYSTEM);
     let destination = text_of(attrs, keys::DESTINATION)
         .and_then(|d| normalize_destination(&d))
-        .or_else(|| text_of(attrs, keys::ROUTING_KEY));
+        .or_else(|| text_of(attrs, keys::ROUTING_KEY))
+        .or_else(|| sqs.then(|| text_of(attrs, keys::QUEUE_URL).and_then(|u| queue_from_url(&u))).flatten());
     let attempt = int_of(attrs, keys::DELIVERY_ATTEMPT)
         .filter(|n| *n > 0)
         .or_else(|| int_of(attrs, keys::RETRY_COUNT).map(|n| n.max(0) + 1));
@@ -233,7 +243,7 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
     let dead_letter_source = text_of(attrs, keys::DEATH_QUEUE).and_then(|q| normalize_destination(&q));
     Messaging {
         system,
-        operation: text_of(attrs, keys::OPERATION).and_then(|o| MessagingOperation::parse(&o)),
+        operation: text_of(attrs, keys::OPERATION).and_then(|o| MessagingOperation::parse(&o)).or(sqs_call.flatten()),
         destination,
         message_id: text_of(attrs, keys::MESSAGE_ID),
         consumer_group: text_of(attrs, keys::CONSUMER_GROUP),
@@ -243,6 +253,35 @@ pub fn messaging(attrs: &[KeyValue]) -> Messaging {
         dead_letter_evidence: disposition_dead || died,
         dead_letter_source,
     }
+}
+
+const SQS_SYSTEM: &str = "aws_sqs";
+
+/// What an AWS SDK client span calling SQS does, by its `rpc.method`: sends publish,
+/// receives deliver, deletes and visibility changes settle. None when the span is not an
+/// SQS call; Some(None) for a call on queues rather than messages (`GetQueueUrl`).
+fn sqs_call(attrs: &[KeyValue]) -> Option<Option<MessagingOperation>> {
+    let service = text_of(attrs, keys::RPC_SERVICE)?;
+    let service = service.to_ascii_lowercase();
+    if service != "sqs" && service != "amazonsqs" {
+        return None;
+    }
+    let method = text_of(attrs, keys::RPC_METHOD).unwrap_or_default();
+    Some(match method.as_str() {
+        "SendMessage" | "SendMessageBatch" => Some(MessagingOperation::Send),
+        "ReceiveMessage" => Some(MessagingOperation::Receive),
+        "DeleteMessage" | "DeleteMessageBatch" | "ChangeMessageVisibility" | "ChangeMessageVisibilityBatch" => {
+            Some(MessagingOperation::Settle)
+        }
+        _ => None,
+    })
+}
+
+/// The queue an SQS queue URL names: its last path segment
+/// (`https://sqs.eu-west-1.amazonaws.com/123456789012/orders-queue`).
+fn queue_from_url(url: &str) -> Option<String> {
+    let name = url.trim_end_matches('/').rsplit('/').next()?;
+    (!name.is_empty() && !name.contains(':')).then(|| name.to_owned())
 }
 
 /// RabbitMQ instrumentations that name only the exchange in attributes still name the
@@ -317,6 +356,60 @@ mod tests {
         assert_eq!(parsed["arr"][0], 1);
         assert_eq!(parsed["kv"]["x"], "y");
         assert!(parsed["none"].is_null());
+    }
+
+    #[test]
+    fn aws_sdk_sqs_calls_are_messaging_operations() {
+        let call = |service: &str, method: &str, extra: Vec<KeyValue>| {
+            let mut attrs = vec![s("rpc.system", "aws-api"), s("rpc.service", service), s("rpc.method", method)];
+            attrs.extend(extra);
+            messaging(&attrs)
+        };
+        let url = || s("aws.sqs.queue_url", "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-queue");
+        // (span, operation, system, destination)
+        let cases = [
+            (
+                call("SQS", "SendMessage", vec![url()]),
+                Some(MessagingOperation::Send),
+                Some("aws_sqs"),
+                Some("orders-queue"),
+            ),
+            (call("SQS", "SendMessageBatch", vec![]), Some(MessagingOperation::Send), Some("aws_sqs"), None),
+            (call("AmazonSQS", "ReceiveMessage", vec![]), Some(MessagingOperation::Receive), Some("aws_sqs"), None),
+            (call("Sqs", "DeleteMessage", vec![]), Some(MessagingOperation::Settle), Some("aws_sqs"), None),
+            (call("SQS", "GetQueueUrl", vec![]), None, Some("aws_sqs"), None),
+            // botocore's own names: the legacy system and destination win
+            (
+                call(
+                    "SQS",
+                    "ReceiveMessage",
+                    vec![s("messaging.system", "aws.sqs"), s("messaging.destination", "orders-dlq")],
+                ),
+                Some(MessagingOperation::Receive),
+                Some("aws_sqs"),
+                Some("orders-dlq"),
+            ),
+            // an instrumentation's own operation wins over the call's
+            (
+                call("SQS", "ReceiveMessage", vec![s("messaging.operation", "process")]),
+                Some(MessagingOperation::Process),
+                Some("aws_sqs"),
+                None,
+            ),
+            (call("DynamoDB", "PutItem", vec![]), None, None, None),
+            // a bootstrap list in messaging.url is no queue
+            (
+                messaging(&[s("messaging.system", "kafka"), s("messaging.url", "localhost:9092")]),
+                None,
+                Some("kafka"),
+                None,
+            ),
+        ];
+        for (n, (m, op, system, destination)) in cases.into_iter().enumerate() {
+            assert_eq!(m.operation, op, "case {n}");
+            assert_eq!(m.system.as_deref(), system, "case {n}");
+            assert_eq!(m.destination.as_deref(), destination, "case {n}");
+        }
     }
 
     #[test]

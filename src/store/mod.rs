@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (19, "uuid_ids", include_str!("../../queries/migrations/019_uuid_ids.sql")),
     (20, "join_hash_runs", include_str!("../../queries/migrations/020_join_hash_runs.sql")),
     (21, "join_hashes", include_str!("../../queries/migrations/021_join_hashes.sql")),
+    (22, "hop_retry", include_str!("../../queries/migrations/022_hop_retry.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

@@ -321,6 +321,7 @@ table_rows! {
         flow_start_unix_nano: Int64Builder => DataType::Int64,
         source_destination: StringBuilder => DataType::Utf8,
         updated_unix_nano: Int64Builder => DataType::Int64,
+        retry: BooleanBuilder => DataType::Boolean,
     }
 }
 

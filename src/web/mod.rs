@@ -26,7 +26,7 @@ use axum::{middleware, Router};
 
 use crate::alerts::Alerts;
 use crate::auth::{self, BearerToken};
-use crate::flows::analysis::DeadLetterPatterns;
+use crate::flows::analysis::DestinationPatterns;
 use crate::flows::queries::FlowReading;
 use crate::flows::StitchProgress;
 use crate::ingest::Ingest;
@@ -72,7 +72,7 @@ pub struct FlowsState {
     pub progress: watch::Receiver<StitchProgress>,
     /// Whether the stitcher thread is alive.
     pub stage: Arc<StageState>,
-    pub dead_letter_patterns: DeadLetterPatterns,
+    pub destination_patterns: DestinationPatterns,
     pub quiet_period: Duration,
     pub max_flow_spans: usize,
     /// Chains (and destinations) exported with their own label on `/metrics/flows`.
@@ -93,7 +93,7 @@ impl FlowsState {
     /// How flow pages read a flow: as the stitcher analyses it.
     pub fn reading(&self) -> FlowReading {
         FlowReading {
-            dead_letter_patterns: self.dead_letter_patterns.clone(),
+            destination_patterns: self.destination_patterns.clone(),
             quiet_period_ns: self.quiet_period_ns(),
             max_spans: self.max_flow_spans,
         }

@@ -83,11 +83,13 @@ fn tree(flow: &FlowDetail) -> Tree<'_> {
     Tree { roots, children, waits }
 }
 
-/// Where rows go on the page: the flow's start and length, and a colour per service.
+/// Where rows go on the page: the flow's start and length, and a colour per service;
+/// and the flow's traces, to tell which of a batch's messages are this flow's.
 struct Scale<'a> {
     start: i64,
     total: f64,
     services: Vec<&'a str>,
+    traces: HashSet<&'a str>,
 }
 
 impl Scale<'_> {
@@ -114,6 +116,7 @@ pub fn timeline_rows(flow: &FlowDetail) -> Vec<TimelineRow> {
         start: flow.start_unix_nano,
         total: (flow.end_unix_nano - flow.start_unix_nano).max(1) as f64,
         services,
+        traces: spans.iter().map(|s| s.trace_id.as_str()).collect(),
     };
     let tree = tree(flow);
     let mut rows = Vec::with_capacity(spans.len() + flow.hops.len());
@@ -154,6 +157,11 @@ fn span_row(s: &FlowSpan, depth: usize, scale: &Scale<'_>) -> TimelineRow {
     if s.dead_letter {
         classes.push("dead".into());
         marks.push("dead letter".into());
+    }
+    if s.links.len() > 1 {
+        // A batch: shown in the flow of each message it carries.
+        let mine = s.links.iter().filter(|l| scale.traces.contains(l.trace_id.as_str())).count();
+        marks.push(format!("batch of {}, {mine} from this flow", s.links.len()));
     }
     let dur = s.end_unix_nano - s.start_unix_nano;
     let (left, width, after) = scale.bar(s.start_unix_nano, dur);
@@ -220,12 +228,16 @@ fn wait_row(hop: &FlowHop, from: i64, consumer_start: i64, depth: usize, scale: 
         depth,
         service: String::new(),
         service_class: String::new(),
-        label: format!("queue wait · {}", hop.destination.clone().unwrap_or_default()),
+        label: format!(
+            "{} · {}",
+            if hop.retry { "retry delay" } else { "queue wait" },
+            hop.destination.clone().unwrap_or_default()
+        ),
         kind: "WAIT".into(),
         left,
         width,
         after,
-        duration: fmt_ms(hop.queue_wait_ms),
+        duration: hop.queue_wait_ms.map_or_else(|| "unknown".to_owned(), fmt_ms),
         classes: if hop.dead_letter { "bar wait dead".into() } else { "bar wait".into() },
         is_wait: true,
         marks: if hop.clock_skew { vec!["clock skew".into()] } else { vec![] },

@@ -58,13 +58,13 @@ use SpanKind::*;
 
 struct Want {
     chain: &'static str,
-    hops: Vec<(&'static str, Option<&'static str>, Vec<&'static str>, i64)>, // destination, producer, consumers, wait ms
+    hops: Vec<(&'static str, Option<&'static str>, Vec<&'static str>, i64)>, // destination, producer, consumers, wait ms (-1: unknown)
     retries: Vec<(&'static str, i32, i64)>,                                  // span, attempt, delay ms
     dead_letters: Vec<(&'static str, Option<&'static str>, Option<&'static str>)>, // destination, source, error
 }
 
 fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
-    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DestinationPatterns::default());
     assert_eq!(a.chain, want.chain, "{name}: chain");
     let hops: Vec<(String, Option<String>, Vec<String>, i64)> = a
         .hops
@@ -74,7 +74,7 @@ fn check(name: &str, spans: Vec<SpanFacts>, want: Want) -> FlowAnalysis {
                 h.destination.clone().unwrap_or_default(),
                 h.producer.map(|p| spans[p].span_id.name()),
                 h.consumers.iter().map(|c| spans[*c].span_id.name()).collect(),
-                h.queue_wait_ns / MS,
+                h.queue_wait_ns.map_or(-1, |w| w / MS),
             )
         })
         .collect();
@@ -198,7 +198,7 @@ fn hops_for_every_way_context_crosses_a_queue() {
     check(
         "orphan consumer",
         vec![msg(sp("A", "c", None, "worker", "process", Consumer, 0, 1), "process", "q")],
-        Want { chain: "worker process", hops: vec![("q", None, vec!["c"], 0)], retries: vec![], dead_letters: vec![] },
+        Want { chain: "worker process", hops: vec![("q", None, vec!["c"], -1)], retries: vec![], dead_letters: vec![] },
     );
 }
 
@@ -208,8 +208,8 @@ fn clock_skew_clamps_queue_wait_and_is_flagged() {
         msg(sp("A", "send", None, "api", "send", Producer, 0, 10), "send", "q"),
         msg(sp("A", "proc", Some("send"), "worker", "process", Consumer, 8, 12), "process", "q"),
     ];
-    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
-    assert_eq!(a.hops[0].queue_wait_ns, 0);
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DestinationPatterns::default());
+    assert_eq!(a.hops[0].queue_wait_ns, Some(0));
     assert!(a.hops[0].clock_skew);
 }
 
@@ -249,7 +249,8 @@ fn retries_redelivery_counters_and_http_resends() {
         ],
         Want {
             chain: "worker run/charge",
-            hops: vec![("", None, vec!["t1"], 0), ("", None, vec!["t2"], 0)],
+            // Consumer spans naming neither a destination nor a message are no hops.
+            hops: vec![],
             retries: vec![("t2", 2, 3)],
             dead_letters: vec![],
         },
@@ -283,7 +284,7 @@ fn dead_letters_by_destination_and_by_evidence() {
         ],
         Want {
             chain: "api send",
-            hops: vec![("orders", Some("send"), vec!["proc"], 1), ("orders.DLT", Some("dlq"), vec![], 0)],
+            hops: vec![("orders", Some("send"), vec!["proc"], 1), ("orders.DLT", Some("dlq"), vec![], -1)],
             retries: vec![],
             dead_letters: vec![("orders.DLT", Some("orders"), Some("invalid amount"))],
         },
@@ -299,7 +300,7 @@ fn dead_letters_by_destination_and_by_evidence() {
             s.message_id = Some("m1".into());
         }),
     ];
-    let a = analyze(&partial.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+    let a = analyze(&partial.iter().collect::<Vec<_>>(), &DestinationPatterns::default());
     assert_eq!(a.queue_aliases, vec![], "a dead-letter destination is nobody's alias");
     check(
         "servicebus disposition",
@@ -328,7 +329,7 @@ fn critical_path_follows_the_last_finishing_branch() {
             s.links = vec![link("A", "send")]
         }),
     ];
-    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DestinationPatterns::default());
     let critical: Vec<String> =
         spans.iter().zip(&a.critical).filter(|(_, c)| **c).map(|(s, _)| s.span_id.name()).collect();
     assert_eq!(critical, vec!["root", "a", "c", "send", "late"]);
@@ -356,13 +357,13 @@ fn root_is_the_earliest_parentless_span() {
         (vec![sp("A", "x", Some("gone"), "svc", "inner", Internal, 3, 4)], "svc inner"),
     ];
     for (spans, want) in table {
-        assert_eq!(analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default()).chain, want);
+        assert_eq!(analyze(&spans.iter().collect::<Vec<_>>(), &DestinationPatterns::default()).chain, want);
     }
 }
 
 #[test]
-fn dead_letter_patterns() {
-    let p = DeadLetterPatterns::default();
+fn dead_letter_and_retry_destinations_by_name() {
+    let p = DestinationPatterns::default();
     for (d, want) in [
         ("orders.DLT", true),
         ("orders.dlt", true),
@@ -379,7 +380,21 @@ fn dead_letter_patterns() {
         ("orders", false),
         ("dltx", false),
     ] {
-        assert_eq!(p.matches(d), want, "{d}");
+        assert_eq!(p.is_dead_letter(Some(d)), want, "{d}");
+    }
+    // (destination, retry)
+    for (d, want) in [
+        ("orders.retry", true),
+        ("orders-retry", true),
+        ("orders-retry-0", true),
+        ("orders-retry-5000", true),
+        ("orders_retry", true),
+        ("Orders.RETRY", true),
+        ("orders.retry.DLT", false), // a dead-letter destination first
+        ("orders", false),
+        ("retryable-orders", false),
+    ] {
+        assert_eq!(p.is_retry(Some(d)), want, "{d}");
     }
 }
 
@@ -568,13 +583,15 @@ fn broker_side_dead_letters_and_redeliveries_in_every_shape() {
         },
     );
 
-    // Two services reading the same message (a fan-out) is not a retry.
+    // Two services reading the same message (a fan-out, two consumer groups) is not a
+    // retry: a hop each, each with its own wait.
     check(
         "fan-out",
-        [publish(), vec![delivery("d1", 8, 12), with(delivery("d2", 8, 13), |s| s.service = "search".into())]].concat(),
+        [publish(), vec![delivery("d1", 8, 12), with(delivery("d2", 11, 13), |s| s.service = "search".into())]]
+            .concat(),
         Want {
             chain: "web POST /orders",
-            hops: vec![("orders", Some("send"), vec!["d1", "d2"], 2)],
+            hops: vec![("orders", Some("send"), vec!["d1"], 2), ("orders", Some("send"), vec!["d2"], 5)],
             retries: vec![],
             dead_letters: vec![],
         },
@@ -620,7 +637,7 @@ fn sqs_redrive_after_max_receive_count() {
         vec![receive("r1", "B", 2, 3, 1), receive("r2", "C", 33, 34, 2)],
         Want {
             chain: "worker orders receive",
-            hops: vec![("orders", None, vec!["r1", "r2"], 0)],
+            hops: vec![("orders", None, vec!["r1", "r2"], -1)],
             retries: vec![("r2", 2, 30)],
             dead_letters: vec![],
         },
@@ -645,7 +662,7 @@ fn parent_cycles_terminate_and_keep_every_span() {
         ],
     ];
     for spans in table {
-        let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+        let a = analyze(&spans.iter().collect::<Vec<_>>(), &DestinationPatterns::default());
         assert_eq!(a.critical.len(), spans.len());
         assert!(a.critical.iter().any(|c| *c), "the root is on the critical path");
     }
@@ -747,9 +764,9 @@ mod properties {
         let mut runner = crate::test_support::seeded_runner(300, 7);
         runner
             .run(&(span_graph(), any::<u64>()), |(spans, seed)| {
-                let patterns = DeadLetterPatterns::default();
+                let patterns = DestinationPatterns::default();
                 let a = analyze(&spans.iter().collect::<Vec<_>>(), &patterns);
-                prop_assert!(a.hops.iter().all(|h| h.queue_wait_ns >= 0));
+                prop_assert!(a.hops.iter().all(|h| h.queue_wait_ns.is_none_or(|w| w >= 0)));
                 prop_assert!(a.queue_wait_ns >= 0 && a.retry_delay_ns >= 0 && a.service_ns >= 0);
                 prop_assert!(a.queue_wait_ns + a.retry_delay_ns <= a.end - a.start);
                 prop_assert_eq!(a.critical.len(), spans.len());
@@ -819,7 +836,7 @@ fn steps_split_a_flow_into_service_time_queue_waits_retries_and_calls() {
             s.links = vec![link("A", "send")]
         }),
     ];
-    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DeadLetterPatterns::default());
+    let a = analyze(&spans.iter().collect::<Vec<_>>(), &DestinationPatterns::default());
     let got: Vec<(&str, &str, i64)> = a.steps.iter().map(|s| (s.kind.as_str(), s.name.as_str(), s.ns / MS)).collect();
     assert_eq!(
         got,

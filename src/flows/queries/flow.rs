@@ -5,7 +5,7 @@ use std::sync::Arc;
 use duckdb::{params, Connection};
 use serde::Serialize;
 
-use super::super::analysis::{self, DeadLetterPatterns, LinkFacts, SpanFacts};
+use super::super::analysis::{self, DestinationPatterns, LinkFacts, SpanFacts};
 use super::super::ids::{SpanId, TraceId};
 use super::{ms, parse_json, DeadLetterRow, Range};
 use crate::flows::stitch::intake;
@@ -113,9 +113,12 @@ pub struct FlowHop {
     pub consumer_span_ids: Vec<String>,
     pub sent_unix_nano: i64,
     pub received_unix_nano: Option<i64>,
-    pub queue_wait_ms: f64,
+    /// None when no span shows when the message was sent.
+    pub queue_wait_ms: Option<f64>,
     pub clock_skew: bool,
     pub dead_letter: bool,
+    /// A failed record re-produced to a retry destination: its wait is retry delay.
+    pub retry: bool,
     /// Where the broker moved the message from (dead-letter exchanges, SQS redrive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_destination: Option<String>,
@@ -148,7 +151,7 @@ pub struct FlowDetail {
 /// How a flow is read for its page: as the stitcher analyses it.
 #[derive(Debug, Clone)]
 pub struct FlowReading {
-    pub dead_letter_patterns: DeadLetterPatterns,
+    pub destination_patterns: DestinationPatterns,
     /// A flow with no new span for this long is settled.
     pub quiet_period_ns: i64,
     /// At most this many spans are read and analysed (the stitcher's cap).
@@ -232,7 +235,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
         }
     }
 
-    let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), &reading.dead_letter_patterns);
+    let a = analysis::analyze(&facts.iter().collect::<Vec<_>>(), &reading.destination_patterns);
     let mut retry_attempt: Vec<Option<i32>> = vec![None; facts.len()];
     for r in &a.retries {
         retry_attempt[r.span] = Some(r.attempt);
@@ -281,7 +284,8 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
             consumer_span_ids: h.consumers.iter().map(|c| facts[*c].span_id.to_string()).collect(),
             sent_unix_nano: h.time,
             received_unix_nano: h.consumers.iter().map(|c| facts[*c].start).min(),
-            queue_wait_ms: ms(h.queue_wait_ns),
+            queue_wait_ms: h.queue_wait_ns.map(ms),
+            retry: h.retry,
             clock_skew: h.clock_skew,
             dead_letter: h.dead_letter,
             source_destination: h.source_destination.clone(),

@@ -15,8 +15,9 @@ use crate::flows::HashSet;
 use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowJoinKeyRows, FlowRetryRows, FlowRows, FlowTraceRows};
 use crate::store::{execute_statements, in_transaction, StoreError};
 
+use super::fan_in::{FanIn, FlowMembers};
 use super::joiner::Joiner;
-use super::late_joins::{LateJoins, LINK};
+use super::late_joins::{LateJoins, FAN_IN, LINK};
 use super::map_sums::MapSums;
 use super::working_set::StoredFlow;
 
@@ -26,8 +27,8 @@ const DELETE_ONE_BY_ONE: usize = 200;
 
 /// A flow ready to write.
 pub(super) struct AnalysedFlow<'a> {
-    /// Its traces.
-    pub members: Vec<TraceId>,
+    /// Its traces, and those of batches attached to it.
+    pub members: FlowMembers,
     /// The spans analysed (borrowed from the working set).
     pub spans: Vec<&'a SpanFacts>,
     pub analysis: FlowAnalysis,
@@ -46,6 +47,7 @@ impl AnalysedFlow<'_> {
 pub(super) struct FlowWriter<'a> {
     pub conn: &'a Connection,
     pub joiner: &'a Joiner,
+    pub fan_in: &'a FanIn,
     pub late_joins: &'a mut LateJoins,
     pub map_sums: &'a mut MapSums,
 }
@@ -59,11 +61,12 @@ impl FlowWriter<'_> {
         now: i64,
     ) -> Result<(), StoreError> {
         let conn = self.conn;
-        let (joiner, late_joins, map_sums) = (self.joiner, &mut *self.late_joins, &mut *self.map_sums);
+        let joins = Joins { joiner: self.joiner, fan_in: self.fan_in };
+        let (late_joins, map_sums) = (&mut *self.late_joins, &mut *self.map_sums);
         let edge_rows = in_transaction(conn, || {
             let mut edge_changes = EdgeChanges::default();
             delete_stale(conn, stale, &mut edge_changes)?;
-            append_flows(conn, joiner, late_joins, flows, now, &mut edge_changes)?;
+            append_flows(conn, &joins, late_joins, flows, now, &mut edge_changes)?;
             map_sums.append(conn, &edge_changes)
         })?;
         map_sums.appended(edge_rows);
@@ -122,9 +125,15 @@ struct Batches {
     dead_letters: FlowDeadLetterRows,
 }
 
+/// What joins the traces of a flow, to be written with it.
+struct Joins<'a> {
+    joiner: &'a Joiner,
+    fan_in: &'a FanIn,
+}
+
 fn append_flows(
     conn: &Connection,
-    joiner: &Joiner,
+    joins: &Joins<'_>,
     late_joins: &mut LateJoins,
     flows: &[AnalysedFlow<'_>],
     now: i64,
@@ -143,7 +152,7 @@ fn append_flows(
         let cells = edges::flow_cells(&flow.spans, &flow.analysis);
         flow_row(&mut b.flows, flow, now, last_commit_seq, edges::cells_json(&cells, flow.analysis.start));
         edge_changes.apply(&flow.analysis.chain, last_commit_seq, cells, 1);
-        join_rows(&mut b, joiner, late_joins, flow, now);
+        join_rows(&mut b, joins, late_joins, flow, now);
         hop_rows(&mut b.hops, flow, now);
         outcome_rows(&mut b, flow, now);
     }
@@ -192,12 +201,12 @@ fn flow_row(f: &mut FlowRows, flow: &AnalysedFlow<'_>, now: i64, last_commit_seq
     f.edges.append_value(edges);
 }
 
-/// A row per member trace, and a row per link and key of each, which late spans find
-/// the flow by.
-fn join_rows(b: &mut Batches, joiner: &Joiner, late_joins: &mut LateJoins, flow: &AnalysedFlow<'_>, now: i64) {
+/// A row per member trace (attached batches included), and a row per link, key and
+/// fan-in edge of each, which late spans find the flow by.
+fn join_rows(b: &mut Batches, joins: &Joins<'_>, late_joins: &mut LateJoins, flow: &AnalysedFlow<'_>, now: i64) {
     let flow_id = flow.flow_id().number();
     let start = flow.analysis.start;
-    for t in &flow.members {
+    for t in flow.members.all() {
         let r = &mut b.traces;
         r.flow_id.append_value(flow_id);
         r.trace_id.append_value(t.number());
@@ -206,7 +215,7 @@ fn join_rows(b: &mut Batches, joiner: &Joiner, late_joins: &mut LateJoins, flow:
         r.trace_key.append_value(trace_key);
         r.flow_start_unix_nano.append_value(start);
         r.updated_unix_nano.append_value(now);
-        let (links, keys) = joiner.joins_of(*t);
+        let (links, keys) = joins.joiner.joins_of(*t);
         let mut join_row = |key: i64, kind: &str, value: &str| {
             let r = &mut b.joins;
             late_joins.written(key);
@@ -228,6 +237,10 @@ fn join_rows(b: &mut Batches, joiner: &Joiner, late_joins: &mut LateJoins, flow:
         for k in keys {
             join_row(k.hash(), k.kind(), k.value());
         }
+        for target in joins.fan_in.targets_of(t) {
+            let target = target.hex();
+            join_row(trace_hash(&target), FAN_IN, &target);
+        }
     }
 }
 
@@ -247,13 +260,14 @@ fn hop_rows(r: &mut FlowHopRows, flow: &AnalysedFlow<'_>, now: i64) {
         r.consumer_span_ids.append_value(json_array(consumers.iter().map(|c| &**c)));
         r.consumer_service.append_option(h.consumers.first().map(|c| &spans[*c].service));
         r.sent_unix_nano.append_value(h.time);
-        r.queue_wait_ms.append_value(ms(h.queue_wait_ns));
+        r.queue_wait_ms.append_option(h.queue_wait_ns.map(ms));
         r.clock_skew.append_value(h.clock_skew);
         r.dead_letter.append_value(h.dead_letter);
         r.chain.append_value(&a.chain);
         r.flow_start_unix_nano.append_value(a.start);
         r.source_destination.append_option(h.source_destination.as_deref());
         r.updated_unix_nano.append_value(now);
+        r.retry.append_value(h.retry);
     }
 }
 

@@ -41,6 +41,9 @@ use super::working_set::StoredFlow;
 
 /// The kind of a stored link row in `flow_join_keys`.
 pub(super) const LINK: &str = "link";
+/// The kind of a stored fan-in row: the trace (a batch) carries a message of the trace
+/// named in `value` (see [`super::fan_in`]).
+pub(super) const FAN_IN: &str = "fan_in";
 
 /// The join hashes a round looks up: for a trace, None; for a key, the key (to tell a
 /// hash collision from a real join, and to name a key found too often).
@@ -57,6 +60,8 @@ pub(super) struct Found {
 /// A join of a loaded trace, as stored.
 pub(super) enum StoredJoin {
     Link(TraceId, TraceId),
+    /// A batch trace, and a trace whose message it carries.
+    FanIn(TraceId, TraceId),
     Key(TraceId, JoinKey),
 }
 
@@ -235,9 +240,13 @@ impl LateJoins {
             for row in rows {
                 let (trace, kind, value) = row?;
                 let Some(trace) = TraceId::parse(&trace) else { continue };
-                if kind == LINK {
+                if kind == LINK || kind == FAN_IN {
                     if let Some(to) = TraceId::parse(&value) {
-                        joins.push(StoredJoin::Link(trace, to));
+                        joins.push(if kind == LINK {
+                            StoredJoin::Link(trace, to)
+                        } else {
+                            StoredJoin::FanIn(trace, to)
+                        });
                     }
                 } else if let Some(key) = JoinKey::from_stored(&kind, value) {
                     joins.push(StoredJoin::Key(trace, key));

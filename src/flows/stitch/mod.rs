@@ -14,6 +14,8 @@
 //! 3. Feed the joins into the [`joiner::Joiner`] (union-find over trace ids): links connect
 //!    two traces; message ids and correlation ids are keys connecting every trace they
 //!    occur in. Merges are O(smaller side); keys shared by too many traces are ignored.
+//!    A span linking to several traces (a batch) joins none of them: its trace is
+//!    attached to each of their flows instead ([`fan_in`]).
 //! 4. Every flow that gained spans or changed shape is re-analysed from its spans
 //!    ([`crate::flows::analysis::analyze`]), which stay in memory while the flow is active
 //!    ([`working_set`]).
@@ -38,6 +40,7 @@
 //! faster than stitching slows the exporters instead of growing the backlog.
 
 pub(crate) mod aliases;
+mod fan_in;
 mod flow_rows;
 pub mod intake;
 pub mod join_filter;
@@ -54,7 +57,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::flows::analysis::DeadLetterPatterns;
+use crate::flows::analysis::DestinationPatterns;
 use crate::stage::StageState;
 use crate::store::{Store, StoreError, Writer};
 use crate::text::now_nanos;
@@ -88,7 +91,7 @@ pub struct StitchConfig {
     /// Most spans kept in memory; beyond it the least recently active traces are
     /// dropped (and reloaded from the file should they get a late span).
     pub cache_spans: usize,
-    pub dead_letter_patterns: DeadLetterPatterns,
+    pub destination_patterns: DestinationPatterns,
     /// Most spans of one flow analysed; a larger flow is analysed on its earliest spans
     /// and marked truncated, so one runaway flow cannot make every round cost more.
     pub max_flow_spans: usize,
@@ -114,7 +117,7 @@ impl Default for StitchConfig {
             commits_per_round: 50,
             round_rows: 25_000,
             cache_spans: 100_000,
-            dead_letter_patterns: DeadLetterPatterns::default(),
+            destination_patterns: DestinationPatterns::default(),
             configured_queue_aliases: Default::default(),
             max_flow_spans: 10_000,
             join_window: Duration::from_secs(24 * 3600),

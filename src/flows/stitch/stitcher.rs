@@ -9,13 +9,14 @@ use duckdb::{params, Connection};
 use tokio::sync::watch;
 
 use crate::flows::analysis::{self, QueueAlias, SpanFacts};
-use crate::flows::ids::TraceId;
+use crate::flows::ids::{SpanId, TraceId};
 use crate::flows::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
 use super::aliases::QueueAliases;
+use super::fan_in::{FanIn, FlowMembers};
 use super::flow_rows::{AnalysedFlow, FlowWriter};
 use super::intake::{self, LinkRow, NewRows};
 use super::joiner::{JoinKey, Joiner};
@@ -61,6 +62,7 @@ pub struct Stitcher {
     commits: Arc<CommitStats>,
     feed: Arc<CommitFeed>,
     joiner: Joiner,
+    fan_in: FanIn,
     working: WorkingSet,
     late_joins: LateJoins,
     position: Position,
@@ -120,6 +122,7 @@ impl Stitcher {
             commits,
             feed,
             joiner,
+            fan_in: FanIn::default(),
             working: WorkingSet::default(),
             late_joins,
             position: Position { watermark, saved: watermark, restitch, queues_counted_through },
@@ -196,7 +199,12 @@ impl Stitcher {
         self.save_watermark()?;
         let now = now_nanos();
         let quiet_cutoff = now - self.config.quiet_period.as_nanos() as i64;
-        self.working.evict(&mut self.joiner, now, quiet_cutoff, self.config.cache_spans);
+        if self.working.eviction_due(now, self.config.cache_spans) {
+            let groups = self.fan_in.eviction_groups(self.joiner.flows().collect());
+            let forgotten = self.working.evict(groups, now, quiet_cutoff, self.config.cache_spans);
+            self.fan_in.forget(&forgotten);
+            self.joiner.forget(forgotten);
+        }
         self.pace.written_since_checkpoint += written;
         if upper >= latest && self.pace.written_since_checkpoint >= CHECKPOINT_AFTER_FLOWS {
             self.checkpoint_after_catching_up();
@@ -325,7 +333,20 @@ impl Stitcher {
         // Stored flows these rows join are brought into memory first (with every span
         // committed up to `to`, so this round's spans of them are already there).
         let loaded = self.load_joined_flows(&spans, &links, &log_keys, to)?;
+        let batches = batch_spans(&links);
         for l in &links {
+            if batches.contains(&(l.trace, l.span)) {
+                // A batch: attached to the flow of each message it carries, joining none.
+                self.joiner.add_trace(l.trace);
+                self.joiner.add_trace(l.link.trace_id);
+                if !self.fan_in.add(l.trace, l.link.trace_id) && self.fan_in.ignored().is_power_of_two() {
+                    tracing::warn!(
+                        ignored = self.fan_in.ignored(),
+                        "batch links past the number of traces one batch may carry are ignored"
+                    );
+                }
+                continue;
+            }
             if !self.joiner.link(l.trace, l.link.trace_id) && self.joiner.ignored_links().is_power_of_two() {
                 tracing::warn!(
                     ignored = self.joiner.ignored_links(),
@@ -395,11 +416,19 @@ impl Stitcher {
                 StoredJoin::Link(from, to) => {
                     self.joiner.link(from, to);
                 }
+                StoredJoin::FanIn(batch, target) => {
+                    self.joiner.add_trace(target);
+                    self.fan_in.add(batch, target);
+                }
                 StoredJoin::Key(trace, key) => self.join_key(trace, key),
             }
         }
         let traces = loaded.members.iter().map(|(t, _)| *t).collect();
-        self.working.load(&loaded.members, loaded.spans, now_nanos());
+        // A loaded trace that is part of a batch was written with each flow it is
+        // attached to, not as a flow of its own.
+        let (attached, own): (Vec<_>, Vec<_>) =
+            loaded.members.into_iter().partition(|(t, _)| self.fan_in.is_shared(&self.joiner.flow_of(*t)));
+        self.working.load(&own, &attached, loaded.spans, now_nanos());
         Ok(traces)
     }
 
@@ -429,17 +458,24 @@ impl Stitcher {
             return Ok(0);
         }
         // Every member of these flows is in memory: stored flows are loaded whole.
-        let flows = self.joiner.flows_of(self.working.changed().iter().copied());
+        let flows = self.fan_in.flows_to_write(&self.joiner, self.working.changed().iter().copied());
         let now = self.late_joins.write_time();
         let mut stale: HashSet<StoredFlow> = HashSet::default();
         let mut analysed: Vec<AnalysedFlow<'_>> = Vec::new();
         let mut deferred: HashSet<TraceId> = HashSet::default();
+        let mut attached: HashSet<TraceId> = HashSet::default();
         for members in flows {
-            if self.defer(&members, now) {
-                deferred.extend(members);
+            if self.defer(&members.own, now) {
+                deferred.extend(members.all().copied());
                 continue;
             }
-            stale.extend(members.iter().filter_map(|t| self.working.stored_flow(t)));
+            if self.working.span_count(&members.own) == 0 && !members.attached.is_empty() {
+                // Known only as where a batch's message came from: nothing of its own yet.
+                continue;
+            }
+            // A trace written as a flow of its own before it became part of a batch.
+            stale.extend(members.all().filter_map(|t| self.working.stored_flow(t)));
+            attached.extend(members.attached.iter().copied());
             if let Some(flow) = analyse(&self.working, &self.config, members) {
                 analysed.push(flow);
             }
@@ -448,6 +484,7 @@ impl Stitcher {
         FlowWriter {
             conn: &self.conn,
             joiner: &self.joiner,
+            fan_in: &self.fan_in,
             late_joins: &mut self.late_joins,
             map_sums: &mut self.map_sums,
         }
@@ -455,10 +492,11 @@ impl Stitcher {
         let written = analysed.len();
         let aliases: Vec<QueueAlias> = analysed.iter().flat_map(|f| f.analysis.queue_aliases.iter().cloned()).collect();
         let written_flows: Vec<(Vec<TraceId>, TraceId)> =
-            analysed.into_iter().map(|f| (f.flow_id(), f.members)).map(|(id, members)| (members, id)).collect();
-        for (members, flow_id) in written_flows {
-            self.working.written(members, StoredFlow { flow_id, updated: now });
+            analysed.into_iter().map(|f| (f.flow_id(), f.members.own)).map(|(id, own)| (own, id)).collect();
+        for (own, flow_id) in written_flows {
+            self.working.written(own, StoredFlow { flow_id, updated: now });
         }
+        self.working.forget_stored(attached);
         self.working.still_changed(deferred);
         self.aliases.learn(&self.conn, aliases.iter(), now)?;
         Ok(written)
@@ -480,18 +518,19 @@ impl Stitcher {
 /// Analyses a flow's spans, borrowed from the working set (not copied per round).
 /// None for a flow of log records only, and for one whose analysis panicked (logged:
 /// its spans stay stored, the flow is not written).
-fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: Vec<TraceId>) -> Option<AnalysedFlow<'a>> {
-    let mut spans = working.spans_of(&members);
+fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: FlowMembers) -> Option<AnalysedFlow<'a>> {
+    let all: Vec<TraceId> = members.all().copied().collect();
+    let mut spans = working.spans_of(&all);
     let truncated = analysis::keep_earliest(&mut spans, config.max_flow_spans);
     if spans.is_empty() {
         return None;
     }
-    let patterns = &config.dead_letter_patterns;
+    let patterns = &config.destination_patterns;
     match std::panic::catch_unwind(|| analysis::analyze(&spans, patterns)) {
         Ok(analysis) => Some(AnalysedFlow { members, spans, analysis, truncated }),
         Err(panic) => {
             tracing::error!(
-                trace = %members[0],
+                trace = %members.own[0],
                 spans = spans.len(),
                 error = %crate::text::panic_message(&panic),
                 "analysing a flow panicked; its spans stay stored, the flow is not written"
@@ -499,6 +538,18 @@ fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: Vec<Trac
             None
         }
     }
+}
+
+/// The spans whose links reach more than one other trace: batches.
+fn batch_spans(links: &[LinkRow]) -> HashSet<(TraceId, SpanId)> {
+    let mut targets: HashMap<(TraceId, SpanId), Vec<TraceId>> = HashMap::default();
+    for l in links.iter().filter(|l| l.link.trace_id != l.trace) {
+        let seen = targets.entry((l.trace, l.span)).or_default();
+        if !seen.contains(&l.link.trace_id) {
+            seen.push(l.link.trace_id);
+        }
+    }
+    targets.into_iter().filter(|(_, t)| t.len() > 1).map(|(span, _)| span).collect()
 }
 
 /// How late data waiting to be stitched will be once it is: `lag` now, plus `backlog`

@@ -9,8 +9,6 @@ use crate::flows::analysis::SpanFacts;
 use crate::flows::ids::TraceId;
 use crate::flows::{HashMap, HashSet};
 
-use super::joiner::Joiner;
-
 /// Where the flow of a trace in memory was last written: its id and the time of the
 /// write, which together find its rows without an index (migration 015).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,11 +70,21 @@ impl WorkingSet {
         self.dirty.extend(traces);
     }
 
-    /// Replaces the spans of traces loaded from the file, and remembers their flows.
-    pub fn load(&mut self, members: &[(TraceId, StoredFlow)], spans: Vec<SpanFacts>, now: i64) {
-        for (t, flow) in members {
+    /// Replaces the spans of traces loaded from the file, and remembers the flows of
+    /// those that are a flow's own (not attached to it as part of a batch).
+    pub fn load(
+        &mut self,
+        own: &[(TraceId, StoredFlow)],
+        attached: &[(TraceId, StoredFlow)],
+        spans: Vec<SpanFacts>,
+        now: i64,
+    ) {
+        for (t, flow) in own {
             self.traces.insert(*t, CachedTrace::new(now));
             self.stored.insert(*t, *flow);
+        }
+        for (t, _) in attached {
+            self.traces.insert(*t, CachedTrace::new(now));
         }
         for s in spans {
             if let Some(entry) = self.traces.get_mut(&s.trace_id) {
@@ -117,6 +125,13 @@ impl WorkingSet {
         }
     }
 
+    /// Traces now written with the flows they are attached to: no flow of their own.
+    pub fn forget_stored(&mut self, traces: impl IntoIterator<Item = TraceId>) {
+        for t in traces {
+            self.stored.remove(&t);
+        }
+    }
+
     /// After a write: the flows left for a later round stay changed, the others are done.
     pub fn still_changed(&mut self, deferred: HashSet<TraceId>) {
         self.dirty = deferred;
@@ -134,22 +149,23 @@ impl WorkingSet {
         (self.traces.len(), self.traces.values().map(|c| c.spans.len()).sum())
     }
 
-    /// Forgets the flows quiet since `quiet_cutoff`, then, while more than `cap` spans
-    /// remain, the least recently active ones (down to three quarters of the cap, so the
-    /// sort is paid rarely). Whole flows go, with what the joiner knew of them. Runs at
-    /// most once a second unless over the cap.
-    pub fn evict(&mut self, joiner: &mut Joiner, now: i64, quiet_cutoff: i64, cap: usize) {
+    /// Whether to look for flows to forget: at most once a second, unless over the cap.
+    pub fn eviction_due(&self, now: i64, cap: usize) -> bool {
         // A trace known only from log records counts as one span, so that a flood of them
         // is capped like spans are.
         let cached: usize = self.traces.values().map(|c| c.spans.len().max(1)).sum();
-        let over_cap = cached > cap;
-        if !over_cap && now - self.last_eviction < EVICTION_INTERVAL_NS {
-            return;
-        }
+        cached > cap || now - self.last_eviction >= EVICTION_INTERVAL_NS
+    }
+
+    /// Forgets the groups of flows (see [`super::fan_in::FanIn::eviction_groups`]) quiet
+    /// since `quiet_cutoff`, then, while more than `cap` spans remain, the least recently
+    /// active ones (down to three quarters of the cap, so the sort is paid rarely). Whole
+    /// groups go; returns their traces, for the joiner to forget too.
+    pub fn evict(&mut self, groups: Vec<Vec<TraceId>>, now: i64, quiet_cutoff: i64, cap: usize) -> Vec<TraceId> {
         self.last_eviction = now;
         // (last activity, spans, members) of every flow in memory
-        let mut flows: Vec<(i64, usize, Vec<TraceId>)> = joiner
-            .flows()
+        let mut flows: Vec<(i64, usize, Vec<TraceId>)> = groups
+            .into_iter()
             .map(|members| {
                 let cached = members.iter().filter_map(|t| self.traces.get(t));
                 let (seen, spans) =
@@ -183,14 +199,13 @@ impl WorkingSet {
                 forget.append(members);
             }
         }
-        if forget.is_empty() {
-            return;
+        if !forget.is_empty() {
+            tracing::trace!(flows = before - flows.len(), traces = forget.len(), "forgetting quiet flows");
         }
-        tracing::trace!(flows = before - flows.len(), traces = forget.len(), "forgetting quiet flows");
         for t in &forget {
             self.traces.remove(t);
             self.stored.remove(t);
         }
-        joiner.forget(forget);
+        forget
     }
 }
