@@ -110,6 +110,7 @@ fn demo_emission() -> (Emission, Vec<Expected>) {
         scenarios::checkout(&mut b, t0 + 10_000 * MS, true),
         scenarios::quote(&mut b, t0 + 20_000 * MS),
         scenarios::shipping(&mut b, t0 + 30_000 * MS),
+        scenarios::fulfilment_retry(&mut b, t0 + 35_000 * MS),
     ];
     expected.extend(scenarios::analytics_batch(&mut b, t0 + 40_000 * MS, 4));
     expected.extend([
@@ -675,7 +676,7 @@ async fn restitching_rebuilds_the_same_flows_and_resumes_after_a_stop() {
     assert_eq!(want.len(), expected.len());
     let want_map = api(&server, &format!("/api/map?{ALL_TIME}")).await.1;
     let want_chains = api(&server, &format!("/api/chains?{ALL_TIME}")).await.1;
-    assert_eq!(want_chains["chains"].as_array().unwrap().len(), 5, "{want_chains}");
+    assert_eq!(want_chains["chains"].as_array().unwrap().len(), 6, "{want_chains}");
     // The slowest flows, read above a floor taken from the chain sums, are the slowest.
     let mut by_duration: Vec<(f64, String)> =
         want.iter().map(|f| (f["duration_ms"].as_f64().unwrap(), f["flow_id"].as_str().unwrap().to_owned())).collect();

@@ -228,6 +228,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         if n % 2 == 0 {
             scenarios::shipping(&mut b, t0 + 300 * MS);
         }
+        if n % 4 == 1 {
+            scenarios::fulfilment_retry(&mut b, t0 + 400 * MS);
+        }
         // Refunds over RabbitMQ: most go through, some are redelivered, a few die in
         // the broker's dead-letter exchange.
         let refund = match n % 12 {

@@ -522,6 +522,66 @@ pub fn refund(b: &mut Builder<'_>, t0: i64, delivery: Delivery) -> Expected {
     }
 }
 
+/// Fulfilment over Kafka the usual way: each poll starts a new trace (an attribute-less
+/// `recv` root around the record's `process` span, which links to its producer). The
+/// first attempt fails (the carrier answers 503) and re-produces the record to
+/// `fulfilments.retry`, which the same service consumes again after a back-off and
+/// completes: one flow, one retry, the back-off as retry delay.
+pub fn fulfilment_retry(b: &mut Builder<'_>, t0: i64) -> Expected {
+    let kafka = |op: &str, topic: &str| {
+        vec![s("messaging.system", "kafka"), s("messaging.operation", op), s("messaging.destination", topic)]
+    };
+    let root = b.span("storefront", "POST /fulfilments", SERVER, None, t0, t0 + 12 * MS, vec![]);
+    let send_end = t0 + 9 * MS;
+    let sent = b.span(
+        "storefront",
+        "fulfilments send",
+        PRODUCER,
+        Some(root),
+        t0 + 8 * MS,
+        send_end,
+        kafka("publish", "fulfilments"),
+    );
+    // Attempt 1: the poll's `recv` root, the record, the failed call, the re-produce.
+    let first = send_end + b.jitter(20, 40);
+    let poll = b.span("fulfilment", "recv", CONSUMER, None, first - MS, first, vec![]);
+    let mut attrs = kafka("process", "fulfilments");
+    attrs.push(s("messaging.message.id", format!("fulfilments.0.{}", &b.uuid()[..8])));
+    let process = b.span("fulfilment", "fulfilments process", CONSUMER, Some(poll), first, first + 30 * MS, attrs);
+    b.link(sent, vec![]);
+    let call = b.span("fulfilment", "book carrier", CLIENT, Some(process), first + 2 * MS, first + 20 * MS, vec![]);
+    b.fail("carrier answered 503");
+    let _ = call;
+    let failed_end = first + 30 * MS;
+    let retry_sent = b.span(
+        "fulfilment",
+        "fulfilments.retry send",
+        PRODUCER,
+        Some(process),
+        first + 22 * MS,
+        first + 24 * MS,
+        kafka("publish", "fulfilments.retry"),
+    );
+    // Attempt 2, after the back-off.
+    let second = failed_end + b.jitter(400, 100);
+    let poll = b.span("fulfilment", "recv", CONSUMER, None, second - MS, second, vec![]);
+    let mut attrs = kafka("process", "fulfilments.retry");
+    attrs.push(s("messaging.message.id", format!("fulfilments.retry.0.{}", &b.uuid()[..8])));
+    let process =
+        b.span("fulfilment", "fulfilments.retry process", CONSUMER, Some(poll), second, second + 25 * MS, attrs);
+    b.link(retry_sent, vec![]);
+    b.span("fulfilment", "book carrier", CLIENT, Some(process), second + 2 * MS, second + 18 * MS, vec![]);
+    Expected {
+        chain: "storefront POST /fulfilments".into(),
+        hops: vec![("fulfilments".into(), first - send_end), ("fulfilments.retry".into(), second - (first + 24 * MS))],
+        retries: 1,
+        dead_letters: 0,
+        error: true,
+        flow_id: hex(root.trace),
+        correlation_id: None,
+    }
+}
+
 /// Shipping hears about an order without any propagated context: joined only by the
 /// order's correlation id (the application's `correlation_id` key), on spans and logs.
 pub fn shipping(b: &mut Builder<'_>, t0: i64) -> Expected {

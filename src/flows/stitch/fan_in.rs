@@ -72,26 +72,33 @@ impl FanIn {
         self.targets.get(trace).map_or(&[], Vec::as_slice)
     }
 
-    /// Whether a flow component holds a batch trace, and so is attached, not a flow.
-    pub fn is_shared(&self, component: &[TraceId]) -> bool {
-        component.iter().any(|t| self.targets.contains_key(t))
-    }
-
     /// The flows to write after `changed` traces changed: the components they belong
     /// to, except shared ones, whose change reaches every flow they are attached to
-    /// instead. Each with what is attached to it.
-    pub fn flows_to_write(&self, joiner: &Joiner, changed: impl IntoIterator<Item = TraceId>) -> Vec<FlowMembers> {
+    /// instead. Each with what is attached to it. A batch is attached only to flows with
+    /// spans (`has_spans`); one whose messages' flows have none yet is written as a flow of
+    /// its own, so that it is stored, and found again when they arrive.
+    pub fn flows_to_write(
+        &self,
+        joiner: &Joiner,
+        changed: impl IntoIterator<Item = TraceId>,
+        has_spans: impl Fn(&[TraceId]) -> bool,
+    ) -> Vec<FlowMembers> {
         let mut queue: Vec<Vec<TraceId>> = joiner.flows_of(changed);
         let mut seen: HashSet<TraceId> = queue.iter().map(|c| c[0]).collect();
         let mut out = Vec::new();
         while let Some(component) = queue.pop() {
-            if !self.is_shared(&component) {
+            let targets: Vec<Vec<TraceId>> = component
+                .iter()
+                .flat_map(|t| self.targets_of(t))
+                .map(|t| joiner.flow_of(*t))
+                .filter(|c| has_spans(c))
+                .collect();
+            if targets.is_empty() {
                 let attached = self.attached_to(joiner, &component);
                 out.push(FlowMembers { own: component, attached });
                 continue;
             }
-            for target in component.iter().flat_map(|t| self.targets_of(t)) {
-                let reached = joiner.flow_of(*target);
+            for reached in targets {
                 if seen.insert(reached[0]) {
                     queue.push(reached);
                 }
@@ -234,7 +241,7 @@ mod tests {
         ];
         for (changed, want) in cases {
             let got: Vec<(Vec<String>, Vec<String>)> = f
-                .flows_to_write(&j, [t(changed)])
+                .flows_to_write(&j, [t(changed)], |_| true)
                 .iter()
                 .map(|m| (names(&m.own, &all), names(&m.attached, &all)))
                 .collect();
@@ -247,6 +254,10 @@ mod tests {
             want.sort();
             assert_eq!(got_sorted, want, "changed {changed}");
         }
+        // A batch whose messages' flows have no spans yet is a flow of its own for now.
+        let written = f.flows_to_write(&j, [t("bill")], |c| !c.contains(&t("a")) && !c.contains(&t("b")));
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert_eq!(names(&written[0].own, &all), vec!["batch", "bill"]);
         // The joiner still holds every order apart.
         assert_eq!(j.flow_of(t("a")).len(), 2);
         assert_eq!(j.flow_of(t("b")).len(), 1);

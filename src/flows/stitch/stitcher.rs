@@ -424,11 +424,7 @@ impl Stitcher {
             }
         }
         let traces = loaded.members.iter().map(|(t, _)| *t).collect();
-        // A loaded trace that is part of a batch was written with each flow it is
-        // attached to, not as a flow of its own.
-        let (attached, own): (Vec<_>, Vec<_>) =
-            loaded.members.into_iter().partition(|(t, _)| self.fan_in.is_shared(&self.joiner.flow_of(*t)));
-        self.working.load(&own, &attached, loaded.spans, now_nanos());
+        self.working.load(&loaded.members, loaded.spans, now_nanos());
         Ok(traces)
     }
 
@@ -458,7 +454,10 @@ impl Stitcher {
             return Ok(0);
         }
         // Every member of these flows is in memory: stored flows are loaded whole.
-        let flows = self.fan_in.flows_to_write(&self.joiner, self.working.changed().iter().copied());
+        let working = &self.working;
+        let flows = self
+            .fan_in
+            .flows_to_write(&self.joiner, working.changed().iter().copied(), |members| working.span_count(members) > 0);
         let now = self.late_joins.write_time();
         let mut stale: HashSet<StoredFlow> = HashSet::default();
         let mut analysed: Vec<AnalysedFlow<'_>> = Vec::new();
@@ -473,9 +472,16 @@ impl Stitcher {
                 // Known only as where a batch's message came from: nothing of its own yet.
                 continue;
             }
-            // A trace written as a flow of its own before it became part of a batch.
-            stale.extend(members.all().filter_map(|t| self.working.stored_flow(t)));
-            attached.extend(members.attached.iter().copied());
+            stale.extend(members.own.iter().filter_map(|t| self.working.stored_flow(t)));
+            // A batch written as a flow of its own before its messages' flows arrived:
+            // that flow's id is one of its traces (a flow containing it has another).
+            for t in &members.attached {
+                let own_flow = self.working.stored_flow(t).filter(|f| members.attached.contains(&f.flow_id));
+                if let Some(f) = own_flow {
+                    stale.insert(f);
+                    attached.insert(*t);
+                }
+            }
             if let Some(flow) = analyse(&self.working, &self.config, members) {
                 analysed.push(flow);
             }

@@ -70,21 +70,11 @@ impl WorkingSet {
         self.dirty.extend(traces);
     }
 
-    /// Replaces the spans of traces loaded from the file, and remembers the flows of
-    /// those that are a flow's own (not attached to it as part of a batch).
-    pub fn load(
-        &mut self,
-        own: &[(TraceId, StoredFlow)],
-        attached: &[(TraceId, StoredFlow)],
-        spans: Vec<SpanFacts>,
-        now: i64,
-    ) {
-        for (t, flow) in own {
+    /// Replaces the spans of traces loaded from the file, and remembers their flows.
+    pub fn load(&mut self, members: &[(TraceId, StoredFlow)], spans: Vec<SpanFacts>, now: i64) {
+        for (t, flow) in members {
             self.traces.insert(*t, CachedTrace::new(now));
             self.stored.insert(*t, *flow);
-        }
-        for (t, _) in attached {
-            self.traces.insert(*t, CachedTrace::new(now));
         }
         for s in spans {
             if let Some(entry) = self.traces.get_mut(&s.trace_id) {
@@ -125,7 +115,7 @@ impl WorkingSet {
         }
     }
 
-    /// Traces now written with the flows they are attached to: no flow of their own.
+    /// Batch traces now written with the flows they are attached to: no flow of their own.
     pub fn forget_stored(&mut self, traces: impl IntoIterator<Item = TraceId>) {
         for t in traces {
             self.stored.remove(&t);
