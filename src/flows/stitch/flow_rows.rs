@@ -37,9 +37,15 @@ pub(super) struct AnalysedFlow<'a> {
 }
 
 impl AnalysedFlow<'_> {
-    /// The flow's id: its root span's trace.
+    /// The flow's id: its root span's trace, one of its own (a batch attached to several
+    /// flows never gives them its id).
     pub fn flow_id(&self) -> TraceId {
-        self.spans[self.analysis.root].trace_id
+        let root = self.spans[self.analysis.root].trace_id;
+        if self.members.own.contains(&root) {
+            root
+        } else {
+            self.members.own[0]
+        }
     }
 }
 
@@ -175,7 +181,7 @@ fn append_flows(
 fn flow_row(f: &mut FlowRows, flow: &AnalysedFlow<'_>, now: i64, last_commit_seq: i64, edges: String) {
     let (a, spans) = (&flow.analysis, &flow.spans);
     let root = spans[a.root];
-    f.flow_id.append_value(root.trace_id.number());
+    f.flow_id.append_value(flow.flow_id().number());
     f.chain.append_value(&a.chain);
     f.root_service.append_value(&root.service);
     f.root_name.append_value(&root.name);
