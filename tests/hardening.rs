@@ -214,3 +214,52 @@ async fn endless_link_chains_and_giant_flows_stay_bounded() {
     let page = reqwest::get(server.ui_url(&format!("/flows/{}", trace_hex(250)))).await.unwrap().text().await.unwrap();
     assert!(page.contains("truncated"), "the flow page says so");
 }
+
+/// The largest the process's resident memory has been, in bytes (Linux).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_name_shared_by_many_rows_is_cut_once_per_row_not_copied_whole() {
+    let server = TestServer::start().await;
+    let huge = "s".repeat(64 << 10);
+    // 12,000 small spans on one resource whose service.name is 64 KiB: ~700 KB on the wire.
+    let spans: Vec<_> = (0..12_000u32)
+        .map(|i| {
+            let mut s = span(30, 1, &format!("op{}", i % 7));
+            s.span_id = (u64::from(i) + 1).to_be_bytes().to_vec();
+            if i == 0 {
+                s.name = huge.clone();
+            }
+            s
+        })
+        .collect();
+    let before = peak_rss();
+    assert_eq!(server.post_protobuf("/v1/traces", traces(&huge, spans).encode_to_vec()).await, 200);
+    // Metric points sharing a 64 KiB metric name, unit and queue name.
+    let mut metrics = gauge(&huge, &huge, &[1.0; 2_000]);
+    for m in metrics.resource_metrics.iter_mut().flat_map(|r| &mut r.scope_metrics).flat_map(|s| &mut s.metrics) {
+        m.unit = huge.clone();
+    }
+    assert_eq!(server.post_protobuf("/v1/metrics", metrics.encode_to_vec()).await, 200);
+    still_healthy(&server, 31).await;
+    assert_eq!(
+        server.count("SELECT count(*) FROM spans WHERE strlen(service_name) > 1024 OR strlen(name) > 1024").await,
+        0
+    );
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE service_name LIKE 'sss%…'").await, 12_000);
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM metric_points WHERE strlen(metric_name) > 1024 OR strlen(unit) > 1024")
+            .await,
+        0
+    );
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 512 << 20, "the request grew the peak RSS by {} MB", grown >> 20);
+}

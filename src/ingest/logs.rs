@@ -66,7 +66,8 @@ fn push(
     rows.observed_time_unix_nano.append_value(observed);
     rows.service_name.append_value(&resource.service_name);
     rows.severity_number.append_value(record.severity_number);
-    rows.severity_text.append_option((!record.severity_text.is_empty()).then_some(&record.severity_text));
+    rows.severity_text
+        .append_option((!record.severity_text.is_empty()).then(|| attributes::bounded(&record.severity_text)));
     // A plain string body is stored as the text itself; structured bodies as JSON.
     match record.body.as_ref().and_then(|b| b.value.as_ref()) {
         None => rows.body.append_null(),
@@ -76,7 +77,7 @@ fn push(
             rows.body.append_value("");
         }
     }
-    rows.event_name.append_option((!record.event_name.is_empty()).then_some(&record.event_name));
+    rows.event_name.append_option((!record.event_name.is_empty()).then(|| attributes::bounded(&record.event_name)));
     append_hex(&mut rows.trace_id, &record.trace_id);
     append_hex(&mut rows.span_id, &record.span_id);
     write_json_object(&mut rows.attributes, &record.attributes);

@@ -49,7 +49,7 @@ struct Point<'a> {
 }
 
 fn flatten_metric(rows: &mut MetricPointRows, out: &mut Flattened, resource: &ResourceContext<'_>, metric: &Metric) {
-    let name = &metric.name;
+    let name = attributes::bounded(&metric.name);
     let Some(data) = metric.data.as_ref() else {
         // Also what the JSON decoder leaves when a metric's data failed to decode.
         out.reject(|| format!("metric {name:?} has no data points of a known type"));
@@ -152,15 +152,17 @@ fn push(
     fill: impl FnOnce(&mut MetricPointRows),
 ) {
     let Some(time) = nanos(point.time).filter(|t| *t > 0) else {
-        out.reject(|| format!("metric {:?} has a data point without a valid time_unix_nano", metric.name));
+        out.reject(|| {
+            format!("metric {:?} has a data point without a valid time_unix_nano", attributes::bounded(&metric.name))
+        });
         return;
     };
     let n = rows.time_unix_nano.len();
     rows.time_unix_nano.append_value(time);
     rows.start_time_unix_nano.append_option(nanos(point.start).filter(|t| *t > 0));
     rows.service_name.append_value(&resource.service_name);
-    rows.metric_name.append_value(&metric.name);
-    rows.unit.append_option((!metric.unit.is_empty()).then_some(&metric.unit));
+    rows.metric_name.append_value(attributes::bounded(&metric.name));
+    rows.unit.append_option((!metric.unit.is_empty()).then(|| attributes::bounded(&metric.unit)));
     rows.metric_type.append_value(metric_type);
     fill(rows);
     // Pad the type-specific columns the type left alone, so every column has n + 1 values.

@@ -18,15 +18,15 @@ pub(crate) fn flatten(req: &ExportTraceServiceRequest, correlation: &Correlation
         let resource = ResourceContext::new(rs.resource.as_ref());
         let accepted_before = out.accepted;
         for ss in &rs.scope_spans {
-            let scope = ss.scope.as_ref().map(|s| s.name.as_str()).filter(|s| !s.is_empty());
+            let scope = ss.scope.as_ref().map(|s| attributes::bounded(&s.name)).filter(|s| !s.is_empty());
             for span in &ss.spans {
                 match validate(span) {
                     Ok((start, end)) => {
-                        push_span(&mut spans, &resource, scope, span, start, end, correlation);
+                        push_span(&mut spans, &resource, scope.as_deref(), span, start, end, correlation);
                         push_links(&mut links, span, start);
                         out.accepted += 1;
                     }
-                    Err(why) => out.reject(|| format!("span {:?}: {why}", span.name)),
+                    Err(why) => out.reject(|| format!("span {:?}: {why}", attributes::bounded(&span.name))),
                 }
             }
         }
@@ -95,7 +95,9 @@ fn push_span(
     correlation: &CorrelationKeys,
 ) {
     let mut messaging = attributes::messaging(&span.attributes);
-    if let Some(queue) = attributes::queue_from_span_name(&messaging, span.kind == CONSUMER_KIND, &span.name) {
+    if let Some(queue) =
+        attributes::queue_from_span_name(&messaging, span.kind == CONSUMER_KIND, &attributes::bounded(&span.name))
+    {
         messaging.destination = Some(queue);
     }
     append_hex(&mut rows.trace_id, &span.trace_id);
@@ -104,7 +106,7 @@ fn push_span(
     rows.trace_state.append_option((!span.trace_state.is_empty()).then_some(&span.trace_state));
     rows.service_name.append_value(&resource.service_name);
     rows.scope_name.append_option(scope);
-    rows.name.append_value(&span.name);
+    rows.name.append_value(attributes::bounded(&span.name));
     rows.kind.append_value(kind_name(span.kind));
     rows.start_unix_nano.append_value(start);
     rows.end_unix_nano.append_value(end);
