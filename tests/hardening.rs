@@ -263,3 +263,18 @@ async fn a_huge_name_shared_by_many_rows_is_cut_once_per_row_not_copied_whole() 
     let grown = peak_rss().saturating_sub(before);
     assert!(grown < 512 << 20, "the request grew the peak RSS by {} MB", grown >> 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
+    let server = TestServer::start().await;
+    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http).await.unwrap();
+    let head = "POST /v1/traces HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-protobuf\r\n\
+                content-length: 1000000000000000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Not one byte of the body is sent: the answer comes anyway, at once.
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer)).await.expect("answered at once").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    still_healthy(&server, 40).await;
+}

@@ -384,13 +384,10 @@ mod tests {
     fn names_are_cut_at_the_bound_on_a_character_boundary_with_a_marker() {
         let long = "a".repeat(MAX_NAME_BYTES + 1);
         let accents = "é".repeat(MAX_NAME_BYTES); // two bytes each
-        // (text, kept whole)
-        for (text, whole) in [
-            ("orders", true),
-            (&"a".repeat(MAX_NAME_BYTES)[..], true),
-            (&long[..], false),
-            (&accents[..], false),
-        ] {
+                                                  // (text, kept whole)
+        for (text, whole) in
+            [("orders", true), (&"a".repeat(MAX_NAME_BYTES)[..], true), (&long[..], false), (&accents[..], false)]
+        {
             let cut = bounded(text);
             assert!(cut.len() <= MAX_NAME_BYTES, "{} bytes", cut.len());
             assert_eq!(cut == text, whole);

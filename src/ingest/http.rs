@@ -32,7 +32,30 @@ pub fn router(state: Arc<HttpIngest>) -> Router {
         // The extractor enforces our own limit; a little slack lets it report "too large"
         // for bodies just over it instead of failing mid-read.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), refuse_declared_oversize))
         .with_state(state)
+}
+
+/// A body declared larger than the limit is refused before any of it is read: the client
+/// learns at once, and holds no connection slot while it sends (or pretends to).
+async fn refuse_declared_oversize(
+    State(state): State<Arc<HttpIngest>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        let encoding = request_encoding(request.headers()).unwrap_or(Encoding::Json);
+        let message = format!("request body is larger than the {} byte limit", state.max_body_bytes);
+        let mut response = Failure { status: StatusCode::PAYLOAD_TOO_LARGE, message, encoding }.into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// An OTLP/HTTP failure: HTTP status plus the `google.rpc.Status` body.
