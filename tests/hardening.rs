@@ -278,3 +278,57 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     still_healthy(&server, 40).await;
 }
+
+async fn stitching_state(server: &TestServer) -> Value {
+    reqwest::get(server.ui_url("/api/stitching")).await.unwrap().json().await.unwrap()
+}
+
+/// Whether the pair sent with `seed` was stitched into one flow of two traces.
+async fn pair_is_one_flow(server: &TestServer, seed: u8) -> bool {
+    let (p, c) = producer_consumer_pair(seed);
+    assert_eq!(server.post_protobuf("/v1/traces", p).await, 200);
+    assert_eq!(server.post_protobuf("/v1/traces", c).await, 200);
+    tokio::time::timeout(Duration::from_secs(30), server.running().wait_stitched()).await.expect("stitching goes on");
+    let flow = trace_hex(seed);
+    server.count(format!("SELECT count(*) FROM flow_traces WHERE flow_id = '{flow}'::UUID")).await == 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_stitching_every_time_is_set_aside_and_stitching_goes_on() {
+    // A file in which writing a flow with a dead letter fails: its table is gone.
+    let (_, dir) = TestServer::start().await.stop().await;
+    duckdb::Connection::open(dir.path().join("data/flowscope.duckdb"))
+        .unwrap()
+        .execute_batch("DROP TABLE flow_dead_letters")
+        .unwrap();
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let mut dead = span(50, 1, "orders.DLT send");
+    dead.kind = 4;
+    dead.attributes = vec![kv("messaging.system", "kafka"), kv("messaging.destination.name", "orders.DLT")];
+    assert_eq!(server.post_protobuf("/v1/traces", traces("api", vec![dead]).encode_to_vec()).await, 200);
+    let set_aside = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let state = stitching_state(&server).await;
+            if state["set_aside_total"].as_u64() == Some(1) {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the failing commit is set aside");
+    let commit = &set_aside["set_aside_commits"][0];
+    assert!(commit["reason"].as_str().unwrap().contains("flow_dead_letters"), "{commit}");
+    let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("flowscope_stitch_commits_set_aside_total 1"), "{metrics}");
+    // The commit's span is still stored; later commits are stitched.
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'orders.DLT send'").await, 1);
+    assert!(pair_is_one_flow(&server, 51).await);
+    // And after a restart: no attempt at the commit again, stitching goes on, the record stays.
+    let (_, dir) = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert!(pair_is_one_flow(&server, 52).await);
+    let state = stitching_state(&server).await;
+    assert_eq!(state["set_aside_total"], 1, "{state}");
+    assert_eq!(state["set_aside_commits"][0]["commit_seq"], commit["commit_seq"]);
+}

@@ -57,6 +57,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (20, "join_hash_runs", include_str!("../../queries/migrations/020_join_hash_runs.sql")),
     (21, "join_hashes", include_str!("../../queries/migrations/021_join_hashes.sql")),
     (22, "hop_retry", include_str!("../../queries/migrations/022_hop_retry.sql")),
+    (23, "stitch_set_aside", include_str!("../../queries/migrations/023_stitch_set_aside.sql")),
 ];
 
 /// How many read connections the pool keeps. DuckDB parallelises each query internally,

@@ -114,6 +114,9 @@ pub struct Stitching {
     pub rounds: u64,
     pub last_error: Option<String>,
     pub ignored_join_keys: Vec<queries::IgnoredKeyRow>,
+    /// Commits that failed stitching again and again, even alone, and were skipped.
+    pub set_aside_total: u64,
+    pub set_aside_commits: Vec<queries::SetAsideRow>,
 }
 
 /// A webhook delivery with when it was made.
@@ -349,6 +352,8 @@ async fn stitching(State(state): State<Arc<AppState>>) -> Result<Json<Stitching>
         rounds: progress.rounds,
         last_error: progress.last_error,
         ignored_join_keys: queries::ignored_keys(&state.store).await?,
+        set_aside_total: progress.set_aside,
+        set_aside_commits: queries::set_aside_commits(&state.store).await?,
     }))
 }
 

@@ -150,6 +150,11 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
             p.lookups_skipped,
         ),
         ("flowscope_stitcher_join_runs_jobs_total", "Jobs that kept the sorted runs of join hashes", p.join_runs.jobs),
+        (
+            "flowscope_stitch_commits_set_aside_total",
+            "Commits that failed stitching again and again, even alone, and were skipped (see /api/stitching)",
+            p.set_aside,
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

@@ -372,6 +372,29 @@ pub struct IgnoredKeyRow {
     pub detected_unix_nano: i64,
 }
 
+/// A commit the stitcher set aside because stitching it failed again and again.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetAsideRow {
+    pub commit_seq: i64,
+    pub reason: String,
+    pub set_aside_unix_nano: i64,
+}
+
+/// The commits set aside most recently.
+pub async fn set_aside_commits(store: &Arc<Store>) -> Result<Vec<SetAsideRow>, StoreError> {
+    store
+        .read(|c| {
+            // Prepared afresh: a cached statement read its strings back garbled once rows
+            // had been added after its first run (duckdb 1.10506, seen 2026-12-07).
+            let mut stmt = c.prepare(include_str!("../../../queries/stitch_set_aside_recent.sql"))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(SetAsideRow { commit_seq: r.get(0)?, reason: r.get(1)?, set_aside_unix_nano: r.get(2)? })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+}
+
 pub async fn ignored_keys(store: &Arc<Store>) -> Result<Vec<IgnoredKeyRow>, StoreError> {
     store
         .read(|c| {

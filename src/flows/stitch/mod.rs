@@ -40,6 +40,7 @@
 //! faster than stitching slows the exporters instead of growing the backlog.
 
 pub(crate) mod aliases;
+mod attempts;
 mod fan_in;
 mod flow_rows;
 pub mod intake;
@@ -168,6 +169,8 @@ pub struct StitchProgress {
     pub join_filter_restored: bool,
     /// The sorted runs of join hashes that lookups read.
     pub join_runs: RunStats,
+    /// Commits set aside in all: stitching them failed again and again, even alone.
+    pub set_aside: u64,
 }
 
 /// A recomputation of stored flows: the stitcher went back to commit `from` and is

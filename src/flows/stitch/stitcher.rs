@@ -16,6 +16,7 @@ use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
 use crate::text::now_nanos;
 
 use super::aliases::QueueAliases;
+use super::attempts::{self, Attempts, Next};
 use super::fan_in::{FanIn, FlowMembers};
 use super::flow_rows::{AnalysedFlow, FlowWriter};
 use super::intake::{self, LinkRow, NewRows};
@@ -44,6 +45,8 @@ struct Position {
     restitch: Option<Restitch>,
     /// Last commit whose messaging spans are in `queue_counts`.
     queues_counted_through: i64,
+    /// Rounds attempted from the watermark (see [`super::attempts`]).
+    attempts: Attempts,
 }
 
 /// How fast rounds go, for the hold-back and the catch-up checkpoint.
@@ -69,6 +72,8 @@ pub struct Stitcher {
     pace: Pace,
     aliases: QueueAliases,
     map_sums: MapSums,
+    /// Why the last round failed, if it did.
+    last_failure: Option<String>,
     progress: watch::Sender<StitchProgress>,
 }
 
@@ -116,6 +121,8 @@ impl Stitcher {
             config.interval * 4,
         )?;
         let map_sums = MapSums::open(&conn, &state)?;
+        let set_aside = attempts::set_aside_total(&conn)?;
+        progress.send_modify(|p| p.set_aside = set_aside);
         Ok(Stitcher {
             conn,
             config,
@@ -125,10 +132,17 @@ impl Stitcher {
             fan_in: FanIn::default(),
             working: WorkingSet::default(),
             late_joins,
-            position: Position { watermark, saved: watermark, restitch, queues_counted_through },
+            position: Position {
+                watermark,
+                saved: watermark,
+                restitch,
+                queues_counted_through,
+                attempts: Attempts::open(&state),
+            },
             pace: Pace::default(),
             aliases,
             map_sums,
+            last_failure: None,
             progress,
         })
     }
@@ -150,8 +164,9 @@ impl Stitcher {
             let caught_up = match round {
                 Ok(more) => !more,
                 Err(e) => {
-                    tracing::warn!(error = %e, "stitching round failed; will retry");
-                    self.progress.send_modify(|p| p.last_error = Some(e));
+                    tracing::warn!(error = %e, "stitching round failed; will retry from the last saved watermark");
+                    self.progress.send_modify(|p| p.last_error = Some(e.clone()));
+                    self.start_over(e);
                     true
                 }
             };
@@ -185,6 +200,15 @@ impl Stitcher {
         }
         let mut stitched = 0;
         if upper > watermark {
+            let next = self.position.attempts.next(watermark, upper);
+            self.position.attempts.save(&self.conn)?;
+            match next {
+                Next::SetAside(commit) => {
+                    self.set_aside(commit)?;
+                    return Ok(true);
+                }
+                Next::Stitch(last) => upper = last,
+            }
             if upper > counted {
                 // Counted first: should the rest of the round fail, its retry does not
                 // count the same spans again.
@@ -247,7 +271,39 @@ impl Stitcher {
             p.join_filter_restored = lookups.filter_restored;
             p.join_runs = lookups.runs;
         });
+        self.last_failure = None;
         Ok(upper < latest)
+    }
+
+    /// After a failed round: forgets what memory holds, as a restart would, and goes back
+    /// to the last saved watermark, so the next round counts as another attempt of it.
+    fn start_over(&mut self, error: String) {
+        self.last_failure = Some(error);
+        self.working = WorkingSet::default();
+        let ignored = self.joiner.ignored_keys().to_vec();
+        self.joiner = Joiner::new(self.config.key_trace_limit);
+        for k in ignored {
+            self.joiner.ignore_key(k.key, k.traces);
+        }
+        self.fan_in = FanIn::default();
+        self.position.watermark = self.position.saved;
+    }
+
+    /// Skips a commit that failed again and again, even alone: recorded, with why, and
+    /// stitching goes on past it. Its rows stay stored.
+    fn set_aside(&mut self, commit: i64) -> Result<(), StoreError> {
+        let reason = self
+            .last_failure
+            .take()
+            .unwrap_or_else(|| "the stitcher stopped (the process ended) each time it stitched this commit".to_owned());
+        attempts::set_aside(&self.conn, commit, &reason)?;
+        self.start_over(reason);
+        self.last_failure = None;
+        self.position.watermark = commit;
+        self.position.queues_counted_through = self.position.queues_counted_through.max(commit);
+        self.save_watermark()?;
+        self.progress.send_modify(|p| p.set_aside += 1);
+        Ok(())
     }
 
     /// Caught up after many rewrites: folds the log into the file now, while quiet. Until

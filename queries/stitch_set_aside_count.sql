@@ -1,0 +1,2 @@
+-- How many commits the stitcher has set aside in all.
+SELECT count(*) FROM stitch_set_aside;
