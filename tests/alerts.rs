@@ -354,3 +354,30 @@ async fn rules_api_validates_and_file_rules_are_read_only() {
         .iter()
         .any(|r| r["name"] == "from the form" && r["params"]["threshold"] == 5.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_are_capped_with_a_clear_error() {
+    let server = TestServer::start().await;
+    let url = server.ui_url("/api/alert-rules");
+    let rule = |n: usize| json!({"name": format!("depth {n}"), "kind": "queue_depth", "params": {"threshold": 10}});
+    let client = reqwest::Client::new();
+    // More creations than the cap at once: exactly the cap is kept.
+    let created = futures::future::join_all((0..flowscope::alerts::MAX_RULES + 20).map(|n| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.post(url).json(&rule(n)).send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+    assert_eq!(created.iter().filter(|s| **s == 201).count(), flowscope::alerts::MAX_RULES);
+    assert_eq!(created.iter().filter(|s| **s == 409).count(), 20);
+    let rules: serde_json::Value = reqwest::get(url.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(rules["rules"].as_array().unwrap().len(), flowscope::alerts::MAX_RULES);
+    let (status, body) = post_json(url.clone(), rule(0)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("delete one first"), "{body}");
+    // A rules file past the cap is refused with the count.
+    let text: String = (0..=flowscope::alerts::MAX_RULES)
+        .map(|n| format!("[[rules]]\nname = \"r{n}\"\nkind = \"queue_depth\"\nparams = {{ threshold = 1 }}\n"))
+        .collect();
+    let err = flowscope::alerts::rules::parse_rules_file(&text).unwrap_err();
+    assert!(err.contains("the most flowscope keeps is"), "{err}");
+}

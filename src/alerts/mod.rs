@@ -52,9 +52,14 @@ pub enum AlertError {
     NotFound(String),
     #[error("rule {0:?} comes from the rules file; change it there")]
     FileManaged(String),
+    #[error("there are already {0} alert rules, the most flowscope keeps; delete one first")]
+    TooMany(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Most alert rules kept (from the rules file and the UI together).
+pub const MAX_RULES: usize = 1_000;
 
 /// Queue views are shared between rules with the same window within one evaluation.
 type QueueCache = HashMap<i64, Vec<queries::QueueView>>;
@@ -149,12 +154,25 @@ impl Alerts {
 
     pub async fn create_rule(&self, spec: RuleSpec) -> Result<Rule, AlertError> {
         let condition = compile(&spec)?;
+        // Each rule is evaluated every few seconds: their number bounds that work.
+        let count = self.file_rules.len() + self.rules.lock().len();
+        if count >= MAX_RULES {
+            return Err(AlertError::TooMany(count));
+        }
         let mut id = [0u8; 8];
         rand::rng().fill_bytes(&mut id);
         let rule = Rule { id: hex::encode(id), spec, condition, file_managed: false };
         store::insert_rule(&self.store, rule.id.clone(), &rule.spec).await?;
-        self.rules.lock().push(rule.clone());
-        Ok(rule)
+        {
+            // Checked again where it counts: creations racing past the first check.
+            let mut rules = self.rules.lock();
+            if self.file_rules.len() + rules.len() < MAX_RULES {
+                rules.push(rule.clone());
+                return Ok(rule);
+            }
+        }
+        store::delete_rule(&self.store, rule.id.clone()).await?;
+        Err(AlertError::TooMany(MAX_RULES))
     }
 
     pub async fn update_rule(&self, id: &str, spec: RuleSpec) -> Result<Rule, AlertError> {

@@ -238,6 +238,9 @@ struct RulesFile {
 /// Parses and validates a rules file; errors name the line and the field at fault.
 pub fn parse_rules_file(text: &str) -> Result<Vec<Rule>, String> {
     let file: RulesFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    if file.rules.len() > super::MAX_RULES {
+        return Err(format!("{} rules; the most flowscope keeps is {}", file.rules.len(), super::MAX_RULES));
+    }
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let mut rules = Vec::new();
     for (i, spanned) in file.rules.into_iter().enumerate() {

@@ -53,7 +53,7 @@ impl From<AlertError> for ApiError {
         match e {
             AlertError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             AlertError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            AlertError::FileManaged(_) => ApiError::Conflict(e.to_string()),
+            AlertError::FileManaged(_) | AlertError::TooMany(_) => ApiError::Conflict(e.to_string()),
             AlertError::Store(s) => ApiError::Store(s),
         }
     }
