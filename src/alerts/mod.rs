@@ -58,6 +58,19 @@ pub enum AlertError {
     Store(#[from] StoreError),
 }
 
+/// An annotation cut to [`rules::MAX_ANNOTATION_BYTES`] at a character boundary, marked.
+fn bounded_annotation(mut text: String) -> String {
+    if text.len() > rules::MAX_ANNOTATION_BYTES {
+        let mut end = rules::MAX_ANNOTATION_BYTES - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Most alert rules kept (from the rules file and the UI together).
 pub const MAX_RULES: usize = 1_000;
 
@@ -250,6 +263,8 @@ impl Alerts {
     }
 
     /// The instance a breaching observation makes, labelled like Alertmanager alerts.
+    /// Templates are bounded before and after they are filled (see
+    /// [`rules::MAX_ANNOTATION_BYTES`]): a subject of any length fills them to at most that.
     fn instance_of(rule: &Rule, obs: &Observation) -> Instance {
         let mut labels = rule.spec.labels.clone();
         labels.insert("alertname".into(), rule.spec.name.clone());
@@ -258,10 +273,12 @@ impl Alerts {
         labels.extend(obs.labels.clone());
         let subject = obs.labels.get("destination").or_else(|| obs.labels.get("chain")).cloned().unwrap_or_default();
         let fill = |text: &str| {
-            text.replace("{{ value }}", &format!("{}", obs.value))
+            let filled = text
+                .replace("{{ value }}", &format!("{}", obs.value))
                 .replace("{{value}}", &format!("{}", obs.value))
                 .replace("{{ $value }}", &format!("{}", obs.value))
-                .replace("{{ subject }}", &subject)
+                .replace("{{ subject }}", &subject);
+            bounded_annotation(filled)
         };
         let mut annotations: BTreeMap<String, String> =
             rule.spec.annotations.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
@@ -372,5 +389,39 @@ impl Alerts {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filled_templates_stay_bounded_whatever_the_subject() {
+        let template = "{{ subject }} ".repeat(rules::MAX_ANNOTATION_BYTES / 14);
+        let spec = rules::RuleSpec {
+            name: "r".into(),
+            kind: "queue_depth".into(),
+            scope: "*".into(),
+            system: None,
+            params: [("threshold".to_string(), 1.0)].into_iter().collect(),
+            for_seconds: 0.0,
+            severity: "warning".into(),
+            labels: BTreeMap::new(),
+            annotations: [("summary".to_string(), template)].into_iter().collect(),
+            enabled: true,
+        };
+        let condition = rules::compile(&spec).expect("a template within the bound compiles");
+        let rule = Rule { id: "r".into(), spec, condition, file_managed: false };
+        let obs = evaluate::Observation {
+            labels: [("destination".to_string(), "q".repeat(10_000))].into_iter().collect(),
+            value: 1.0,
+            breached: true,
+            description: "d".into(),
+            page: "/queues".into(),
+        };
+        let summary = &Alerts::instance_of(&rule, &obs).annotations["summary"];
+        assert!(summary.len() <= rules::MAX_ANNOTATION_BYTES && summary.ends_with('…'), "{} bytes", summary.len());
+        assert_eq!(bounded_annotation("short".into()), "short");
     }
 }

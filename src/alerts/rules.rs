@@ -141,6 +141,15 @@ fn seconds(v: f64) -> Duration {
 }
 
 /// Validates a rule and returns what it watches.
+/// Most labels, and most annotations, on one rule.
+pub const MAX_LABELS: usize = 32;
+/// Most bytes of a label or annotation name.
+pub const MAX_LABEL_NAME_BYTES: usize = 128;
+/// Most bytes of a label value.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+/// Most bytes of an annotation (a template, before and after it is filled).
+pub const MAX_ANNOTATION_BYTES: usize = 4096;
+
 pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
     if spec.name.trim().is_empty() {
         return Err(err("name", "is required"));
@@ -160,6 +169,26 @@ pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
     }
     if !SEVERITIES.contains(&spec.severity.as_str()) {
         return Err(err("severity", format!("must be one of {}, got {:?}", SEVERITIES.join(", "), spec.severity)));
+    }
+    // Copied into every alert the rule makes, stored and sent with every notification.
+    for (field, map, max_value) in
+        [("labels", &spec.labels, MAX_LABEL_VALUE_BYTES), ("annotations", &spec.annotations, MAX_ANNOTATION_BYTES)]
+    {
+        if map.len() > MAX_LABELS {
+            return Err(err(field, format!("at most {MAX_LABELS}, got {}", map.len())));
+        }
+        for (key, value) in map {
+            let shown: String = key.chars().take(40).collect();
+            if key.len() > MAX_LABEL_NAME_BYTES {
+                return Err(err(
+                    &format!("{field}.{shown}"),
+                    format!("names are at most {MAX_LABEL_NAME_BYTES} bytes"),
+                ));
+            }
+            if value.len() > max_value {
+                return Err(err(&format!("{field}.{shown}"), format!("values are at most {max_value} bytes")));
+            }
+        }
     }
     for key in spec.labels.keys() {
         let valid = !key.is_empty()
@@ -315,6 +344,12 @@ mod tests {
         bad_label.labels.insert("team-name".into(), "x".into());
         let mut long_scope = spec("queue_depth", &[("threshold", 1.0)]);
         long_scope.scope = "*a".repeat(251);
+        let mut many_labels = spec("queue_depth", &[("threshold", 1.0)]);
+        many_labels.labels = (0..=MAX_LABELS).map(|i| (format!("l{i}"), "x".into())).collect();
+        let mut long_label = spec("queue_depth", &[("threshold", 1.0)]);
+        long_label.labels.insert("team".into(), "x".repeat(MAX_LABEL_VALUE_BYTES + 1));
+        let mut long_annotation = spec("queue_depth", &[("threshold", 1.0)]);
+        long_annotation.annotations.insert("summary".into(), "{{ subject }}".repeat(1_000));
         let table = vec![
             (spec("queue_size", &[]), "kind"),
             (spec("queue_depth", &[]), "params.threshold"),
@@ -327,6 +362,9 @@ mod tests {
             (bad_for, "for_seconds"),
             (bad_label, "labels.team-name"),
             (long_scope, "scope"),
+            (many_labels, "labels"),
+            (long_label, "labels.team"),
+            (long_annotation, "annotations.summary"),
             // Out of every documented bound: overflowing windows, absurd thresholds.
             (spec("consumer_stalled", &[("seconds", 1e19)]), "params.seconds"),
             (spec("consumer_stalled", &[("seconds", 1e20)]), "params.seconds"),
