@@ -51,7 +51,9 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let store = Store::open_with(&config.db, &config.duckdb_settings)?;
     let writer = Arc::new(store.start_writer(config.writer.clone())?);
-    let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys)));
+    // Requests being decoded may take as much as the write queue holds.
+    let decode_bytes = config.writer.queue_capacity_bytes;
+    let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys), decode_bytes));
     let token = BearerToken::new(config.auth_token.clone());
     let (stop, stopped) = watch::channel(false);
 

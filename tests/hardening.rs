@@ -332,3 +332,30 @@ async fn a_commit_that_fails_stitching_every_time_is_set_aside_and_stitching_goe
     assert_eq!(state["set_aside_total"], 1, "{state}");
     assert_eq!(state["set_aside_commits"][0]["commit_seq"], commit["commit_seq"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_at_once_are_admitted_by_bytes_before_they_are_decoded() {
+    // A write queue, and so a decode budget, of 8 MiB; bodies of about 3 MiB each.
+    let server = TestServer::start_with(|c| c.writer.queue_capacity_bytes = 8 << 20).await;
+    let body = |seed: u8| {
+        let spans: Vec<_> = (0..6_000u32)
+            .map(|i| {
+                let mut s = span(seed, 1, "op");
+                s.span_id = (u64::from(i) + 1).to_be_bytes().to_vec();
+                s.attributes = vec![kv("payload", &"x".repeat(400))];
+                s
+            })
+            .collect();
+        traces("bulk", spans).encode_to_vec()
+    };
+    let bodies: Vec<Vec<u8>> = (0..16).map(|i| body(60 + i)).collect();
+    assert!(bodies[0].len() > 2 << 20, "{} bytes", bodies[0].len());
+    let statuses = futures::future::join_all(bodies.into_iter().map(|b| server.post_protobuf("/v1/traces", b))).await;
+    let (ok, refused) =
+        (statuses.iter().filter(|s| **s == 200).count(), statuses.iter().filter(|s| **s == 503).count());
+    assert_eq!(ok + refused, 16, "every request is either taken or refused retryably: {statuses:?}");
+    assert!(ok >= 1 && refused >= 1, "some decoded, the rest refused before decoding: {statuses:?}");
+    // Nothing acknowledged is lost; nothing refused was stored.
+    assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'op'").await, ok as i64 * 6_000);
+    still_healthy(&server, 80).await;
+}

@@ -25,7 +25,7 @@ async fn app_with_stitcher(
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("x.duckdb")).unwrap();
     let writer = Arc::new(store.start_writer(WriterConfig::default()).unwrap());
-    let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::default()));
+    let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::default(), 64 << 20));
     let (_progress, watcher) = tokio::sync::watch::channel(StitchProgress::default());
     let flows = FlowsState {
         progress: watcher,

@@ -313,11 +313,27 @@ pub struct Ingest {
     writer: Arc<Writer>,
     correlation: CorrelationKeys,
     stats: IngestStats,
+    /// What the requests being decoded at once may take, in KiB (see [`DECODE_FACTOR`]).
+    decoding: Arc<tokio::sync::Semaphore>,
+    decode_kib: u32,
 }
 
+/// A request takes up to about this many times its body's size while it is decoded and
+/// flattened (the decoded messages, then the rows).
+const DECODE_FACTOR: usize = 3;
+
 impl Ingest {
-    pub fn new(writer: Arc<Writer>, correlation: CorrelationKeys) -> Self {
-        Ingest { writer, correlation, stats: IngestStats::default() }
+    /// `decode_bytes`: what the requests being decoded at once may take together; a
+    /// request that would go past it is refused retryably before it is decoded.
+    pub fn new(writer: Arc<Writer>, correlation: CorrelationKeys, decode_bytes: usize) -> Self {
+        let decode_kib = (decode_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
+        Ingest {
+            writer,
+            correlation,
+            stats: IngestStats::default(),
+            decoding: Arc::new(tokio::sync::Semaphore::new(decode_kib as usize)),
+            decode_kib,
+        }
     }
 
     pub fn stats(&self) -> &IngestStats {
@@ -341,6 +357,14 @@ impl Ingest {
             stats.refused_requests.fetch_add(1, Ordering::Relaxed);
             return Err(e.into());
         }
+        // Admission by bytes, before decoding: many large bodies at once would otherwise
+        // all be decoded before the write queue could refuse them. A body larger than the
+        // whole budget is decoded alone.
+        let kib = (body.len().saturating_mul(DECODE_FACTOR) / 1024).clamp(1, self.decode_kib as usize) as u32;
+        let Ok(decoding) = Arc::clone(&self.decoding).try_acquire_many_owned(kib) else {
+            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::Overloaded("too many requests are being decoded; retry".into()));
+        };
         let flat = if body.len() > DECODE_INLINE_BYTES {
             // Decoding megabytes takes milliseconds: on a blocking thread, so the async
             // workers keep answering other requests meanwhile.
@@ -351,6 +375,8 @@ impl Ingest {
         } else {
             flatten(signal, encoding, &body, &self.correlation)
         };
+        // The rows now count against the write queue instead.
+        drop(decoding);
         let flat = match flat {
             Ok(flat) => flat,
             Err(e) => {
