@@ -4,9 +4,15 @@
 //! pings and a stream cap on HTTP/2, a deadline for each whole request, and a bounded drain
 //! on shutdown. Neither axum's `serve` nor tonic's server sets the first-byte deadlines: a
 //! client that connects and never finishes its headers would hold its connection forever.
+//! No client holds slots for long or many: a connection with no request in flight for
+//! `idle` is closed (an HTTP/2 connection that never opens a stream too), one older than
+//! `max_age` is closed once it has no request in flight, and one client address holds at
+//! most `per_address` of the connections.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -32,6 +38,12 @@ pub struct ListenLimits {
     pub request: Duration,
     /// How long shutdown waits for open connections to finish.
     pub drain: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle: Duration,
+    /// A connection older than this is closed once no request is in flight on it.
+    pub max_age: Duration,
+    /// Most connections one client address may hold open.
+    pub per_address: usize,
 }
 
 impl Default for ListenLimits {
@@ -41,6 +53,9 @@ impl Default for ListenLimits {
             header_read: Duration::from_secs(10),
             request: Duration::from_secs(60),
             drain: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            max_age: Duration::from_secs(600),
+            per_address: 256,
         }
     }
 }
@@ -86,6 +101,7 @@ pub fn serve(
             .keep_alive_timeout(limits.header_read)
             .max_concurrent_streams(STREAMS_PER_CONNECTION);
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let addresses = Arc::new(PerAddress { open: Default::default(), share: limits.per_address.max(1) });
         let graceful = GracefulShutdown::new();
         loop {
             let permit = tokio::select! {
@@ -96,8 +112,12 @@ pub fn serve(
                 accepted = listener.accept() => accepted,
                 _ = stop_requested(&mut stopped) => break,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, slot) = match accepted {
+                Ok((stream, peer)) => match addresses.admit(peer.ip()) {
+                    Some(slot) => (stream, slot),
+                    // Past its address's share: closed at once, the slot freed.
+                    None => continue,
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: pause rather than spin.
                     tracing::warn!(error = %e, "{what}: accept failed");
@@ -106,7 +126,16 @@ pub fn serve(
                 }
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone());
+            let activity = Arc::new(Activity::new());
+            let tracked = Arc::clone(&activity);
+            let app = app.clone().layer(middleware::from_fn(move |req: Request, next: Next| {
+                let activity = Arc::clone(&tracked);
+                async move {
+                    let _busy = activity.begin();
+                    next.run(req).await
+                }
+            }));
+            let service = TowerToHyperService::new(app);
             let builder = builder.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
@@ -114,8 +143,23 @@ pub fn serve(
                     return; // dropping the stream and the permit closes the connection
                 }
                 let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                let _ = connection.await;
+                tokio::pin!(connection);
+                let opened = Instant::now();
+                let mut check =
+                    tokio::time::interval((limits.idle.min(limits.max_age) / 4).max(Duration::from_millis(50)));
+                loop {
+                    tokio::select! {
+                        _ = &mut connection => break,
+                        _ = check.tick() => {
+                            // Dropping the connection closes it; no request is in flight.
+                            if activity.quiet_for(limits.idle) || (opened.elapsed() >= limits.max_age && activity.idle()) {
+                                break;
+                            }
+                        }
+                    }
+                }
                 drop(permit);
+                drop(slot);
             });
         }
         drop(listener);
@@ -123,6 +167,83 @@ pub fn serve(
             tracing::warn!("{what}: connections still open after {:?}; closing them", limits.drain);
         }
     })
+}
+
+/// Open connections per client address.
+struct PerAddress {
+    open: parking_lot::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    share: usize,
+}
+
+impl PerAddress {
+    /// A connection slot for `ip`, or None when it holds its share already.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock();
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.share {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { addresses: Arc::clone(self), ip })
+    }
+}
+
+/// One connection of an address; given back when dropped.
+struct AddressSlot {
+    addresses: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.addresses.open.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a connection is doing: requests in flight, and when the last one ended.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `opened` when a request last ended (or the connection opened).
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { opened: Instant::now(), in_flight: AtomicUsize::new(0), last_ms: AtomicU64::new(0) }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(self))
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// No request in flight, and none ended, for `d`.
+    fn quiet_for(&self, d: Duration) -> bool {
+        let since_ms = (self.opened.elapsed().as_millis() as u64).saturating_sub(self.last_ms.load(Ordering::Acquire));
+        self.idle() && since_ms >= d.as_millis() as u64
+    }
+}
+
+/// A request in flight on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.last_ms.store(a.opened.elapsed().as_millis() as u64, Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 async fn stop_requested(stopped: &mut watch::Receiver<bool>) {

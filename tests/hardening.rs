@@ -359,3 +359,57 @@ async fn large_bodies_at_once_are_admitted_by_bytes_before_they_are_decoded() {
     assert_eq!(server.count("SELECT count(*) FROM spans WHERE name = 'op'").await, ok as i64 * 6_000);
     still_healthy(&server, 80).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_that_never_open_a_stream_are_closed() {
+    let server = TestServer::start_with(|c| c.listen.idle = Duration::from_millis(500)).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap();
+        // The connection preface and an empty SETTINGS frame: a valid HTTP/2 client that
+        // then opens no stream.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        idle.push(s);
+    }
+    for mut s in idle {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "the server closes an HTTP/2 connection with no stream");
+    }
+    // A real exporter is still served over gRPC.
+    let mut client =
+        opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+            server.grpc_url(),
+        )
+        .await
+        .unwrap();
+    client.export(traces("api", vec![span(70, 1, "ping")])).await.unwrap();
+    still_healthy(&server, 71).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_its_share_of_the_connections() {
+    let server = TestServer::start_with(|c| {
+        c.listen.per_address = 4;
+        c.listen.header_read = Duration::from_secs(3);
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        open.push(tokio::net::TcpStream::connect(server.running().ui).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The four past the share are closed at once; the four within it wait for their headers.
+    let mut closed_at_once = 0;
+    for s in &mut open {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut byte)).await {
+            closed_at_once += 1;
+        }
+    }
+    assert_eq!(closed_at_once, 4);
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    still_healthy(&server, 72).await;
+}
