@@ -362,11 +362,15 @@ async fn alert_rules_are_capped_with_a_clear_error() {
     let rule = |n: usize| json!({"name": format!("depth {n}"), "kind": "queue_depth", "params": {"threshold": 10}});
     let client = reqwest::Client::new();
     // More creations than the cap at once: exactly the cap is kept.
-    let created = futures::future::join_all((0..flowscope::alerts::MAX_RULES + 20).map(|n| {
-        let (client, url) = (client.clone(), url.clone());
-        async move { client.post(url).json(&rule(n)).send().await.unwrap().status().as_u16() }
-    }))
-    .await;
+    use futures::StreamExt;
+    let created: Vec<u16> = futures::stream::iter(0..flowscope::alerts::MAX_RULES + 20)
+        .map(|n| {
+            let (client, url) = (client.clone(), url.clone());
+            async move { client.post(url).json(&rule(n)).send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
     assert_eq!(created.iter().filter(|s| **s == 201).count(), flowscope::alerts::MAX_RULES);
     assert_eq!(created.iter().filter(|s| **s == 409).count(), 20);
     let rules: serde_json::Value = reqwest::get(url.clone()).await.unwrap().json().await.unwrap();

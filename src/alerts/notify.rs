@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::state::Instance;
 use super::store;
@@ -132,6 +132,10 @@ pub fn alertmanager_payload(receiver: &str, external_url: &str, n: &Notification
 }
 
 /// Hands notifications to delivery tasks.
+/// Webhook requests in flight at once, over every receiver: 400 firing alerts toward a
+/// slow receiver would otherwise hold 400 connections.
+const MAX_DELIVERIES_IN_FLIGHT: usize = 16;
+
 #[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::Sender<Notification>,
@@ -145,7 +149,9 @@ impl Notifier {
         retry: RetryPolicy,
     ) -> Notifier {
         let (tx, mut rx) = mpsc::channel::<Notification>(1024);
-        let client = reqwest::Client::new();
+        let client =
+            reqwest::Client::builder().pool_max_idle_per_host(MAX_DELIVERIES_IN_FLIGHT).build().unwrap_or_default();
+        let in_flight = Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT));
         tokio::spawn(async move {
             while let Some(n) = rx.recv().await {
                 for (index, hook) in webhooks.iter().enumerate() {
@@ -160,6 +166,7 @@ impl Notifier {
                         status: n.status(),
                         retry: retry.clone(),
                         store: Arc::clone(&store),
+                        in_flight: Arc::clone(&in_flight),
                     };
                     tokio::spawn(delivery.run());
                 }
@@ -186,10 +193,13 @@ struct Delivery {
     status: &'static str,
     retry: RetryPolicy,
     store: Arc<Store>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Delivery {
     async fn attempt(&self) -> Result<(), String> {
+        // Held for the request only, not during the back-off between attempts.
+        let _slot = self.in_flight.acquire().await.map_err(|e| e.to_string())?;
         let mut req = self
             .client
             .post(&self.hook.url)

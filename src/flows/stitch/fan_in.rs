@@ -9,9 +9,10 @@
 //! counted in each. A changed shared component makes every flow it is attached to
 //! change; an attached component is evicted together with the flows it is attached to.
 
-use crate::flows::ids::TraceId;
+use crate::flows::ids::{SpanId, TraceId};
 use crate::flows::{HashMap, HashSet};
 
+use super::intake::LinkRow;
 use super::joiner::Joiner;
 
 /// Most traces whose messages one batch trace carries; links beyond it are ignored.
@@ -19,6 +20,18 @@ const MAX_TARGETS: usize = 1_000;
 
 /// Most traces attached to one flow (batches of batches included).
 const MAX_ATTACHED: usize = 10_000;
+
+/// The spans whose links reach more than one other trace: batches.
+pub fn batch_spans(links: &[LinkRow]) -> HashSet<(TraceId, SpanId)> {
+    let mut targets: HashMap<(TraceId, SpanId), Vec<TraceId>> = HashMap::default();
+    for l in links.iter().filter(|l| l.link.trace_id != l.trace) {
+        let seen = targets.entry((l.trace, l.span)).or_default();
+        if !seen.contains(&l.link.trace_id) {
+            seen.push(l.link.trace_id);
+        }
+    }
+    targets.into_iter().filter(|(_, t)| t.len() > 1).map(|(span, _)| span).collect()
+}
 
 /// A flow to write: its own traces, and the traces of shared components attached to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,6 +49,7 @@ pub mod join_runs;
 pub mod joiner;
 mod late_joins;
 mod map_sums;
+mod pace;
 pub mod restitch;
 mod stitcher;
 mod working_set;

@@ -17,17 +17,15 @@ use crate::text::now_nanos;
 
 use super::aliases::QueueAliases;
 use super::attempts::{self, Attempts, Next};
-use super::fan_in::{FanIn, FlowMembers};
+use super::fan_in::{self, FanIn, FlowMembers};
 use super::flow_rows::{AnalysedFlow, FlowWriter};
 use super::intake::{self, LinkRow, NewRows};
 use super::joiner::{JoinKey, Joiner};
 use super::late_joins::{LateJoins, StoredJoin};
 use super::map_sums::MapSums;
+use super::pace::Pace;
 use super::working_set::{StoredFlow, WorkingSet};
 use super::{Restitch, StitchConfig, StitchProgress, StitcherHandle};
-
-/// Rounds with fewer spans than this say little about how fast a backlog clears.
-const BUSY_ROUND_SPANS: usize = 1_000;
 
 /// A flow with more spans than this is re-analysed at most once per interval (ns).
 const BIG_FLOW_SPANS: usize = 1_000;
@@ -47,16 +45,6 @@ struct Position {
     queues_counted_through: i64,
     /// Rounds attempted from the watermark (see [`super::attempts`]).
     attempts: Attempts,
-}
-
-/// How fast rounds go, for the hold-back and the catch-up checkpoint.
-#[derive(Default)]
-struct Pace {
-    /// Spans stitched per second of a busy round (a moving average): how fast a backlog
-    /// clears.
-    spans_per_second: f64,
-    /// Flows written since the stitcher last checkpointed.
-    written_since_checkpoint: usize,
 }
 
 pub struct Stitcher {
@@ -235,18 +223,14 @@ impl Stitcher {
         }
         let through = self.working.written_through(self.position.watermark);
         let (lag, backlog) = self.lag(through, latest)?;
-        if stitched >= BUSY_ROUND_SPANS {
-            let rate = stitched as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            let average = self.pace.spans_per_second;
-            self.pace.spans_per_second = if average == 0.0 { rate } else { 0.8 * average + 0.2 * rate };
-        }
+        self.pace.round(stitched, started.elapsed());
         // Ingest is held back by how late new data will be once stitched (not by a
         // restitch of old data): the lag now plus the time the backlog takes to clear.
         // Going by the lag alone, ingest resumed only once the backlog had cleared, and the
         // lag went on growing for as long as that took (to twice the limit).
         let expected = match self.position.restitch {
             Some(_) => Duration::ZERO,
-            None => expected_lag(lag, backlog, self.pace.spans_per_second),
+            None => self.pace.expected_lag(lag, backlog),
         };
         self.commits.report_stitch_lag(expected);
         self.late_joins.advance(&self.conn, now_nanos(), self.config.window_nanos(), self.config.join_filter_bytes)?;
@@ -389,7 +373,7 @@ impl Stitcher {
         // Stored flows these rows join are brought into memory first (with every span
         // committed up to `to`, so this round's spans of them are already there).
         let loaded = self.load_joined_flows(&spans, &links, &log_keys, to)?;
-        let batches = batch_spans(&links);
+        let batches = fan_in::batch_spans(&links);
         for l in &links {
             if batches.contains(&(l.trace, l.span)) {
                 // A batch: attached to the flow of each message it carries, joining none.
@@ -598,48 +582,6 @@ fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: FlowMemb
                 "analysing a flow panicked; its spans stay stored, the flow is not written"
             );
             None
-        }
-    }
-}
-
-/// The spans whose links reach more than one other trace: batches.
-fn batch_spans(links: &[LinkRow]) -> HashSet<(TraceId, SpanId)> {
-    let mut targets: HashMap<(TraceId, SpanId), Vec<TraceId>> = HashMap::default();
-    for l in links.iter().filter(|l| l.link.trace_id != l.trace) {
-        let seen = targets.entry((l.trace, l.span)).or_default();
-        if !seen.contains(&l.link.trace_id) {
-            seen.push(l.link.trace_id);
-        }
-    }
-    targets.into_iter().filter(|(_, t)| t.len() > 1).map(|(span, _)| span).collect()
-}
-
-/// How late data waiting to be stitched will be once it is: `lag` now, plus `backlog`
-/// rows at `rows_per_second` (not yet measured: the lag alone).
-fn expected_lag(lag: Duration, backlog: u64, rows_per_second: f64) -> Duration {
-    if rows_per_second <= 0.0 {
-        return lag;
-    }
-    lag + Duration::from_secs_f64((backlog as f64 / rows_per_second).min(1e6))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expected_lag_adds_the_time_the_backlog_takes() {
-        let s = Duration::from_secs;
-        // (lag now, backlog rows, rows per second, expected)
-        let cases = [
-            (s(5), 200_000, 20_000.0, s(15)),
-            (s(0), 600_000, 20_000.0, s(30)),
-            (s(5), 0, 20_000.0, s(5)),
-            (s(5), 1_000_000, 0.0, s(5)), // rate not measured yet
-            (s(1), u64::MAX, 1e-9, s(1) + s(1_000_000)),
-        ];
-        for (lag, backlog, rate, want) in cases {
-            assert_eq!(expected_lag(lag, backlog, rate), want, "{lag:?} {backlog} {rate}");
         }
     }
 }
