@@ -71,9 +71,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         .into_axum_router();
     listeners.push(listen::serve("OTLP/gRPC", grpc_listener, grpc_app, Protocol::Grpc, config.listen, stopped.clone()));
 
-    let http_app =
-        crate::ingest::http::router(Arc::new(HttpIngest { ingest: Arc::clone(&ingest), max_body_bytes: max }))
-            .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
+    let http_app = crate::ingest::http::router(Arc::new(HttpIngest {
+        ingest: Arc::clone(&ingest),
+        max_body_bytes: max,
+        body_grace: config.listen.header_read,
+    }))
+    .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
     listeners.push(listen::serve(
         "OTLP/HTTP",
         http_listener,

@@ -413,3 +413,32 @@ async fn one_address_holds_at_most_its_share_of_the_connections() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     still_healthy(&server, 72).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickling_in_is_cut_off_by_its_minimum_rate() {
+    let server = TestServer::start_with(|c| c.listen.header_read = Duration::from_millis(500)).await;
+    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http).await.unwrap();
+    let head = "POST /v1/traces HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-protobuf\r\n\
+                content-length: 100000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    // A byte every 200 ms: 100 KB would take 5.5 hours; at 64 KiB/s it has 0.5 s + 1.5 s.
+    let started = std::time::Instant::now();
+    let trickle = async {
+        loop {
+            if s.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut answer = [0u8; 64];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut answer)).await {
+                if n > 0 {
+                    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"));
+                }
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), trickle).await.expect("cut off well before the request deadline");
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before its time");
+    still_healthy(&server, 81).await;
+}

@@ -20,7 +20,13 @@ pub struct HttpIngest {
     pub ingest: Arc<Ingest>,
     /// Largest body accepted, compressed or not.
     pub max_body_bytes: usize,
+    /// How long a body may take beyond what [`MIN_BODY_BYTES_PER_SECOND`] allows.
+    pub body_grace: std::time::Duration,
 }
+
+/// The slowest a request body may arrive on average: a client sending a byte now and then
+/// would otherwise hold its connection slot for the whole request deadline.
+pub const MIN_BODY_BYTES_PER_SECOND: u64 = 64 * 1024;
 
 /// The OTLP/HTTP routes.
 pub fn router(state: Arc<HttpIngest>) -> Router {
@@ -29,11 +35,48 @@ pub fn router(state: Arc<HttpIngest>) -> Router {
         .route("/v1/traces", post(|s, h, b| export(Signal::Traces, s, h, b)))
         .route("/v1/metrics", post(|s, h, b| export(Signal::Metrics, s, h, b)))
         .route("/v1/logs", post(|s, h, b| export(Signal::Logs, s, h, b)))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), body_deadline))
         // The extractor enforces our own limit; a little slack lets it report "too large"
         // for bodies just over it instead of failing mid-read.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), refuse_declared_oversize))
         .with_state(state)
+}
+
+/// A body must arrive within the grace period plus its declared size at
+/// [`MIN_BODY_BYTES_PER_SECOND`] (the whole limit's worth without a `Content-Length`);
+/// past it the request gets 408 and its connection slot is freed.
+async fn body_deadline(
+    State(state): State<Arc<HttpIngest>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(state.max_body_bytes as u64);
+    let deadline =
+        state.body_grace + std::time::Duration::from_secs_f64(declared as f64 / MIN_BODY_BYTES_PER_SECOND as f64);
+    let encoding = request_encoding(request.headers()).unwrap_or(Encoding::Json);
+    let (parts, body) = request.into_parts();
+    let limit = state.max_body_bytes.saturating_add(1);
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        // Too large, or the connection failed: the handler's extractor says which.
+        Ok(Err(_)) => {
+            let message =
+                format!("request body is larger than the {} byte limit, or was cut off", state.max_body_bytes);
+            Failure { status: StatusCode::PAYLOAD_TOO_LARGE, message, encoding }.into_response()
+        }
+        Err(_) => {
+            let message = format!("request body did not arrive within {deadline:?}");
+            let mut response = Failure { status: StatusCode::REQUEST_TIMEOUT, message, encoding }.into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// A body declared larger than the limit is refused before any of it is read: the client

@@ -9,7 +9,7 @@ use duckdb::{params, Connection};
 use tokio::sync::watch;
 
 use crate::flows::analysis::{self, QueueAlias, SpanFacts};
-use crate::flows::ids::{SpanId, TraceId};
+use crate::flows::ids::TraceId;
 use crate::flows::{HashMap, HashSet};
 use crate::stage::{StageGuard, StageState};
 use crate::store::{in_transaction, CommitFeed, CommitStats, Store, StoreError};
