@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use flowscope::demo::scenarios::{Builder, Ctx, Emission, MS};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use prost::Message;
@@ -138,22 +136,9 @@ fn expected_flows(case: &Case) -> Vec<BTreeSet<usize>> {
 
 async fn send(server: &TestServer, spans: &[(String, opentelemetry_proto::tonic::trace::v1::Span)]) {
     for chunk in spans.chunks(3) {
-        let request = ExportTraceServiceRequest {
-            resource_spans: chunk
-                .iter()
-                .map(|(service, span)| ResourceSpans {
-                    resource: resource(service),
-                    scope_spans: vec![ScopeSpans { spans: vec![span.clone()], ..Default::default() }],
-                    ..Default::default()
-                })
-                .collect(),
-        };
+        let request = spans_request(chunk);
         assert_eq!(server.post_protobuf("/v1/traces", request.encode_to_vec()).await, 200);
     }
-}
-
-async fn wait_stitched(server: &TestServer) {
-    tokio::time::timeout(Duration::from_secs(60), server.running().wait_stitched()).await.expect("stitched");
 }
 
 async fn run_case(case: Case) -> Result<(), TestCaseError> {
@@ -166,11 +151,11 @@ async fn run_case(case: Case) -> Result<(), TestCaseError> {
     let quick = |c: &mut flowscope::config::Config| c.stitch.quiet_period = Duration::from_millis(200);
     let server = TestServer::start_with(quick).await;
     send(&server, &spans[..cut]).await;
-    wait_stitched(&server).await;
+    server.stitched().await;
     let (_, dir) = server.stop().await;
     let server = TestServer::start_in(dir, quick).await;
     send(&server, &spans[cut..]).await;
-    wait_stitched(&server).await;
+    server.stitched().await;
 
     let want = expected_flows(&case);
     for (i, trace) in roots.iter().enumerate() {

@@ -8,8 +8,6 @@ use std::time::Duration;
 use common::*;
 use flowscope::demo::scenarios::{self, Builder, Emission, Expected, Pending, MS};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -25,9 +23,7 @@ async fn api(server: &TestServer, path: &str) -> (u16, Value) {
 }
 
 async fn wait_stitched(server: &TestServer) {
-    tokio::time::timeout(Duration::from_secs(60), server.running().wait_stitched())
-        .await
-        .expect("stitching catches up");
+    server.stitched().await
 }
 
 /// Sends the spans shuffled, one service's spans per request, alternating gRPC and HTTP,
@@ -37,16 +33,7 @@ async fn send_shuffled(server: &TestServer, emission: Emission, seed: u64) {
     spans.shuffle(&mut StdRng::seed_from_u64(seed));
     let mut grpc = TraceServiceClient::connect(server.grpc_url()).await.unwrap();
     for (n, chunk) in spans.chunks(7).enumerate() {
-        let request = ExportTraceServiceRequest {
-            resource_spans: chunk
-                .iter()
-                .map(|(service, span)| ResourceSpans {
-                    resource: resource(service),
-                    scope_spans: vec![ScopeSpans { spans: vec![span.clone()], ..Default::default() }],
-                    ..Default::default()
-                })
-                .collect(),
-        };
+        let request = spans_request(chunk);
         if n % 2 == 0 {
             grpc.export(request).await.unwrap();
         } else {

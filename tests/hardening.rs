@@ -264,13 +264,22 @@ async fn a_huge_name_shared_by_many_rows_is_cut_once_per_row_not_copied_whole() 
     assert!(grown < 512 << 20, "the request grew the peak RSS by {} MB", grown >> 20);
 }
 
+/// An OTLP/HTTP connection that has sent a request's headers, declaring `length` bytes of
+/// body, and none of the body.
+async fn export_headers_only(server: &TestServer, length: u64) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-protobuf\r\n\
+         content-length: {length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     let server = TestServer::start().await;
-    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http).await.unwrap();
-    let head = "POST /v1/traces HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-protobuf\r\n\
-                content-length: 1000000000000000\r\n\r\n";
-    s.write_all(head.as_bytes()).await.unwrap();
+    let mut s = export_headers_only(&server, 1000000000000000).await;
     // Not one byte of the body is sent: the answer comes anyway, at once.
     let mut answer = vec![0u8; 512];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer)).await.expect("answered at once").unwrap();
@@ -417,10 +426,7 @@ async fn one_address_holds_at_most_its_share_of_the_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_trickling_in_is_cut_off_by_its_minimum_rate() {
     let server = TestServer::start_with(|c| c.listen.header_read = Duration::from_millis(500)).await;
-    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http).await.unwrap();
-    let head = "POST /v1/traces HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-protobuf\r\n\
-                content-length: 100000\r\n\r\n";
-    s.write_all(head.as_bytes()).await.unwrap();
+    let mut s = export_headers_only(&server, 100000).await;
     // A byte every 200 ms: 100 KB would take 5.5 hours; at 64 KiB/s it has 0.5 s + 1.5 s.
     let started = std::time::Instant::now();
     let trickle = async {

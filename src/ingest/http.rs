@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -21,7 +22,7 @@ pub struct HttpIngest {
     /// Largest body accepted, compressed or not.
     pub max_body_bytes: usize,
     /// How long a body may take beyond what [`MIN_BODY_BYTES_PER_SECOND`] allows.
-    pub body_grace: std::time::Duration,
+    pub body_grace: Duration,
 }
 
 /// The slowest a request body may arrive on average: a client sending a byte now and then
@@ -35,70 +36,50 @@ pub fn router(state: Arc<HttpIngest>) -> Router {
         .route("/v1/traces", post(|s, h, b| export(Signal::Traces, s, h, b)))
         .route("/v1/metrics", post(|s, h, b| export(Signal::Metrics, s, h, b)))
         .route("/v1/logs", post(|s, h, b| export(Signal::Logs, s, h, b)))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), body_deadline))
         // The extractor enforces our own limit; a little slack lets it report "too large"
         // for bodies just over it instead of failing mid-read.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), refuse_declared_oversize))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), read_body))
         .with_state(state)
 }
 
-/// A body must arrive within the grace period plus its declared size at
-/// [`MIN_BODY_BYTES_PER_SECOND`] (the whole limit's worth without a `Content-Length`);
-/// past it the request gets 408 and its connection slot is freed.
-async fn body_deadline(
+/// Reads a request's body before the handler, within bounds no client can outlast: a
+/// body declared larger than the limit is refused at once, before any of it is read; any
+/// other must arrive within the grace period plus its declared size at
+/// [`MIN_BODY_BYTES_PER_SECOND`] (the whole limit's worth without a `Content-Length`), or
+/// gets 408. Either way the connection closes, freeing its slot.
+async fn read_body(
     State(state): State<Arc<HttpIngest>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(state.max_body_bytes as u64);
-    let deadline =
-        state.body_grace + std::time::Duration::from_secs_f64(declared as f64 / MIN_BODY_BYTES_PER_SECOND as f64);
+    let limit = state.max_body_bytes;
     let encoding = request_encoding(request.headers()).unwrap_or(Encoding::Json);
-    let (parts, body) = request.into_parts();
-    let limit = state.max_body_bytes.saturating_add(1);
-    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        // Too large, or the connection failed: the handler's extractor says which.
-        Ok(Err(_)) => {
-            let message =
-                format!("request body is larger than the {} byte limit, or was cut off", state.max_body_bytes);
-            Failure { status: StatusCode::PAYLOAD_TOO_LARGE, message, encoding }.into_response()
-        }
-        Err(_) => {
-            let message = format!("request body did not arrive within {deadline:?}");
-            let mut response = Failure { status: StatusCode::REQUEST_TIMEOUT, message, encoding }.into_response();
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
-    }
-}
-
-/// A body declared larger than the limit is refused before any of it is read: the client
-/// learns at once, and holds no connection slot while it sends (or pretends to).
-async fn refuse_declared_oversize(
-    State(state): State<Arc<HttpIngest>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+    let closing = |status, message: String| {
+        let mut response = Failure { status, message, encoding }.into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
-        let encoding = request_encoding(request.headers()).unwrap_or(Encoding::Json);
-        let message = format!("request body is larger than the {} byte limit", state.max_body_bytes);
-        let mut response = Failure { status: StatusCode::PAYLOAD_TOO_LARGE, message, encoding }.into_response();
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return closing(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the {limit} byte limit"));
     }
-    next.run(request).await
+    let expected = declared.unwrap_or(limit as u64) as f64;
+    let deadline = state.body_grace + Duration::from_secs_f64(expected / MIN_BODY_BYTES_PER_SECOND as f64);
+    let (parts, body) = request.into_parts();
+    // A little slack, so a body just over the limit reaches the handler, which says so.
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit.saturating_add(1))).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the {limit} byte limit, or was cut off"),
+        ),
+        Err(_) => closing(StatusCode::REQUEST_TIMEOUT, format!("request body did not arrive within {deadline:?}")),
+    }
 }
 
 /// An OTLP/HTTP failure: HTTP status plus the `google.rpc.Status` body.

@@ -326,7 +326,7 @@ impl Ingest {
     /// `decode_bytes`: what the requests being decoded at once may take together; a
     /// request that would go past it is refused retryably before it is decoded.
     pub fn new(writer: Arc<Writer>, correlation: CorrelationKeys, decode_bytes: usize) -> Self {
-        let decode_kib = (decode_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
+        let decode_kib = (decode_bytes / 1024).clamp(1, u32::MAX as usize) as u32;
         Ingest {
             writer,
             correlation,

@@ -48,6 +48,13 @@ impl TestServer {
         TestServer { running: Some(running), db, _dir: dir }
     }
 
+    /// Waits until everything received is stitched (a minute at most).
+    pub async fn stitched(&self) {
+        tokio::time::timeout(std::time::Duration::from_secs(60), self.running().wait_stitched())
+            .await
+            .expect("stitching catches up");
+    }
+
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
     }
@@ -141,6 +148,20 @@ pub fn trace_id(seed: u8) -> Vec<u8> {
 
 pub fn trace_hex(seed: u8) -> String {
     hex::encode(trace_id(seed))
+}
+
+/// One export request of spans, each with the service that emitted it (a resource each).
+pub fn spans_request(spans: &[(String, Span)]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: spans
+            .iter()
+            .map(|(service, span)| ResourceSpans {
+                resource: resource(service),
+                scope_spans: vec![ScopeSpans { spans: vec![span.clone()], ..Default::default() }],
+                ..Default::default()
+            })
+            .collect(),
+    }
 }
 
 pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {

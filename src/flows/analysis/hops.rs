@@ -12,7 +12,7 @@
 
 use super::{role, Hop, QueueAlias, Role, SpanFacts};
 use crate::flows::ids::{SpanId, TraceId};
-use crate::flows::HashMap;
+use crate::flows::{HashMap, HashSet};
 
 fn new_hop(system: Option<String>, destination: Option<String>, producer: Option<usize>, time: i64) -> Hop {
     Hop {
@@ -276,7 +276,7 @@ pub(super) fn build_hops(
     }
     // A send consumed by some service has no further hop of its own; one nobody consumed
     // stays, showing the message waiting.
-    let consumed: Vec<usize> = hops.iter().filter(|h| !h.consumers.is_empty()).filter_map(|h| h.producer).collect();
+    let consumed: HashSet<usize> = hops.iter().filter(|h| !h.consumers.is_empty()).filter_map(|h| h.producer).collect();
     hops.retain(|h| !h.consumers.is_empty() || h.producer.is_none_or(|p| !consumed.contains(&p)));
     for hop in &mut hops {
         hop.dead_letter = is_dead_letter_queue(hop.destination.as_deref());

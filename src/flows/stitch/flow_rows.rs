@@ -243,6 +243,8 @@ fn join_rows(b: &mut Batches, joins: &Joins<'_>, late_joins: &mut LateJoins, flo
         for k in keys {
             join_row(k.hash(), k.kind(), k.value());
         }
+        // Every edge of a batch, in each flow it is attached to: an edge to a trace not
+        // yet arrived is how that trace's flow finds the batch when it comes.
         for target in joins.fan_in.targets_of(t) {
             let target = target.hex();
             join_row(trace_hash(&target), FAN_IN, &target);

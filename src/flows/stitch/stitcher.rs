@@ -537,8 +537,14 @@ impl Stitcher {
         .replace(&stale, &analysed, now)?;
         let written = analysed.len();
         let aliases: Vec<QueueAlias> = analysed.iter().flat_map(|f| f.analysis.queue_aliases.iter().cloned()).collect();
-        let written_flows: Vec<(Vec<TraceId>, TraceId)> =
-            analysed.into_iter().map(|f| (f.flow_id(), f.members.own)).map(|(id, own)| (own, id)).collect();
+        // Collected first: the analysed flows borrow their spans from the working set.
+        let written_flows: Vec<(Vec<TraceId>, TraceId)> = analysed
+            .into_iter()
+            .map(|f| {
+                let flow_id = f.flow_id();
+                (f.members.own, flow_id)
+            })
+            .collect();
         for (own, flow_id) in written_flows {
             self.working.written(own, StoredFlow { flow_id, updated: now });
         }
