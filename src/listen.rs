@@ -112,9 +112,9 @@ pub fn serve(
                 accepted = listener.accept() => accepted,
                 _ = stop_requested(&mut stopped) => break,
             };
-            let (stream, slot) = match accepted {
+            let (stream, slot, peer) = match accepted {
                 Ok((stream, peer)) => match addresses.admit(peer.ip()) {
-                    Some(slot) => (stream, slot),
+                    Some(slot) => (stream, slot, ClientAddress(peer.ip())),
                     // Past its address's share: closed at once, the slot freed.
                     None => continue,
                 },
@@ -128,8 +128,9 @@ pub fn serve(
             let _ = stream.set_nodelay(true);
             let activity = Arc::new(Activity::new());
             let tracked = Arc::clone(&activity);
-            let app = app.clone().layer(middleware::from_fn(move |req: Request, next: Next| {
+            let app = app.clone().layer(middleware::from_fn(move |mut req: Request, next: Next| {
                 let activity = Arc::clone(&tracked);
+                req.extensions_mut().insert(peer);
                 async move {
                     let _busy = activity.begin();
                     next.run(req).await
@@ -168,6 +169,10 @@ pub fn serve(
         }
     })
 }
+
+/// The address a request came from, in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddress(pub IpAddr);
 
 /// Open connections per client address.
 struct PerAddress {

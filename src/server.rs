@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::alerts::{AlertError, Alerts};
 use crate::auth::{self, BearerToken};
 use crate::config::Config;
+use crate::flows::export::{self, ExportConfig};
 use crate::flows::{self, StitchProgress, StitcherHandle};
 use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
@@ -87,13 +88,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     ));
 
     let (stitcher, progress) = flows::start(&store, ingest.writer(), config.stitch.clone())?;
+    let export = ExportConfig { quiet_period: config.stitch.quiet_period, series_limit: config.metrics_series_limit };
+    let (flow_metrics, export_task) = export::start(Arc::clone(&store), progress.clone(), export, stopped.clone());
     let flows_state = FlowsState {
         progress: progress.clone(),
         stage: Arc::clone(stitcher.stage()),
         destination_patterns: config.stitch.destination_patterns.clone(),
         quiet_period: config.stitch.quiet_period,
         max_flow_spans: config.stitch.max_flow_spans,
-        metrics_series_limit: config.metrics_series_limit,
+        flow_metrics,
     };
     let alerts = Alerts::start(Arc::clone(&store), config.file_rules.clone(), config.alerts.clone()).await?;
     let state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
@@ -113,10 +116,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             stopped.clone(),
         )),
         tokio::spawn(alerts.run(stopped)),
+        export_task,
     ];
 
     Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
 }
+
+/// How long shutdown waits for the last users of the store to let go of it.
+const SHUTDOWN_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Running {
     /// Resolves if the writer dies: nothing more can be committed, so the process should
@@ -145,6 +152,16 @@ impl Running {
         tokio::task::spawn_blocking(move || self.stitcher.stop()).await.ok();
         for task in self.background {
             let _ = task.await;
+        }
+        // The last checkpoint must be the last write: wait (briefly) for reads that were
+        // abandoned or deliveries recording their outcome to let go of the store.
+        let released = tokio::time::timeout(SHUTDOWN_RELEASE, async {
+            while Arc::strong_count(&self.store) > 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
+        if released.await.is_err() {
+            tracing::warn!("the store is still in use {SHUTDOWN_RELEASE:?} after shutdown began; checkpointing anyway");
         }
         if let Err(e) = self.store.checkpoint() {
             tracing::warn!(error = %e, "final checkpoint failed; the write-ahead log still holds every commit");

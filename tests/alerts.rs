@@ -375,6 +375,10 @@ async fn alert_rules_are_capped_with_a_clear_error() {
     assert_eq!(created.iter().filter(|s| **s == 409).count(), 20);
     let rules: serde_json::Value = reqwest::get(url.clone()).await.unwrap().json().await.unwrap();
     assert_eq!(rules["rules"].as_array().unwrap().len(), flowscope::alerts::MAX_RULES);
+    // The alerts page lists them 100 at a time.
+    let page = reqwest::get(server.ui_url("/alerts?page=10")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("901–1000 of 1000") && page.contains("rel=\"prev\""), "the last page of rules");
+    assert_eq!(page.matches("<td><b>depth ").count(), 100);
     let (status, body) = post_json(url.clone(), rule(0)).await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("delete one first"), "{body}");
@@ -384,4 +388,49 @@ async fn alert_rules_are_capped_with_a_clear_error() {
         .collect();
     let err = flowscope::alerts::rules::parse_rules_file(&text).unwrap_err();
     assert!(err.contains("the most flowscope keeps is"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_that_read_the_same_share_one_query() {
+    let server = TestServer::start_with(|c| c.alerts.eval_interval = Duration::from_millis(100)).await;
+    let url = server.ui_url("/api/alert-rules");
+    let rule = |name: String, kind: &str, params: Value| json!({"name": name, "kind": kind, "params": params});
+    let max = flowscope::alerts::rules::MAX_READS_PER_FAMILY;
+    for w in 0..max {
+        let (status, body) =
+            post_json(url.clone(), rule(format!("dead {w}"), "dead_letters", json!({"window_seconds": 60 + w}))).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // One window more is refused, naming the parameter and the windows in use.
+    let (status, body) =
+        post_json(url.clone(), rule("dead x".into(), "dead_letters", json!({"window_seconds": 3600}))).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.starts_with("invalid rule: params.window_seconds:") && error.contains("60s"), "{error}");
+    // Many rules over few reads: each read once per evaluation, whatever the rules.
+    for n in 0..300 {
+        let (kind, params) = match n % 5 {
+            0 => ("queue_depth", json!({"threshold": n})),
+            1 => ("backlog_growth", json!({"window_seconds": 300, "min_slope_per_minute": n + 1})),
+            2 => ("consumer_stalled", json!({"seconds": 50})),
+            3 => ("dead_letters", json!({"window_seconds": 60, "min_count": n})),
+            _ => ("chain_latency", json!({"window_seconds": 300, "quantile": 0.99, "budget_ms": n + 1})),
+        };
+        let (status, body) = post_json(url.clone(), rule(format!("r{n}"), kind, params)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let evaluation = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let alerts: Value = reqwest::get(server.ui_url("/api/alerts")).await.unwrap().json().await.unwrap();
+            if alerts["last_evaluation"]["rules"] == max + 300 {
+                return alerts["last_evaluation"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every rule is evaluated");
+    // Queue views over 600 s (depth, and 6 x 50 s stalled) and 300 s, the dead-letter
+    // windows, and one chain quantile.
+    assert_eq!(evaluation["reads"], 2 + max + 1, "{evaluation}");
 }

@@ -1,7 +1,8 @@
 //! Property test: random and mutated OTLP bodies (protobuf and JSON, grown from the
 //! published OTLP/JSON examples and the recorded fixtures) through the decode path never
 //! panic and always end as "stored" or "malformed"; through the real HTTP listener they get
-//! 200, 400 or 413 and the server keeps serving. Seeded and bounded in count.
+//! 200, 400 or 413 and the server keeps serving; and a large string shared by many rows of
+//! a body is cut once per row, never copied whole into each. Seeded and bounded in count.
 
 mod common;
 
@@ -104,6 +105,62 @@ fn mutated_bodies_never_panic_the_decoder() {
             let r = flatten(*signal, *encoding, &noise, &correlation);
             let malformed = matches!(r, Err(IngestError::Malformed { .. }));
             prop_assert!(r.is_ok() || malformed, "noise gave another error");
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Longest string a flattened row holds: 1,024 bytes and the `…` marker.
+const LONGEST_STRING: usize = 1024 + '…'.len_utf8();
+
+#[test]
+fn a_large_string_shared_by_many_rows_is_cut_once_per_row() {
+    use duckdb::arrow::array::{Array, StringArray};
+    use prost::Message;
+    let correlation = CorrelationKeys::default();
+    let config = Config { cases: 24, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[14; 32]));
+    runner
+        .run(&(1usize..=64, 1usize..3_000, 0usize..3), |(kib, rows, signal)| {
+            let large = "n".repeat(kib << 10);
+            // The string once in the body (a resource's service.name, a metric's name and
+            // unit), shared by every row the body makes.
+            let (signal, body) = match signal {
+                0 => {
+                    let spans = (0..rows)
+                        .map(|i| {
+                            let mut s = span(1, 1, "op");
+                            s.span_id = (i as u64 + 1).to_be_bytes().to_vec();
+                            s
+                        })
+                        .collect();
+                    (Signal::Traces, traces(&large, spans).encode_to_vec())
+                }
+                1 => {
+                    let mut request = gauge(&large, &large, &vec![1.0; rows]);
+                    let metrics = request.resource_metrics.iter_mut().flat_map(|r| &mut r.scope_metrics);
+                    metrics.flat_map(|s| &mut s.metrics).for_each(|m| m.unit = large.clone());
+                    (Signal::Metrics, request.encode_to_vec())
+                }
+                _ => (Signal::Logs, logs(&large, &vec!["body"; rows]).encode_to_vec()),
+            };
+            let flat = flatten(signal, Encoding::Protobuf, &body, &correlation).expect("a valid body");
+            let bytes: usize = flat.batches.iter().map(|b| b.batch.get_array_memory_size()).sum();
+            prop_assert!(
+                // Arrays start with some capacity: a megabyte covers every table's.
+                bytes <= 4 * body.len() + rows * 8192 + (1 << 20),
+                "{rows} rows sharing {kib} KiB flattened to {bytes} bytes from a {}-byte body",
+                body.len()
+            );
+            // The resource itself is stored whole, once per request.
+            for b in flat.batches.iter().filter(|b| b.table != "resources") {
+                for column in b.batch.columns() {
+                    if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+                        let longest = (0..strings.len()).map(|i| strings.value(i).len()).max().unwrap_or(0);
+                        prop_assert!(longest <= LONGEST_STRING, "{}: a {longest}-byte string", b.table);
+                    }
+                }
+            }
             Ok(())
         })
         .unwrap();

@@ -33,7 +33,48 @@ fn producer_consumer_pair(seed: u8) -> (Vec<u8>, Vec<u8>) {
     (traces("api", vec![send]).encode_to_vec(), traces("worker", vec![process]).encode_to_vec())
 }
 
-/// The server still stitches: a fresh pair becomes one flow of two traces, and pages answer.
+/// Every server here runs with this `--memory-limit`; the whole test process (server and
+/// client) must stay within 1.5 times it ([`RSS_LIMIT`]), whatever the input.
+const MEMORY_LIMIT: u64 = 512 << 20;
+const RSS_LIMIT: u64 = MEMORY_LIMIT / 2 * 3;
+
+/// These tests run one at a time, so that each one's peak memory is its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A server with [`MEMORY_LIMIT`], the only one of these tests running; the peak RSS is
+/// measured from its start.
+struct Hardened {
+    server: TestServer,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Hardened {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl Hardened {
+    async fn stop(self) -> (std::path::PathBuf, tempfile::TempDir) {
+        self.server.stop().await
+    }
+}
+
+async fn hardened(tweak: impl FnOnce(&mut flowscope::config::Config)) -> Hardened {
+    hardened_in(tempfile::tempdir().unwrap(), tweak).await
+}
+
+async fn hardened_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut flowscope::config::Config)) -> Hardened {
+    let turn = ONE_AT_A_TIME.lock().await;
+    // Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM).
+    std::fs::write("/proc/self/clear_refs", "5").expect("the peak RSS can be reset");
+    let server = TestServer::start_with_args(dir, |a| a.memory_limit = Some(MEMORY_LIMIT), tweak).await;
+    Hardened { server, _turn: turn }
+}
+
+/// The server still stitches: a fresh pair becomes one flow of two traces, pages answer,
+/// and the process's peak memory stayed within [`RSS_LIMIT`].
 async fn still_healthy(server: &TestServer, seed: u8) {
     let (p, c) = producer_consumer_pair(seed);
     assert_eq!(server.post_protobuf("/v1/traces", p).await, 200);
@@ -45,11 +86,13 @@ async fn still_healthy(server: &TestServer, seed: u8) {
     for page in ["/", "/queues", "/retries", "/dead-letters", "/alerts"] {
         assert_eq!(reqwest::get(server.ui_url(page)).await.unwrap().status(), 200, "{page}");
     }
+    let peak = peak_rss();
+    assert!(peak <= RSS_LIMIT, "peak RSS {} MiB, over 1.5 x --memory-limit", peak >> 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_cycles_neither_hang_nor_stop_stitching() {
-    let server = TestServer::start().await;
+    let server = hardened(|_| {}).await;
     // A span that is its own parent, sent to a dead-letter queue; two spans that are each
     // other's parent.
     let mut own = span(1, 1, "orders.DLT send");
@@ -74,7 +117,7 @@ async fn parent_cycles_neither_hang_nor_stop_stitching() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absurd_ranges_and_parameters_get_400_with_a_message() {
-    let server = TestServer::start().await;
+    let server = hardened(|_| {}).await;
     let s = 1_700_000_000_000_000_000i64;
     for path in [
         format!("/chains/x?from={s}&to={}", s + 256),
@@ -106,7 +149,7 @@ async fn absurd_ranges_and_parameters_get_400_with_a_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_and_others_still_served() {
-    let server = TestServer::start_with(|c| c.listen.header_read = Duration::from_millis(500)).await;
+    let server = hardened(|c| c.listen.header_read = Duration::from_millis(500)).await;
     let mut slow = Vec::new();
     for _ in 0..50 {
         for addr in [server.running().ui, server.running().otlp_http] {
@@ -131,7 +174,7 @@ async fn slow_clients_are_cut_off_and_others_still_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_host_names_get_421_and_webhook_secrets_stay_hidden() {
-    let server = TestServer::start_with(|c| {
+    let server = hardened(|c| {
         c.allowed_hosts = vec!["flowscope.internal".into()];
         c.alerts.webhooks = vec![WebhookConfig {
             url: "https://hooks.example.com/services/T0/B0/s3cr3t-t0ken".into(),
@@ -154,7 +197,7 @@ async fn foreign_host_names_get_421_and_webhook_secrets_stay_hidden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_resource_attribute_is_stored_once_per_request_not_per_span() {
-    let server = TestServer::start().await;
+    let server = hardened(|_| {}).await;
     let big = "x".repeat(64 * 1024);
     for request in 0..6u8 {
         let spans: Vec<_> = (0..12_000u32)
@@ -178,7 +221,7 @@ async fn a_huge_resource_attribute_is_stored_once_per_request_not_per_span() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_link_chains_and_giant_flows_stay_bounded() {
-    let server = TestServer::start_with(|c| {
+    let server = hardened(|c| {
         c.stitch.key_trace_limit = 5; // links may gather 50 traces into one flow
         c.stitch.max_flow_spans = 20;
     })
@@ -227,7 +270,7 @@ fn peak_rss() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_name_shared_by_many_rows_is_cut_once_per_row_not_copied_whole() {
-    let server = TestServer::start().await;
+    let server = hardened(|_| {}).await;
     let huge = "s".repeat(64 << 10);
     // 12,000 small spans on one resource whose service.name is 64 KiB: ~700 KB on the wire.
     let spans: Vec<_> = (0..12_000u32)
@@ -278,7 +321,7 @@ async fn export_headers_only(server: &TestServer, length: u64) -> tokio::net::Tc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
-    let server = TestServer::start().await;
+    let server = hardened(|_| {}).await;
     let mut s = export_headers_only(&server, 1000000000000000).await;
     // Not one byte of the body is sent: the answer comes anyway, at once.
     let mut answer = vec![0u8; 512];
@@ -305,12 +348,12 @@ async fn pair_is_one_flow(server: &TestServer, seed: u8) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_fails_stitching_every_time_is_set_aside_and_stitching_goes_on() {
     // A file in which writing a flow with a dead letter fails: its table is gone.
-    let (_, dir) = TestServer::start().await.stop().await;
+    let (_, dir) = hardened(|_| {}).await.stop().await;
     duckdb::Connection::open(dir.path().join("data/flowscope.duckdb"))
         .unwrap()
         .execute_batch("DROP TABLE flow_dead_letters")
         .unwrap();
-    let server = TestServer::start_in(dir, |_| {}).await;
+    let server = hardened_in(dir, |_| {}).await;
     let mut dead = span(50, 1, "orders.DLT send");
     dead.kind = 4;
     dead.attributes = vec![kv("messaging.system", "kafka"), kv("messaging.destination.name", "orders.DLT")];
@@ -335,7 +378,7 @@ async fn a_commit_that_fails_stitching_every_time_is_set_aside_and_stitching_goe
     assert!(pair_is_one_flow(&server, 51).await);
     // And after a restart: no attempt at the commit again, stitching goes on, the record stays.
     let (_, dir) = server.stop().await;
-    let server = TestServer::start_in(dir, |_| {}).await;
+    let server = hardened_in(dir, |_| {}).await;
     assert!(pair_is_one_flow(&server, 52).await);
     let state = stitching_state(&server).await;
     assert_eq!(state["set_aside_total"], 1, "{state}");
@@ -345,7 +388,7 @@ async fn a_commit_that_fails_stitching_every_time_is_set_aside_and_stitching_goe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_at_once_are_admitted_by_bytes_before_they_are_decoded() {
     // A write queue, and so a decode budget, of 8 MiB; bodies of about 3 MiB each.
-    let server = TestServer::start_with(|c| c.writer.queue_capacity_bytes = 8 << 20).await;
+    let server = hardened(|c| c.writer.queue_capacity_bytes = 8 << 20).await;
     let body = |seed: u8| {
         let spans: Vec<_> = (0..6_000u32)
             .map(|i| {
@@ -371,7 +414,7 @@ async fn large_bodies_at_once_are_admitted_by_bytes_before_they_are_decoded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_connections_that_never_open_a_stream_are_closed() {
-    let server = TestServer::start_with(|c| c.listen.idle = Duration::from_millis(500)).await;
+    let server = hardened(|c| c.listen.idle = Duration::from_millis(500)).await;
     let mut idle = Vec::new();
     for _ in 0..20 {
         let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap();
@@ -399,7 +442,7 @@ async fn grpc_connections_that_never_open_a_stream_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_holds_at_most_its_share_of_the_connections() {
-    let server = TestServer::start_with(|c| {
+    let server = hardened(|c| {
         c.listen.per_address = 4;
         c.listen.header_read = Duration::from_secs(3);
     })
@@ -425,7 +468,7 @@ async fn one_address_holds_at_most_its_share_of_the_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_trickling_in_is_cut_off_by_its_minimum_rate() {
-    let server = TestServer::start_with(|c| c.listen.header_read = Duration::from_millis(500)).await;
+    let server = hardened(|c| c.listen.header_read = Duration::from_millis(500)).await;
     let mut s = export_headers_only(&server, 100000).await;
     // A byte every 200 ms: 100 KB would take 5.5 hours; at 64 KiB/s it has 0.5 s + 1.5 s.
     let started = std::time::Instant::now();
@@ -447,4 +490,117 @@ async fn a_body_trickling_in_is_cut_off_by_its_minimum_rate() {
     tokio::time::timeout(Duration::from_secs(10), trickle).await.expect("cut off well before the request deadline");
     assert!(started.elapsed() >= Duration::from_secs(1), "not before its time");
     still_healthy(&server, 81).await;
+}
+
+/// `n` producer spans, each in its own trace and to its own destination `{prefix}{i}`, and
+/// a queue-depth point for each.
+async fn send_to_many_destinations(server: &TestServer, prefix: &str, n: u32) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
+        let spans: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                // 150 chains as well.
+                let mut s = span(60, 1, &format!("send {}", i % 150));
+                s.trace_id[4..8].copy_from_slice(&i.to_be_bytes());
+                s.kind = 4;
+                s.attributes =
+                    vec![kv("messaging.system", "rabbitmq"), kv("messaging.destination.name", &format!("{prefix}{i}"))];
+                ("api".to_string(), s)
+            })
+            .collect();
+        assert_eq!(server.post_protobuf("/v1/traces", spans_request(&spans).encode_to_vec()).await, 200);
+        let mut depth = gauge("rabbitmq", "messaging.queue.depth", &vec![3.0; chunk.len()]);
+        let points = depth.resource_metrics.iter_mut().flat_map(|r| &mut r.scope_metrics).flat_map(|s| &mut s.metrics);
+        for m in points {
+            if let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) = &mut m.data {
+                for (p, i) in g.data_points.iter_mut().zip(chunk) {
+                    p.attributes = vec![kv("queue", &format!("{prefix}{i}"))];
+                }
+            }
+        }
+        assert_eq!(server.post_protobuf("/v1/metrics", depth.encode_to_vec()).await, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_destinations_leave_scrapes_pages_and_reads_bounded() {
+    let limit = 50;
+    let server = hardened(|c| {
+        c.stitch.quiet_period = Duration::from_millis(200);
+        c.metrics_series_limit = limit;
+    })
+    .await;
+    send_to_many_destinations(&server, "queue-", 10_000).await;
+    server.stitched().await;
+    // Every published message is exported, the destinations past the limit as `other`.
+    let text = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let resp = reqwest::get(server.ui_url("/metrics/flows")).await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, 200, "{text}");
+            if sum_of(&text, "flowscope_queue_published_total{") == 10_000.0 {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("every message is exported");
+    for family in ["flowscope_queue_published_total{", "flowscope_queue_depth{", "flowscope_queue_wait_seconds"] {
+        let destinations: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(family))
+            .filter_map(|l| l.split("destination=\"").nth(1)?.split('"').next())
+            .collect();
+        assert!(destinations.len() <= limit + 1, "{family}: {} destinations", destinations.len());
+    }
+    let reported = "flowscope_queue_depth{destination=\"other\",system=\"\",source=\"metrics\"}";
+    assert_eq!(sum_of(&text, reported), 3.0 * (10_000 - limit) as f64, "the broker-reported depth past the limit");
+    // What is remembered of the names stays bounded by the limit too.
+    assert!(server.count("SELECT count(*) FROM export_labels").await <= 2 * limit as i64);
+
+    // The queue page lists 100 destinations a page, with links to the others.
+    let first = reqwest::get(server.ui_url("/queues?last=1h")).await.unwrap().text().await.unwrap();
+    assert_eq!(first.matches("<section class=\"card queue").count(), 100);
+    assert!(first.contains("rel=\"next\"") && !first.contains("rel=\"prev\""));
+    let beyond = reqwest::get(server.ui_url("/queues?last=1h&page=100000")).await.unwrap().text().await.unwrap();
+    assert!(beyond.contains("rel=\"prev\"") && !beyond.contains("rel=\"next\""), "the last page");
+
+    let chains = reqwest::get(server.ui_url("/?last=1h")).await.unwrap().text().await.unwrap();
+    assert_eq!(chains.matches("class=\"chain\"").count(), 100);
+    assert!(chains.contains("1–100 of 150") && chains.contains("rel=\"next\""));
+
+    // Reads abandoned by their clients are interrupted, and a client flooding pages gets
+    // 429s past its share while another is served.
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(20)).build().unwrap();
+    let abandoned = (0..20).map(|_| impatient.get(server.ui_url("/queues?last=1h")).send());
+    for r in futures::future::join_all(abandoned).await {
+        assert!(r.is_err() || r.unwrap().status() == 429, "every request was abandoned or refused");
+    }
+    let statuses: Vec<u16> = futures::future::join_all(
+        (0..40).map(|_| async { reqwest::get(server.ui_url("/api/queues?last=1h")).await.unwrap().status().as_u16() }),
+    )
+    .await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    assert!(statuses.contains(&429), "one client past its share: {statuses:?}");
+    let metrics = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let text = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+            // This scrape's own read of DuckDB's memory may be the one running.
+            if sum_of(&text, "flowscope_store_reads_in_flight ") <= 1.0 {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("abandoned reads end");
+    assert!(sum_of(&metrics, "flowscope_store_reads_interrupted_total ") > 0.0, "{metrics}");
+    still_healthy(&server, 61).await;
+}
+
+/// The sum of the values of the series whose line starts with `prefix`.
+fn sum_of(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum()
 }

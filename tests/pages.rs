@@ -33,7 +33,7 @@ async fn app_with_stitcher(
         destination_patterns: DestinationPatterns::default(),
         quiet_period: Duration::from_secs(30),
         max_flow_spans: 10_000,
-        metrics_series_limit: 100,
+        flow_metrics: tokio::sync::watch::channel(None).1,
     };
     let alerts = Alerts::start(
         Arc::clone(&store),

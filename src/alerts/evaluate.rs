@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::rules::Condition;
 use crate::flows::analysis::glob;
 use crate::flows::backlog::slope_per_second;
-use crate::flows::queries::{DeadLetterRow, QueueView};
+use crate::flows::queries::{DeadLetterCount, QueueView};
 use crate::text::{fmt_ms, urlencode};
 
 /// The state of one queue or chain as a rule sees it.
@@ -84,26 +84,17 @@ pub fn observe_queues(
 }
 
 /// Dead letters per dead-letter destination within the rule's window.
-pub fn observe_dead_letters(min_count: f64, scope: &str, dead: &[DeadLetterRow]) -> Vec<Observation> {
-    let mut by_destination: BTreeMap<&str, (usize, Option<&DeadLetterRow>)> = BTreeMap::new();
-    for d in dead.iter().filter(|d| in_scope(scope, None, &d.destination, "")) {
-        let e = by_destination.entry(&d.destination).or_insert((0, None));
-        e.0 += 1;
-        if e.1.is_none_or(|latest| d.time_unix_nano > latest.time_unix_nano) {
-            e.1 = Some(d);
-        }
-    }
-    by_destination
-        .into_iter()
-        .map(|(destination, (count, latest))| {
-            let cause =
-                latest.and_then(|l| l.error.clone()).map(|e| format!("; latest error: {e}")).unwrap_or_default();
+pub fn observe_dead_letters(min_count: f64, scope: &str, dead: &[DeadLetterCount]) -> Vec<Observation> {
+    dead.iter()
+        .filter(|d| in_scope(scope, None, &d.destination, ""))
+        .map(|d| {
+            let cause = d.latest_error.as_ref().map(|e| format!("; latest error: {e}")).unwrap_or_default();
             Observation {
-                labels: BTreeMap::from([("destination".to_string(), destination.to_string())]),
-                value: count as f64,
-                breached: count as f64 >= min_count,
-                description: format!("{count} dead letters in {destination}{cause}"),
-                page: latest.map_or("/dead-letters".into(), |l| format!("/flows/{}", l.flow_id)),
+                labels: BTreeMap::from([("destination".to_string(), d.destination.clone())]),
+                value: d.count as f64,
+                breached: d.count as f64 >= min_count,
+                description: format!("{} dead letters in {}{cause}", d.count, d.destination),
+                page: format!("/flows/{}", d.latest_flow_id),
             }
         })
         .collect()
@@ -191,19 +182,16 @@ mod tests {
 
     #[test]
     fn dead_letters_and_chains() {
-        let row = |dest: &str, t: i64| DeadLetterRow {
-            time_unix_nano: t,
-            flow_id: format!("flow{t}"),
+        let count = |dest: &str, count: i64, t: i64| DeadLetterCount {
             destination: dest.into(),
-            source_destination: None,
-            message_id: None,
-            correlation_id: None,
-            error: Some(format!("boom {t}")),
+            count,
+            latest_flow_id: format!("flow{t}"),
+            latest_error: Some(format!("boom {t}")),
         };
         let obs = observe_dead_letters(
             2.0,
             "*.DLT",
-            &[row("orders.DLT", 1), row("orders.DLT", 5), row("payments.DLT", 3), row("other", 4)],
+            &[count("orders.DLT", 2, 5), count("other", 1, 4), count("payments.DLT", 1, 3)],
         );
         let got: Vec<(String, f64, bool)> =
             obs.iter().map(|o| (o.labels["destination"].clone(), o.value, o.breached)).collect();

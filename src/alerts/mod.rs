@@ -74,12 +74,62 @@ fn bounded_annotation(mut text: String) -> String {
 /// Most alert rules kept (from the rules file and the UI together).
 pub const MAX_RULES: usize = 1_000;
 
-/// Queue views are shared between rules with the same window within one evaluation.
-type QueueCache = HashMap<i64, Vec<queries::QueueView>>;
+/// Most alerts (queues or chains breaching) one rule holds at once.
+pub const MAX_ALERTS_PER_RULE: usize = 1_000;
 
 /// When a window ending `now` starts (saturating, whatever the window).
 fn window_start(now: i64, window: Duration) -> i64 {
     now.saturating_sub(window.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+/// What one evaluation did: rules judged, queries read for them, and how long it took.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EvaluationStats {
+    pub rules: usize,
+    pub reads: usize,
+    pub seconds: f64,
+}
+
+/// What an evaluation has read, each [`rules::Read`] once, shared by the rules needing it.
+struct Reads {
+    now: i64,
+    done: HashMap<rules::Read, Fetched>,
+}
+
+#[derive(Clone)]
+enum Fetched {
+    Queues(Arc<Vec<queries::QueueView>>),
+    DeadLetters(Arc<Vec<queries::DeadLetterCount>>),
+    Chains(Arc<Vec<(String, f64)>>),
+}
+
+impl Reads {
+    fn new(now: i64) -> Reads {
+        Reads { now, done: HashMap::new() }
+    }
+
+    async fn get(&mut self, store: &Arc<Store>, read: rules::Read) -> Result<Fetched, StoreError> {
+        if let Some(f) = self.done.get(&read) {
+            return Ok(f.clone());
+        }
+        let now = self.now;
+        let fetched = match read {
+            rules::Read::Queues { window } => Fetched::Queues(Arc::new(
+                queries::queues(store, Range { from: window_start(now, window), to: now }).await?,
+            )),
+            rules::Read::DeadLetters { window } => {
+                let range = Range { from: window_start(now, window), to: now + 1 };
+                Fetched::DeadLetters(Arc::new(queries::dead_letter_counts(store, range).await?))
+            }
+            rules::Read::ChainQuantile { window, quantile_millionths } => {
+                let range = Range { from: window_start(now, window), to: now + 1 };
+                let quantile = f64::from(quantile_millionths) / 1e6;
+                Fetched::Chains(Arc::new(queries::chain_quantiles(store, range, quantile).await?))
+            }
+        };
+        self.done.insert(read, fetched.clone());
+        Ok(fetched)
+    }
 }
 
 pub struct Alerts {
@@ -90,6 +140,7 @@ pub struct Alerts {
     instances: Mutex<BTreeMap<String, Instance>>,
     notifier: Notifier,
     evaluations: AtomicU64,
+    last_evaluation: Mutex<EvaluationStats>,
     /// Rules whose last evaluation failed, by id: why. Their alerts keep their state.
     rule_errors: Mutex<BTreeMap<String, String>>,
     stage: Arc<StageState>,
@@ -124,6 +175,7 @@ impl Alerts {
             instances: Mutex::new(instances),
             notifier,
             evaluations: AtomicU64::new(0),
+            last_evaluation: Mutex::new(EvaluationStats::default()),
             rule_errors: Mutex::new(BTreeMap::new()),
             stage: StageState::new(),
         }))
@@ -152,6 +204,11 @@ impl Alerts {
         self.rule_errors.lock().clone()
     }
 
+    /// What the last evaluation did.
+    pub fn last_evaluation(&self) -> EvaluationStats {
+        self.last_evaluation.lock().clone()
+    }
+
     /// Completed evaluations since start.
     pub fn evaluations(&self) -> u64 {
         self.evaluations.load(Ordering::Relaxed)
@@ -167,11 +224,7 @@ impl Alerts {
 
     pub async fn create_rule(&self, spec: RuleSpec) -> Result<Rule, AlertError> {
         let condition = compile(&spec)?;
-        // Each rule is evaluated every few seconds: their number bounds that work.
-        let count = self.file_rules.len() + self.rules.lock().len();
-        if count >= MAX_RULES {
-            return Err(AlertError::TooMany(count));
-        }
+        self.admissible(None, &condition)?;
         let mut id = [0u8; 8];
         rand::rng().fill_bytes(&mut id);
         let rule = Rule { id: hex::encode(id), spec, condition, file_managed: false };
@@ -179,18 +232,19 @@ impl Alerts {
         {
             // Checked again where it counts: creations racing past the first check.
             let mut rules = self.rules.lock();
-            if self.file_rules.len() + rules.len() < MAX_RULES {
+            if let Ok(()) = self.admissible_among(&rules, None, &rule.condition) {
                 rules.push(rule.clone());
                 return Ok(rule);
             }
         }
         store::delete_rule(&self.store, rule.id.clone()).await?;
-        Err(AlertError::TooMany(MAX_RULES))
+        Err(self.admissible(None, &rule.condition).err().unwrap_or(AlertError::TooMany(MAX_RULES)))
     }
 
     pub async fn update_rule(&self, id: &str, spec: RuleSpec) -> Result<Rule, AlertError> {
         self.editable(id)?;
         let condition = compile(&spec)?;
+        self.admissible(Some(id), &condition)?;
         store::update_rule(&self.store, id.to_string(), &spec).await?;
         let rule = Rule { id: id.to_string(), spec, condition, file_managed: false };
         let mut rules = self.rules.lock();
@@ -198,6 +252,27 @@ impl Alerts {
             *r = rule.clone();
         }
         Ok(rule)
+    }
+
+    /// Whether one more rule (or rule `replacing`, changed) fits: under [`MAX_RULES`], and
+    /// its read one of those in use or within [`rules::MAX_READS_PER_FAMILY`].
+    fn admissible(&self, replacing: Option<&str>, condition: &Condition) -> Result<(), AlertError> {
+        self.admissible_among(&self.rules.lock(), replacing, condition)
+    }
+
+    fn admissible_among(
+        &self,
+        stored: &[Rule],
+        replacing: Option<&str>,
+        condition: &Condition,
+    ) -> Result<(), AlertError> {
+        let count = self.file_rules.len() + stored.len();
+        // Each rule is judged every few seconds: their number bounds that work.
+        if replacing.is_none() && count >= MAX_RULES {
+            return Err(AlertError::TooMany(count));
+        }
+        let others = self.file_rules.iter().chain(stored).filter(|r| Some(r.id.as_str()) != replacing);
+        Ok(rules::check_reads(others.map(|r| &r.condition), condition)?)
     }
 
     pub async fn delete_rule(&self, id: &str) -> Result<(), AlertError> {
@@ -217,48 +292,19 @@ impl Alerts {
         Ok(())
     }
 
-    async fn queues_for(
-        &self,
-        cache: &mut QueueCache,
-        window: Duration,
-        now: i64,
-    ) -> Result<Vec<queries::QueueView>, StoreError> {
-        let from = window_start(now, window);
-        if let Some(q) = cache.get(&from) {
-            return Ok(q.clone());
-        }
-        let q = queries::queues(&self.store, Range { from, to: now }).await?;
-        cache.insert(from, q.clone());
-        Ok(q)
-    }
-
-    async fn observe(&self, rule: &Rule, now: i64, cache: &mut QueueCache) -> Result<Vec<Observation>, StoreError> {
+    /// What `rule` observes, from the reads of this evaluation.
+    async fn observe(&self, rule: &Rule, reads: &mut Reads) -> Result<Vec<Observation>, StoreError> {
         let spec = &rule.spec;
         let system = spec.system.as_deref();
-        Ok(match &rule.condition {
-            Condition::QueueDepth { .. } => {
-                let queues = self.queues_for(cache, Duration::from_secs(600), now).await?;
-                evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
-            }
-            Condition::BacklogGrowth { window, .. } => {
-                let queues = self.queues_for(cache, *window, now).await?;
-                evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
-            }
-            Condition::ConsumerStalled { window } => {
-                // Rates are judged on the last sixth of the range: make that the window.
-                let queues = self.queues_for(cache, window.saturating_mul(6), now).await?;
-                evaluate::observe_queues(&rule.condition, &spec.scope, system, &queues)
-            }
-            Condition::DeadLetters { min_count, window } => {
-                let from = window_start(now, *window);
-                let dead = queries::dead_letters(&self.store, Range { from, to: now + 1 }).await?;
+        Ok(match (&rule.condition, reads.get(&self.store, rule.condition.read()).await?) {
+            (Condition::DeadLetters { min_count, .. }, Fetched::DeadLetters(dead)) => {
                 evaluate::observe_dead_letters(*min_count, &spec.scope, &dead)
             }
-            Condition::ChainLatency { quantile, budget_ms, window } => {
-                let from = window_start(now, *window);
-                let chains = queries::chain_quantiles(&self.store, Range { from, to: now + 1 }, *quantile).await?;
+            (Condition::ChainLatency { quantile, budget_ms, .. }, Fetched::Chains(chains)) => {
                 evaluate::observe_chains(*quantile, *budget_ms, &spec.scope, &chains)
             }
+            (condition, Fetched::Queues(queues)) => evaluate::observe_queues(condition, &spec.scope, system, &queues),
+            _ => Vec::new(),
         })
     }
 
@@ -300,16 +346,17 @@ impl Alerts {
     /// One evaluation of every enabled rule: observe, step each instance, persist, and
     /// enqueue notifications for firing and resolved transitions.
     pub async fn evaluate_once(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let now = now_nanos();
         let rules: Vec<Rule> = self.rules().into_iter().filter(|r| r.spec.enabled).collect();
         let mut fresh: BTreeMap<String, (Instance, i64)> = BTreeMap::new();
-        let mut cache = QueueCache::new();
+        let mut reads = Reads::new(now);
         // One rule failing (an error, even a panic) is marked errored; the others are
         // still evaluated, and its alerts keep their state until it evaluates again.
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         for rule in &rules {
             let for_ns = (rule.spec.for_seconds * 1e9) as i64;
-            let observed = match AssertUnwindSafe(self.observe(rule, now, &mut cache)).catch_unwind().await {
+            let observed = match AssertUnwindSafe(self.observe(rule, &mut reads)).catch_unwind().await {
                 Ok(result) => result.map_err(|e| e.to_string()),
                 Err(panic) => Err(format!("evaluation panicked: {}", crate::text::panic_message(&panic))),
             };
@@ -320,7 +367,8 @@ impl Alerts {
                     continue;
                 }
             };
-            for obs in observations.iter().filter(|o| o.breached) {
+            // A rule over `*` could otherwise make an alert of every destination ever seen.
+            for obs in observations.iter().filter(|o| o.breached).take(MAX_ALERTS_PER_RULE) {
                 let i = Self::instance_of(rule, obs);
                 fresh.insert(i.fingerprint.clone(), (i, for_ns));
             }
@@ -364,6 +412,8 @@ impl Alerts {
         store::save_evaluation(&self.store, next.values().cloned().collect(), transitions.clone()).await?;
         *self.instances.lock() = next;
         *self.rule_errors.lock() = errors;
+        *self.last_evaluation.lock() =
+            EvaluationStats { rules: rules.len(), reads: reads.done.len(), seconds: started.elapsed().as_secs_f64() };
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         for (t, instance, _) in transitions {
             if t.notifies() {

@@ -165,7 +165,7 @@ impl Notifier {
                         fingerprint: n.instance.fingerprint.clone(),
                         status: n.status(),
                         retry: retry.clone(),
-                        store: Arc::clone(&store),
+                        store: Arc::downgrade(&store),
                         in_flight: Arc::clone(&in_flight),
                     };
                     tokio::spawn(delivery.run());
@@ -192,7 +192,9 @@ struct Delivery {
     fingerprint: String,
     status: &'static str,
     retry: RetryPolicy,
-    store: Arc<Store>,
+    /// Not kept open by a delivery waiting to retry: once flowscope stopped, its outcome
+    /// is only logged.
+    store: std::sync::Weak<Store>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -234,7 +236,11 @@ impl Delivery {
                 outcome: outcome.to_string(),
                 error: error.clone(),
             };
-            if let Err(e) = store::record_delivery(&self.store, record).await {
+            let recorded = match self.store.upgrade() {
+                Some(store) => store::record_delivery(&store, record).await,
+                None => Err(crate::store::StoreError::ShuttingDown),
+            };
+            if let Err(e) = recorded {
                 tracing::warn!(error = %e, "cannot record a webhook delivery");
             }
             match result {

@@ -140,7 +140,6 @@ fn seconds(v: f64) -> Duration {
     Duration::from_secs_f64(v.clamp(0.0, MAX_SECONDS))
 }
 
-/// Validates a rule and returns what it watches.
 /// Most labels, and most annotations, on one rule.
 pub const MAX_LABELS: usize = 32;
 /// Most bytes of a label or annotation name.
@@ -150,6 +149,7 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
 /// Most bytes of an annotation (a template, before and after it is filled).
 pub const MAX_ANNOTATION_BYTES: usize = 4096;
 
+/// Validates a rule and returns what it watches.
 pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
     if spec.name.trim().is_empty() {
         return Err(err("name", "is required"));
@@ -247,6 +247,89 @@ pub fn compile(spec: &RuleSpec) -> Result<Condition, RuleError> {
     Ok(condition)
 }
 
+/// What an evaluation reads for a rule. Rules that read the same share one query, so an
+/// evaluation's cost grows with the different reads, not with the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Read {
+    /// Queue views over a window ending now (depth, backlog and stalled-consumer rules).
+    Queues { window: Duration },
+    /// Dead letters per destination over a window.
+    DeadLetters { window: Duration },
+    /// A quantile of each chain's duration over a window (in millionths, to be a key).
+    ChainQuantile { window: Duration, quantile_millionths: u32 },
+}
+
+impl Read {
+    fn family(&self) -> &'static str {
+        match self {
+            Read::Queues { .. } => "queue_depth, backlog_growth and consumer_stalled",
+            Read::DeadLetters { .. } => "dead_letters",
+            Read::ChainQuantile { .. } => "chain_latency",
+        }
+    }
+}
+
+/// Most different reads among rules of one family (see [`Read`]): windows among queue
+/// rules, windows among dead-letter rules, (window, quantile) pairs among chain rules.
+pub const MAX_READS_PER_FAMILY: usize = 16;
+
+impl Condition {
+    /// The read this condition is judged on.
+    pub fn read(&self) -> Read {
+        match self {
+            Condition::QueueDepth { .. } => Read::Queues { window: Duration::from_secs(600) },
+            Condition::BacklogGrowth { window, .. } => Read::Queues { window: *window },
+            // Rates are judged on the last sixth of the range: make that the window.
+            Condition::ConsumerStalled { window } => Read::Queues { window: window.saturating_mul(6) },
+            Condition::DeadLetters { window, .. } => Read::DeadLetters { window: *window },
+            Condition::ChainLatency { quantile, window, .. } => Read::ChainQuantile {
+                window: *window,
+                quantile_millionths: (quantile * 1e6).round().clamp(0.0, 1e6) as u32,
+            },
+        }
+    }
+}
+
+/// Refuses a condition whose read would be one too many for its family, given the reads
+/// of the other rules; the error names the parameter to change and the reads in use.
+pub fn check_reads<'a>(others: impl IntoIterator<Item = &'a Condition>, new: &Condition) -> Result<(), RuleError> {
+    let read = new.read();
+    let mut in_use: Vec<Read> = others
+        .into_iter()
+        .map(Condition::read)
+        .filter(|r| std::mem::discriminant(r) == std::mem::discriminant(&read))
+        .collect();
+    in_use.sort();
+    in_use.dedup();
+    if in_use.len() < MAX_READS_PER_FAMILY || in_use.contains(&read) {
+        return Ok(());
+    }
+    let shown: Vec<String> = in_use
+        .iter()
+        .map(|r| match r {
+            Read::Queues { window } | Read::DeadLetters { window } => format!("{}s", window.as_secs()),
+            Read::ChainQuantile { window, quantile_millionths } => {
+                format!("{}s at {}", window.as_secs(), f64::from(*quantile_millionths) / 1e6)
+            }
+        })
+        .collect();
+    let field = match read {
+        Read::Queues { .. } => match new {
+            Condition::ConsumerStalled { .. } => "params.seconds",
+            _ => "params.window_seconds",
+        },
+        _ => "params.window_seconds",
+    };
+    Err(err(
+        field,
+        format!(
+            "{} rules already read {MAX_READS_PER_FAMILY} different windows, the most evaluated; use one of {}",
+            read.family(),
+            shown.join(", ")
+        ),
+    ))
+}
+
 /// A validated rule with its id. Rules from the rules file are read-only in the UI.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -281,6 +364,8 @@ pub fn parse_rules_file(text: &str) -> Result<Vec<Rule>, String> {
         let condition = compile(&spec).map_err(|e| format!("rule {} {:?} (line {line}): {e}", i + 1, spec.name))?;
         let slug: String =
             spec.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        check_reads(rules.iter().map(|r: &Rule| &r.condition), &condition)
+            .map_err(|e| format!("rule {} {:?} (line {line}): {e}", i + 1, spec.name))?;
         rules.push(Rule { id: format!("file-{}-{slug}", i + 1), spec, condition, file_managed: true });
     }
     Ok(rules)

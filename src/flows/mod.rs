@@ -23,6 +23,7 @@ pub mod backlog;
 pub mod breakdown;
 pub mod chain_sums;
 pub mod edges;
+pub mod export;
 pub mod ids;
 pub mod map;
 pub mod queries;

@@ -9,14 +9,15 @@
 //!
 //! Cardinality: the first `cap` chains and the first `cap` destinations get their own
 //! label value; later ones are exported as `other`. Fixed once given, so no series ever
-//! moves and none decreases.
+//! moves and none decreases. Only own labels are stored: past the cap every new name is
+//! `other`, so what is remembered stays bounded by the cap whatever the names seen.
 
 use std::collections::BTreeMap;
 
 use duckdb::{params, Connection};
 
 use super::HashMap;
-use crate::store::{in_transaction, StoreError};
+use crate::store::{execute_statements, in_transaction, StoreError};
 
 /// Bucket bounds (seconds) of every latency histogram: 5 ms to 10 minutes.
 pub const LATENCY_BUCKETS: &[f64; LATENCY_BUCKET_COUNT] =
@@ -135,45 +136,41 @@ pub fn flow_increments(flows: &[SettledFlow], mut chain: impl FnMut(&str) -> Str
     inc
 }
 
-/// Gives names their label value under the cardinality cap, remembering every choice.
+/// Gives names their label value under the cardinality cap, remembering own labels.
 struct Labels {
     cap: usize,
     given: HashMap<(String, String), String>,
     own: HashMap<String, usize>,
+    /// Own labels given in this roll-up, to be stored: (kind, name, label).
     new: Vec<(String, String, String)>,
 }
 
 impl Labels {
     fn load(conn: &Connection, cap: usize) -> Result<Labels, StoreError> {
         let mut labels = Labels { cap, given: HashMap::default(), own: HashMap::default(), new: Vec::new() };
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/export_labels.sql"))?;
+        let mut stmt = conn.prepare(include_str!("../../queries/export_labels.sql"))?;
         let rows =
             stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
         for row in rows {
             let (kind, name, label) = row?;
-            if label != OTHER {
-                *labels.own.entry(kind.clone()).or_default() += 1;
-            }
+            *labels.own.entry(kind.clone()).or_default() += 1;
             labels.given.insert((kind, name), label);
         }
         Ok(labels)
     }
 
     fn of(&mut self, kind: &str, name: &str) -> String {
-        let key = (kind.to_owned(), name.to_owned());
-        if let Some(l) = self.given.get(&key) {
+        if let Some(l) = self.given.get(&(kind.to_owned(), name.to_owned())) {
             return l.clone();
         }
         let own = self.own.entry(kind.to_owned()).or_default();
-        let label = if *own < self.cap && name != OTHER {
-            *own += 1;
-            name.to_owned()
-        } else {
-            OTHER.to_owned()
-        };
-        self.new.push((kind.to_owned(), name.to_owned(), label.clone()));
-        self.given.insert(key, label.clone());
-        label
+        if *own >= self.cap || name == OTHER {
+            return OTHER.to_owned();
+        }
+        *own += 1;
+        self.new.push((kind.to_owned(), name.to_owned(), name.to_owned()));
+        self.given.insert((kind.to_owned(), name.to_owned()), name.to_owned());
+        name.to_owned()
     }
 }
 
@@ -201,7 +198,7 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
         let mut labels = Labels::load(conn, cap)?;
         let range = params![flows_from, flows_to];
 
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/rollup_flows.sql"))?;
+        let mut stmt = conn.prepare(include_str!("../../queries/rollup_flows.sql"))?;
         let flows: Vec<SettledFlow> = stmt
             .query_map(range, |r| {
                 Ok(SettledFlow {
@@ -217,7 +214,7 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
         let mut inc = flow_increments(&flows, |c| labels.of("chain", c));
 
         let strings = |sql: &str| -> Result<Vec<String>, StoreError> {
-            let mut stmt = conn.prepare_cached(sql)?;
+            let mut stmt = conn.prepare(sql)?;
             let rows = stmt.query_map(params![flows_from, flows_to], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
@@ -229,14 +226,14 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
             let d = if d.is_empty() { "(none)".to_owned() } else { labels.of("destination", &d) };
             inc.add("flowscope_retries_total", &[("destination", &d)], 1.0);
         }
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/rollup_hops.sql"))?;
+        let mut stmt = conn.prepare(include_str!("../../queries/rollup_hops.sql"))?;
         let hops = stmt.query_map(range, |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
         for hop in hops {
             let (d, wait_ms) = hop?;
             let d = labels.of("destination", &d);
             inc.observe("flowscope_queue_wait_seconds", &[("destination", &d)], wait_ms / 1000.0);
         }
-        let mut stmt = conn.prepare_cached(include_str!("../../queries/rollup_queue_counts.sql"))?;
+        let mut stmt = conn.prepare(include_str!("../../queries/rollup_queue_counts.sql"))?;
         let counts = stmt.query_map(params![counts_from, counts_to], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
         })?;
@@ -248,15 +245,20 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
             inc.add("flowscope_queue_consumed_total", l, consumed as f64);
         }
 
-        let mut add = conn.prepare_cached(include_str!("../../queries/export_counter_add.sql"))?;
-        for ((metric, labels), by) in &inc.into_counters() {
-            add.execute(params![metric, labels, by])?;
+        execute_statements(conn, include_str!("../../queries/export_increments.sql"), &[])?;
+        {
+            let mut increments = conn.appender("export_increments")?;
+            for ((metric, labels), by) in &inc.into_counters() {
+                increments.append_row(params![metric, labels, by])?;
+            }
+            increments.flush()?;
         }
-        let mut insert = conn.prepare_cached(include_str!("../../queries/export_label_insert.sql"))?;
+        conn.execute(include_str!("../../queries/export_counter_add.sql"), [])?;
+        let mut insert = conn.prepare(include_str!("../../queries/export_label_insert.sql"))?;
         for (kind, name, label) in &labels.new {
             insert.execute(params![kind, name, label])?;
         }
-        let mut set = conn.prepare_cached(include_str!("../../queries/rollup_progress_set.sql"))?;
+        let mut set = conn.prepare(include_str!("../../queries/rollup_progress_set.sql"))?;
         set.execute(params!["flows", flows_to])?;
         set.execute(params!["queue_counts", counts_to])?;
         Ok(flows.len())
@@ -265,19 +267,19 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
 
 /// Every rolled-up series: (metric, rendered labels, value).
 pub fn counters(conn: &Connection) -> Result<Vec<(String, String, f64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(include_str!("../../queries/export_counters.sql"))?;
+    let mut stmt = conn.prepare(include_str!("../../queries/export_counters.sql"))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The label value a destination is exported under (for gauges read at scrape time).
+/// Destinations exported under a label of their own (for the queue-depth gauge).
 pub fn destination_labels(conn: &Connection) -> Result<HashMap<String, String>, StoreError> {
-    let mut stmt = conn.prepare_cached(include_str!("../../queries/export_labels.sql"))?;
+    let mut stmt = conn.prepare(include_str!("../../queries/export_labels.sql"))?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     let mut out = HashMap::default();
     for row in rows {
         let (kind, name, label) = row?;
-        if kind == "destination" {
+        if kind == "destination" && label != OTHER {
             out.insert(name, label);
         }
     }
@@ -339,6 +341,6 @@ mod tests {
         assert_eq!(labels.of("chain", "a"), "a");
         assert_eq!(labels.of("destination", "q"), "q", "each kind has its own cap");
         assert_eq!(labels.of("chain", "c"), OTHER);
-        assert_eq!(labels.new.len(), 4);
+        assert_eq!(labels.new.len(), 3, "only own labels are remembered");
     }
 }

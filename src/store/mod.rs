@@ -5,6 +5,7 @@
 //! [`retention`], and the row builders in [`tables`].
 
 mod feed;
+pub mod reads;
 pub mod retention;
 pub mod tables;
 mod writer;
@@ -58,16 +59,13 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (21, "join_hashes", include_str!("../../queries/migrations/021_join_hashes.sql")),
     (22, "hop_retry", include_str!("../../queries/migrations/022_hop_retry.sql")),
     (23, "stitch_set_aside", include_str!("../../queries/migrations/023_stitch_set_aside.sql")),
+    (24, "export_own_labels", include_str!("../../queries/migrations/024_export_own_labels.sql")),
 ];
-
-/// How many read connections the pool keeps. DuckDB parallelises each query internally,
-/// so a few connections are enough to keep pages from queueing behind each other.
-const MAX_IDLE_READERS: usize = 8;
 
 pub struct Store {
     /// Kept open for the life of the store; every other connection is cloned from it.
     root: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    reads: Arc<reads::ReadPool>,
     /// Background writes (alert state, retention, metric roll-ups) take turns on this
     /// connection, so they never conflict with each other; ingest has its own writer.
     background: Mutex<Connection>,
@@ -97,7 +95,7 @@ impl Store {
         let background = Mutex::new(conn.try_clone()?);
         Ok(Arc::new(Store {
             root: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            reads: Arc::new(reads::ReadPool::new()),
             background,
             path: path.to_owned(),
         }))
@@ -118,14 +116,24 @@ impl Store {
         Writer::start(self.connect()?, config)
     }
 
-    /// Runs `f` on a pooled read connection off the async runtime.
+    /// Runs `f` on a pooled read connection off the async runtime, once one of
+    /// [`reads::MAX_READS`] slots is free; dropping the returned future interrupts it.
+    ///
+    /// Statements that return strings are prepared afresh (`prepare`, not
+    /// `prepare_cached`): a cached statement run again after other statements had changed
+    /// the file read its strings back garbled (duckdb 1.10506, seen 2026-12-07).
     pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(self);
-        off_runtime(move || store.read_blocking(f)).await
+        self.reads.run(move || store.connect(), f).await
+    }
+
+    /// Reads running now, and reads interrupted since start because their caller left.
+    pub fn reads_in_flight(&self) -> (usize, usize) {
+        (self.reads.in_flight(), self.reads.interrupted())
     }
 
     /// Runs `f` on the background-write connection, one writer at a time, off the async
@@ -141,15 +149,9 @@ impl Store {
 
     /// The blocking form of [`Store::read`], for background threads and tools.
     pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let conn = match self.readers.lock().pop() {
-            Some(conn) => conn,
-            None => self.connect()?,
-        };
+        let conn = self.reads.take(|| self.connect())?;
         let result = f(&conn);
-        let mut idle = self.readers.lock();
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
+        self.reads.give_back(conn);
         result
     }
 

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::api::{now_nanos, ApiError};
-use super::page::{render, Layout, PageError, PageParams};
+use super::page::{page_query, render, Layout, PageError, PageParams, Pager, ROWS_PER_PAGE};
 use super::AppState;
 use crate::alerts::rules::{params_of, Rule, RuleError, RuleSpec, KINDS, SEVERITIES};
 use crate::alerts::{store as alert_store, AlertError};
@@ -209,7 +209,10 @@ struct AlertsPage {
     layout: Layout,
     csrf: String,
     rules: Vec<RuleRow>,
+    pager: Pager,
+    /// The first [`ROWS_PER_PAGE`] active alerts, firing first, of `active_total`.
     active: Vec<ActiveRow>,
+    active_total: usize,
     history: Vec<(String, String, String, String, String)>,
     deliveries: Vec<(String, String, String, String, String, String)>,
     webhooks: Vec<String>,
@@ -231,12 +234,19 @@ fn subject(labels: &BTreeMap<String, String>) -> String {
 async fn alerts_view(state: &AppState, p: &PageParams, form: FormView) -> Result<AlertsPage, PageError> {
     let range = p.range.resolve(now_nanos())?;
     let instances = state.alerts.instances();
-    let rules = state
-        .alerts
-        .rules()
+    let mut active_per_rule: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for i in &instances {
+        *active_per_rule.entry(i.rule_id.as_str()).or_default() += 1;
+    }
+    let all_rules = state.alerts.rules();
+    let rq = p.range_query();
+    let pager =
+        Pager::new(all_rules.len(), p.page, |n| format!("/alerts?{}", page_query(&[("page", &n.to_string())], &rq)));
+    let rules = pager
+        .rows(all_rules)
         .into_iter()
         .map(|r| RuleRow {
-            active: instances.iter().filter(|i| i.rule_id == r.id).count(),
+            active: active_per_rule.get(r.id.as_str()).copied().unwrap_or(0),
             params: r.spec.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
             for_seconds: format!("{}s", r.spec.for_seconds),
             id: r.id,
@@ -264,6 +274,8 @@ async fn alerts_view(state: &AppState, p: &PageParams, form: FormView) -> Result
         })
         .collect();
     active.sort_by(|a, b| b.state.cmp(&a.state).then(a.name.cmp(&b.name)));
+    let active_total = active.len();
+    active.truncate(ROWS_PER_PAGE);
     let history = alert_store::history(&state.store, 100)
         .await?
         .into_iter()
@@ -288,7 +300,9 @@ async fn alerts_view(state: &AppState, p: &PageParams, form: FormView) -> Result
         layout: p.layout("Alerts", "alerts", "/alerts", range),
         csrf: state.csrf_token.clone(),
         rules,
+        pager,
         active,
+        active_total,
         history,
         deliveries,
         webhooks: state.alerts.webhooks().iter().map(|w| w.display()).collect(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -44,6 +44,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Not ready yet (answered 503, with a retry hint).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
 }
@@ -65,6 +68,10 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => {
+                let body = Json(ErrorBody { error: self.to_string() });
+                return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], body).into_response();
+            }
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(ErrorBody { error: self.to_string() })).into_response()
@@ -131,6 +138,7 @@ pub struct Delivery {
 #[derive(Debug, Serialize)]
 pub struct AlertsView {
     pub evaluations: u64,
+    pub last_evaluation: crate::alerts::EvaluationStats,
     pub rule_errors: std::collections::BTreeMap<String, String>,
     pub active: Vec<crate::alerts::state::Instance>,
     pub history: Vec<alert_store::HistoryEntry>,
@@ -417,6 +425,7 @@ async fn alerts(State(state): State<Arc<AppState>>) -> Result<Json<AlertsView>, 
         .collect();
     Ok(Json(AlertsView {
         evaluations: state.alerts.evaluations(),
+        last_evaluation: state.alerts.last_evaluation(),
         rule_errors: state.alerts.rule_errors(),
         active: state.alerts.instances(),
         history,

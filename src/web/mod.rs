@@ -4,6 +4,7 @@
 pub mod alert_pages;
 pub mod api;
 pub mod charts;
+pub mod client_share;
 pub mod flow_metrics;
 pub mod hosts;
 pub mod layered;
@@ -14,6 +15,8 @@ mod self_metrics;
 pub mod timeline;
 
 use std::sync::Arc;
+
+use client_share::ClientShare;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -75,8 +78,8 @@ pub struct FlowsState {
     pub destination_patterns: DestinationPatterns,
     pub quiet_period: Duration,
     pub max_flow_spans: usize,
-    /// Chains (and destinations) exported with their own label on `/metrics/flows`.
-    pub metrics_series_limit: usize,
+    /// The text of `/metrics/flows`, prepared in the background.
+    pub flow_metrics: crate::flows::export::Prepared,
 }
 
 impl FlowsState {
@@ -108,7 +111,8 @@ pub fn router(state: Arc<AppState>, token: BearerToken, hosts: HostPolicy) -> Ro
         .merge(pages::router())
         .merge(map::router())
         .merge(alert_pages::router())
-        .layer(middleware::from_fn_with_state(token, auth::require));
+        .layer(middleware::from_fn_with_state(token, auth::require))
+        .layer(middleware::from_fn_with_state(Arc::new(ClientShare::default()), client_share::limit));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/static/{*file}", get(static_file))
@@ -162,8 +166,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     // A scrape still answers when the database is busy; only the DuckDB lines go missing.
-    let duckdb_memory = state.store.duckdb_memory().await.unwrap_or_default();
+    let duckdb_memory = tokio::time::timeout(Duration::from_secs(1), state.store.duckdb_memory())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let mut text = self_metrics::render(&state.ingest, &duckdb_memory);
+    self_metrics::render_reads(&mut text, state.store.reads_in_flight());
     self_metrics::render_stages(&mut text, &state.stages());
     self_metrics::render_stitching(&mut text, &state.flows.progress.borrow());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)

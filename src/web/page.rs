@@ -51,6 +51,47 @@ pub fn page_query(own: &[(&str, &str)], rest: &str) -> String {
         .join("&")
 }
 
+/// Rows per page of the long lists: chains, destinations, alert rules.
+pub const ROWS_PER_PAGE: usize = 100;
+
+/// Which rows of a long list a page shows, and links to the pages before and after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pager {
+    pub number: usize,
+    pub pages: usize,
+    pub total: usize,
+    /// The rows shown, 1-based and inclusive, for "101-200 of 5,000".
+    pub first: usize,
+    pub last: usize,
+    /// Empty on the first (last) page.
+    pub previous_href: String,
+    pub next_href: String,
+}
+
+impl Pager {
+    /// Page `requested` (clamped to those there are) of `total` rows; `href(n)` is the
+    /// address of page `n`.
+    pub fn new(total: usize, requested: Option<usize>, href: impl Fn(usize) -> String) -> Pager {
+        let pages = total.div_ceil(ROWS_PER_PAGE).max(1);
+        let number = requested.unwrap_or(1).clamp(1, pages);
+        let first = (number - 1) * ROWS_PER_PAGE;
+        Pager {
+            number,
+            pages,
+            total,
+            first: (first + 1).min(total),
+            last: (first + ROWS_PER_PAGE).min(total),
+            previous_href: if number > 1 { href(number - 1) } else { String::new() },
+            next_href: if number < pages { href(number + 1) } else { String::new() },
+        }
+    }
+
+    /// The rows of this page out of all of them.
+    pub fn rows<T>(&self, all: Vec<T>) -> Vec<T> {
+        all.into_iter().skip((self.number - 1) * ROWS_PER_PAGE).take(ROWS_PER_PAGE).collect()
+    }
+}
+
 /// The query string every page shares: the range and the refresh toggle.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct PageParams {
@@ -62,6 +103,8 @@ pub struct PageParams {
     pub q: Option<String>,
     /// The overview: only chains through this service.
     pub service: Option<String>,
+    /// Which page of a long list (chains, destinations, rules), from 1.
+    pub page: Option<usize>,
     /// How far behind the flows are, when they are (see `FlowsState::notice`).
     #[serde(skip)]
     pub notice: Option<String>,
@@ -187,6 +230,7 @@ impl IntoResponse for PageError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Not possible"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Busy"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
         };
         let params = PageParams::default();
@@ -206,3 +250,31 @@ pub fn render<T: Template>(t: &T) -> Html<String> {
 }
 
 pub type PageResult = Result<Html<String>, PageError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagers_clamp_and_link_their_neighbours() {
+        let href = |n: usize| format!("/?page={n}");
+        let cases = [
+            // (rows, requested) -> (page, pages, first, last, previous, next)
+            ((0, None), (1, 1, 0, 0, "", "")),
+            ((50, Some(3)), (1, 1, 1, 50, "", "")),
+            ((250, None), (1, 3, 1, 100, "", "/?page=2")),
+            ((250, Some(2)), (2, 3, 101, 200, "/?page=1", "/?page=3")),
+            ((250, Some(99)), (3, 3, 201, 250, "/?page=2", "")),
+            ((250, Some(0)), (1, 3, 1, 100, "", "/?page=2")),
+        ];
+        for ((rows, requested), (number, pages, first, last, previous, next)) in cases {
+            let p = Pager::new(rows, requested, href);
+            assert_eq!(
+                (p.number, p.pages, p.first, p.last, p.previous_href.as_str(), p.next_href.as_str()),
+                (number, pages, first, last, previous, next),
+                "{rows} rows, page {requested:?}"
+            );
+            assert_eq!(p.rows((0..rows).collect()).len(), if rows == 0 { 0 } else { last - first + 1 });
+        }
+    }
+}

@@ -12,7 +12,7 @@ use axum::Router;
 
 use super::api::{load_flow, now_nanos, parse_bucket, ApiError};
 use super::charts::{self, fmt_count, fmt_datetime, fmt_ms, fmt_rate, LineSeries, PairedBar};
-use super::page::{page_query, render, Layout, PageError, PageParams, PageResult};
+use super::page::{page_query, render, Layout, PageError, PageParams, PageResult, Pager};
 use super::timeline::{pct, timeline_rows, TimelineRow};
 use super::AppState;
 use crate::flows::backlog::QueueStatus;
@@ -61,6 +61,7 @@ struct OverviewPage {
     layout: Layout,
     empty: bool,
     chains: Vec<ChainRow>,
+    pager: Pager,
     sort_links: Vec<(String, String)>,
     firing_alerts: usize,
     troubled_queues: Vec<TroubledQueue>,
@@ -100,7 +101,13 @@ async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResu
     let rq = p.range_query();
     let service = p.service.clone().unwrap_or_default();
     let own: Vec<(&str, &str)> = if service.is_empty() { vec![] } else { vec![("service", service.as_str())] };
-    let rows = chains
+    let pager = Pager::new(chains.len(), p.page, |n| {
+        let page = n.to_string();
+        let sorted: &[(&str, &str)] = &[("sort", sort.as_str()), ("page", page.as_str())];
+        format!("/?{}", page_query(&[own.as_slice(), sorted].concat(), &rq))
+    });
+    let rows = pager
+        .rows(chains)
         .into_iter()
         .map(|(c, series)| {
             let p95s: Vec<f64> = series.iter().map(|x| x.p95_ms).collect();
@@ -137,6 +144,7 @@ async fn overview(State(state): State<Arc<AppState>>, p: PageParams) -> PageResu
         layout: p.layout_with("Overview", "overview", "/", &own, range),
         empty,
         chains: rows,
+        pager,
         sort_links,
         firing_alerts: state
             .alerts
@@ -398,12 +406,17 @@ pub struct QueueCard {
 struct QueuesPage {
     layout: Layout,
     queues: Vec<QueueCard>,
+    pager: Pager,
 }
 
 async fn queues(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult {
     let range = p.range.resolve(now_nanos())?;
     let queues = queries::queues(&state.store, range).await?;
-    let cards = queues
+    let rq = p.range_query();
+    let pager =
+        Pager::new(queues.len(), p.page, |n| format!("/queues?{}", page_query(&[("page", &n.to_string())], &rq)));
+    let cards = pager
+        .rows(queues)
         .iter()
         .map(|q| QueueCard {
             destination: q.destination.clone(),
@@ -429,7 +442,7 @@ async fn queues(State(state): State<Arc<AppState>>, p: PageParams) -> PageResult
             ),
         })
         .collect();
-    Ok(render(&QueuesPage { layout: p.layout("Queues", "queues", "/queues", range), queues: cards }))
+    Ok(render(&QueuesPage { layout: p.layout("Queues", "queues", "/queues", range), queues: cards, pager }))
 }
 
 // ---------------------------------------------------------------- retries

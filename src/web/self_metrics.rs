@@ -15,6 +15,15 @@ pub fn render_stages(out: &mut String, stages: &[(&'static str, Option<String>)]
     }
 }
 
+/// Page and API reads of the database: running now, and interrupted because their
+/// client left or their deadline passed.
+pub fn render_reads(out: &mut String, (in_flight, interrupted): (usize, usize)) {
+    let _ = writeln!(out, "# HELP flowscope_store_reads_in_flight Page and API reads running (at most {})\n# TYPE flowscope_store_reads_in_flight gauge", crate::store::reads::MAX_READS);
+    let _ = writeln!(out, "flowscope_store_reads_in_flight {in_flight}");
+    let _ = writeln!(out, "# HELP flowscope_store_reads_interrupted_total Reads interrupted because their client left or their deadline passed\n# TYPE flowscope_store_reads_interrupted_total counter");
+    let _ = writeln!(out, "flowscope_store_reads_interrupted_total {interrupted}");
+}
+
 pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let mut out = String::with_capacity(4096);
     let stats = ingest.stats();

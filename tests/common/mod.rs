@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use flowscope::config::Config;
+use flowscope::config::{Config, ServeArgs};
 use flowscope::server::{self, Running};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -36,8 +36,20 @@ impl TestServer {
 
     /// Starts on the database in `dir` (a restart, when `dir` came from [`TestServer::stop`]).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with_args(dir, |_| {}, tweak).await
+    }
+
+    /// [`TestServer::start_in`] with command-line settings (`--memory-limit` and the like,
+    /// which other settings are derived from) as well.
+    pub async fn start_with_args(
+        dir: tempfile::TempDir,
+        args: impl FnOnce(&mut ServeArgs),
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let db = dir.path().join("data/flowscope.duckdb");
-        let mut config = Config::with_db(db.clone());
+        let mut serve = ServeArgs { db: Some(db.clone()), ..Default::default() };
+        args(&mut serve);
+        let mut config = Config::from_args(serve).expect("valid settings");
         let any = "127.0.0.1:0".parse().unwrap();
         config.otlp_grpc = any;
         config.otlp_http = any;

@@ -40,7 +40,7 @@ fn read_sums(
     service: Option<&str>,
 ) -> Result<BTreeMap<String, ChainSums>, StoreError> {
     let service = service.map(edges::service_node);
-    let mut stmt = c.prepare_cached(include_str!("../../../queries/chain_sums.sql"))?;
+    let mut stmt = c.prepare(include_str!("../../../queries/chain_sums.sql"))?;
     let rows = stmt
         .query_map(params![parts.from, parts.to, parts.part_ns, chain, service], |r| {
             // Kinds this build does not know (written by a newer one) are skipped.
@@ -124,7 +124,7 @@ pub async fn chain_quantiles(
 ) -> Result<Vec<(String, f64)>, StoreError> {
     store
         .read(move |c| {
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/chain_quantile.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/chain_quantile.sql"))?;
             let rows = stmt.query_map(params![range.from, range.to, quantile], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -181,7 +181,7 @@ pub async fn chain_breakdown(store: &Arc<Store>, range: Range, chain: String) ->
             // about twice the sample, so that the ranking sorts thousands of rows.
             let thin = |flows: i64| ((flows as f64 * share) as i64 / (BREAKDOWN_SAMPLE * 2)).max(1);
             let sql = include_str!("../../../queries/chain_breakdown.sql").replace("SAMPLE_PERCENT", percent);
-            let mut stmt = c.prepare_cached(&sql)?;
+            let mut stmt = c.prepare(&sql)?;
             let rows = stmt
                 .query_map(
                     params![

@@ -61,12 +61,12 @@ pub async fn flows(
         .read(move |c| {
             let rows = match order {
                 FlowOrder::Newest => c
-                    .prepare_cached(include_str!("../../../queries/flows_by_time.sql"))?
+                    .prepare(include_str!("../../../queries/flows_by_time.sql"))?
                     .query_map(params![range.from, range.to, chain, limit], flow_row)?
                     .collect::<Result<_, _>>()?,
                 FlowOrder::Slowest => {
                     let floor = super::chains::slowest_floor_ms(c, range, chain.as_deref(), limit)?;
-                    c.prepare_cached(include_str!("../../../queries/flows_by_duration.sql"))?
+                    c.prepare(include_str!("../../../queries/flows_by_duration.sql"))?
                         .query_map(params![range.from, range.to, chain, limit, floor], flow_row)?
                         .collect::<Result<_, _>>()?
                 }
@@ -167,7 +167,7 @@ pub async fn flow(store: &Arc<Store>, id: String, reading: FlowReading) -> Resul
 fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Option<FlowDetail>, StoreError> {
     let Some(trace) = TraceId::parse(id) else { return Ok(None) };
     let summary = c
-        .prepare_cached(include_str!("../../../queries/flow_summary.sql"))?
+        .prepare(include_str!("../../../queries/flow_summary.sql"))?
         .query_map(params![trace.hex(), trace.join_hash()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get(4)?))
         })?
@@ -185,7 +185,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     let mut facts: Vec<SpanFacts> = Vec::new();
     let mut extras: Vec<Extra> = Vec::new();
     {
-        let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_spans.sql"))?;
+        let mut stmt = c.prepare(include_str!("../../../queries/flow_spans.sql"))?;
         let limit = reading.max_spans.saturating_add(1) as i64;
         for b in stmt.query_arrow(params![flow_id, start, end, limit, updated])? {
             intake::spans_from_batch(&b, None, &mut facts);
@@ -213,7 +213,7 @@ fn flow_blocking(c: &Connection, id: &str, reading: &FlowReading) -> Result<Opti
     type LinkRow = (String, String, String, String, Option<String>, Option<String>);
     let mut link_rows: Vec<LinkRow> = Vec::new();
     {
-        let mut stmt = c.prepare_cached(include_str!("../../../queries/flow_links.sql"))?;
+        let mut stmt = c.prepare(include_str!("../../../queries/flow_links.sql"))?;
         let rows = stmt.query_map(params![flow_id, start, end, updated], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })?;
@@ -357,7 +357,7 @@ pub async fn search(store: &Arc<Store>, q: String) -> Result<Vec<SearchHit>, Sto
 }
 
 fn search_with(c: &Connection, sql: &str, params: impl duckdb::Params) -> Result<Vec<SearchHit>, StoreError> {
-    let mut stmt = c.prepare_cached(sql)?;
+    let mut stmt = c.prepare(sql)?;
     let rows = stmt.query_map(params, |r| {
         Ok(SearchHit { flow_id: r.get(0)?, chain: r.get(1)?, start_unix_nano: r.get(2)?, duration_ms: r.get(3)? })
     })?;
@@ -384,8 +384,6 @@ pub struct SetAsideRow {
 pub async fn set_aside_commits(store: &Arc<Store>) -> Result<Vec<SetAsideRow>, StoreError> {
     store
         .read(|c| {
-            // Prepared afresh: a cached statement read its strings back garbled once rows
-            // had been added after its first run (duckdb 1.10506, seen 2026-12-07).
             let mut stmt = c.prepare(include_str!("../../../queries/stitch_set_aside_recent.sql"))?;
             let rows = stmt.query_map([], |r| {
                 Ok(SetAsideRow { commit_seq: r.get(0)?, reason: r.get(1)?, set_aside_unix_nano: r.get(2)? })
@@ -398,7 +396,7 @@ pub async fn set_aside_commits(store: &Arc<Store>) -> Result<Vec<SetAsideRow>, S
 pub async fn ignored_keys(store: &Arc<Store>) -> Result<Vec<IgnoredKeyRow>, StoreError> {
     store
         .read(|c| {
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/ignored_join_keys.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/ignored_join_keys.sql"))?;
             let rows = stmt.query_map([], |r| {
                 Ok(IgnoredKeyRow {
                     kind: r.get(0)?,

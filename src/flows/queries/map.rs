@@ -17,7 +17,7 @@ pub async fn flow_map(store: &Arc<Store>, range: Range, chain: Option<String>) -
     // Whole slots: the one `from` falls in counts, and the rate is over what they cover.
     let from = edges::slot_of(range.from);
     let read = store.read(move |c| {
-        let mut stmt = c.prepare_cached(include_str!("../../../queries/map_edges.sql"))?;
+        let mut stmt = c.prepare(include_str!("../../../queries/map_edges.sql"))?;
         let rows = stmt
             .query_map(params![from, range.to, chain], |r| {
                 // Kinds this build does not know (written by a newer one) are skipped.
@@ -67,7 +67,7 @@ pub async fn flows_across_edge(
                 );
                 all
             };
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/flows_across_edge.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/flows_across_edge.sql"))?;
             let mut found: Vec<FlowRow> = Vec::new();
             for s in every_name(&source) {
                 for t in every_name(&target) {

@@ -25,7 +25,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
     let (points, flows, names) = store
         .read(move |c| {
             let mut points: BTreeMap<(String, String), Vec<DepthPoint>> = BTreeMap::new();
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/queue_depth_points.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/queue_depth_points.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to])?;
             while let Some(r) = rows.next()? {
                 points.entry((r.get(0)?, r.get(1)?)).or_default().push(DepthPoint {
@@ -35,7 +35,7 @@ pub async fn queues(store: &Arc<Store>, range: Range) -> Result<Vec<QueueView>, 
                 });
             }
             let mut counted: BTreeMap<(String, String), Vec<(i64, i64, i64, i64)>> = BTreeMap::new();
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/queue_span_flow.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/queue_span_flow.sql"))?;
             let mut rows = stmt.query(params![range.from, range.to, bucket])?;
             while let Some(r) = rows.next()? {
                 let counts = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
@@ -90,7 +90,7 @@ pub struct RetryView {
 pub async fn retries(store: &Arc<Store>, range: Range, bucket_ns: i64) -> Result<RetryView, StoreError> {
     store
         .read(move |c| {
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/retry_heatmap.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/retry_heatmap.sql"))?;
             let cells = stmt
                 .query_map(params![range.from, range.to, bucket_ns], |r| {
                     Ok(HeatCell {
@@ -100,7 +100,7 @@ pub async fn retries(store: &Arc<Store>, range: Range, bucket_ns: i64) -> Result
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/retry_attempts.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/retry_attempts.sql"))?;
             let attempts = stmt
                 .query_map(params![range.from, range.to], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
@@ -123,7 +123,7 @@ pub struct DeadLetterRow {
 pub async fn dead_letters(store: &Arc<Store>, range: Range) -> Result<Vec<DeadLetterRow>, StoreError> {
     store
         .read(move |c| {
-            let mut stmt = c.prepare_cached(include_str!("../../../queries/dead_letters.sql"))?;
+            let mut stmt = c.prepare(include_str!("../../../queries/dead_letters.sql"))?;
             let rows = stmt.query_map(params![range.from, range.to], |r| {
                 Ok(DeadLetterRow {
                     time_unix_nano: r.get(0)?,
@@ -133,6 +133,34 @@ pub async fn dead_letters(store: &Arc<Store>, range: Range) -> Result<Vec<DeadLe
                     message_id: r.get(4)?,
                     correlation_id: r.get(5)?,
                     error: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+}
+
+/// Dead letters into one destination over a range, for alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterCount {
+    pub destination: String,
+    pub count: i64,
+    pub latest_flow_id: String,
+    pub latest_error: Option<String>,
+}
+
+/// Every dead-letter destination's count over `range` (one row per destination, not per
+/// dead letter: a storm of them costs the same to judge).
+pub async fn dead_letter_counts(store: &Arc<Store>, range: Range) -> Result<Vec<DeadLetterCount>, StoreError> {
+    store
+        .read(move |c| {
+            let mut stmt = c.prepare(include_str!("../../../queries/dead_letter_counts.sql"))?;
+            let rows = stmt.query_map(params![range.from, range.to], |r| {
+                Ok(DeadLetterCount {
+                    destination: r.get(0)?,
+                    count: r.get(1)?,
+                    latest_flow_id: r.get(2)?,
+                    latest_error: r.get(3)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

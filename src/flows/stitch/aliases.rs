@@ -16,7 +16,7 @@ const MAX_LEARNT: usize = 10_000;
 
 /// Every queue alias stored (learnt or configured; migration 007).
 pub(crate) fn stored(c: &Connection) -> Result<Vec<QueueAlias>, StoreError> {
-    let mut stmt = c.prepare_cached(include_str!("../../../queries/queue_aliases.sql"))?;
+    let mut stmt = c.prepare(include_str!("../../../queries/queue_aliases.sql"))?;
     let rows = stmt.query_map([], |r| Ok(QueueAlias { system: r.get(0)?, alias: r.get(1)?, queue: r.get(2)? }))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -59,7 +59,7 @@ impl QueueAliases {
             return Ok(());
         }
         in_transaction(conn, || {
-            let mut insert = conn.prepare_cached(include_str!("../../../queries/queue_alias_insert.sql"))?;
+            let mut insert = conn.prepare(include_str!("../../../queries/queue_alias_insert.sql"))?;
             for a in &new {
                 insert.execute(params![a.system, a.alias, a.queue, now, "learnt"])?;
             }
