@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// Analyse and show at most this many spans of one flow; larger flows are truncated [default: 10000]
     #[arg(long, env = "FLOWSCOPE_MAX_FLOW_SPANS", value_name = "SPANS")]
     pub max_flow_spans: Option<usize>,
+    /// Threads the stitcher analyses flows on [default: the cores available]
+    #[arg(long, env = "FLOWSCOPE_STITCH_THREADS", value_name = "N")]
+    pub stitch_threads: Option<usize>,
     /// TOML file of alert rules (`[[rules]]`), shown read-only in the UI
     #[arg(long, env = "FLOWSCOPE_RULES", value_name = "FILE")]
     pub rules: Option<PathBuf>,
@@ -146,6 +149,7 @@ pub struct FileConfig {
     pub settle_after: Option<String>,
     pub join_key_limit: Option<usize>,
     pub max_flow_spans: Option<usize>,
+    pub stitch_threads: Option<usize>,
     pub rules: Option<PathBuf>,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -410,6 +414,7 @@ impl Config {
                 // A round's rows join the working set; a quarter of it keeps rounds short.
                 round_rows: budget.stitcher_spans / 4,
                 join_filter_bytes: budget.join_filter_bytes,
+                threads: args.stitch_threads.or(file.stitch_threads).unwrap_or(stitch_default.threads).max(1),
                 ..stitch_default
             },
             file_rules,

@@ -101,4 +101,27 @@ fn ingest_overload_query_growth_and_stitch_benchmarks_run_and_report() {
     for key in ["stitcher_thread_cpu_s_per_million", "process_cpu_s_per_million", "spans_per_s"] {
         assert!(stitch[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {stitch}");
     }
+
+    // The sustained rate: a ramp of three short steps and a short hold.
+    let sustained = bench(&[
+        "sustained",
+        "--start",
+        "1000",
+        "--step",
+        "1000",
+        "--max",
+        "3000",
+        "--step-seconds",
+        "2",
+        "--hold-seconds",
+        "3",
+        "--connections",
+        "4",
+        "--batch",
+        "100",
+    ]);
+    let steps = sustained["steps"].as_array().unwrap();
+    assert!(!steps.is_empty() && steps.len() <= 3, "{sustained}");
+    assert!(steps[0]["committed_spans_per_s"].as_f64().is_some_and(|c| c > 0.0), "{sustained}");
+    assert!(sustained["sustained_spans_per_s"].as_u64().is_some(), "{sustained}");
 }

@@ -5,6 +5,7 @@
 
 pub mod growth;
 pub mod process;
+pub mod sustained;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub enum BenchCommand {
     /// The stitcher alone: every stored flow recomputed (as `flowscope restitch` does),
     /// its CPU per span
     Stitch(StitchArgs),
+    /// The highest rate held for minutes with the stitch lag under 10 s and nothing refused
+    Sustained(sustained::SustainedArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +106,7 @@ pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
         BenchCommand::Overload(a) => (overload(&a).await?, a.out),
         BenchCommand::Growth(a) => (growth::growth(&a).await?, a.out),
         BenchCommand::Stitch(a) => (stitch(&a).await?, a.out),
+        BenchCommand::Sustained(a) => (sustained::sustained(&a).await?, a.out),
     };
     print_table(&report);
     if let Some(path) = out {

@@ -8,17 +8,20 @@
 use duckdb::Connection;
 
 use crate::flows::analysis::{FlowAnalysis, SpanFacts};
-use crate::flows::edges::{self, EdgeChanges};
+use crate::flows::edges::{self, Cells, EdgeChanges};
 use crate::flows::ids::{trace_hash, TraceId};
 use crate::flows::steps::steps_json;
 use crate::flows::HashSet;
-use crate::store::tables::{FlowDeadLetterRows, FlowHopRows, FlowJoinKeyRows, FlowRetryRows, FlowRows, FlowTraceRows};
+use crate::store::tables::{
+    FlowDeadLetterRows, FlowHopRows, FlowJoinKeyRows, FlowRetryRows, FlowRows, FlowTraceRows, TableBatch,
+};
 use crate::store::{execute_statements, in_transaction, StoreError};
 
 use super::fan_in::{FanIn, FlowMembers};
 use super::joiner::Joiner;
 use super::late_joins::{LateJoins, FAN_IN, LINK};
 use super::map_sums::MapSums;
+use super::parallel;
 use super::working_set::StoredFlow;
 
 /// Up to this many changed flows are deleted through the indexes, one by one; beyond it a
@@ -56,6 +59,8 @@ pub(super) struct FlowWriter<'a> {
     pub fan_in: &'a FanIn,
     pub late_joins: &'a mut LateJoins,
     pub map_sums: &'a mut MapSums,
+    /// Threads the rows are built on.
+    pub threads: usize,
 }
 
 impl FlowWriter<'_> {
@@ -66,13 +71,13 @@ impl FlowWriter<'_> {
         flows: &[AnalysedFlow<'_>],
         now: i64,
     ) -> Result<(), StoreError> {
-        let conn = self.conn;
+        let (conn, threads) = (self.conn, self.threads);
         let joins = Joins { joiner: self.joiner, fan_in: self.fan_in };
         let (late_joins, map_sums) = (&mut *self.late_joins, &mut *self.map_sums);
         let edge_rows = in_transaction(conn, || {
             let mut edge_changes = EdgeChanges::default();
             delete_stale(conn, stale, &mut edge_changes)?;
-            append_flows(conn, &joins, late_joins, flows, now, &mut edge_changes)?;
+            append_flows(conn, &joins, late_joins, flows, now, &mut edge_changes, threads)?;
             map_sums.append(conn, &edge_changes)
         })?;
         map_sums.appended(edge_rows);
@@ -137,6 +142,17 @@ struct Joins<'a> {
     fan_in: &'a FanIn,
 }
 
+/// The rows of a share of a round's flows, built on one thread: the tables' batches, the
+/// join hashes written (for the late-join filter), and each flow's map cells.
+struct Built {
+    batches: Vec<TableBatch>,
+    join_hashes: Vec<i64>,
+    cells: Vec<(String, i64, Cells)>,
+}
+
+/// Flows per share of the row building (each share a batch per table).
+const FLOWS_PER_SHARE: usize = 256;
+
 fn append_flows(
     conn: &Connection,
     joins: &Joins<'_>,
@@ -144,7 +160,28 @@ fn append_flows(
     flows: &[AnalysedFlow<'_>],
     now: i64,
     edge_changes: &mut EdgeChanges,
+    threads: usize,
 ) -> Result<(), StoreError> {
+    // Shares in order, so the rows are appended in the flows' order whatever the threads.
+    let per_share = flows.len().div_ceil(threads.max(1)).clamp(1, FLOWS_PER_SHARE);
+    let shares: Vec<&[AnalysedFlow<'_>]> = flows.chunks(per_share).collect();
+    for built in parallel::map_in_order(&shares, threads, |share| build_rows(joins, share, now)) {
+        for hash in built.join_hashes {
+            late_joins.written(hash);
+        }
+        for (chain, seq, cells) in built.cells {
+            edge_changes.apply(&chain, seq, cells, 1);
+        }
+        for batch in built.batches {
+            let mut appender = conn.appender(batch.table)?;
+            appender.append_record_batch(batch.batch)?;
+            appender.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn build_rows(joins: &Joins<'_>, flows: &[AnalysedFlow<'_>], now: i64) -> Built {
     let mut b = Batches {
         flows: FlowRows::new(),
         traces: FlowTraceRows::new(),
@@ -153,12 +190,13 @@ fn append_flows(
         retries: FlowRetryRows::new(),
         dead_letters: FlowDeadLetterRows::new(),
     };
+    let (mut join_hashes, mut all_cells) = (Vec::new(), Vec::with_capacity(flows.len()));
     for flow in flows {
         let last_commit_seq = flow.spans.iter().map(|s| s.commit_seq).max().unwrap_or(0);
         let cells = edges::flow_cells(&flow.spans, &flow.analysis);
         flow_row(&mut b.flows, flow, now, last_commit_seq, edges::cells_json(&cells, flow.analysis.start));
-        edge_changes.apply(&flow.analysis.chain, last_commit_seq, cells, 1);
-        join_rows(&mut b, joins, late_joins, flow, now);
+        all_cells.push((flow.analysis.chain.clone(), last_commit_seq, cells));
+        join_rows(&mut b, joins, &mut join_hashes, flow, now);
         hop_rows(&mut b.hops, flow, now);
         outcome_rows(&mut b, flow, now);
     }
@@ -170,12 +208,7 @@ fn append_flows(
         b.retries.finish(),
         b.dead_letters.finish(),
     ];
-    for batch in batches.into_iter().flatten() {
-        let mut appender = conn.appender(batch.table)?;
-        appender.append_record_batch(batch.batch)?;
-        appender.flush()?;
-    }
-    Ok(())
+    Built { batches: batches.into_iter().flatten().collect(), join_hashes, cells: all_cells }
 }
 
 fn flow_row(f: &mut FlowRows, flow: &AnalysedFlow<'_>, now: i64, last_commit_seq: i64, edges: String) {
@@ -209,7 +242,7 @@ fn flow_row(f: &mut FlowRows, flow: &AnalysedFlow<'_>, now: i64, last_commit_seq
 
 /// A row per member trace (attached batches included), and a row per link, key and
 /// fan-in edge of each, which late spans find the flow by.
-fn join_rows(b: &mut Batches, joins: &Joins<'_>, late_joins: &mut LateJoins, flow: &AnalysedFlow<'_>, now: i64) {
+fn join_rows(b: &mut Batches, joins: &Joins<'_>, written: &mut Vec<i64>, flow: &AnalysedFlow<'_>, now: i64) {
     let flow_id = flow.flow_id().number();
     let start = flow.analysis.start;
     for t in flow.members.all() {
@@ -217,14 +250,14 @@ fn join_rows(b: &mut Batches, joins: &Joins<'_>, late_joins: &mut LateJoins, flo
         r.flow_id.append_value(flow_id);
         r.trace_id.append_value(t.number());
         let trace_key = t.join_hash();
-        late_joins.written(trace_key);
+        written.push(trace_key);
         r.trace_key.append_value(trace_key);
         r.flow_start_unix_nano.append_value(start);
         r.updated_unix_nano.append_value(now);
         let (links, keys) = joins.joiner.joins_of(*t);
         let mut join_row = |key: i64, kind: &str, value: &str| {
             let r = &mut b.joins;
-            late_joins.written(key);
+            written.push(key);
             r.key.append_value(key);
             r.flow_id.append_value(flow_id);
             r.trace_id.append_value(t.number());

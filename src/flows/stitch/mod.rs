@@ -50,6 +50,7 @@ pub mod joiner;
 mod late_joins;
 mod map_sums;
 mod pace;
+mod parallel;
 pub mod restitch;
 mod stitcher;
 mod working_set;
@@ -108,6 +109,9 @@ pub struct StitchConfig {
     /// Join hashes written since the newest sorted run that make a new run (see
     /// [`join_runs`]); lookups scan at most about this many unsorted hashes.
     pub join_run_hashes: usize,
+    /// Threads a round's flows are analysed on (see [`parallel`]); the flows written
+    /// are the same whatever the number.
+    pub threads: usize,
 }
 
 impl Default for StitchConfig {
@@ -125,6 +129,7 @@ impl Default for StitchConfig {
             join_window: Duration::from_secs(24 * 3600),
             join_filter_bytes: 64 << 20,
             join_run_hashes: 1 << 20,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

@@ -24,6 +24,7 @@ use super::joiner::{JoinKey, Joiner};
 use super::late_joins::{LateJoins, StoredJoin};
 use super::map_sums::MapSums;
 use super::pace::Pace;
+use super::parallel;
 use super::working_set::{StoredFlow, WorkingSet};
 use super::{Restitch, StitchConfig, StitchProgress, StitcherHandle};
 
@@ -500,7 +501,7 @@ impl Stitcher {
             .flows_to_write(&self.joiner, working.changed().iter().copied(), |members| working.span_count(members) > 0);
         let now = self.late_joins.write_time();
         let mut stale: HashSet<StoredFlow> = HashSet::default();
-        let mut analysed: Vec<AnalysedFlow<'_>> = Vec::new();
+        let mut to_analyse: Vec<FlowMembers> = Vec::new();
         let mut deferred: HashSet<TraceId> = HashSet::default();
         let mut attached: HashSet<TraceId> = HashSet::default();
         for members in flows {
@@ -522,10 +523,14 @@ impl Stitcher {
                     attached.insert(*t);
                 }
             }
-            if let Some(flow) = analyse(&self.working, &self.config, members) {
-                analysed.push(flow);
-            }
+            to_analyse.push(members);
         }
+        let (working, config) = (&self.working, &self.config);
+        let analysed: Vec<AnalysedFlow<'_>> =
+            parallel::map_in_order(&to_analyse, config.threads, |members| analyse(working, config, members))
+                .into_iter()
+                .flatten()
+                .collect();
         tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
         FlowWriter {
             conn: &self.conn,
@@ -533,6 +538,7 @@ impl Stitcher {
             fan_in: &self.fan_in,
             late_joins: &mut self.late_joins,
             map_sums: &mut self.map_sums,
+            threads: self.config.threads,
         }
         .replace(&stale, &analysed, now)?;
         let written = analysed.len();
@@ -570,7 +576,7 @@ impl Stitcher {
 /// Analyses a flow's spans, borrowed from the working set (not copied per round).
 /// None for a flow of log records only, and for one whose analysis panicked (logged:
 /// its spans stay stored, the flow is not written).
-fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: FlowMembers) -> Option<AnalysedFlow<'a>> {
+fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: &FlowMembers) -> Option<AnalysedFlow<'a>> {
     let all: Vec<TraceId> = members.all().copied().collect();
     let mut spans = working.spans_of(&all);
     let truncated = analysis::keep_earliest(&mut spans, config.max_flow_spans);
@@ -579,7 +585,7 @@ fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: FlowMemb
     }
     let patterns = &config.destination_patterns;
     match std::panic::catch_unwind(|| analysis::analyze(&spans, patterns)) {
-        Ok(analysis) => Some(AnalysedFlow { members, spans, analysis, truncated }),
+        Ok(analysis) => Some(AnalysedFlow { members: members.clone(), spans, analysis, truncated }),
         Err(panic) => {
             tracing::error!(
                 trace = %members.own[0],
