@@ -13,17 +13,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::{Args, Subcommand};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::ingest::grpc::RawCodec;
 use crate::ingest::{CorrelationKeys, Encoding, Signal};
 use crate::store::tables::TableBatch;
 use crate::store::Store;
 use crate::text::now_nanos;
-use process::ServerProcess;
+use process::{Answer, Exporter, ServerProcess};
 use workload::Template;
 
 #[derive(Debug, thiserror::Error)]
@@ -172,58 +170,25 @@ async fn drive(
         let (load, nonce, templates) = (Arc::clone(&load), Arc::clone(nonce), Arc::clone(&templates));
         let (grpc_addr, http_addr) = (server.grpc, server.http);
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut grpc = if c % 2 == 0 {
-                let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
-                    .expect("uri")
-                    .connect()
-                    .await
-                    .ok();
-                channel.map(tonic::client::Grpc::new)
-            } else {
-                None
-            };
-            let path =
-                http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+            let mut exporter = Exporter::connect(grpc_addr, http_addr, c % 2 == 0).await;
             while Instant::now() < deadline {
                 let n = nonce.fetch_add(1, Ordering::Relaxed);
                 let t = &templates[n as usize % templates.len()];
-                let body = t.instance(n);
                 let started = Instant::now();
-                let outcome = match grpc.as_mut() {
-                    Some(g) => {
-                        let _ = g.ready().await;
-                        match g.unary(tonic::Request::new(Bytes::from(body)), path.clone(), RawCodec).await {
-                            Ok(_) => Ok(()),
-                            Err(s) if s.code() == tonic::Code::Unavailable => Err(true),
-                            Err(_) => Err(false),
-                        }
-                    }
-                    None => match http
-                        .post(format!("http://{http_addr}/v1/traces"))
-                        .header("content-type", "application/x-protobuf")
-                        .body(body)
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) if r.status().as_u16() == 503 => Err(true),
-                        _ => Err(false),
-                    },
-                };
+                let outcome = exporter.export(t.instance(n)).await;
                 match outcome {
-                    Ok(()) => {
+                    Answer::Taken => {
                         load.ok.fetch_add(1, Ordering::Relaxed);
                         load.acked_spans.fetch_add(t.spans as u64, Ordering::Relaxed);
                         load.latencies_ms.lock().push(started.elapsed().as_secs_f64() * 1000.0);
                     }
-                    Err(true) => {
+                    Answer::Refused => {
                         load.refused.fetch_add(1, Ordering::Relaxed);
                         if back_off {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
-                    Err(false) => {
+                    Answer::Failed => {
                         load.failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }

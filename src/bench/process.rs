@@ -214,3 +214,59 @@ pub async fn metric(client: &reqwest::Client, ui: SocketAddr, series: &str) -> R
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
         .ok_or_else(|| BenchError::Server(format!("{series} missing from /metrics")))
 }
+
+/// How the server answered an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Taken,
+    /// Refused retryably (503 / `UNAVAILABLE`): the exporter should back off and retry.
+    Refused,
+    Failed,
+}
+
+/// One client connection exporting traces to the server, over OTLP/gRPC or OTLP/HTTP
+/// protobuf, one request at a time as an SDK's exporter does.
+pub struct Exporter {
+    http: reqwest::Client,
+    http_url: String,
+    grpc: Option<tonic::client::Grpc<tonic::transport::Channel>>,
+}
+
+impl Exporter {
+    /// A gRPC exporter when `grpc` (and the server accepts the connection), else HTTP.
+    pub async fn connect(server_grpc: SocketAddr, server_http: SocketAddr, grpc: bool) -> Exporter {
+        let grpc = match grpc {
+            true => tonic::transport::Channel::from_shared(format!("http://{server_grpc}"))
+                .expect("a loopback uri")
+                .connect()
+                .await
+                .ok()
+                .map(tonic::client::Grpc::new),
+            false => None,
+        };
+        Exporter { http: reqwest::Client::new(), http_url: format!("http://{server_http}/v1/traces"), grpc }
+    }
+
+    pub async fn export(&mut self, body: Vec<u8>) -> Answer {
+        let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+        match self.grpc.as_mut() {
+            Some(g) => {
+                let _ = g.ready().await;
+                match g.unary(tonic::Request::new(bytes::Bytes::from(body)), path, crate::ingest::grpc::RawCodec).await
+                {
+                    Ok(_) => Answer::Taken,
+                    Err(s) if s.code() == tonic::Code::Unavailable => Answer::Refused,
+                    Err(_) => Answer::Failed,
+                }
+            }
+            None => {
+                let sent = self.http.post(&self.http_url).header("content-type", "application/x-protobuf").body(body);
+                match sent.send().await {
+                    Ok(r) if r.status().is_success() => Answer::Taken,
+                    Ok(r) if r.status().as_u16() == 503 => Answer::Refused,
+                    _ => Answer::Failed,
+                }
+            }
+        }
+    }
+}

@@ -10,15 +10,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Args;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::process::{self, RssPeak, ServerProcess};
+use super::process::{self, Answer, Exporter, RssPeak, ServerProcess};
 use super::workload::Template;
 use super::{percentile, tempfile_dir, templates, BenchError};
-use crate::ingest::grpc::RawCodec;
 use crate::text::now_nanos;
 
 #[derive(Debug, Clone, Args)]
@@ -53,8 +51,9 @@ pub struct SustainedArgs {
 /// A step passes while the lag stays under this.
 const MAX_LAG_S: f64 = 10.0;
 /// ... and the clients' requests, each sent on its schedule once the one before was
-/// answered, all end within this of the step's end.
-const SCHEDULE_GRACE: Duration = Duration::from_secs(2);
+/// answered, all end within this of the step's end (the data no later than the lag
+/// allows).
+const SCHEDULE_GRACE: Duration = Duration::from_secs(10);
 
 /// What one step (or the hold) saw.
 struct Step {
@@ -201,18 +200,7 @@ async fn offer(
         );
         let (grpc_addr, http_addr) = (server.grpc, server.http);
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut grpc = match c % 2 {
-                0 => tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
-                    .expect("uri")
-                    .connect()
-                    .await
-                    .ok()
-                    .map(tonic::client::Grpc::new),
-                _ => None,
-            };
-            let path =
-                http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+            let mut exporter = Exporter::connect(grpc_addr, http_addr, c % 2 == 0).await;
             let first = tokio::time::Instant::now() + interval.mul_f64(c as f64 / connections as f64);
             let mut ticks = tokio::time::interval_at(first, interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -221,27 +209,11 @@ async fn offer(
                 let n = nonce.fetch_add(1, Ordering::Relaxed);
                 let body = templates[n as usize % templates.len()].instance(n);
                 let sent = Instant::now();
-                let outcome = match grpc.as_mut() {
-                    Some(g) => {
-                        let _ = g.ready().await;
-                        match g.unary(tonic::Request::new(Bytes::from(body)), path.clone(), RawCodec).await {
-                            Ok(_) => Ok(()),
-                            Err(s) => Err(s.code() == tonic::Code::Unavailable),
-                        }
-                    }
-                    None => {
-                        let url = format!("http://{http_addr}/v1/traces");
-                        match http.post(url).header("content-type", "application/x-protobuf").body(body).send().await {
-                            Ok(r) if r.status().is_success() => Ok(()),
-                            Ok(r) => Err(r.status().as_u16() == 503),
-                            Err(_) => Err(false),
-                        }
-                    }
-                };
+                let outcome = exporter.export(body).await;
                 match outcome {
-                    Ok(()) => latencies.lock().push(sent.elapsed().as_secs_f64() * 1000.0),
-                    Err(true) => _ = refused.fetch_add(1, Ordering::Relaxed),
-                    Err(false) => _ = failed.fetch_add(1, Ordering::Relaxed),
+                    Answer::Taken => latencies.lock().push(sent.elapsed().as_secs_f64() * 1000.0),
+                    Answer::Refused => _ = refused.fetch_add(1, Ordering::Relaxed),
+                    Answer::Failed => _ = failed.fetch_add(1, Ordering::Relaxed),
                 }
             }
         }));
