@@ -1,1 +1,2 @@
-INSERT INTO export_labels VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;
+-- A name given a label of its own: the name.
+INSERT INTO export_labels VALUES ($1, $2, $2) ON CONFLICT DO NOTHING;

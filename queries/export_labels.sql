@@ -1,2 +1,3 @@
--- Names exported under a label of their own (at most the series limit per kind).
-SELECT kind, name, label FROM export_labels;
+-- Names exported under a label of their own (at most the series limit per kind); their
+-- label is the name itself.
+SELECT kind, name FROM export_labels;

@@ -101,7 +101,7 @@ pub fn serve(
             .keep_alive_timeout(limits.header_read)
             .max_concurrent_streams(STREAMS_PER_CONNECTION);
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        let addresses = Arc::new(PerAddress { open: Default::default(), share: limits.per_address.max(1) });
+        let addresses = Arc::new(AddressShare::new(limits.per_address));
         let graceful = GracefulShutdown::new();
         loop {
             let permit = tokio::select! {
@@ -174,38 +174,43 @@ pub fn serve(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddress(pub IpAddr);
 
-/// Open connections per client address.
-struct PerAddress {
-    open: parking_lot::Mutex<std::collections::HashMap<IpAddr, usize>>,
+/// What each client address holds of something bounded per address (connections here,
+/// page requests in [`crate::web::client_share`]): at most `share` at a time.
+pub struct AddressShare {
+    held: parking_lot::Mutex<std::collections::HashMap<IpAddr, usize>>,
     share: usize,
 }
 
-impl PerAddress {
-    /// A connection slot for `ip`, or None when it holds its share already.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        let mut open = self.open.lock();
-        let n = open.entry(ip).or_insert(0);
+impl AddressShare {
+    pub fn new(share: usize) -> AddressShare {
+        AddressShare { held: Default::default(), share: share.max(1) }
+    }
+
+    /// One more for `ip`, or None when it holds its share already.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut held = self.held.lock();
+        let n = held.entry(ip).or_insert(0);
         if *n >= self.share {
             return None;
         }
         *n += 1;
-        Some(AddressSlot { addresses: Arc::clone(self), ip })
+        Some(AddressSlot { share: Arc::clone(self), ip })
     }
 }
 
-/// One connection of an address; given back when dropped.
-struct AddressSlot {
-    addresses: Arc<PerAddress>,
+/// One of an address's share; given back when dropped.
+pub struct AddressSlot {
+    share: Arc<AddressShare>,
     ip: IpAddr,
 }
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut open = self.addresses.open.lock();
-        if let Some(n) = open.get_mut(&self.ip) {
+        let mut held = self.share.held.lock();
+        if let Some(n) = held.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.ip);
+                held.remove(&self.ip);
             }
         }
     }
@@ -279,5 +284,22 @@ async fn request_deadline(deadline: Duration, protocol: Protocol, request: Reque
             status.into_http::<axum::body::Body>().into_response()
         }
         Err(_) => (StatusCode::REQUEST_TIMEOUT, format!("request not finished within {deadline:?}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_has_its_own_share_given_back_when_dropped() {
+        let share = Arc::new(AddressShare::new(3));
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let held: Vec<_> = (0..3).map(|_| share.admit(a).expect("within the share")).collect();
+        assert!(share.admit(a).is_none(), "past the share");
+        assert!(share.admit(b).is_some(), "another address is not affected");
+        drop(held);
+        assert!(share.admit(a).is_some());
+        assert!(share.held.lock().is_empty(), "nothing given back is remembered");
     }
 }

@@ -7,6 +7,22 @@ pub fn now_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64
 }
 
+/// What a cut text ends with.
+pub const CUT_MARKER: &str = "…";
+
+/// `text` cut to at most `max_bytes` (at a character boundary, marked with
+/// [`CUT_MARKER`]); borrowed when it fits.
+pub fn cut(text: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max_bytes.saturating_sub(CUT_MARKER.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{CUT_MARKER}", &text[..end]))
+}
+
 /// The message a caught panic carried, for logs and error states.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

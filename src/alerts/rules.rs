@@ -271,9 +271,20 @@ impl Read {
 
 /// Most different reads among rules of one family (see [`Read`]): windows among queue
 /// rules, windows among dead-letter rules, (window, quantile) pairs among chain rules.
+/// Queue-depth rules, whose window is fixed, are never refused: they add one read at most.
 pub const MAX_READS_PER_FAMILY: usize = 16;
 
 impl Condition {
+    /// The parameter that sets the window of this condition's read; None when the window
+    /// is fixed (queue depth: one read, whatever the rules).
+    fn window_param(&self) -> Option<&'static str> {
+        match self {
+            Condition::QueueDepth { .. } => None,
+            Condition::ConsumerStalled { .. } => Some("params.seconds"),
+            _ => Some("params.window_seconds"),
+        }
+    }
+
     /// The read this condition is judged on.
     pub fn read(&self) -> Read {
         match self {
@@ -293,6 +304,7 @@ impl Condition {
 /// Refuses a condition whose read would be one too many for its family, given the reads
 /// of the other rules; the error names the parameter to change and the reads in use.
 pub fn check_reads<'a>(others: impl IntoIterator<Item = &'a Condition>, new: &Condition) -> Result<(), RuleError> {
+    let Some(field) = new.window_param() else { return Ok(()) };
     let read = new.read();
     let mut in_use: Vec<Read> = others
         .into_iter()
@@ -313,13 +325,6 @@ pub fn check_reads<'a>(others: impl IntoIterator<Item = &'a Condition>, new: &Co
             }
         })
         .collect();
-    let field = match read {
-        Read::Queues { .. } => match new {
-            Condition::ConsumerStalled { .. } => "params.seconds",
-            _ => "params.window_seconds",
-        },
-        _ => "params.window_seconds",
-    };
     Err(err(
         field,
         format!(
@@ -479,5 +484,30 @@ mod tests {
         let typo = "[[rules]]\nname = \"x\"\nkind = \"queue_depth\"\nthreshhold = 3\n";
         let e = parse_rules_file(typo).unwrap_err();
         assert!(e.contains("threshhold") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_family_reads_at_most_its_share_of_windows() {
+        let backlog = |w: u64| Condition::BacklogGrowth {
+            window: Duration::from_secs(w),
+            min_slope_per_minute: Some(1.0),
+            max_drain_seconds: None,
+        };
+        let in_use: Vec<Condition> = (1..=MAX_READS_PER_FAMILY as u64).map(|i| backlog(i * 60)).collect();
+        let stalled = |s: u64| Condition::ConsumerStalled { window: Duration::from_secs(s) };
+        let dead = Condition::DeadLetters { min_count: 1.0, window: Duration::from_secs(7) };
+        // (new condition, Ok or the field named)
+        let table: Vec<(Condition, Result<(), &str>)> = vec![
+            (backlog(120), Ok(())),
+            (backlog(7), Err("params.window_seconds")),
+            (stalled(10), Ok(())), // 6 x 10 s: the 60 s queue read already in use
+            (stalled(7), Err("params.seconds")),
+            (Condition::QueueDepth { threshold: 1.0 }, Ok(())),
+            (dead, Ok(())),
+        ];
+        for (new, want) in table {
+            let got = check_reads(&in_use, &new).map_err(|e| e.field);
+            assert_eq!(got, want.map_err(String::from), "{new:?}");
+        }
     }
 }

@@ -542,16 +542,20 @@ pub fn fulfilment_retry(b: &mut Builder<'_>, t0: i64) -> Expected {
         send_end,
         kafka("publish", "fulfilments"),
     );
-    // Attempt 1: the poll's `recv` root, the record, the failed call, the re-produce.
+    // Each attempt: the poll's `recv` root, then the record's `process`, linked to its send.
+    let deliver = |b: &mut Builder<'_>, topic: &str, at: i64, took: i64, sent: Ctx| {
+        let poll = b.span("fulfilment", "recv", CONSUMER, None, at - MS, at, vec![]);
+        let mut attrs = kafka("process", topic);
+        attrs.push(s("messaging.message.id", format!("{topic}.0.{}", &b.uuid()[..8])));
+        let process = b.span("fulfilment", &format!("{topic} process"), CONSUMER, Some(poll), at, at + took, attrs);
+        b.link(sent, vec![]);
+        process
+    };
+    // Attempt 1: the call fails and the record is re-produced to the retry topic.
     let first = send_end + b.jitter(20, 40);
-    let poll = b.span("fulfilment", "recv", CONSUMER, None, first - MS, first, vec![]);
-    let mut attrs = kafka("process", "fulfilments");
-    attrs.push(s("messaging.message.id", format!("fulfilments.0.{}", &b.uuid()[..8])));
-    let process = b.span("fulfilment", "fulfilments process", CONSUMER, Some(poll), first, first + 30 * MS, attrs);
-    b.link(sent, vec![]);
-    let call = b.span("fulfilment", "book carrier", CLIENT, Some(process), first + 2 * MS, first + 20 * MS, vec![]);
+    let process = deliver(b, "fulfilments", first, 30 * MS, sent);
+    b.span("fulfilment", "book carrier", CLIENT, Some(process), first + 2 * MS, first + 20 * MS, vec![]);
     b.fail("carrier answered 503");
-    let _ = call;
     let failed_end = first + 30 * MS;
     let retry_sent = b.span(
         "fulfilment",
@@ -564,12 +568,7 @@ pub fn fulfilment_retry(b: &mut Builder<'_>, t0: i64) -> Expected {
     );
     // Attempt 2, after the back-off.
     let second = failed_end + b.jitter(400, 100);
-    let poll = b.span("fulfilment", "recv", CONSUMER, None, second - MS, second, vec![]);
-    let mut attrs = kafka("process", "fulfilments.retry");
-    attrs.push(s("messaging.message.id", format!("fulfilments.retry.0.{}", &b.uuid()[..8])));
-    let process =
-        b.span("fulfilment", "fulfilments.retry process", CONSUMER, Some(poll), second, second + 25 * MS, attrs);
-    b.link(retry_sent, vec![]);
+    let process = deliver(b, "fulfilments.retry", second, 25 * MS, retry_sent);
     b.span("fulfilment", "book carrier", CLIENT, Some(process), second + 2 * MS, second + 18 * MS, vec![]);
     Expected {
         chain: "storefront POST /fulfilments".into(),

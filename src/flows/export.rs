@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::queries::{self, QueueView, Range};
 use super::rollup::{self, render_labels, OTHER};
-use super::{HashMap, StitchProgress};
+use super::{HashSet, StitchProgress};
 use crate::store::{Store, StoreError};
 use crate::text::now_nanos;
 
@@ -87,31 +87,29 @@ async fn prepare(
     let settled_before = now.saturating_sub(config.quiet_period.as_nanos().min(i64::MAX as u128) as i64);
     let stitched = progress.borrow().stitched_seq;
     let cap = config.series_limit;
-    let (counters, labels) = store
+    let (counters, own) = store
         .write(move |c| {
             rollup::roll_up(c, settled_before, stitched, cap)?;
-            Ok((rollup::counters(c)?, rollup::destination_labels(c)?))
+            Ok((rollup::counters(c)?, rollup::own_destinations(c)?))
         })
         .await?;
     let queues = queries::queues(store, Range { from: now - DEPTH_WINDOW_NS, to: now }).await?;
-    Ok(render(&counters, &depth_series(&queues, &labels, cap)))
+    Ok(render(&counters, &depth_series(&queues, &own, cap)))
 }
 
-/// `flowscope_queue_depth` series: (rendered labels, depth). Destinations without a label
-/// of their own once the limit is reached are summed into `other`.
-fn depth_series(queues: &[QueueView], labels: &HashMap<String, String>, cap: usize) -> Vec<(String, f64)> {
-    let mut own = labels.len();
+/// `flowscope_queue_depth` series: (rendered labels, depth). A destination keeps the label
+/// the counters gave it; others get their own while under the limit, then `other`.
+fn depth_series(queues: &[QueueView], own: &HashSet<String>, cap: usize) -> Vec<(String, f64)> {
+    let mut given = own.clone();
     let mut series: BTreeMap<String, f64> = BTreeMap::new();
     for q in queues {
-        let label = match labels.get(&q.destination) {
-            Some(l) => l.clone(),
-            None if own < cap => {
-                own += 1;
-                q.destination.clone()
-            }
-            None => OTHER.to_owned(),
+        let label = if given.contains(&q.destination) || given.len() < cap {
+            given.insert(q.destination.clone());
+            q.destination.as_str()
+        } else {
+            OTHER
         };
-        let rendered = render_labels(&[("destination", &label), ("system", &q.system), ("source", q.depth_source)]);
+        let rendered = render_labels(&[("destination", label), ("system", &q.system), ("source", q.depth_source)]);
         *series.entry(rendered).or_default() += q.depth;
     }
     series.into_iter().collect()

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use duckdb::{params, Connection};
 
-use super::HashMap;
+use super::{HashMap, HashSet};
 use crate::store::{execute_statements, in_transaction, StoreError};
 
 /// Bucket bounds (seconds) of every latency histogram: 5 ms to 10 minutes.
@@ -136,42 +136,44 @@ pub fn flow_increments(flows: &[SettledFlow], mut chain: impl FnMut(&str) -> Str
     inc
 }
 
-/// Gives names their label value under the cardinality cap, remembering own labels.
+/// Gives names their label value under the cardinality cap: their own for the first
+/// `cap` of each kind (remembered), `other` after.
 struct Labels {
     cap: usize,
-    given: HashMap<(String, String), String>,
-    own: HashMap<String, usize>,
-    /// Own labels given in this roll-up, to be stored: (kind, name, label).
-    new: Vec<(String, String, String)>,
+    /// Names with a label of their own, by kind.
+    own: HashMap<String, HashSet<String>>,
+    /// Own labels given in this roll-up, to be stored: (kind, name).
+    new: Vec<(String, String)>,
 }
 
 impl Labels {
     fn load(conn: &Connection, cap: usize) -> Result<Labels, StoreError> {
-        let mut labels = Labels { cap, given: HashMap::default(), own: HashMap::default(), new: Vec::new() };
-        let mut stmt = conn.prepare(include_str!("../../queries/export_labels.sql"))?;
-        let rows =
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-        for row in rows {
-            let (kind, name, label) = row?;
-            *labels.own.entry(kind.clone()).or_default() += 1;
-            labels.given.insert((kind, name), label);
+        let mut labels = Labels { cap, own: HashMap::default(), new: Vec::new() };
+        for (kind, name) in own_labels(conn)? {
+            labels.own.entry(kind).or_default().insert(name);
         }
         Ok(labels)
     }
 
     fn of(&mut self, kind: &str, name: &str) -> String {
-        if let Some(l) = self.given.get(&(kind.to_owned(), name.to_owned())) {
-            return l.clone();
-        }
         let own = self.own.entry(kind.to_owned()).or_default();
-        if *own >= self.cap || name == OTHER {
+        if own.contains(name) {
+            return name.to_owned();
+        }
+        if own.len() >= self.cap || name == OTHER {
             return OTHER.to_owned();
         }
-        *own += 1;
-        self.new.push((kind.to_owned(), name.to_owned(), name.to_owned()));
-        self.given.insert((kind.to_owned(), name.to_owned()), name.to_owned());
+        own.insert(name.to_owned());
+        self.new.push((kind.to_owned(), name.to_owned()));
         name.to_owned()
     }
+}
+
+/// Every (kind, name) exported under a label of its own.
+fn own_labels(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare(include_str!("../../queries/export_labels.sql"))?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Most flows rolled up per call, so one scrape after a long pause stays bounded.
@@ -255,8 +257,8 @@ pub fn roll_up(conn: &Connection, settled_before: i64, stitched_seq: i64, cap: u
         }
         conn.execute(include_str!("../../queries/export_counter_add.sql"), [])?;
         let mut insert = conn.prepare(include_str!("../../queries/export_label_insert.sql"))?;
-        for (kind, name, label) in &labels.new {
-            insert.execute(params![kind, name, label])?;
+        for (kind, name) in &labels.new {
+            insert.execute(params![kind, name])?;
         }
         let mut set = conn.prepare(include_str!("../../queries/rollup_progress_set.sql"))?;
         set.execute(params!["flows", flows_to])?;
@@ -273,17 +275,8 @@ pub fn counters(conn: &Connection) -> Result<Vec<(String, String, f64)>, StoreEr
 }
 
 /// Destinations exported under a label of their own (for the queue-depth gauge).
-pub fn destination_labels(conn: &Connection) -> Result<HashMap<String, String>, StoreError> {
-    let mut stmt = conn.prepare(include_str!("../../queries/export_labels.sql"))?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-    let mut out = HashMap::default();
-    for row in rows {
-        let (kind, name, label) = row?;
-        if kind == "destination" && label != OTHER {
-            out.insert(name, label);
-        }
-    }
-    Ok(out)
+pub fn own_destinations(conn: &Connection) -> Result<HashSet<String>, StoreError> {
+    Ok(own_labels(conn)?.into_iter().filter(|(kind, _)| kind == "destination").map(|(_, name)| name).collect())
 }
 
 #[cfg(test)]
@@ -334,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_cardinality_cap_sends_later_names_to_other_for_good() {
-        let mut labels = Labels { cap: 2, given: HashMap::default(), own: HashMap::default(), new: Vec::new() };
+        let mut labels = Labels { cap: 2, own: HashMap::default(), new: Vec::new() };
         assert_eq!(labels.of("chain", "a"), "a");
         assert_eq!(labels.of("chain", "b"), "b");
         assert_eq!(labels.of("chain", "c"), OTHER);

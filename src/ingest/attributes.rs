@@ -105,30 +105,19 @@ pub fn find<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<&'a AnyValue> {
     keys.iter().find_map(|k| attrs.iter().find(|kv| kv.key == *k)).and_then(|kv| kv.value.as_ref())
 }
 
-/// The attribute as text: strings as they are, numbers and booleans printed. Ids such as
-/// `messaging.message.id` arrive as either (Kafka offsets, RabbitMQ delivery tags).
 /// Most bytes of a name or id copied into every row that refers to it (service, scope,
 /// span, metric and destination names, units, message and correlation ids): one exporter's
 /// 64 KiB `service.name` on a resource of 12,000 spans would otherwise be 800 MB of rows.
 pub const MAX_NAME_BYTES: usize = 1024;
 
-/// What a cut name ends with.
-pub const CUT_MARKER: &str = "…";
-
-/// `text` cut to [`MAX_NAME_BYTES`] (at a character boundary, marked with
-/// [`CUT_MARKER`]); borrowed when it fits.
+/// `text` cut to [`MAX_NAME_BYTES`] (see [`crate::text::cut`]); borrowed when it fits.
 pub fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= MAX_NAME_BYTES {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut end = MAX_NAME_BYTES - CUT_MARKER.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}{CUT_MARKER}", &text[..end]))
+    crate::text::cut(text, MAX_NAME_BYTES)
 }
 
-/// An attribute value as text, bounded like every name (see [`bounded`]).
+/// The attribute as text: strings as they are, numbers and booleans printed, bounded like
+/// every name (see [`bounded`]). Ids such as `messaging.message.id` arrive as either
+/// (Kafka offsets, RabbitMQ delivery tags).
 pub fn as_text(value: &AnyValue) -> Option<String> {
     match value.value.as_ref()? {
         Value::StringValue(s) if !s.is_empty() => Some(bounded(s).into_owned()),
@@ -342,6 +331,7 @@ pub fn normalize_destination(dest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::CUT_MARKER;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
 
     fn s(k: &str, v: &str) -> KeyValue {

@@ -32,15 +32,10 @@ struct Running {
     abandoned: std::sync::atomic::AtomicBool,
 }
 
-/// Interrupts the read when dropped before [`Abandon::finished`]: the caller's future was
-/// dropped, so nobody waits for the answer.
+/// Held by the caller's future: dropped before the read finished (the future was
+/// dropped, nobody waits for the answer), it interrupts the read; after, the read has let
+/// go of its connection and there is nothing to interrupt.
 struct Abandon(Arc<Running>);
-
-impl Abandon {
-    fn finished(self) {
-        std::mem::forget(self);
-    }
-}
 
 impl Drop for Abandon {
     fn drop(&mut self) {
@@ -83,16 +78,14 @@ impl ReadPool {
     {
         let slot = Arc::clone(&self.slots).acquire_owned().await.expect("the read semaphore is never closed");
         let running = Arc::new(Running::default());
-        let abandon = Abandon(Arc::clone(&running));
+        let _abandon = Abandon(Arc::clone(&running));
         let pool = Arc::clone(self);
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _slot = slot;
             pool.run_blocking(&running, connect, f)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?;
-        abandon.finished();
-        result
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     fn run_blocking<T>(

@@ -15,8 +15,6 @@ mod self_metrics;
 pub mod timeline;
 
 use std::sync::Arc;
-
-use client_share::ClientShare;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -112,7 +110,7 @@ pub fn router(state: Arc<AppState>, token: BearerToken, hosts: HostPolicy) -> Ro
         .merge(map::router())
         .merge(alert_pages::router())
         .layer(middleware::from_fn_with_state(token, auth::require))
-        .layer(middleware::from_fn_with_state(Arc::new(ClientShare::default()), client_share::limit));
+        .layer(middleware::from_fn_with_state(client_share::share(), client_share::limit));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/static/{*file}", get(static_file))

@@ -526,11 +526,14 @@ impl Stitcher {
             to_analyse.push(members);
         }
         let (working, config) = (&self.working, &self.config);
-        let analysed: Vec<AnalysedFlow<'_>> =
-            parallel::map_in_order(&to_analyse, config.threads, |members| analyse(working, config, members))
-                .into_iter()
-                .flatten()
-                .collect();
+        let analyses = parallel::map_in_order(&to_analyse, config.threads, |members| analyse(working, config, members));
+        let analysed: Vec<AnalysedFlow<'_>> = to_analyse
+            .into_iter()
+            .zip(analyses)
+            .filter_map(|(members, a)| {
+                a.map(|(spans, analysis, truncated)| AnalysedFlow { members, spans, analysis, truncated })
+            })
+            .collect();
         tracing::debug!(flows = analysed.len(), rewritten = stale.len(), "writing flows");
         FlowWriter {
             conn: &self.conn,
@@ -544,14 +547,9 @@ impl Stitcher {
         let written = analysed.len();
         let aliases: Vec<QueueAlias> = analysed.iter().flat_map(|f| f.analysis.queue_aliases.iter().cloned()).collect();
         // Collected first: the analysed flows borrow their spans from the working set.
-        let written_flows: Vec<(Vec<TraceId>, TraceId)> = analysed
-            .into_iter()
-            .map(|f| {
-                let flow_id = f.flow_id();
-                (f.members.own, flow_id)
-            })
-            .collect();
-        for (own, flow_id) in written_flows {
+        let written_flows: Vec<(TraceId, Vec<TraceId>)> =
+            analysed.into_iter().map(|f| (f.flow_id(), f.members.own)).collect();
+        for (flow_id, own) in written_flows {
             self.working.written(own, StoredFlow { flow_id, updated: now });
         }
         self.working.forget_stored(attached);
@@ -573,10 +571,13 @@ impl Stitcher {
     }
 }
 
-/// Analyses a flow's spans, borrowed from the working set (not copied per round).
-/// None for a flow of log records only, and for one whose analysis panicked (logged:
-/// its spans stay stored, the flow is not written).
-fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: &FlowMembers) -> Option<AnalysedFlow<'a>> {
+/// A flow's analysis: the spans analysed (borrowed from the working set, not copied per
+/// round), what they make, and whether the flow had more.
+type Analysis<'a> = (Vec<&'a SpanFacts>, analysis::FlowAnalysis, bool);
+
+/// Analyses a flow's spans. None for a flow of log records only, and for one whose
+/// analysis panicked (logged: its spans stay stored, the flow is not written).
+fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: &FlowMembers) -> Option<Analysis<'a>> {
     let all: Vec<TraceId> = members.all().copied().collect();
     let mut spans = working.spans_of(&all);
     let truncated = analysis::keep_earliest(&mut spans, config.max_flow_spans);
@@ -585,7 +586,7 @@ fn analyse<'a>(working: &'a WorkingSet, config: &StitchConfig, members: &FlowMem
     }
     let patterns = &config.destination_patterns;
     match std::panic::catch_unwind(|| analysis::analyze(&spans, patterns)) {
-        Ok(analysis) => Some(AnalysedFlow { members: members.clone(), spans, analysis, truncated }),
+        Ok(analysis) => Some((spans, analysis, truncated)),
         Err(panic) => {
             tracing::error!(
                 trace = %members.own[0],
