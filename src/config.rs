@@ -206,6 +206,8 @@ pub struct Config {
 }
 
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
+/// Most threads the stitcher spreads a round over, whatever `--stitch-threads` says.
+const MAX_STITCH_THREADS: usize = 256;
 const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 
 /// How `--memory-limit` is shared. DuckDB gets seven sixteenths: its buffer pool holds
@@ -414,7 +416,11 @@ impl Config {
                 // A round's rows join the working set; a quarter of it keeps rounds short.
                 round_rows: budget.stitcher_spans / 4,
                 join_filter_bytes: budget.join_filter_bytes,
-                threads: args.stitch_threads.or(file.stitch_threads).unwrap_or(stitch_default.threads).max(1),
+                threads: args
+                    .stitch_threads
+                    .or(file.stitch_threads)
+                    .unwrap_or(stitch_default.threads)
+                    .clamp(1, MAX_STITCH_THREADS),
                 ..stitch_default
             },
             file_rules,
@@ -489,5 +495,13 @@ mod tests {
         let file: FileConfig = toml::from_str("retention = \"soon\"").unwrap();
         let err = Config::resolve(ServeArgs::default(), file).unwrap_err().to_string();
         assert!(err.contains("retention"), "{err}");
+    }
+
+    #[test]
+    fn stitch_threads_stay_between_one_and_the_most() {
+        for (asked, got) in [(Some(0), 1), (Some(3), 3), (Some(1_000_000), MAX_STITCH_THREADS)] {
+            let c = Config::resolve(ServeArgs { stitch_threads: asked, ..Default::default() }, FileConfig::default());
+            assert_eq!(c.unwrap().stitch.threads, got, "{asked:?}");
+        }
     }
 }
