@@ -13,7 +13,7 @@ use crate::alerts::rules::{parse_rules_file, Rule};
 use crate::alerts::AlertConfig;
 use crate::flows::analysis::{DestinationPatterns, NamePatterns};
 use crate::flows::StitchConfig;
-use crate::store::WriterConfig;
+use crate::store::{CheckpointConfig, WriterConfig};
 
 pub const DEFAULT_OTLP_GRPC: &str = "127.0.0.1:4317";
 pub const DEFAULT_OTLP_HTTP: &str = "127.0.0.1:4318";
@@ -186,6 +186,8 @@ pub struct Config {
     pub retention: Duration,
     pub retention_sweep_every: Duration,
     pub writer: WriterConfig,
+    /// When the file is checkpointed (not configurable beyond DuckDB's own settings).
+    pub checkpoints: CheckpointConfig,
     pub max_request_bytes: usize,
     pub correlation_keys: Vec<String>,
     pub auth_token: Option<String>,
@@ -372,6 +374,7 @@ impl Config {
             db: args.db.or(file.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
             retention: args.retention.or(duration("retention", file.retention)?).unwrap_or(DEFAULT_RETENTION),
             retention_sweep_every: Duration::from_secs(600),
+            checkpoints: CheckpointConfig::default(),
             writer: WriterConfig {
                 queue_capacity_bytes: args.queue_bytes.or(file.queue_bytes).unwrap_or(budget.write_queue_bytes),
                 flush_interval: args

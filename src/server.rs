@@ -17,7 +17,7 @@ use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
 use crate::ingest::{CorrelationKeys, Ingest};
 use crate::listen::{self, Protocol};
-use crate::store::{retention, Store, StoreError};
+use crate::store::{retention, Checkpointer, Store, StoreError};
 use crate::web::{self, AppState, FlowsState};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,7 @@ pub struct Running {
     listeners: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     stitcher: StitcherHandle,
+    checkpointer: Checkpointer,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -52,6 +53,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let store = Store::open_with(&config.db, &config.duckdb_settings)?;
     let writer = Arc::new(store.start_writer(config.writer.clone())?);
+    let checkpointer = store.start_checkpointer(config.checkpoints.clone())?;
     // Requests being decoded may take as much as the write queue holds.
     let decode_bytes = config.writer.queue_capacity_bytes;
     let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys), decode_bytes));
@@ -119,7 +121,19 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         export_task,
     ];
 
-    Ok(Running { otlp_grpc, otlp_http, ui, store, ingest, progress, stop, listeners, background, stitcher })
+    Ok(Running {
+        otlp_grpc,
+        otlp_http,
+        ui,
+        store,
+        ingest,
+        progress,
+        stop,
+        listeners,
+        background,
+        stitcher,
+        checkpointer,
+    })
 }
 
 /// How long shutdown waits for the last users of the store to let go of it.
@@ -149,7 +163,13 @@ impl Running {
             let _ = task.await;
         }
         self.ingest.writer().shutdown().await;
-        tokio::task::spawn_blocking(move || self.stitcher.stop()).await.ok();
+        let (stitcher, checkpointer) = (self.stitcher, self.checkpointer);
+        tokio::task::spawn_blocking(move || {
+            stitcher.stop();
+            drop(checkpointer);
+        })
+        .await
+        .ok();
         for task in self.background {
             let _ = task.await;
         }

@@ -4,6 +4,7 @@
 //! Public face: [`Store::open`], [`Store::start_writer`] (-> [`Writer`]), [`Store::read`],
 //! [`retention`], and the row builders in [`tables`].
 
+pub mod checkpoints;
 mod feed;
 pub mod reads;
 pub mod retention;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use duckdb::Connection;
 use parking_lot::Mutex;
 
+pub use checkpoints::{CheckpointConfig, CheckpointStats, Checkpointer};
 pub use feed::{CommitFeed, Committed, SPAN_FACT_COLUMNS};
 pub use writer::{append_in_transaction, CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
 
@@ -69,6 +71,7 @@ pub struct Store {
     /// Background writes (alert state, retention, metric roll-ups) take turns on this
     /// connection, so they never conflict with each other; ingest has its own writer.
     background: Mutex<Connection>,
+    checkpoints: Arc<CheckpointStats>,
     path: PathBuf,
 }
 
@@ -97,6 +100,7 @@ impl Store {
             root: Mutex::new(conn),
             reads: Arc::new(reads::ReadPool::new()),
             background,
+            checkpoints: Arc::default(),
             path: path.to_owned(),
         }))
     }
@@ -114,6 +118,16 @@ impl Store {
     /// Starts the single writer thread; every signal's rows go through it.
     pub fn start_writer(&self, config: WriterConfig) -> Result<Writer, StoreError> {
         Writer::start(self.connect()?, config)
+    }
+
+    /// Starts the thread that checkpoints the file as the log grows (see [`checkpoints`]).
+    pub fn start_checkpointer(&self, config: CheckpointConfig) -> Result<Checkpointer, StoreError> {
+        checkpoints::start(self.connect()?, self.path.clone(), Arc::clone(&self.checkpoints), config)
+    }
+
+    /// What the checkpointer has done.
+    pub fn checkpoint_stats(&self) -> &CheckpointStats {
+        &self.checkpoints
     }
 
     /// Runs `f` on a pooled read connection off the async runtime, once one of
@@ -211,8 +225,9 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 }
 
 /// DuckDB checkpoints (folds its write-ahead log into the file) every 16 MB of log by
-/// default: under sustained ingest that is a checkpoint every ~30k spans, which costs more
-/// than the appends themselves (see BENCHMARKS.md). 256 MB trades a larger log for it.
+/// default, inside the commit that finds the log past it. flowscope's checkpointer does it
+/// off the commit path every 256 MB (see [`checkpoints`]); DuckDB's own threshold is set
+/// far above, a backstop.
 /// DuckDB's buffer pool may otherwise grow to 80% of the machine's memory: it gets half
 /// of the default memory budget (see `config::MemoryBudget`).
 ///
@@ -229,7 +244,7 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 /// the same CPU (BENCHMARKS.md). A file made before keeps its format.
 pub fn default_settings() -> Vec<(String, String)> {
     [
-        ("checkpoint_threshold", "256MB"),
+        ("checkpoint_threshold", "1GB"),
         ("memory_limit", "512MiB"),
         ("threads", "1"),
         ("storage_compatibility_version", "v1.3.0"),

@@ -171,6 +171,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .unwrap_or_default();
     let mut text = self_metrics::render(&state.ingest, &duckdb_memory);
     self_metrics::render_reads(&mut text, state.store.reads_in_flight());
+    self_metrics::render_checkpoints(&mut text, state.store.checkpoint_stats());
     self_metrics::render_stages(&mut text, &state.stages());
     self_metrics::render_stitching(&mut text, &state.flows.progress.borrow());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)

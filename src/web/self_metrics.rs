@@ -24,6 +24,31 @@ pub fn render_reads(out: &mut String, (in_flight, interrupted): (usize, usize)) 
     let _ = writeln!(out, "flowscope_store_reads_interrupted_total {interrupted}");
 }
 
+/// What the checkpointer did (see [`crate::store::checkpoints`]).
+pub fn render_checkpoints(out: &mut String, c: &crate::store::CheckpointStats) {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let rows: [(&str, &str, &str, f64); 5] = [
+        ("flowscope_checkpoints_total", "counter", "Checkpoints made off the commit path", load(&c.checkpoints) as f64),
+        (
+            "flowscope_checkpoint_seconds_total",
+            "counter",
+            "Time spent in those checkpoints",
+            load(&c.micros_sum) as f64 / 1e6,
+        ),
+        (
+            "flowscope_checkpoint_busy_total",
+            "counter",
+            "Checkpoint attempts that found a write open (retried)",
+            load(&c.busy) as f64,
+        ),
+        ("flowscope_checkpoint_failures_total", "counter", "Checkpoints that failed", load(&c.failures) as f64),
+        ("flowscope_wal_bytes", "gauge", "Bytes of write-ahead log not yet checkpointed", load(&c.wal_bytes) as f64),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+}
+
 pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let mut out = String::with_capacity(4096);
     let stats = ingest.stats();

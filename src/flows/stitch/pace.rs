@@ -1,5 +1,5 @@
 //! How fast stitching goes: the rate a backlog clears at, which holds ingest back when
-//! waiting data would be stitched too late, and the rewrites since the last checkpoint.
+//! waiting data would be stitched too late.
 
 use std::time::Duration;
 
@@ -11,8 +11,6 @@ pub(super) struct Pace {
     /// Spans stitched per second of a busy round (a moving average): how fast a backlog
     /// clears.
     spans_per_second: f64,
-    /// Flows written since the stitcher last checkpointed.
-    pub written_since_checkpoint: usize,
 }
 
 impl Pace {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{StitchConfig, StitchProgress, Stitcher};
-use crate::store::{execute_statements, in_transaction, CommitFeed, CommitStats, Store, StoreError};
+use crate::store::{execute_statements, in_transaction, CheckpointConfig, CommitFeed, CommitStats, Store, StoreError};
 
 /// Which stored flows to recompute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,7 @@ pub fn run_until(
     // Nothing new is committed while this runs: every round reads the file.
     let feed = Arc::new(CommitFeed::new(0));
     let mut stitcher = Stitcher::new(store, commits, feed, config, progress)?;
+    let checkpointer = store.start_checkpointer(CheckpointConfig::default())?;
     loop {
         let more = stitcher.round()?;
         if !more || !go_on(&watcher.borrow()) {
@@ -82,6 +83,7 @@ pub fn run_until(
         }
     }
     stitcher.stop();
+    drop(checkpointer);
     let done = watcher.borrow().clone();
     Ok(done)
 }

@@ -32,9 +32,6 @@ use super::{Restitch, StitchConfig, StitchProgress, StitcherHandle};
 const BIG_FLOW_SPANS: usize = 1_000;
 const BIG_FLOW_INTERVAL_NS: i64 = 2_000_000_000;
 
-/// Flows written after which a caught-up stitcher checkpoints the database.
-const CHECKPOINT_AFTER_FLOWS: usize = 100_000;
-
 /// How far stitching has got.
 struct Position {
     /// Every commit up to this one has been read.
@@ -218,10 +215,6 @@ impl Stitcher {
             self.fan_in.forget(&forgotten);
             self.joiner.forget(forgotten);
         }
-        self.pace.written_since_checkpoint += written;
-        if upper >= latest && self.pace.written_since_checkpoint >= CHECKPOINT_AFTER_FLOWS {
-            self.checkpoint_after_catching_up();
-        }
         let through = self.working.written_through(self.position.watermark);
         let (lag, backlog) = self.lag(through, latest)?;
         self.pace.round(stitched, started.elapsed());
@@ -289,25 +282,6 @@ impl Stitcher {
         self.save_watermark()?;
         self.progress.send_modify(|p| p.set_aside += 1);
         Ok(())
-    }
-
-    /// Caught up after many rewrites: folds the log into the file now, while quiet. Until
-    /// then every page reads the rewritten flows' old versions and the log's uncompressed
-    /// rows. Fails harmlessly while other transactions run; DuckDB's own checkpoint (by
-    /// log size) stays the backstop.
-    fn checkpoint_after_catching_up(&mut self) {
-        let started = std::time::Instant::now();
-        match self.conn.execute_batch(include_str!("../../../queries/checkpoint.sql")) {
-            Ok(()) => {
-                tracing::info!(
-                    flows_written = self.pace.written_since_checkpoint,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "checkpointed after catching up"
-                );
-                self.pace.written_since_checkpoint = 0;
-            }
-            Err(e) => tracing::debug!(error = %e, "checkpoint after catching up deferred"),
-        }
     }
 
     /// The last commit of the next round: as many commits as fit in `round_rows` rows,
