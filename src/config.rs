@@ -13,6 +13,7 @@ use crate::alerts::rules::{parse_rules_file, Rule};
 use crate::alerts::AlertConfig;
 use crate::flows::analysis::{DestinationPatterns, NamePatterns};
 use crate::flows::StitchConfig;
+use crate::lake::{LakeConfig, Roles};
 use crate::store::{CheckpointConfig, WriterConfig};
 
 pub const DEFAULT_OTLP_GRPC: &str = "127.0.0.1:4317";
@@ -124,6 +125,18 @@ pub struct ServeArgs {
     /// Host name the UI answers besides IP addresses, localhost and --external-url's (repeatable)
     #[arg(long = "allowed-host", env = "FLOWSCOPE_ALLOWED_HOSTS", value_delimiter = ',', value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
+    /// Run as a node of a cluster: the lake's PostgreSQL catalog, as a libpq connection string, e.g. "host=db dbname=flowscope user=flowscope"
+    #[arg(long, env = "FLOWSCOPE_LAKE", value_name = "CONNINFO", hide_env_values = true)]
+    pub lake: Option<String>,
+    /// The lake's data directory, the same for every node (with --lake)
+    #[arg(long, env = "FLOWSCOPE_LAKE_DATA", value_name = "PATH")]
+    pub lake_data: Option<String>,
+    /// Where the PyPI packages duckdb-extension-ducklake, -postgres-scanner and -parquet are installed (with --lake)
+    #[arg(long, env = "FLOWSCOPE_LAKE_EXTENSIONS", value_name = "DIR")]
+    pub lake_extensions: Option<PathBuf>,
+    /// This node's roles in a cluster: receiver, stitcher (repeatable) [default: both]
+    #[arg(long = "role", env = "FLOWSCOPE_ROLES", value_delimiter = ',', value_name = "ROLE")]
+    pub roles: Vec<String>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -163,6 +176,11 @@ pub struct FileConfig {
     pub max_stitch_lag: Option<String>,
     #[serde(default)]
     pub duckdb_settings: std::collections::BTreeMap<String, String>,
+    pub lake: Option<String>,
+    pub lake_data: Option<String>,
+    pub lake_extensions: Option<PathBuf>,
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// Other names of queues that flowscope cannot learn: an exchange -> the queue it feeds.
     #[serde(default)]
     pub queue_aliases: std::collections::BTreeMap<String, String>,
@@ -205,6 +223,10 @@ pub struct Config {
     pub metrics_series_limit: usize,
     /// The process's memory budget (bytes), split by [`MemoryBudget`].
     pub memory_limit: u64,
+    /// The cluster this node belongs to; None: a single process.
+    pub lake: Option<LakeConfig>,
+    /// What this node does (a single process: everything).
+    pub roles: Roles,
 }
 
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
@@ -367,6 +389,34 @@ impl Config {
             })?;
             set(k.trim().to_string(), v.trim().to_string());
         }
+        let lake = match (args.lake.or(file.lake), args.lake_data.or(file.lake_data)) {
+            (None, None) => None,
+            (Some(catalog), Some(data_path)) => Some(LakeConfig {
+                catalog,
+                data_path,
+                extensions: args.lake_extensions.or(file.lake_extensions).ok_or_else(|| ConfigError::Invalid {
+                    setting: "lake_extensions",
+                    message: "a cluster node needs the directory its lake extensions were installed in".into(),
+                })?,
+                commit_every: LakeConfig::DEFAULT_COMMIT_EVERY,
+            }),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "lake",
+                    message: "a cluster node needs both --lake (the catalog) and --lake-data (the data directory)"
+                        .into(),
+                })
+            }
+        };
+        let role_list = if args.roles.is_empty() { file.roles } else { args.roles };
+        let roles =
+            Roles::parse(&role_list).map_err(|e| ConfigError::Invalid { setting: "roles", message: e.to_string() })?;
+        if lake.is_none() && roles != Roles::ALL {
+            return Err(ConfigError::Invalid {
+                setting: "roles",
+                message: "a single process has every role; roles need a cluster (--lake and --lake-data)".into(),
+            });
+        }
         let config = Config {
             otlp_grpc: args.otlp_grpc.or(file.otlp_grpc).unwrap_or_else(|| addr(DEFAULT_OTLP_GRPC)),
             otlp_http: args.otlp_http.or(file.otlp_http).unwrap_or_else(|| addr(DEFAULT_OTLP_HTTP)),
@@ -433,6 +483,8 @@ impl Config {
             alerts,
             duckdb_settings,
             memory_limit,
+            lake,
+            roles,
         };
         if config.writer.queue_capacity_bytes < 1024 {
             return Err(ConfigError::Invalid { setting: "queue_bytes", message: "must be at least 1024".into() });

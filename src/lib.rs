@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod flows;
 pub mod ingest;
+pub mod lake;
 pub mod listen;
 pub mod semconv;
 pub mod server;

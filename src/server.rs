@@ -16,8 +16,12 @@ use crate::flows::{self, StitchProgress, StitcherHandle};
 use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
 use crate::ingest::{CorrelationKeys, Ingest};
+use crate::lake::append::LakeSink;
+use crate::lake::leader::Leadership;
+use crate::lake::pull::Puller;
+use crate::lake::{self, ClusterStatus, LakeError};
 use crate::listen::{self, Protocol};
-use crate::store::{retention, Checkpointer, Store, StoreError};
+use crate::store::{retention, Checkpointer, Store, StoreError, Writer, WriterConfig};
 use crate::web::{self, AppState, FlowsState};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +30,17 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Alerts(#[from] AlertError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
     #[error("cannot listen on {what} address {addr}: {source}")]
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
-/// A started flowscope. Addresses are the ones actually bound (port 0 resolved).
+/// A started flowscope. Addresses are the ones actually bound (port 0 resolved); a
+/// cluster node without the receiver role takes no OTLP.
 pub struct Running {
-    pub otlp_grpc: SocketAddr,
-    pub otlp_http: SocketAddr,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
     pub ui: SocketAddr,
     pub store: Arc<Store>,
     pub ingest: Arc<Ingest>,
@@ -44,6 +51,8 @@ pub struct Running {
     background: Vec<JoinHandle<()>>,
     stitcher: StitcherHandle,
     checkpointer: Checkpointer,
+    /// The writer of the local file, when ingest writes elsewhere (a cluster's receiver).
+    local_writer: Option<Arc<Writer>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -52,44 +61,37 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     let store = Store::open_with(&config.db, &config.duckdb_settings)?;
-    let writer = Arc::new(store.start_writer(config.writer.clone())?);
+    if let Some(lake) = &config.lake {
+        let extension_dir = crate::text::path_with_suffix(&config.db, ".extensions");
+        let conn = store.connect()?;
+        lake::open(&conn, lake, &extension_dir)?;
+        tracing::info!(roles = ?config.roles.names(), data = %lake.data_path, "cluster node: lake attached");
+    }
+    let local_writer = Arc::new(store.start_writer(config.writer.clone())?);
     let checkpointer = store.start_checkpointer(config.checkpoints.clone())?;
+    let receives_into_lake = config.lake.as_ref().filter(|_| config.roles.receiver);
+    let writer = match receives_into_lake {
+        Some(lake) => Arc::new(store.start_writer_to(lake_writer_config(&config.writer, lake), Box::new(LakeSink))?),
+        None => Arc::clone(&local_writer),
+    };
     // Requests being decoded may take as much as the write queue holds.
     let decode_bytes = config.writer.queue_capacity_bytes;
     let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::with_extra(&config.correlation_keys), decode_bytes));
     let token = BearerToken::new(config.auth_token.clone());
     let (stop, stopped) = watch::channel(false);
 
-    let grpc_listener = bind("OTLP/gRPC", config.otlp_grpc).await?;
-    let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
-    let ui_listener = bind("UI", config.ui).await?;
-    let local = |l: &TcpListener| l.local_addr().expect("bound socket has an address");
-    let (otlp_grpc, otlp_http, ui) = (local(&grpc_listener), local(&http_listener), local(&ui_listener));
-
     let mut listeners = Vec::new();
-    let max = config.max_request_bytes;
-    let grpc_app = tonic::service::Routes::new(OtlpGrpc::<TraceService>::new(Arc::clone(&ingest), max, token.clone()))
-        .add_service(OtlpGrpc::<MetricsService>::new(Arc::clone(&ingest), max, token.clone()))
-        .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(&ingest), max, token.clone()))
-        .into_axum_router();
-    listeners.push(listen::serve("OTLP/gRPC", grpc_listener, grpc_app, Protocol::Grpc, config.listen, stopped.clone()));
+    let (otlp_grpc, otlp_http) = match config.lake.is_none() || config.roles.receiver {
+        true => {
+            let (grpc, http) = serve_otlp(&config, &ingest, &token, &stopped, &mut listeners).await?;
+            (Some(grpc), Some(http))
+        }
+        false => (None, None),
+    };
+    let ui_listener = bind("UI", config.ui).await?;
+    let ui = ui_listener.local_addr().expect("bound socket has an address");
 
-    let http_app = crate::ingest::http::router(Arc::new(HttpIngest {
-        ingest: Arc::clone(&ingest),
-        max_body_bytes: max,
-        body_grace: config.listen.header_read,
-    }))
-    .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
-    listeners.push(listen::serve(
-        "OTLP/HTTP",
-        http_listener,
-        http_app,
-        Protocol::Http1,
-        config.listen,
-        stopped.clone(),
-    ));
-
-    let (stitcher, progress) = flows::start(&store, ingest.writer(), config.stitch.clone())?;
+    let (stitcher, progress) = flows::start(&store, &local_writer, config.stitch.clone())?;
     let export = ExportConfig { quiet_period: config.stitch.quiet_period, series_limit: config.metrics_series_limit };
     let (flow_metrics, export_task) = export::start(Arc::clone(&store), progress.clone(), export, stopped.clone());
     let flows_state = FlowsState {
@@ -101,25 +103,45 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         flow_metrics,
     };
     let alerts = Alerts::start(Arc::clone(&store), config.file_rules.clone(), config.alerts.clone()).await?;
-    let state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
+    let cluster = match (&config.lake, config.roles.stitcher) {
+        (None, _) => None,
+        (Some(lake), true) => {
+            let leadership = Leadership::start(&lake.catalog, stopped.clone())?;
+            Some(Arc::new(ClusterStatus::new(config.roles, leadership.leading)))
+        }
+        (Some(_), false) => Some(Arc::new(ClusterStatus::new(config.roles, watch::channel(false).1))),
+    };
+    let mut state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
+    state.cluster = cluster.clone();
     let hosts = web::HostPolicy::new(&config.alerts.external_url, &config.allowed_hosts);
     let ui_app = web::router(Arc::new(state), token, hosts);
     listeners.push(listen::serve("UI", ui_listener, ui_app, Protocol::Http1, config.listen, stopped.clone()));
 
-    tracing::info!("OTLP/gRPC listening on {otlp_grpc}");
-    tracing::info!("OTLP/HTTP listening on http://{otlp_http}");
+    if let (Some(grpc), Some(http)) = (otlp_grpc, otlp_http) {
+        tracing::info!("OTLP/gRPC listening on {grpc}");
+        tracing::info!("OTLP/HTTP listening on http://{http}");
+    }
     tracing::info!("UI and API listening on http://{ui}");
 
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(retention::run(
             Arc::clone(&store),
             config.retention,
             config.retention_sweep_every,
             stopped.clone(),
         )),
-        tokio::spawn(alerts.run(stopped)),
+        tokio::spawn(alerts.run(stopped.clone())),
         export_task,
     ];
+    if let (Some(status), true) = (&cluster, config.roles.stitcher) {
+        let puller = Puller {
+            store: Arc::clone(&store),
+            writer: Arc::clone(&local_writer),
+            status: Arc::clone(status),
+            interval: config.stitch.interval,
+        };
+        background.push(tokio::spawn(puller.run(stopped.clone())));
+    }
 
     Ok(Running {
         otlp_grpc,
@@ -133,7 +155,48 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         background,
         stitcher,
         checkpointer,
+        local_writer: receives_into_lake.map(|_| local_writer),
     })
+}
+
+/// Binds and serves OTLP/gRPC and OTLP/HTTP; returns their addresses.
+async fn serve_otlp(
+    config: &Config,
+    ingest: &Arc<Ingest>,
+    token: &BearerToken,
+    stopped: &watch::Receiver<bool>,
+    listeners: &mut Vec<JoinHandle<()>>,
+) -> Result<(SocketAddr, SocketAddr), ServerError> {
+    let grpc_listener = bind("OTLP/gRPC", config.otlp_grpc).await?;
+    let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
+    let local = |l: &TcpListener| l.local_addr().expect("bound socket has an address");
+    let addrs = (local(&grpc_listener), local(&http_listener));
+    let max = config.max_request_bytes;
+    let grpc_app = tonic::service::Routes::new(OtlpGrpc::<TraceService>::new(Arc::clone(ingest), max, token.clone()))
+        .add_service(OtlpGrpc::<MetricsService>::new(Arc::clone(ingest), max, token.clone()))
+        .add_service(OtlpGrpc::<LogsService>::new(Arc::clone(ingest), max, token.clone()))
+        .into_axum_router();
+    listeners.push(listen::serve("OTLP/gRPC", grpc_listener, grpc_app, Protocol::Grpc, config.listen, stopped.clone()));
+    let http_app = crate::ingest::http::router(Arc::new(HttpIngest {
+        ingest: Arc::clone(ingest),
+        max_body_bytes: max,
+        body_grace: config.listen.header_read,
+    }))
+    .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
+    listeners.push(listen::serve(
+        "OTLP/HTTP",
+        http_listener,
+        http_app,
+        Protocol::Http1,
+        config.listen,
+        stopped.clone(),
+    ));
+    Ok(addrs)
+}
+
+/// A receiver's writer: requests gathered for the lake's `commit_every` per commit.
+fn lake_writer_config(local: &WriterConfig, lake: &lake::LakeConfig) -> WriterConfig {
+    WriterConfig { flush_interval: lake.commit_every, linger: lake.commit_every, ..local.clone() }
 }
 
 /// How long shutdown waits for the last users of the store to let go of it.
@@ -150,7 +213,8 @@ impl Running {
 
     /// Waits until every commit made so far has been stitched into flows.
     pub async fn wait_stitched(&self) {
-        let target = self.ingest.writer().stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;
+        let writer = self.local_writer.as_ref().unwrap_or(self.ingest.writer());
+        let target = writer.stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;
         let mut progress = self.progress.clone();
         let _ = progress.wait_for(|p| p.stitched_seq >= target && p.last_error.is_none()).await;
     }
@@ -163,6 +227,9 @@ impl Running {
             let _ = task.await;
         }
         self.ingest.writer().shutdown().await;
+        if let Some(local) = &self.local_writer {
+            local.shutdown().await;
+        }
         let (stitcher, checkpointer) = (self.stitcher, self.checkpointer);
         tokio::task::spawn_blocking(move || {
             stitcher.stop();

@@ -3,6 +3,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// A file named after `path` with `suffix` added (files that belong with the database
+/// file are named after it).
+pub fn path_with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut named = path.as_os_str().to_owned();
+    named.push(suffix);
+    named.into()
+}
+
 pub fn now_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64
 }

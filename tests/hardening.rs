@@ -152,14 +152,14 @@ async fn slow_clients_are_cut_off_and_others_still_served() {
     let server = hardened(|c| c.listen.header_read = Duration::from_millis(500)).await;
     let mut slow = Vec::new();
     for _ in 0..50 {
-        for addr in [server.running().ui, server.running().otlp_http] {
+        for addr in [server.running().ui, server.running().otlp_http.unwrap()] {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
             slow.push(s);
         }
         // gRPC: silent, and stuck in the HTTP/2 connection preface.
-        slow.push(tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap());
-        let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap();
+        slow.push(tokio::net::TcpStream::connect(server.running().otlp_grpc.unwrap()).await.unwrap());
+        let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc.unwrap()).await.unwrap();
         s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
         slow.push(s);
     }
@@ -310,7 +310,7 @@ async fn a_huge_name_shared_by_many_rows_is_cut_once_per_row_not_copied_whole() 
 /// An OTLP/HTTP connection that has sent a request's headers, declaring `length` bytes of
 /// body, and none of the body.
 async fn export_headers_only(server: &TestServer, length: u64) -> tokio::net::TcpStream {
-    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.running().otlp_http.unwrap()).await.unwrap();
     let head = format!(
         "POST /v1/traces HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-protobuf\r\n\
          content-length: {length}\r\n\r\n"
@@ -417,7 +417,7 @@ async fn grpc_connections_that_never_open_a_stream_are_closed() {
     let server = hardened(|c| c.listen.idle = Duration::from_millis(500)).await;
     let mut idle = Vec::new();
     for _ in 0..20 {
-        let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(server.running().otlp_grpc.unwrap()).await.unwrap();
         // The connection preface and an empty SETTINGS frame: a valid HTTP/2 client that
         // then opens no stream.
         s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();

@@ -53,32 +53,6 @@ fn emission(mix: &Mix) -> Emission {
     b.out
 }
 
-/// Every flow table as sorted text lines, without what depends on when rounds ran
-/// (`updated_unix_nano`, `last_commit_seq`).
-const FLOW_TABLES: &str = "
-SELECT string_agg(line, chr(10) ORDER BY line) FROM (
-  SELECT concat_ws('|', 'flow', flow_id, chain, root_service, root_name, path, services, start_unix_nano,
-         end_unix_nano, span_count, trace_count, error, hops, retries, dead_letters, round(queue_wait_ms, 6),
-         round(service_ms, 6), round(retry_delay_ms, 6), truncated, steps, edges) AS line FROM flows
-  UNION ALL SELECT concat_ws('|', 'trace', flow_id, trace_id) FROM flow_traces
-  UNION ALL SELECT concat_ws('|', 'hop', flow_id, destination, producer_span_id, consumer_span_ids,
-         round(queue_wait_ms, 6), retry) FROM flow_hops
-  UNION ALL SELECT concat_ws('|', 'retry', flow_id, time_unix_nano, service, destination, span_id, attempt,
-         round(delay_ms, 6), previous_span_id) FROM flow_retries
-  UNION ALL SELECT concat_ws('|', 'dead', flow_id, time_unix_nano, destination, source_destination, error)
-         FROM flow_dead_letters
-)";
-
-/// The lines only one of two table dumps has.
-fn differences(one: &str, other: &str) -> String {
-    let (a, b): (std::collections::BTreeSet<&str>, std::collections::BTreeSet<&str>) =
-        (one.lines().collect(), other.lines().collect());
-    let only = |x: &std::collections::BTreeSet<&str>, y: &std::collections::BTreeSet<&str>, sign: char| {
-        x.difference(y).map(|l| format!("{sign} {l}")).collect::<Vec<_>>().join("\n")
-    };
-    format!("{}\n{}", only(&a, &b, '-'), only(&b, &a, '+'))
-}
-
 /// Sends `emission` (spans shuffled by `seed`, in requests of a few spans, logs first)
 /// to a server stitching on `threads` threads, restarting it after `restart_after` of the
 /// spans; returns the flow tables.
@@ -104,8 +78,7 @@ async fn stitched_on(threads: usize, emission: &Emission, seed: u64, restart_aft
     }
     server.stitched().await;
     let (db, _dir) = server.stop().await;
-    let conn = duckdb::Connection::open(db).unwrap();
-    conn.query_row(FLOW_TABLES, [], |r| r.get::<_, Option<String>>(0)).unwrap().unwrap_or_default()
+    flow_tables(&db)
 }
 
 #[test]
@@ -135,8 +108,7 @@ async fn replayed_on(threads: usize, fixture: &str) -> String {
     replay_recorded(&server, fixture).await;
     server.stitched().await;
     let (db, _dir) = server.stop().await;
-    let conn = duckdb::Connection::open(db).unwrap();
-    conn.query_row(FLOW_TABLES, [], |r| r.get::<_, Option<String>>(0)).unwrap().unwrap_or_default()
+    flow_tables(&db)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,9 @@ use parking_lot::Mutex;
 
 pub use checkpoints::{CheckpointConfig, CheckpointStats, Checkpointer};
 pub use feed::{CommitFeed, Committed, SPAN_FACT_COLUMNS};
-pub use writer::{append_in_transaction, CommitStats, Writer, WriterConfig, COMMIT_BUCKETS_MS};
+pub use writer::{
+    append_in_transaction, with_commit_seq, CommitSink, CommitStats, WriteTask, Writer, WriterConfig, COMMIT_BUCKETS_MS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -118,6 +120,11 @@ impl Store {
     /// Starts the single writer thread; every signal's rows go through it.
     pub fn start_writer(&self, config: WriterConfig) -> Result<Writer, StoreError> {
         Writer::start(self.connect()?, config)
+    }
+
+    /// Starts a writer that commits somewhere else than this file (a cluster's lake).
+    pub fn start_writer_to(&self, config: WriterConfig, sink: Box<dyn CommitSink>) -> Result<Writer, StoreError> {
+        Writer::start_with(self.connect()?, config, sink)
     }
 
     /// Starts the thread that checkpoints the file as the log grows (see [`checkpoints`]).

@@ -125,9 +125,36 @@ impl Job {
     }
 }
 
+/// Rows that come from elsewhere than a request (a cluster's lake): written by the
+/// writer thread, as the file's one writer, under the next commit number. Returns how
+/// many rows it committed; it commits them itself, all or nothing.
+pub type WriteTask = Box<dyn FnOnce(&Connection, i64) -> Result<usize, StoreError> + Send>;
+
 enum Msg {
     Write(Job),
+    Task(WriteTask, oneshot::Sender<Result<(i64, usize), StoreError>>),
     Stop(oneshot::Sender<()>),
+}
+
+/// Where a group commit goes.
+pub trait CommitSink: Send + 'static {
+    /// Appends the batches as commit number `seq` and commits them, all or nothing.
+    fn commit(&mut self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError>;
+    /// Whether the rows are stitched from this file (and so go to the commit feed).
+    fn feeds_stitcher(&self) -> bool;
+}
+
+/// The local database file: what a single process commits to.
+struct LocalFile;
+
+impl CommitSink for LocalFile {
+    fn commit(&mut self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
+        append_in_transaction(conn, batches, seq)
+    }
+
+    fn feeds_stitcher(&self) -> bool {
+        true
+    }
 }
 
 pub struct Writer {
@@ -143,6 +170,14 @@ pub struct Writer {
 
 impl Writer {
     pub(super) fn start(conn: Connection, config: WriterConfig) -> Result<Writer, StoreError> {
+        Writer::start_with(conn, config, Box::new(LocalFile))
+    }
+
+    pub(super) fn start_with(
+        conn: Connection,
+        config: WriterConfig,
+        sink: Box<dyn CommitSink>,
+    ) -> Result<Writer, StoreError> {
         let next_seq: i64 = conn.query_row(include_str!("../../queries/max_commit_seq.sql"), [], |r| r.get(0))?;
         conn.execute(include_str!("../../queries/commit_time_backfill.sql"), duckdb::params![next_seq, now_nanos()])?;
         // Permits are KiB: a semaphore counts in u32 per acquisition.
@@ -151,14 +186,14 @@ impl Writer {
         let stats = Arc::new(CommitStats::default());
         stats.last_commit_seq.store(next_seq as u64, Ordering::Relaxed);
         let feed = Arc::new(CommitFeed::new(config.feed_capacity_rows));
-        let committed = Committer { stats: Arc::clone(&stats), feed: Arc::clone(&feed) };
+        let committed = Committer { stats: Arc::clone(&stats), feed: Arc::clone(&feed), sink };
         let stage = StageState::new();
         let guard = StageGuard::new("writer", Arc::clone(&stage));
         let max_stitch_lag = config.max_stitch_lag;
         std::thread::Builder::new()
             .name("flowscope-writer".into())
             .spawn(move || {
-                run(conn, rx, config, next_seq, &committed);
+                run(conn, rx, config, next_seq, committed);
                 guard.stopped();
             })
             .map_err(|e| StoreError::Task(e.to_string()))?;
@@ -198,6 +233,17 @@ impl Writer {
         let (done, committed) = oneshot::channel();
         self.tx.send(Msg::Write(Job { batches, rows, done, permit })).map_err(|_| StoreError::ShuttingDown)?;
         committed.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Runs `task` on the writer thread as the next commit; returns its commit number and
+    /// how many rows it wrote.
+    pub async fn run_task(&self, task: WriteTask) -> Result<(i64, usize), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::ShuttingDown);
+        }
+        let (done, finished) = oneshot::channel();
+        self.tx.send(Msg::Task(task, done)).map_err(|_| StoreError::ShuttingDown)?;
+        finished.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Fails with `Overloaded` when the queue has no room left at all, so a request can be
@@ -252,17 +298,34 @@ impl Writer {
     }
 }
 
-/// Where the writer reports what it committed.
+/// Where the writer commits to and reports what it committed.
 struct Committer {
     stats: Arc<CommitStats>,
     feed: Arc<CommitFeed>,
+    sink: Box<dyn CommitSink>,
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, committed: &Committer) {
+impl Committer {
+    /// Runs a task as commit `seq + 1`.
+    fn run_task(&self, conn: &Connection, task: WriteTask, seq: &mut i64) -> Result<(i64, usize), StoreError> {
+        *seq += 1;
+        let started = Instant::now();
+        let rows = task(conn, *seq)?;
+        self.stats.record(rows, started.elapsed());
+        self.stats.last_commit_seq.store(*seq as u64, Ordering::Release);
+        Ok((*seq, rows))
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, mut committed: Committer) {
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
         let first = match rx.recv() {
             Ok(Msg::Write(job)) => job,
+            Ok(Msg::Task(task, done)) => {
+                let _ = done.send(committed.run_task(&conn, task, &mut seq));
+                continue;
+            }
             Ok(Msg::Stop(ack)) => {
                 stop = Some(ack);
                 break;
@@ -282,6 +345,12 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                     rows += job.rows;
                     jobs.push(job);
                 }
+                Ok(Msg::Task(task, done)) => {
+                    // Queued behind the requests taken so far: those commit first.
+                    commit_jobs(&conn, std::mem::take(&mut jobs), &mut seq, &mut committed);
+                    let _ = done.send(committed.run_task(&conn, task, &mut seq));
+                    break;
+                }
                 Ok(Msg::Stop(ack)) => {
                     stop = Some(ack);
                     break;
@@ -289,19 +358,17 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        commit_jobs(&conn, jobs, &mut seq, committed);
+        commit_jobs(&conn, jobs, &mut seq, &mut committed);
     }
     // Shutting down: whatever was queued behind the stop request still gets committed.
     let rest: Vec<Job> = rx
         .try_iter()
         .filter_map(|m| match m {
             Msg::Write(job) => Some(job),
-            Msg::Stop(_) => None,
+            Msg::Task(..) | Msg::Stop(_) => None,
         })
         .collect();
-    if !rest.is_empty() {
-        commit_jobs(&conn, rest, &mut seq, committed);
-    }
+    commit_jobs(&conn, rest, &mut seq, &mut committed);
     drop(conn);
     if let Some(ack) = stop {
         let _ = ack.send(());
@@ -310,25 +377,30 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
 
 /// Commits the jobs in one transaction. Should that fail, each job is tried alone so that
 /// one bad request cannot take the others down with it.
-fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Committer) {
-    let stats = &committed.stats;
+fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &mut Committer) {
+    if jobs.is_empty() {
+        return;
+    }
     *seq += 1;
     let started = Instant::now();
     let all: Vec<&TableBatch> = jobs.iter().flat_map(|j| &j.batches).collect();
-    match append_in_transaction(conn, &all, *seq) {
+    match committed.sink.commit(conn, &all, *seq) {
         Ok(()) => {
+            let stats = &committed.stats;
             let rows = jobs.iter().map(|j| j.rows).sum();
             stats.record(rows, started.elapsed());
             // Fed before the sequence number is published, so a stitcher that sees the
             // number finds the rows.
-            committed.feed.push(*seq, &all);
+            if committed.sink.feeds_stitcher() {
+                committed.feed.push(*seq, &all);
+            }
             stats.last_commit_seq.store(*seq as u64, Ordering::Release);
             for job in jobs {
                 job.finish(Ok(*seq));
             }
         }
         Err(err) if jobs.len() == 1 => {
-            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            committed.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %err, "commit failed");
             if let Some(job) = jobs.into_iter().next() {
                 job.finish(Err(err));
@@ -369,7 +441,7 @@ pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i6
 }
 
 /// The batch with a `commit_seq` column inserted at `at` (the table's column order).
-fn with_commit_seq(batch: &RecordBatch, seq: i64, at: usize) -> RecordBatch {
+pub fn with_commit_seq(batch: &RecordBatch, seq: i64, at: usize) -> RecordBatch {
     let schema = batch.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.insert(at, Field::new("commit_seq", DataType::Int64, false));

@@ -43,13 +43,15 @@ pub struct AppState {
     /// Random per process, embedded in every form and required on every form post, so
     /// other sites cannot post forms on a user's behalf.
     pub csrf_token: String,
+    /// This node's part in a cluster; None for a single process.
+    pub cluster: Option<Arc<crate::lake::ClusterStatus>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, ingest: Arc<Ingest>, flows: FlowsState, alerts: Arc<Alerts>) -> Self {
         let mut token = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut token);
-        AppState { store, ingest, flows, alerts, csrf_token: hex::encode(token) }
+        AppState { store, ingest, flows, alerts, csrf_token: hex::encode(token), cluster: None }
     }
 }
 
@@ -155,8 +157,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
     let db = state.store.read(|c| Ok(c.execute_batch("SELECT 1")?)).await;
     let writer = state.ingest.writer();
+    let role = state.cluster.as_ref().map_or(String::new(), |c| {
+        let leader = match (c.roles.stitcher, c.is_leading()) {
+            (false, _) => "",
+            (true, true) => ", active stitcher",
+            (true, false) => ", standby stitcher",
+        };
+        format!(" ({}{leader})", c.roles.names().join(", "))
+    });
     match db {
-        Ok(()) if writer.queued_bytes() < writer.capacity_bytes() => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) if writer.queued_bytes() < writer.capacity_bytes() => (StatusCode::OK, format!("ready{role}\n")),
         Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "write queue is full\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
     }
@@ -174,6 +184,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     self_metrics::render_checkpoints(&mut text, state.store.checkpoint_stats());
     self_metrics::render_stages(&mut text, &state.stages());
     self_metrics::render_stitching(&mut text, &state.flows.progress.borrow());
+    if let Some(cluster) = &state.cluster {
+        self_metrics::render_cluster(&mut text, cluster);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -24,6 +24,13 @@ pub fn render_reads(out: &mut String, (in_flight, interrupted): (usize, usize)) 
     let _ = writeln!(out, "flowscope_store_reads_interrupted_total {interrupted}");
 }
 
+/// One unlabelled series each: (name, type, help, value).
+fn render_rows(out: &mut String, rows: &[(&str, &str, &str, f64)]) {
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+}
+
 /// What the checkpointer did (see [`crate::store::checkpoints`]).
 pub fn render_checkpoints(out: &mut String, c: &crate::store::CheckpointStats) {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -44,9 +51,42 @@ pub fn render_checkpoints(out: &mut String, c: &crate::store::CheckpointStats) {
         ("flowscope_checkpoint_failures_total", "counter", "Checkpoints that failed", load(&c.failures) as f64),
         ("flowscope_wal_bytes", "gauge", "Bytes of write-ahead log not yet checkpointed", load(&c.wal_bytes) as f64),
     ];
-    for (name, kind, help, value) in rows {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    render_rows(out, &rows);
+}
+
+/// A cluster node's roles, whether it is the active stitcher, and its copying from the lake.
+pub fn render_cluster(out: &mut String, c: &crate::lake::ClusterStatus) {
+    let _ = writeln!(
+        out,
+        "# HELP flowscope_cluster_role The roles this cluster node has\n# TYPE flowscope_cluster_role gauge"
+    );
+    for (role, on) in [("receiver", c.roles.receiver), ("stitcher", c.roles.stitcher)] {
+        let _ = writeln!(out, "flowscope_cluster_role{{role=\"{role}\"}} {}", u8::from(on));
     }
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let rows: [(&str, &str, &str, f64); 5] = [
+        (
+            "flowscope_stitcher_leader",
+            "gauge",
+            "1 while this node is the active stitcher",
+            f64::from(u8::from(c.is_leading())),
+        ),
+        (
+            "flowscope_lake_snapshot_pulled",
+            "gauge",
+            "The last lake snapshot copied into this node's file (-1: none)",
+            c.pulled_snapshot.load(Ordering::Relaxed) as f64,
+        ),
+        ("flowscope_lake_pulls_total", "counter", "Copies of new lake snapshots into this node's file", load(&c.pulls)),
+        ("flowscope_lake_pulled_rows_total", "counter", "Rows copied from the lake", load(&c.pulled_rows)),
+        (
+            "flowscope_lake_pull_failures_total",
+            "counter",
+            "Copies from the lake that failed (retried)",
+            load(&c.pull_failures),
+        ),
+    ];
+    render_rows(out, &rows);
 }
 
 pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {

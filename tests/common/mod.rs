@@ -2,6 +2,8 @@
 //! fresh DuckDB file, and builders for OTLP requests.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::path::PathBuf;
 
 use flowscope::config::{Config, ServeArgs};
@@ -72,7 +74,7 @@ impl TestServer {
     }
 
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running().otlp_http)
+        format!("http://{}{path}", self.running().otlp_http.expect("a single process takes OTLP"))
     }
 
     pub fn ui_url(&self, path: &str) -> String {
@@ -80,7 +82,7 @@ impl TestServer {
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.running().otlp_grpc)
+        format!("http://{}", self.running().otlp_grpc.expect("a single process takes OTLP"))
     }
 
     /// POSTs a protobuf OTLP body to the OTLP/HTTP listener; returns the status code.
@@ -106,6 +108,38 @@ impl TestServer {
         self.running.take().unwrap().shutdown().await;
         (self.db.clone(), self._dir)
     }
+}
+
+/// Every flow table as sorted text lines, without what depends on when rounds ran
+/// (`updated_unix_nano`, `last_commit_seq`).
+pub const FLOW_TABLES: &str = "
+SELECT string_agg(line, chr(10) ORDER BY line) FROM (
+  SELECT concat_ws('|', 'flow', flow_id, chain, root_service, root_name, path, services, start_unix_nano,
+         end_unix_nano, span_count, trace_count, error, hops, retries, dead_letters, round(queue_wait_ms, 6),
+         round(service_ms, 6), round(retry_delay_ms, 6), truncated, steps, edges) AS line FROM flows
+  UNION ALL SELECT concat_ws('|', 'trace', flow_id, trace_id) FROM flow_traces
+  UNION ALL SELECT concat_ws('|', 'hop', flow_id, destination, producer_span_id, consumer_span_ids,
+         round(queue_wait_ms, 6), retry) FROM flow_hops
+  UNION ALL SELECT concat_ws('|', 'retry', flow_id, time_unix_nano, service, destination, span_id, attempt,
+         round(delay_ms, 6), previous_span_id) FROM flow_retries
+  UNION ALL SELECT concat_ws('|', 'dead', flow_id, time_unix_nano, destination, source_destination, error)
+         FROM flow_dead_letters
+)";
+
+/// The lines only one of two table dumps has.
+pub fn differences(one: &str, other: &str) -> String {
+    let (a, b): (std::collections::BTreeSet<&str>, std::collections::BTreeSet<&str>) =
+        (one.lines().collect(), other.lines().collect());
+    let only = |x: &std::collections::BTreeSet<&str>, y: &std::collections::BTreeSet<&str>, sign: char| {
+        x.difference(y).map(|l| format!("{sign} {l}")).collect::<Vec<_>>().join("\n")
+    };
+    format!("{}\n{}", only(&a, &b, '-'), only(&b, &a, '+'))
+}
+
+/// The flow tables of a stopped server's file, as [`FLOW_TABLES`] lists them.
+pub fn flow_tables(db: &std::path::Path) -> String {
+    let conn = duckdb::Connection::open(db).unwrap();
+    conn.query_row(FLOW_TABLES, [], |r| r.get::<_, Option<String>>(0)).unwrap().unwrap_or_default()
 }
 
 /// Opens the database file the way a user's duckdb client would, and counts.

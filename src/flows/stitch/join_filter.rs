@@ -35,9 +35,7 @@ pub const SAVED_TOKEN: &str = "join_filter_saved";
 
 /// The file a clean stop saves the filter to: beside the database file.
 pub fn saved_path(db: &Path) -> std::path::PathBuf {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".join-filter");
-    path.into()
+    crate::text::path_with_suffix(db, ".join-filter")
 }
 
 /// Bits per key and hash functions (the optimum for that many bits): a false positive

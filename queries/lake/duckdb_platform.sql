@@ -1,0 +1,1 @@
+SELECT platform FROM pragma_platform()

@@ -1,0 +1,1 @@
+SELECT library_version FROM pragma_version()

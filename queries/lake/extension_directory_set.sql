@@ -1,0 +1,1 @@
+SET GLOBAL extension_directory = ?

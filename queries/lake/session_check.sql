@@ -1,0 +1,2 @@
+-- Whether the catalog session holding the lock is still alive (PostgreSQL).
+SELECT 1
