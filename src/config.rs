@@ -134,6 +134,9 @@ pub struct ServeArgs {
     /// Where the PyPI packages duckdb-extension-ducklake, -postgres-scanner and -parquet are installed (with --lake)
     #[arg(long, env = "FLOWSCOPE_LAKE_EXTENSIONS", value_name = "DIR")]
     pub lake_extensions: Option<PathBuf>,
+    /// How long a receiver gathers requests into one lake commit, e.g. 500ms (with --lake) [default: 500ms]
+    #[arg(long, env = "FLOWSCOPE_LAKE_COMMIT_EVERY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lake_commit_every: Option<Duration>,
     /// This node's roles in a cluster: receiver, stitcher (repeatable) [default: both]
     #[arg(long = "role", env = "FLOWSCOPE_ROLES", value_delimiter = ',', value_name = "ROLE")]
     pub roles: Vec<String>,
@@ -179,6 +182,7 @@ pub struct FileConfig {
     pub lake: Option<String>,
     pub lake_data: Option<String>,
     pub lake_extensions: Option<PathBuf>,
+    pub lake_commit_every: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
     /// Other names of queues that flowscope cannot learn: an exchange -> the queue it feeds.
@@ -398,7 +402,11 @@ impl Config {
                     setting: "lake_extensions",
                     message: "a cluster node needs the directory its lake extensions were installed in".into(),
                 })?,
-                commit_every: LakeConfig::DEFAULT_COMMIT_EVERY,
+                commit_every: args
+                    .lake_commit_every
+                    .or(duration("lake_commit_every", file.lake_commit_every)?)
+                    .unwrap_or(LakeConfig::DEFAULT_COMMIT_EVERY)
+                    .max(Duration::from_millis(1)),
             }),
             _ => {
                 return Err(ConfigError::Invalid {

@@ -2,13 +2,15 @@
 //! append what they take in to the lake, the elected stitcher copies it into its file and
 //! stitches it there. The recorded traffic, each request's services spread over different
 //! receivers (logs and metrics to a third), must make exactly the flows one process makes
-//! of it, also when the active stitcher stops part-way and the standby takes over.
+//! of it, also when the active stitcher stops part-way and the standby takes over, and
+//! when nodes in processes of their own are killed with `kill -9`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::postgres::{lake_extensions, Postgres};
+use common::process::Node;
 use common::*;
 use flowscope::lake::{LakeConfig, Roles};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -184,4 +186,127 @@ async fn a_standby_stitcher_takes_over_and_makes_the_same_flows() {
     let (db, _dir) = standby.stop().await;
     let cluster = flow_tables(&db);
     assert!(cluster == expected, "standby's flows against one process:\n{}", differences(&expected, &cluster));
+}
+
+/// A cluster node in a process of its own.
+fn spawn_node(pg: &Postgres, data: &std::path::Path, dir: &std::path::Path, name: &str, role: &str) -> Node {
+    let args: Vec<String> = [
+        "--lake",
+        &pg.conninfo("lake"),
+        "--lake-data",
+        &data.display().to_string(),
+        "--lake-extensions",
+        &lake_extensions().display().to_string(),
+        "--lake-commit-every",
+        "20ms",
+        "--settle-after",
+        "200ms",
+        "--role",
+        role,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Node::spawn(&dir.join(format!("{name}.duckdb")), &args, role == "receiver")
+}
+
+/// Sends a request spread over the receiver processes, as [`send_spread`] does.
+async fn send_spread_to(receivers: &[&Node], signal: &str, body: &[u8]) {
+    let parts: Vec<(usize, Vec<u8>)> = match signal {
+        "traces" => ExportTraceServiceRequest::decode(body)
+            .unwrap()
+            .resource_spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| (i % 2, ExportTraceServiceRequest { resource_spans: vec![part] }.encode_to_vec()))
+            .collect(),
+        _ => vec![(2, body.to_vec())],
+    };
+    for (to, part) in parts {
+        let url = receivers[to].otlp_url(&format!("/v1/{signal}"));
+        assert_eq!(post_protobuf_to(&url, part).await, 200);
+    }
+}
+
+/// Waits until the node has copied lake snapshot `latest` and stitched all it copied.
+async fn metrics_caught_up(node: &Node, latest: i64) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let pulled = node.metric("flowscope_lake_snapshot_pulled").await.unwrap_or(-1.0);
+            let committed = node.metric("flowscope_last_commit_seq").await.unwrap_or(f64::MAX);
+            let stitched = node.metric("flowscope_stitched_commit_seq").await.unwrap_or(-1.0);
+            if pulled >= latest as f64 && stitched >= committed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the active stitcher copies every snapshot and stitches it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
+    let expected = one_process().await;
+    let pg = Postgres::start();
+    pg.create_database("lake");
+    let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (data, dir) = (data.path(), dir.path());
+    let active = spawn_node(&pg, data, dir, "stitcher-a", "stitcher");
+    let standby = spawn_node(&pg, data, dir, "stitcher-b", "stitcher");
+    let r1 = spawn_node(&pg, data, dir, "receiver-1", "receiver");
+    let r2 = spawn_node(&pg, data, dir, "receiver-2", "receiver");
+    let doomed = spawn_node(&pg, data, dir, "receiver-3", "receiver");
+    // In this process: the test's window on the lake.
+    let observer = node(&pg, data, RECEIVER).await;
+    let requests = recorded_requests();
+    let (third, two_thirds) = (requests.len() / 3, requests.len() * 2 / 3);
+
+    for (signal, body) in &requests[..third] {
+        send_spread_to(&[&r1, &r2, &doomed], signal, body).await;
+    }
+    // A receiver killed right after acknowledging: what it acknowledged is in the lake.
+    doomed.kill();
+    let r3 = spawn_node(&pg, data, dir, "receiver-3b", "receiver");
+    let (leader, other) = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if active.metric("flowscope_stitcher_leader").await == Some(1.0) {
+                return (active, standby);
+            }
+            if standby.metric("flowscope_stitcher_leader").await == Some(1.0) {
+                return (standby, active);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("one of the two stitchers is elected");
+    assert!(leader.metric("flowscope_lake_pulls_total").await.unwrap() > 0.0, "the active stitcher has been copying");
+    for (signal, body) in &requests[third..two_thirds] {
+        send_spread_to(&[&r1, &r2, &r3], signal, body).await;
+    }
+    // The active stitcher dies in the middle of the stream; the standby takes over.
+    leader.kill();
+    for (signal, body) in &requests[two_thirds..] {
+        send_spread_to(&[&r1, &r2, &r3], signal, body).await;
+    }
+    let latest = observer.count("SELECT id FROM lake.current_snapshot()").await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while other.metric("flowscope_stitcher_leader").await != Some(1.0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the standby takes over within seconds");
+    let took_over = started.elapsed();
+    assert_eq!(other.metric("flowscope_lake_pull_failures_total").await, Some(0.0));
+    metrics_caught_up(&other, latest).await;
+    let db = other.db.clone();
+    for node in [r1, r2, r3, other] {
+        node.stop();
+    }
+    let cluster = flow_tables(&db);
+    assert!(cluster == expected, "after kill -9, against one process:\n{}", differences(&expected, &cluster));
+    assert!(took_over < Duration::from_secs(30));
 }

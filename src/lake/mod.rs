@@ -120,6 +120,8 @@ pub struct ClusterStatus {
     pub leading: watch::Receiver<bool>,
     /// The last lake snapshot copied into this node's file (-1: none).
     pub pulled_snapshot: AtomicI64,
+    /// The lake's latest snapshot when this node last looked (-1: not yet).
+    pub latest_snapshot: AtomicI64,
     pub pulls: AtomicU64,
     pub pulled_rows: AtomicU64,
     pub pull_failures: AtomicU64,
@@ -131,6 +133,7 @@ impl ClusterStatus {
             roles,
             leading,
             pulled_snapshot: AtomicI64::new(-1),
+            latest_snapshot: AtomicI64::new(-1),
             pulls: AtomicU64::default(),
             pulled_rows: AtomicU64::default(),
             pull_failures: AtomicU64::default(),

@@ -33,10 +33,12 @@ pub struct Puller {
 /// What a pull found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pulled {
-    /// The lake snapshot now in the local file.
-    pub snapshot: i64,
-    /// Rows copied.
-    pub rows: usize,
+    /// The lake's latest snapshot.
+    pub latest: i64,
+    /// The last lake snapshot now in the local file (-1: none).
+    pub through: i64,
+    /// Rows copied; None when the file already had every snapshot.
+    pub rows: Option<usize>,
 }
 
 impl Puller {
@@ -46,13 +48,14 @@ impl Puller {
         loop {
             while *leading.borrow() {
                 match self.pull_once().await {
-                    Ok(Some(p)) => {
+                    Ok(pulled) => {
                         let status = &self.status;
-                        status.pulled_snapshot.store(p.snapshot, Ordering::Relaxed);
+                        status.latest_snapshot.store(pulled.latest, Ordering::Relaxed);
+                        status.pulled_snapshot.store(pulled.through, Ordering::Relaxed);
+                        let Some(rows) = pulled.rows else { break };
                         status.pulls.fetch_add(1, Ordering::Relaxed);
-                        status.pulled_rows.fetch_add(p.rows as u64, Ordering::Relaxed);
+                        status.pulled_rows.fetch_add(rows as u64, Ordering::Relaxed);
                     }
-                    Ok(None) => break,
                     Err(e) => {
                         self.status.pull_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, "copying from the lake failed; will retry");
@@ -68,21 +71,19 @@ impl Puller {
         }
     }
 
-    /// Copies the next snapshots' rows, if the lake has any the file lacks. None when
-    /// there was nothing new.
-    pub async fn pull_once(&self) -> Result<Option<Pulled>, StoreError> {
-        let range = self.store.read(new_snapshots).await?;
-        let Some((from, to)) = range else { return Ok(None) };
+    /// Copies the next snapshots' rows, if the lake has any the file lacks.
+    pub async fn pull_once(&self) -> Result<Pulled, StoreError> {
+        let (latest, through) = self.store.read(snapshots).await?;
+        let Some((from, to)) = next_range(through, latest) else { return Ok(Pulled { latest, through, rows: None }) };
         let (_, rows) = self.writer.run_task(Box::new(move |conn, seq| copy(conn, seq, from, to))).await?;
-        Ok(Some(Pulled { snapshot: to, rows }))
+        Ok(Pulled { latest, through: to, rows: Some(rows) })
     }
 }
 
-/// The snapshots the file lacks, at most [`SNAPSHOTS_PER_PULL`] of them.
-fn new_snapshots(conn: &Connection) -> Result<Option<(i64, i64)>, StoreError> {
-    let current: i64 = conn.query_row(include_str!("../../queries/lake/current_snapshot.sql"), [], |r| r.get(0))?;
-    let through = pulled_through(conn)?;
-    Ok(next_range(through, current))
+/// The lake's latest snapshot, and the last one in the file (-1: none).
+fn snapshots(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    let latest: i64 = conn.query_row(include_str!("../../queries/lake/current_snapshot.sql"), [], |r| r.get(0))?;
+    Ok((latest, pulled_through(conn)?))
 }
 
 fn pulled_through(conn: &Connection) -> Result<i64, StoreError> {

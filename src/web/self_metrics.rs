@@ -125,6 +125,8 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let _ = writeln!(out, "flowscope_write_queue_capacity_bytes {}", writer.capacity_bytes());
     let _ = writeln!(out, "# HELP flowscope_ingest_held_back 1 while new data is refused (retryably) because flows are more than --max-stitch-lag behind\n# TYPE flowscope_ingest_held_back gauge");
     let _ = writeln!(out, "flowscope_ingest_held_back {}", u8::from(writer.held_back_by_stitching()));
+    let _ = writeln!(out, "# HELP flowscope_last_commit_seq The number of the last commit (flowscope_stitched_commit_seq catches up with it)\n# TYPE flowscope_last_commit_seq gauge");
+    let _ = writeln!(out, "flowscope_last_commit_seq {}", commits.last_commit_seq.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP flowscope_committed_rows_total Rows committed, all tables\n# TYPE flowscope_committed_rows_total counter");
     let _ = writeln!(out, "flowscope_committed_rows_total {}", commits.rows.load(Ordering::Relaxed));
     let _ = writeln!(

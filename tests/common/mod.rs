@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod process;
 
 use std::path::PathBuf;
 
@@ -87,14 +88,7 @@ impl TestServer {
 
     /// POSTs a protobuf OTLP body to the OTLP/HTTP listener; returns the status code.
     pub async fn post_protobuf(&self, path: &str, body: Vec<u8>) -> u16 {
-        let resp = reqwest::Client::new()
-            .post(self.http_url(path))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        resp.status().as_u16()
+        post_protobuf_to(&self.http_url(path), body).await
     }
 
     /// Runs a COUNT(*)-style query against the live store.
@@ -140,6 +134,18 @@ pub fn differences(one: &str, other: &str) -> String {
 pub fn flow_tables(db: &std::path::Path) -> String {
     let conn = duckdb::Connection::open(db).unwrap();
     conn.query_row(FLOW_TABLES, [], |r| r.get::<_, Option<String>>(0)).unwrap().unwrap_or_default()
+}
+
+/// POSTs a protobuf OTLP body to `url`; returns the status code.
+pub async fn post_protobuf_to(url: &str, body: Vec<u8>) -> u16 {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
 }
 
 /// Opens the database file the way a user's duckdb client would, and counts.
