@@ -407,6 +407,7 @@ impl Config {
                     .or(duration("lake_commit_every", file.lake_commit_every)?)
                     .unwrap_or(LakeConfig::DEFAULT_COMMIT_EVERY)
                     .max(Duration::from_millis(1)),
+                upkeep: Default::default(),
             }),
             _ => {
                 return Err(ConfigError::Invalid {

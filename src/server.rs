@@ -19,6 +19,7 @@ use crate::ingest::{CorrelationKeys, Ingest};
 use crate::lake::append::LakeSink;
 use crate::lake::leader::Leadership;
 use crate::lake::pull::Puller;
+use crate::lake::upkeep::Upkeep;
 use crate::lake::{self, ClusterStatus, LakeError};
 use crate::listen::{self, Protocol};
 use crate::store::{retention, Checkpointer, Store, StoreError, Writer, WriterConfig};
@@ -141,6 +142,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             interval: config.stitch.interval,
         };
         background.push(tokio::spawn(puller.run(stopped.clone())));
+        let upkeep = Upkeep {
+            store: Arc::clone(&store),
+            status: Arc::clone(status),
+            config: config.lake.as_ref().map(|l| l.upkeep).unwrap_or_default(),
+        };
+        background.push(tokio::spawn(upkeep.run(stopped.clone())));
     }
 
     Ok(Running {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::postgres::{lake_extensions, Postgres};
 use common::process::Node;
 use common::*;
+use flowscope::lake::upkeep::UpkeepConfig;
 use flowscope::lake::{LakeConfig, Roles};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -21,30 +22,21 @@ const FIXTURES: [&str; 4] =
 
 /// The fixtures' request bodies, in order, as (signal, body).
 fn recorded_requests() -> Vec<(String, Vec<u8>)> {
-    let mut requests = Vec::new();
-    for fixture in FIXTURES {
-        let mut files: Vec<_> = std::fs::read_dir(common::fixture(fixture))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "pb"))
-            .collect();
-        files.sort();
-        for f in files {
-            let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            let signal = ["traces", "metrics", "logs"].into_iter().find(|s| name.ends_with(&format!("-v1-{s}.pb")));
-            requests.push((signal.unwrap().to_string(), std::fs::read(&f).unwrap()));
-        }
-    }
-    requests
+    FIXTURES.iter().flat_map(|f| recorded_bodies(f)).map(|(_, signal, body)| (signal.to_string(), body)).collect()
 }
 
 /// A node of the cluster on `pg`'s database `lake`, with `roles`.
 async fn node(pg: &Postgres, data: &std::path::Path, roles: Roles) -> TestServer {
+    node_with(pg, data, roles, UpkeepConfig::default()).await
+}
+
+async fn node_with(pg: &Postgres, data: &std::path::Path, roles: Roles, upkeep: UpkeepConfig) -> TestServer {
     let lake = LakeConfig {
         catalog: pg.conninfo("lake"),
         data_path: data.display().to_string(),
         extensions: lake_extensions(),
         commit_every: Duration::from_millis(20),
+        upkeep,
     };
     TestServer::start_with(move |c| {
         c.lake = Some(lake);
@@ -52,6 +44,11 @@ async fn node(pg: &Postgres, data: &std::path::Path, roles: Roles) -> TestServer
         c.stitch.quiet_period = Duration::from_millis(200);
     })
     .await
+}
+
+/// Three receiver nodes: two take the spans, the third logs and metrics.
+async fn three_receivers(pg: &Postgres, data: &std::path::Path) -> Vec<TestServer> {
+    vec![node(pg, data, RECEIVER).await, node(pg, data, RECEIVER).await, node(pg, data, RECEIVER).await]
 }
 
 const RECEIVER: Roles = Roles { receiver: true, stitcher: false };
@@ -97,6 +94,14 @@ async fn metrics(node: &TestServer) -> String {
     get(node, "/metrics").await
 }
 
+/// A series of an in-process node's `/metrics`.
+async fn metric(node: &TestServer, series: &str) -> f64 {
+    let text = metrics(node).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
 /// What one process makes of the same traffic.
 async fn one_process() -> String {
     let server = TestServer::start_with(|c| c.stitch.quiet_period = Duration::from_millis(200)).await;
@@ -118,11 +123,7 @@ async fn spans_spread_over_receivers_make_the_flows_of_one_process() {
     let data = tempfile::tempdir().unwrap();
     let stitcher = node(&pg, data.path(), STITCHER).await;
     assert!(stitcher.running().otlp_http.is_none(), "a node without the receiver role takes no OTLP");
-    let receivers = vec![
-        node(&pg, data.path(), RECEIVER).await,
-        node(&pg, data.path(), RECEIVER).await,
-        node(&pg, data.path(), RECEIVER).await,
-    ];
+    let receivers = three_receivers(&pg, data.path()).await;
     let requests = recorded_requests();
     let spans_sent: usize = requests
         .iter()
@@ -153,11 +154,7 @@ async fn a_standby_stitcher_takes_over_and_makes_the_same_flows() {
     pg.create_database("lake");
     let data = tempfile::tempdir().unwrap();
     let first = node(&pg, data.path(), STITCHER).await;
-    let receivers = vec![
-        node(&pg, data.path(), RECEIVER).await,
-        node(&pg, data.path(), RECEIVER).await,
-        node(&pg, data.path(), RECEIVER).await,
-    ];
+    let receivers = three_receivers(&pg, data.path()).await;
     let requests = recorded_requests();
     let half = requests.len() / 2;
     for (signal, body) in &requests[..half] {
@@ -309,4 +306,64 @@ async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
     let cluster = flow_tables(&db);
     assert!(cluster == expected, "after kill -9, against one process:\n{}", differences(&expected, &cluster));
     assert!(took_over < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_copies_it_whole() {
+    let expected = one_process().await;
+    let pg = Postgres::start();
+    pg.create_database("lake");
+    let data = tempfile::tempdir().unwrap();
+    let upkeep = UpkeepConfig { every: Duration::from_millis(200), keep: Duration::ZERO };
+    let first = node_with(&pg, data.path(), STITCHER, upkeep).await;
+    let receivers = three_receivers(&pg, data.path()).await;
+    for (signal, body) in &recorded_requests() {
+        send_spread(&receivers, signal, body).await;
+    }
+    caught_up(&first).await;
+    let mut commits = 0.0;
+    for r in &receivers {
+        commits += metric(r, "flowscope_commit_duration_seconds_count").await;
+    }
+    // Upkeep ran while the receivers appended; once more after the last copy, and the
+    // snapshots before it are gone.
+    let runs = metric(&first, "flowscope_lake_upkeep_runs_total").await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while metric(&first, "flowscope_lake_upkeep_runs_total").await < runs + 2.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("upkeep runs");
+    assert_eq!(metric(&first, "flowscope_lake_upkeep_failures_total").await, 0.0);
+    let kept = receivers[0].count("SELECT count(*) FROM lake.snapshots()").await;
+    assert!(commits > 100.0 && kept <= 5, "{commits} commits, {kept} snapshots kept");
+    assert!(metric(&first, "flowscope_lake_snapshots_expired_total").await >= commits - 5.0);
+    let parquet = walk_count(data.path());
+    let listed = receivers[0].count("SELECT count(*) FROM ducklake_list_files('lake', 'spans')").await;
+    assert!(parquet <= 20, "{parquet} data files left ({listed} of spans)");
+
+    // A stitcher on an empty file, once the history is expired, copies the lake whole.
+    let second = node(&pg, data.path(), STITCHER).await;
+    first.stop().await;
+    caught_up(&second).await;
+    for r in receivers {
+        r.stop().await;
+    }
+    let (db, _dir) = second.stop().await;
+    let cluster = flow_tables(&db);
+    assert!(
+        cluster == expected,
+        "a stitcher copying the lake whole, against one process:\n{}",
+        differences(&expected, &cluster)
+    );
+}
+
+/// Files under `dir`, however deep.
+fn walk_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| if e.file_type().unwrap().is_dir() { walk_count(&e.path()) } else { 1 })
+        .sum()
 }

@@ -5,11 +5,12 @@
 //! process stitches what it received.
 //!
 //! Public face: [`LakeConfig`], [`Roles`], [`open`], [`append::LakeSink`],
-//! [`pull::Puller`], [`leader::Leadership`].
+//! [`pull::Puller`], [`leader::Leadership`], [`upkeep::Upkeep`].
 
 pub mod append;
 pub mod leader;
 pub mod pull;
+pub mod upkeep;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64};
@@ -38,6 +39,8 @@ pub enum LakeError {
     /// The catalog's connection string is left out: it may hold a password.
     #[error("cannot attach the lake: {source}")]
     Attach { source: duckdb::Error },
+    #[error("this node's file holds the lake up to snapshot {through}, but the lake keeps snapshots from {oldest} only: start this node on an empty --db file to copy the lake afresh")]
+    Behind { through: i64, oldest: i64 },
     #[error("lake catalog (PostgreSQL): {0}")]
     Catalog(#[from] tokio_postgres::Error),
     #[error(transparent)]
@@ -64,6 +67,8 @@ pub struct LakeConfig {
     /// snapshot and a data file per table, and the catalog takes a few dozen commits a
     /// second in all.
     pub commit_every: Duration,
+    /// The active stitcher's upkeep of the lake.
+    pub upkeep: upkeep::UpkeepConfig,
 }
 
 impl LakeConfig {
@@ -125,6 +130,7 @@ pub struct ClusterStatus {
     pub pulls: AtomicU64,
     pub pulled_rows: AtomicU64,
     pub pull_failures: AtomicU64,
+    pub upkeep: upkeep::UpkeepStats,
 }
 
 impl ClusterStatus {
@@ -137,6 +143,7 @@ impl ClusterStatus {
             pulls: AtomicU64::default(),
             pulled_rows: AtomicU64::default(),
             pull_failures: AtomicU64::default(),
+            upkeep: upkeep::UpkeepStats::default(),
         }
     }
 
@@ -276,6 +283,7 @@ mod tests {
             data_path: data.into(),
             extensions: PathBuf::new(),
             commit_every: LakeConfig::DEFAULT_COMMIT_EVERY,
+            upkeep: Default::default(),
         };
         let ok = attach_statement(&config("host=db port=5432 dbname=lake", "/srv/lake")).unwrap();
         assert!(ok.contains("'ducklake:postgres:host=db port=5432 dbname=lake'"), "{ok}");

@@ -2,7 +2,8 @@
 //! snapshot pulled is copied into the local file as one local commit, through the local
 //! writer (the file's one writer), with the snapshot it reached saved in the same
 //! transaction. The stitcher then reads that commit as a single process reads what it
-//! received: nothing is pulled twice or skipped, whatever stops when.
+//! received: nothing is pulled twice or skipped, whatever stops when. A node with an
+//! empty file starts with a copy of everything the lake holds at its latest snapshot.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use crate::store::{in_transaction, Store, StoreError, Writer};
 use crate::text::now_nanos;
 
-use super::ClusterStatus;
+use super::{ClusterStatus, LakeError};
 
 /// Most lake snapshots copied in one local commit: a receiver's snapshot holds at most
 /// `--flush-rows` rows, so a stitcher catching up takes bounded steps.
@@ -39,6 +40,33 @@ pub struct Pulled {
     pub through: i64,
     /// Rows copied; None when the file already had every snapshot.
     pub rows: Option<usize>,
+}
+
+/// What the next pull copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The file has every snapshot.
+    Nothing,
+    /// The rows that snapshots `from..=to` added.
+    Added { from: i64, to: i64 },
+    /// Everything the lake holds at snapshot `at`: the file has nothing yet.
+    Whole { at: i64 },
+}
+
+/// The next step for a file holding snapshots up to `through` (-1: none) of a lake that
+/// keeps snapshots `oldest..=latest`. An error when the snapshots the file lacks are
+/// expired: it can no longer follow the lake.
+fn next_step(through: i64, oldest: i64, latest: i64) -> Result<Step, LakeError> {
+    if through >= latest {
+        return Ok(Step::Nothing);
+    }
+    if through < 0 {
+        return Ok(Step::Whole { at: latest });
+    }
+    if through + 1 < oldest {
+        return Err(LakeError::Behind { through, oldest });
+    }
+    Ok(Step::Added { from: through + 1, to: latest.min(through + SNAPSHOTS_PER_PULL) })
 }
 
 impl Puller {
@@ -72,18 +100,23 @@ impl Puller {
     }
 
     /// Copies the next snapshots' rows, if the lake has any the file lacks.
-    pub async fn pull_once(&self) -> Result<Pulled, StoreError> {
-        let (latest, through) = self.store.read(snapshots).await?;
-        let Some((from, to)) = next_range(through, latest) else { return Ok(Pulled { latest, through, rows: None }) };
-        let (_, rows) = self.writer.run_task(Box::new(move |conn, seq| copy(conn, seq, from, to))).await?;
+    pub async fn pull_once(&self) -> Result<Pulled, LakeError> {
+        let (through, oldest, latest) = self.store.read(snapshots).await?;
+        let (to, step) = match next_step(through, oldest, latest)? {
+            Step::Nothing => return Ok(Pulled { latest, through, rows: None }),
+            step @ Step::Added { to, .. } => (to, step),
+            step @ Step::Whole { at } => (at, step),
+        };
+        let (_, rows) = self.writer.run_task(Box::new(move |conn, seq| copy(conn, seq, step))).await?;
         Ok(Pulled { latest, through: to, rows: Some(rows) })
     }
 }
 
-/// The lake's latest snapshot, and the last one in the file (-1: none).
-fn snapshots(conn: &Connection) -> Result<(i64, i64), StoreError> {
-    let latest: i64 = conn.query_row(include_str!("../../queries/lake/current_snapshot.sql"), [], |r| r.get(0))?;
-    Ok((latest, pulled_through(conn)?))
+/// The last snapshot in the file (-1: none), and the lake's oldest and latest.
+fn snapshots(conn: &Connection) -> Result<(i64, i64, i64), StoreError> {
+    let (oldest, latest): (i64, i64) =
+        conn.query_row(include_str!("../../queries/lake/snapshot_range.sql"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((pulled_through(conn)?, oldest, latest))
 }
 
 fn pulled_through(conn: &Connection) -> Result<i64, StoreError> {
@@ -92,27 +125,25 @@ fn pulled_through(conn: &Connection) -> Result<i64, StoreError> {
     Ok(through.unwrap_or(-1))
 }
 
-/// Snapshots `through + 1 ..= current`, at most [`SNAPSHOTS_PER_PULL`] of them.
-fn next_range(through: i64, current: i64) -> Option<(i64, i64)> {
-    (current > through).then(|| (through + 1, current.min(through + SNAPSHOTS_PER_PULL)))
-}
-
-/// Copies the rows of snapshots `from..=to` as local commit `seq`, with the snapshot
-/// reached, in one transaction. Returns the rows copied.
-fn copy(conn: &Connection, seq: i64, from: i64, to: i64) -> Result<usize, StoreError> {
+/// Copies what `step` names as local commit `seq`, with the snapshot reached, in one
+/// transaction. Returns the rows copied.
+fn copy(conn: &Connection, seq: i64, step: Step) -> Result<usize, StoreError> {
+    let (sql, from, to): (&str, i64, i64) = match step {
+        Step::Nothing => return Ok(0),
+        Step::Added { from, to } => (include_str!("../../queries/lake/pull.sql"), from, to),
+        Step::Whole { at } => (include_str!("../../queries/lake/pull_whole.sql"), 0, at),
+    };
     in_transaction(conn, || {
         // Checked again inside the transaction: only this writer moves it.
         if pulled_through(conn)? >= to {
             return Ok(0);
         }
-        let mut rows = 0;
-        let mut stitch_rows = 0;
-        for (i, statement) in include_str!("../../queries/lake/pull.sql")
-            .split_terminator(";\n")
-            .filter(|s| s.contains("INSERT"))
-            .enumerate()
-        {
-            let n = conn.execute(statement, params![seq, from, to])?;
+        let (mut rows, mut stitch_rows) = (0, 0);
+        for (i, statement) in sql.split_terminator(";\n").filter(|s| s.contains("INSERT")).enumerate() {
+            let n = match step {
+                Step::Whole { .. } => conn.execute(statement, params![seq, to])?,
+                _ => conn.execute(statement, params![seq, from, to])?,
+            };
             rows += n;
             // Spans, span links and log records: what the stitcher reads.
             if i < 3 {
@@ -135,17 +166,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pulls_take_bounded_ranges_of_new_snapshots() {
+    fn pulls_copy_everything_once_then_bounded_ranges_of_new_snapshots() {
+        let most = SNAPSHOTS_PER_PULL;
+        // (through, oldest, latest, step; None: the file can no longer follow the lake)
         let cases = [
-            (-1, 0, Some((0, 0))),
-            (-1, 3, Some((0, 3))),
-            (3, 3, None),
-            (5, 3, None),
-            (3, 4, Some((4, 4))),
-            (0, 100, Some((1, SNAPSHOTS_PER_PULL))),
+            (-1, 0, 0, Some(Step::Whole { at: 0 })),
+            (-1, 40, 90, Some(Step::Whole { at: 90 })),
+            (3, 0, 3, Some(Step::Nothing)),
+            (5, 0, 3, Some(Step::Nothing)),
+            (3, 0, 4, Some(Step::Added { from: 4, to: 4 })),
+            (0, 0, 100, Some(Step::Added { from: 1, to: most })),
+            (9, 10, 12, Some(Step::Added { from: 10, to: 12 })),
+            (8, 10, 12, None),
         ];
-        for (through, current, want) in cases {
-            assert_eq!(next_range(through, current), want, "{through} {current}");
+        for (through, oldest, latest, want) in cases {
+            assert_eq!(next_step(through, oldest, latest).ok(), want, "{through} {oldest} {latest}");
         }
     }
 }

@@ -64,7 +64,9 @@ pub fn render_cluster(out: &mut String, c: &crate::lake::ClusterStatus) {
         let _ = writeln!(out, "flowscope_cluster_role{{role=\"{role}\"}} {}", u8::from(on));
     }
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    let rows: [(&str, &str, &str, f64); 5] = [
+    let snapshot = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed) as f64;
+    let u = &c.upkeep;
+    let rows: [(&str, &str, &str, f64); 11] = [
         (
             "flowscope_stitcher_leader",
             "gauge",
@@ -72,10 +74,16 @@ pub fn render_cluster(out: &mut String, c: &crate::lake::ClusterStatus) {
             f64::from(u8::from(c.is_leading())),
         ),
         (
+            "flowscope_lake_snapshot_latest",
+            "gauge",
+            "The lake's latest snapshot when this node last looked (-1: not yet)",
+            snapshot(&c.latest_snapshot),
+        ),
+        (
             "flowscope_lake_snapshot_pulled",
             "gauge",
             "The last lake snapshot copied into this node's file (-1: none)",
-            c.pulled_snapshot.load(Ordering::Relaxed) as f64,
+            snapshot(&c.pulled_snapshot),
         ),
         ("flowscope_lake_pulls_total", "counter", "Copies of new lake snapshots into this node's file", load(&c.pulls)),
         ("flowscope_lake_pulled_rows_total", "counter", "Rows copied from the lake", load(&c.pulled_rows)),
@@ -84,6 +92,21 @@ pub fn render_cluster(out: &mut String, c: &crate::lake::ClusterStatus) {
             "counter",
             "Copies from the lake that failed (retried)",
             load(&c.pull_failures),
+        ),
+        ("flowscope_lake_upkeep_runs_total", "counter", "Lake upkeep runs (merge, expire, clean up)", load(&u.runs)),
+        ("flowscope_lake_upkeep_failures_total", "counter", "Lake upkeep runs that failed", load(&u.failures)),
+        (
+            "flowscope_lake_files_merged_total",
+            "counter",
+            "Lake data files merged into larger ones",
+            load(&u.files_merged),
+        ),
+        ("flowscope_lake_snapshots_expired_total", "counter", "Lake snapshots expired", load(&u.snapshots_expired)),
+        (
+            "flowscope_lake_files_removed_total",
+            "counter",
+            "Lake data files deleted once no snapshot used them",
+            load(&u.files_removed),
         ),
     ];
     render_rows(out, &rows);

@@ -305,21 +305,31 @@ pub async fn replay_recorded(server: &TestServer, rel: &str) {
 /// Like [`replay_recorded`], with every timestamp moved by `shift_ns` (to replay a
 /// recording as if it happened now, for rules that look at the last minutes).
 pub async fn replay_recorded_shifted(server: &TestServer, rel: &str, shift_ns: i64) {
-    let dir = fixture(rel);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    for (name, signal, body) in recorded_bodies(rel) {
+        let body = shift_times(signal, &body, shift_ns);
+        let status = server.post_protobuf(&format!("/v1/{signal}"), body).await;
+        assert_eq!(status, 200, "{name}");
+    }
+}
+
+/// A recorded fixture's `NNNN-v1-{traces,metrics,logs}.pb` bodies in file-name order, as
+/// (file name, signal, body).
+pub fn recorded_bodies(rel: &str) -> Vec<(String, &'static str, Vec<u8>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixture(rel))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "pb"))
         .collect();
     files.sort();
-    for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let signal =
-            ["traces", "metrics", "logs"].into_iter().find(|s| name.ends_with(&format!("-v1-{s}.pb"))).unwrap();
-        let body = shift_times(signal, &std::fs::read(&f).unwrap(), shift_ns);
-        let status = server.post_protobuf(&format!("/v1/{signal}"), body).await;
-        assert_eq!(status, 200, "{name}");
-    }
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let signal =
+                ["traces", "metrics", "logs"].into_iter().find(|s| name.ends_with(&format!("-v1-{s}.pb"))).unwrap();
+            (name, signal, std::fs::read(&f).unwrap())
+        })
+        .collect()
 }
 
 /// The OTLP body with every timestamp moved by `shift_ns`.
