@@ -83,7 +83,7 @@ pub enum IngestError {
 impl From<StoreError> for IngestError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Overloaded { .. } | StoreError::StitchingBehind { .. } => {
+            StoreError::Overloaded { .. } | StoreError::StitchingBehind { .. } | StoreError::Unavailable(_) => {
                 IngestError::Overloaded(e.to_string())
             }
             StoreError::ShuttingDown => IngestError::ShuttingDown,

@@ -4,8 +4,8 @@
 
 use duckdb::Connection;
 
-use crate::store::tables::{TableBatch, ALL};
-use crate::store::{in_transaction, with_commit_seq, CommitSink, StoreError};
+use crate::store::tables::TableBatch;
+use crate::store::{append_tables, in_transaction, CommitSink, StoreError};
 
 use super::LAKE;
 
@@ -13,24 +13,17 @@ use super::LAKE;
 pub struct LakeSink;
 
 impl CommitSink for LakeSink {
+    /// A failed lake commit (the catalog unreachable, a snapshot race DuckLake's retries
+    /// did not win) is answered as retryable: the exporter sends the request again.
     fn commit(&mut self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
-        in_transaction(conn, || {
-            for (table, _, commit_seq_at) in ALL {
-                let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
-                if of_table.peek().is_none() {
-                    continue;
-                }
-                let mut appender = conn.appender_to_catalog_and_db(table, LAKE, "main")?;
-                for b in of_table {
-                    appender.append_record_batch(with_commit_seq(&b.batch, seq, *commit_seq_at))?;
-                }
-                appender.flush()?;
-            }
-            Ok(())
-        })
+        append(conn, batches, seq).map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     fn feeds_stitcher(&self) -> bool {
         false
     }
+}
+
+fn append(conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
+    in_transaction(conn, || append_tables(conn, batches, seq, Some(LAKE)))
 }

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 pub use checkpoints::{CheckpointConfig, CheckpointStats, Checkpointer};
 pub use feed::{CommitFeed, Committed, SPAN_FACT_COLUMNS};
 pub use writer::{
-    append_in_transaction, with_commit_seq, CommitSink, CommitStats, WriteTask, Writer, WriterConfig, COMMIT_BUCKETS_MS,
+    append_in_transaction, append_tables, CommitSink, CommitStats, WriteTask, Writer, WriterConfig, COMMIT_BUCKETS_MS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum StoreError {
     StitchingBehind { lag_secs: u64 },
     #[error("flowscope is shutting down")]
     ShuttingDown,
+    /// Shared storage (a cluster's lake) could not take the commit now.
+    #[error("storage unavailable, retry later: {0}")]
+    Unavailable(String),
     #[error("background task failed: {0}")]
     Task(String),
 }

@@ -425,23 +425,37 @@ pub fn append_in_transaction(conn: &Connection, batches: &[&TableBatch], seq: i6
             now_nanos(),
             super::feed::stitch_rows(batches) as i64
         ])?;
-        for (table, _, commit_seq_at) in ALL {
-            let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
-            if of_table.peek().is_none() {
-                continue;
-            }
-            let mut appender = conn.appender(table)?;
-            for b in of_table {
-                appender.append_record_batch(with_commit_seq(&b.batch, seq, *commit_seq_at))?;
-            }
-            appender.flush()?;
-        }
-        Ok(())
+        append_tables(conn, batches, seq, None)
     })
 }
 
+/// Appends each table's batches, with `commit_seq` set to `seq`, to the tables of
+/// `catalog` (None: the local file), inside the caller's transaction.
+pub fn append_tables(
+    conn: &Connection,
+    batches: &[&TableBatch],
+    seq: i64,
+    catalog: Option<&str>,
+) -> Result<(), StoreError> {
+    for (table, _, commit_seq_at) in ALL {
+        let mut of_table = batches.iter().filter(|b| b.table == *table).peekable();
+        if of_table.peek().is_none() {
+            continue;
+        }
+        let mut appender = match catalog {
+            Some(catalog) => conn.appender_to_catalog_and_db(table, catalog, "main")?,
+            None => conn.appender(table)?,
+        };
+        for b in of_table {
+            appender.append_record_batch(with_commit_seq(&b.batch, seq, *commit_seq_at))?;
+        }
+        appender.flush()?;
+    }
+    Ok(())
+}
+
 /// The batch with a `commit_seq` column inserted at `at` (the table's column order).
-pub fn with_commit_seq(batch: &RecordBatch, seq: i64, at: usize) -> RecordBatch {
+fn with_commit_seq(batch: &RecordBatch, seq: i64, at: usize) -> RecordBatch {
     let schema = batch.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.insert(at, Field::new("commit_seq", DataType::Int64, false));
