@@ -418,8 +418,7 @@ impl Config {
             }
         };
         let role_list = if args.roles.is_empty() { file.roles } else { args.roles };
-        let roles =
-            Roles::parse(&role_list).map_err(|e| ConfigError::Invalid { setting: "roles", message: e.to_string() })?;
+        let roles = Roles::parse(&role_list).map_err(|message| ConfigError::Invalid { setting: "roles", message })?;
         if lake.is_none() && roles != Roles::ALL {
             return Err(ConfigError::Invalid {
                 setting: "roles",
@@ -524,6 +523,31 @@ mod tests {
         assert_eq!(c.writer.flush_interval, Duration::from_millis(50));
         assert_eq!(c.correlation_keys, vec!["app.order_id".to_string()]);
         assert_eq!(c.db, PathBuf::from(DEFAULT_DB));
+    }
+
+    #[test]
+    fn a_cluster_needs_its_catalog_data_and_extensions_and_roles_need_a_cluster() {
+        let args = |lake: Option<&str>, data: Option<&str>, ext: Option<&str>, roles: &[&str]| ServeArgs {
+            lake: lake.map(Into::into),
+            lake_data: data.map(Into::into),
+            lake_extensions: ext.map(Into::into),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        };
+        let resolve = |a| Config::resolve(a, FileConfig::default());
+        let node = resolve(args(Some("host=db"), Some("/srv/lake"), Some("/opt/ext"), &["receiver"])).unwrap();
+        assert_eq!(node.roles, Roles { receiver: true, stitcher: false });
+        assert_eq!(node.lake.unwrap().commit_every, LakeConfig::DEFAULT_COMMIT_EVERY);
+        for bad in [
+            args(None, None, None, &["receiver"]),
+            args(Some("host=db"), None, Some("/opt/ext"), &[]),
+            args(None, Some("/srv/lake"), Some("/opt/ext"), &[]),
+            args(Some("host=db"), Some("/srv/lake"), None, &[]),
+            args(Some("host=db"), Some("/srv/lake"), Some("/opt/ext"), &["query"]),
+        ] {
+            assert!(resolve(bad).is_err());
+        }
+        assert_eq!(resolve(args(None, None, None, &[])).unwrap().roles, Roles::ALL);
     }
 
     #[test]

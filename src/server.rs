@@ -52,8 +52,9 @@ pub struct Running {
     background: Vec<JoinHandle<()>>,
     stitcher: StitcherHandle,
     checkpointer: Checkpointer,
-    /// The writer of the local file, when ingest writes elsewhere (a cluster's receiver).
-    local_writer: Option<Arc<Writer>>,
+    /// The writer of the local file: the stitcher's source (ingest writes to the lake on
+    /// a cluster's receiver, and here otherwise).
+    local_writer: Arc<Writer>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -93,6 +94,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let ui = ui_listener.local_addr().expect("bound socket has an address");
 
     let (stitcher, progress) = flows::start(&store, &local_writer, config.stitch.clone())?;
+    let commits = Arc::clone(local_writer.stats());
     let export = ExportConfig { quiet_period: config.stitch.quiet_period, series_limit: config.metrics_series_limit };
     let (flow_metrics, export_task) = export::start(Arc::clone(&store), progress.clone(), export, stopped.clone());
     let flows_state = FlowsState {
@@ -102,15 +104,17 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         quiet_period: config.stitch.quiet_period,
         max_flow_spans: config.stitch.max_flow_spans,
         flow_metrics,
+        commits,
     };
     let alerts = Alerts::start(Arc::clone(&store), config.file_rules.clone(), config.alerts.clone()).await?;
-    let cluster = match (&config.lake, config.roles.stitcher) {
+    let stitches_from_lake = config.lake.as_ref().filter(|_| config.roles.stitcher);
+    let cluster = match (&config.lake, stitches_from_lake) {
         (None, _) => None,
-        (Some(lake), true) => {
+        (Some(_), Some(lake)) => {
             let leadership = Leadership::start(&lake.catalog, stopped.clone())?;
             Some(Arc::new(ClusterStatus::new(config.roles, leadership.leading)))
         }
-        (Some(_), false) => Some(Arc::new(ClusterStatus::new(config.roles, watch::channel(false).1))),
+        (Some(_), None) => Some(Arc::new(ClusterStatus::new(config.roles, watch::channel(false).1))),
     };
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
     state.cluster = cluster.clone();
@@ -134,7 +138,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tokio::spawn(alerts.run(stopped.clone())),
         export_task,
     ];
-    if let (Some(status), true) = (&cluster, config.roles.stitcher) {
+    if let (Some(lake), Some(status)) = (stitches_from_lake, &cluster) {
         let puller = Puller {
             store: Arc::clone(&store),
             writer: Arc::clone(&local_writer),
@@ -142,11 +146,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             interval: config.stitch.interval,
         };
         background.push(tokio::spawn(puller.run(stopped.clone())));
-        let upkeep = Upkeep {
-            store: Arc::clone(&store),
-            status: Arc::clone(status),
-            config: config.lake.as_ref().map(|l| l.upkeep).unwrap_or_default(),
-        };
+        let upkeep = Upkeep { store: Arc::clone(&store), status: Arc::clone(status), config: lake.upkeep };
         background.push(tokio::spawn(upkeep.run(stopped.clone())));
     }
 
@@ -162,7 +162,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         background,
         stitcher,
         checkpointer,
-        local_writer: receives_into_lake.map(|_| local_writer),
+        local_writer,
     })
 }
 
@@ -220,8 +220,7 @@ impl Running {
 
     /// Waits until every commit made so far has been stitched into flows.
     pub async fn wait_stitched(&self) {
-        let writer = self.local_writer.as_ref().unwrap_or(self.ingest.writer());
-        let target = writer.stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;
+        let target = self.local_writer.stats().last_commit_seq.load(std::sync::atomic::Ordering::Acquire) as i64;
         let mut progress = self.progress.clone();
         let _ = progress.wait_for(|p| p.stitched_seq >= target && p.last_error.is_none()).await;
     }
@@ -233,10 +232,9 @@ impl Running {
         for task in self.listeners {
             let _ = task.await;
         }
+        // The same writer twice on a single process: the second call finds it stopped.
         self.ingest.writer().shutdown().await;
-        if let Some(local) = &self.local_writer {
-            local.shutdown().await;
-        }
+        self.local_writer.shutdown().await;
         let (stitcher, checkpointer) = (self.stitcher, self.checkpointer);
         tokio::task::spawn_blocking(move || {
             stitcher.stop();

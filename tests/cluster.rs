@@ -25,15 +25,33 @@ fn recorded_requests() -> Vec<(String, Vec<u8>)> {
     FIXTURES.iter().flat_map(|f| recorded_bodies(f)).map(|(_, signal, body)| (signal.to_string(), body)).collect()
 }
 
-/// A node of the cluster on `pg`'s database `lake`, with `roles`.
-async fn node(pg: &Postgres, data: &std::path::Path, roles: Roles) -> TestServer {
-    node_with(pg, data, roles, UpkeepConfig::default()).await
+/// A lake for one test's nodes: a PostgreSQL catalog and a data directory.
+struct Lake {
+    pg: Postgres,
+    data: tempfile::TempDir,
 }
 
-async fn node_with(pg: &Postgres, data: &std::path::Path, roles: Roles, upkeep: UpkeepConfig) -> TestServer {
+impl Lake {
+    fn start() -> Lake {
+        let pg = Postgres::start();
+        pg.create_database("lake");
+        Lake { pg, data: tempfile::tempdir().unwrap() }
+    }
+
+    fn catalog(&self) -> String {
+        self.pg.conninfo("lake")
+    }
+}
+
+/// A node of the cluster on `lake`, with `roles`.
+async fn node(lake: &Lake, roles: Roles) -> TestServer {
+    node_with(lake, roles, UpkeepConfig::default()).await
+}
+
+async fn node_with(lake: &Lake, roles: Roles, upkeep: UpkeepConfig) -> TestServer {
     let lake = LakeConfig {
-        catalog: pg.conninfo("lake"),
-        data_path: data.display().to_string(),
+        catalog: lake.catalog(),
+        data_path: lake.data.path().display().to_string(),
         extensions: lake_extensions(),
         commit_every: Duration::from_millis(20),
         upkeep,
@@ -47,8 +65,8 @@ async fn node_with(pg: &Postgres, data: &std::path::Path, roles: Roles, upkeep: 
 }
 
 /// Three receiver nodes: two take the spans, the third logs and metrics.
-async fn three_receivers(pg: &Postgres, data: &std::path::Path) -> Vec<TestServer> {
-    vec![node(pg, data, RECEIVER).await, node(pg, data, RECEIVER).await, node(pg, data, RECEIVER).await]
+async fn three_receivers(lake: &Lake) -> Vec<TestServer> {
+    vec![node(lake, RECEIVER).await, node(lake, RECEIVER).await, node(lake, RECEIVER).await]
 }
 
 const RECEIVER: Roles = Roles { receiver: true, stitcher: false };
@@ -118,12 +136,10 @@ async fn spans_spread_over_receivers_make_the_flows_of_one_process() {
     let expected = one_process().await;
     assert!(expected.lines().filter(|l| l.starts_with("flow|")).count() > 20, "the fixtures make flows");
 
-    let pg = Postgres::start();
-    pg.create_database("lake");
-    let data = tempfile::tempdir().unwrap();
-    let stitcher = node(&pg, data.path(), STITCHER).await;
+    let lake = Lake::start();
+    let stitcher = node(&lake, STITCHER).await;
     assert!(stitcher.running().otlp_http.is_none(), "a node without the receiver role takes no OTLP");
-    let receivers = three_receivers(&pg, data.path()).await;
+    let receivers = three_receivers(&lake).await;
     let requests = recorded_requests();
     let spans_sent: usize = requests
         .iter()
@@ -150,18 +166,16 @@ async fn spans_spread_over_receivers_make_the_flows_of_one_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_standby_stitcher_takes_over_and_makes_the_same_flows() {
     let expected = one_process().await;
-    let pg = Postgres::start();
-    pg.create_database("lake");
-    let data = tempfile::tempdir().unwrap();
-    let first = node(&pg, data.path(), STITCHER).await;
-    let receivers = three_receivers(&pg, data.path()).await;
+    let lake = Lake::start();
+    let first = node(&lake, STITCHER).await;
+    let receivers = three_receivers(&lake).await;
     let requests = recorded_requests();
     let half = requests.len() / 2;
     for (signal, body) in &requests[..half] {
         send_spread(&receivers, signal, body).await;
     }
     caught_up(&first).await;
-    let standby = node(&pg, data.path(), STITCHER).await;
+    let standby = node(&lake, STITCHER).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(pulled(&standby).await, -1, "only the elected stitcher pulls");
     assert!(metrics(&first).await.contains("\nflowscope_stitcher_leader 1\n"));
@@ -186,12 +200,12 @@ async fn a_standby_stitcher_takes_over_and_makes_the_same_flows() {
 }
 
 /// A cluster node in a process of its own.
-fn spawn_node(pg: &Postgres, data: &std::path::Path, dir: &std::path::Path, name: &str, role: &str) -> Node {
+fn spawn_node(lake: &Lake, dir: &std::path::Path, name: &str, role: &str) -> Node {
     let args: Vec<String> = [
         "--lake",
-        &pg.conninfo("lake"),
+        &lake.catalog(),
         "--lake-data",
-        &data.display().to_string(),
+        &lake.data.path().display().to_string(),
         "--lake-extensions",
         &lake_extensions().display().to_string(),
         "--lake-commit-every",
@@ -245,17 +259,16 @@ async fn metrics_caught_up(node: &Node, latest: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
     let expected = one_process().await;
-    let pg = Postgres::start();
-    pg.create_database("lake");
-    let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (data, dir) = (data.path(), dir.path());
-    let active = spawn_node(&pg, data, dir, "stitcher-a", "stitcher");
-    let standby = spawn_node(&pg, data, dir, "stitcher-b", "stitcher");
-    let r1 = spawn_node(&pg, data, dir, "receiver-1", "receiver");
-    let r2 = spawn_node(&pg, data, dir, "receiver-2", "receiver");
-    let doomed = spawn_node(&pg, data, dir, "receiver-3", "receiver");
+    let lake = Lake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let active = spawn_node(&lake, dir, "stitcher-a", "stitcher");
+    let standby = spawn_node(&lake, dir, "stitcher-b", "stitcher");
+    let r1 = spawn_node(&lake, dir, "receiver-1", "receiver");
+    let r2 = spawn_node(&lake, dir, "receiver-2", "receiver");
+    let doomed = spawn_node(&lake, dir, "receiver-3", "receiver");
     // In this process: the test's window on the lake.
-    let observer = node(&pg, data, RECEIVER).await;
+    let observer = node(&lake, RECEIVER).await;
     let requests = recorded_requests();
     let (third, two_thirds) = (requests.len() / 3, requests.len() * 2 / 3);
 
@@ -264,7 +277,7 @@ async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
     }
     // A receiver killed right after acknowledging: what it acknowledged is in the lake.
     doomed.kill();
-    let r3 = spawn_node(&pg, data, dir, "receiver-3b", "receiver");
+    let r3 = spawn_node(&lake, dir, "receiver-3b", "receiver");
     let (leader, other) = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if active.metric("flowscope_stitcher_leader").await == Some(1.0) {
@@ -311,12 +324,10 @@ async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_copies_it_whole() {
     let expected = one_process().await;
-    let pg = Postgres::start();
-    pg.create_database("lake");
-    let data = tempfile::tempdir().unwrap();
+    let lake = Lake::start();
     let upkeep = UpkeepConfig { every: Duration::from_millis(200), keep: Duration::ZERO };
-    let first = node_with(&pg, data.path(), STITCHER, upkeep).await;
-    let receivers = three_receivers(&pg, data.path()).await;
+    let first = node_with(&lake, STITCHER, upkeep).await;
+    let receivers = three_receivers(&lake).await;
     for (signal, body) in &recorded_requests() {
         send_spread(&receivers, signal, body).await;
     }
@@ -339,12 +350,12 @@ async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_c
     let kept = receivers[0].count("SELECT count(*) FROM lake.snapshots()").await;
     assert!(commits > 100.0 && kept <= 5, "{commits} commits, {kept} snapshots kept");
     assert!(metric(&first, "flowscope_lake_snapshots_expired_total").await >= commits - 5.0);
-    let parquet = walk_count(data.path());
+    let parquet = walk_count(lake.data.path());
     let listed = receivers[0].count("SELECT count(*) FROM ducklake_list_files('lake', 'spans')").await;
     assert!(parquet <= 20, "{parquet} data files left ({listed} of spans)");
 
     // A stitcher on an empty file, once the history is expired, copies the lake whole.
-    let second = node(&pg, data.path(), STITCHER).await;
+    let second = node(&lake, STITCHER).await;
     first.stop().await;
     caught_up(&second).await;
     for r in receivers {

@@ -25,6 +25,7 @@ async fn app_with_stitcher(
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("x.duckdb")).unwrap();
     let writer = Arc::new(store.start_writer(WriterConfig::default()).unwrap());
+    let commits = Arc::clone(writer.stats());
     let ingest = Arc::new(Ingest::new(writer, CorrelationKeys::default(), 64 << 20));
     let (_progress, watcher) = tokio::sync::watch::channel(StitchProgress::default());
     let flows = FlowsState {
@@ -34,6 +35,7 @@ async fn app_with_stitcher(
         quiet_period: Duration::from_secs(30),
         max_flow_spans: 10_000,
         flow_metrics: tokio::sync::watch::channel(None).1,
+        commits,
     };
     let alerts = Alerts::start(
         Arc::clone(&store),

@@ -15,7 +15,7 @@ pub struct LakeSink;
 impl CommitSink for LakeSink {
     /// A failed lake commit (the catalog unreachable, a snapshot race DuckLake's retries
     /// did not win) is answered as retryable: the exporter sends the request again.
-    fn commit(&mut self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
+    fn commit(&self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
         append(conn, batches, seq).map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 

@@ -89,18 +89,13 @@ impl Roles {
     pub const ALL: Roles = Roles { receiver: true, stitcher: true };
 
     /// Parses a comma-separated list of `receiver` and `stitcher`; none means both.
-    pub fn parse(list: &[String]) -> Result<Roles, LakeError> {
+    pub fn parse(list: &[String]) -> Result<Roles, String> {
         let mut roles = Roles { receiver: false, stitcher: false };
         for name in list.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "receiver" => roles.receiver = true,
                 "stitcher" => roles.stitcher = true,
-                other => {
-                    return Err(LakeError::Invalid {
-                        setting: "roles",
-                        message: format!("unknown role {other:?} (use receiver, stitcher)"),
-                    })
-                }
+                other => return Err(format!("unknown role {other:?} (use receiver, stitcher)")),
             }
         }
         if roles == (Roles { receiver: false, stitcher: false }) {
@@ -246,11 +241,8 @@ fn attach_statement(config: &LakeConfig) -> Result<String, LakeError> {
         }
         Ok(format!("'{value}'"))
     };
-    literal("lake data path", &config.data_path)?;
-    let data_path = match config.data_path.ends_with('/') {
-        true => config.data_path.clone(),
-        false => format!("{}/", config.data_path),
-    };
+    let raw = &config.data_path;
+    let data_path = if raw.is_empty() || raw.ends_with('/') { raw.clone() } else { format!("{raw}/") };
     Ok(include_str!("../../queries/lake/attach.sql")
         .replace("{catalog}", &literal("lake catalog", &format!("ducklake:postgres:{}", config.catalog))?)
         .replace("{data_path}", &literal("lake data path", &data_path)?))

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use duckdb::{params, Connection, OptionalExt};
+use duckdb::{params, Connection};
 use tokio::sync::watch;
 
 use crate::store::{Store, StoreError};
@@ -91,11 +91,11 @@ fn upkeep(conn: &Connection, through: i64, keep: Duration) -> Result<Done, Store
     while let Some(r) = rows.next()? {
         done.files_merged += r.get::<_, i64>(2)?.max(0) as u64;
     }
-    let copied_at: Option<i64> = conn
-        .query_row(include_str!("../../queries/lake/snapshot_time_us.sql"), params![through], |r| r.get(0))
-        .optional()?;
-    if let Some(at) = copied_at {
-        let horizon = at - keep.as_micros() as i64;
+    // None once that snapshot is expired itself: nothing older is left to expire.
+    let copied_at: Option<i64> =
+        conn.query_row(include_str!("../../queries/lake/snapshot_time.sql"), params![through, through], |r| r.get(0))?;
+    if let Some(at_ns) = copied_at {
+        let horizon = (at_ns - keep.as_nanos() as i64) / 1000;
         let mut expire = conn.prepare(include_str!("../../queries/lake/expire_snapshots.sql"))?;
         done.snapshots_expired = expire.query_map(params![horizon], |_| Ok(()))?.count() as u64;
     }

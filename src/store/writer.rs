@@ -139,7 +139,7 @@ enum Msg {
 /// Where a group commit goes.
 pub trait CommitSink: Send + 'static {
     /// Appends the batches as commit number `seq` and commits them, all or nothing.
-    fn commit(&mut self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError>;
+    fn commit(&self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError>;
     /// Whether the rows are stitched from this file (and so go to the commit feed).
     fn feeds_stitcher(&self) -> bool;
 }
@@ -148,7 +148,7 @@ pub trait CommitSink: Send + 'static {
 struct LocalFile;
 
 impl CommitSink for LocalFile {
-    fn commit(&mut self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
+    fn commit(&self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
         append_in_transaction(conn, batches, seq)
     }
 
@@ -193,7 +193,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("flowscope-writer".into())
             .spawn(move || {
-                run(conn, rx, config, next_seq, committed);
+                run(conn, rx, config, next_seq, &committed);
                 guard.stopped();
             })
             .map_err(|e| StoreError::Task(e.to_string()))?;
@@ -317,7 +317,7 @@ impl Committer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, mut committed: Committer) {
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, committed: &Committer) {
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
         let first = match rx.recv() {
@@ -347,7 +347,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 }
                 Ok(Msg::Task(task, done)) => {
                     // Queued behind the requests taken so far: those commit first.
-                    commit_jobs(&conn, std::mem::take(&mut jobs), &mut seq, &mut committed);
+                    commit_jobs(&conn, std::mem::take(&mut jobs), &mut seq, committed);
                     let _ = done.send(committed.run_task(&conn, task, &mut seq));
                     break;
                 }
@@ -358,7 +358,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        commit_jobs(&conn, jobs, &mut seq, &mut committed);
+        commit_jobs(&conn, jobs, &mut seq, committed);
     }
     // Shutting down: whatever was queued behind the stop request still gets committed.
     let rest: Vec<Job> = rx
@@ -368,7 +368,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
             Msg::Task(..) | Msg::Stop(_) => None,
         })
         .collect();
-    commit_jobs(&conn, rest, &mut seq, &mut committed);
+    commit_jobs(&conn, rest, &mut seq, committed);
     drop(conn);
     if let Some(ack) = stop {
         let _ = ack.send(());
@@ -377,7 +377,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
 
 /// Commits the jobs in one transaction. Should that fail, each job is tried alone so that
 /// one bad request cannot take the others down with it.
-fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &mut Committer) {
+fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Committer) {
     if jobs.is_empty() {
         return;
     }

@@ -80,6 +80,8 @@ pub struct FlowsState {
     pub max_flow_spans: usize,
     /// The text of `/metrics/flows`, prepared in the background.
     pub flow_metrics: crate::flows::export::Prepared,
+    /// The commits of the file the stitcher reads (the lake's copies on a cluster node).
+    pub commits: Arc<crate::store::CommitStats>,
 }
 
 impl FlowsState {
@@ -183,7 +185,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     self_metrics::render_reads(&mut text, state.store.reads_in_flight());
     self_metrics::render_checkpoints(&mut text, state.store.checkpoint_stats());
     self_metrics::render_stages(&mut text, &state.stages());
-    self_metrics::render_stitching(&mut text, &state.flows.progress.borrow());
+    let last_commit = state.flows.commits.last_commit_seq.load(std::sync::atomic::Ordering::Relaxed);
+    self_metrics::render_stitching(&mut text, &state.flows.progress.borrow(), last_commit);
     if let Some(cluster) = &state.cluster {
         self_metrics::render_cluster(&mut text, cluster);
     }

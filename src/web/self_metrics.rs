@@ -148,8 +148,6 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
     let _ = writeln!(out, "flowscope_write_queue_capacity_bytes {}", writer.capacity_bytes());
     let _ = writeln!(out, "# HELP flowscope_ingest_held_back 1 while new data is refused (retryably) because flows are more than --max-stitch-lag behind\n# TYPE flowscope_ingest_held_back gauge");
     let _ = writeln!(out, "flowscope_ingest_held_back {}", u8::from(writer.held_back_by_stitching()));
-    let _ = writeln!(out, "# HELP flowscope_last_commit_seq The number of the last commit (flowscope_stitched_commit_seq catches up with it)\n# TYPE flowscope_last_commit_seq gauge");
-    let _ = writeln!(out, "flowscope_last_commit_seq {}", commits.last_commit_seq.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP flowscope_committed_rows_total Rows committed, all tables\n# TYPE flowscope_committed_rows_total counter");
     let _ = writeln!(out, "flowscope_committed_rows_total {}", commits.rows.load(Ordering::Relaxed));
     let _ = writeln!(
@@ -185,14 +183,20 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
 
 /// The stitcher's progress and what it holds in memory: none of it grows with what is
 /// stored, which these gauges let anyone check.
-pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress) {
-    let gauges: [(&str, &str, f64); 14] = [
+/// The stitcher's progress; `last_commit` is the last commit of the file it reads.
+pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress, last_commit: u64) {
+    let gauges: [(&str, &str, f64); 15] = [
         (
             "flowscope_stitch_lag_seconds",
             "How long ago the oldest commit not yet stitched was received",
             p.lag.as_secs_f64(),
         ),
         ("flowscope_stitched_commit_seq", "Every commit up to this one is stitched", p.stitched_seq as f64),
+        (
+            "flowscope_last_commit_seq",
+            "The last commit of the file the stitcher reads (flowscope_stitched_commit_seq catches up with it)",
+            last_commit as f64,
+        ),
         ("flowscope_stitcher_cached_traces", "Traces whose spans the stitcher holds in memory", p.cached_traces as f64),
         ("flowscope_stitcher_cached_spans", "Spans the stitcher holds in memory", p.cached_spans as f64),
         ("flowscope_stitcher_joined_traces", "Traces the stitcher's in-memory joiner knows", p.joined_traces as f64),
