@@ -13,6 +13,7 @@ use crate::alerts::rules::{parse_rules_file, Rule};
 use crate::alerts::AlertConfig;
 use crate::flows::analysis::{DestinationPatterns, NamePatterns};
 use crate::flows::StitchConfig;
+use crate::lake::upkeep::UpkeepConfig;
 use crate::lake::{LakeConfig, Roles};
 use crate::store::{CheckpointConfig, WriterConfig};
 
@@ -137,7 +138,13 @@ pub struct ServeArgs {
     /// How long a receiver gathers requests into one lake commit, e.g. 500ms (with --lake) [default: 500ms]
     #[arg(long, env = "FLOWSCOPE_LAKE_COMMIT_EVERY", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub lake_commit_every: Option<Duration>,
-    /// This node's roles in a cluster: receiver, stitcher (repeatable) [default: both]
+    /// How often the active stitcher keeps the lake (retention, merge, expire, clean up), e.g. 10m (with --lake) [default: 10m]
+    #[arg(long, env = "FLOWSCOPE_LAKE_UPKEEP_EVERY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lake_upkeep_every: Option<Duration>,
+    /// How long lake snapshots are kept before the last one copied, e.g. 1d (with --lake) [default: 1d]
+    #[arg(long, env = "FLOWSCOPE_LAKE_KEEP_SNAPSHOTS", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lake_keep_snapshots: Option<Duration>,
+    /// This node's roles in a cluster: receiver, stitcher, query (repeatable) [default: receiver,stitcher]
     #[arg(long = "role", env = "FLOWSCOPE_ROLES", value_delimiter = ',', value_name = "ROLE")]
     pub roles: Vec<String>,
 }
@@ -183,6 +190,8 @@ pub struct FileConfig {
     pub lake_data: Option<String>,
     pub lake_extensions: Option<PathBuf>,
     pub lake_commit_every: Option<String>,
+    pub lake_upkeep_every: Option<String>,
+    pub lake_keep_snapshots: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
     /// Other names of queues that flowscope cannot learn: an exchange -> the queue it feeds.
@@ -407,7 +416,17 @@ impl Config {
                     .or(duration("lake_commit_every", file.lake_commit_every)?)
                     .unwrap_or(LakeConfig::DEFAULT_COMMIT_EVERY)
                     .max(Duration::from_millis(1)),
-                upkeep: Default::default(),
+                upkeep: UpkeepConfig {
+                    every: args
+                        .lake_upkeep_every
+                        .or(duration("lake_upkeep_every", file.lake_upkeep_every)?)
+                        .unwrap_or(UpkeepConfig::default().every)
+                        .max(Duration::from_millis(100)),
+                    keep: args
+                        .lake_keep_snapshots
+                        .or(duration("lake_keep_snapshots", file.lake_keep_snapshots)?)
+                        .unwrap_or(UpkeepConfig::default().keep),
+                },
             }),
             _ => {
                 return Err(ConfigError::Invalid {
@@ -536,14 +555,25 @@ mod tests {
         };
         let resolve = |a| Config::resolve(a, FileConfig::default());
         let node = resolve(args(Some("host=db"), Some("/srv/lake"), Some("/opt/ext"), &["receiver"])).unwrap();
-        assert_eq!(node.roles, Roles { receiver: true, stitcher: false });
-        assert_eq!(node.lake.unwrap().commit_every, LakeConfig::DEFAULT_COMMIT_EVERY);
+        assert_eq!(node.roles, Roles { receiver: true, stitcher: false, query: false });
+        let lake = node.lake.unwrap();
+        assert_eq!(lake.commit_every, LakeConfig::DEFAULT_COMMIT_EVERY);
+        assert_eq!(lake.upkeep, UpkeepConfig::default());
+        let query = ServeArgs {
+            lake_upkeep_every: Some(Duration::from_secs(30)),
+            lake_keep_snapshots: Some(Duration::ZERO),
+            ..args(Some("host=db"), Some("/srv/lake"), Some("/opt/ext"), &["query"])
+        };
+        let query = resolve(query).unwrap();
+        assert_eq!(query.roles, Roles { receiver: false, stitcher: false, query: true });
+        let upkeep = query.lake.unwrap().upkeep;
+        assert_eq!((upkeep.every, upkeep.keep), (Duration::from_secs(30), Duration::ZERO));
         for bad in [
             args(None, None, None, &["receiver"]),
             args(Some("host=db"), None, Some("/opt/ext"), &[]),
             args(None, Some("/srv/lake"), Some("/opt/ext"), &[]),
             args(Some("host=db"), Some("/srv/lake"), None, &[]),
-            args(Some("host=db"), Some("/srv/lake"), Some("/opt/ext"), &["query"]),
+            args(Some("host=db"), Some("/srv/lake"), Some("/opt/ext"), &["writer"]),
         ] {
             assert!(resolve(bad).is_err());
         }

@@ -17,6 +17,7 @@ use crate::ingest::grpc::{LogsService, MetricsService, OtlpGrpc, TraceService};
 use crate::ingest::http::HttpIngest;
 use crate::ingest::{CorrelationKeys, Ingest};
 use crate::lake::append::LakeSink;
+use crate::lake::gate::AppendGate;
 use crate::lake::leader::Leadership;
 use crate::lake::pull::Puller;
 use crate::lake::upkeep::Upkeep;
@@ -73,7 +74,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let checkpointer = store.start_checkpointer(config.checkpoints.clone())?;
     let receives_into_lake = config.lake.as_ref().filter(|_| config.roles.receiver);
     let writer = match receives_into_lake {
-        Some(lake) => Arc::new(store.start_writer_to(lake_writer_config(&config.writer, lake), Box::new(LakeSink))?),
+        Some(lake) => {
+            let sink = LakeSink { gate: AppendGate::new(&lake.catalog)? };
+            Arc::new(store.start_writer_to(lake_writer_config(&config.writer, lake), Box::new(sink))?)
+        }
         None => Arc::clone(&local_writer),
     };
     // Requests being decoded may take as much as the write queue holds.
@@ -107,15 +111,18 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         commits,
     };
     let alerts = Alerts::start(Arc::clone(&store), config.file_rules.clone(), config.alerts.clone()).await?;
-    let stitches_from_lake = config.lake.as_ref().filter(|_| config.roles.stitcher);
-    let cluster = match (&config.lake, stitches_from_lake) {
-        (None, _) => None,
-        (Some(_), Some(lake)) => {
-            let leadership = Leadership::start(&lake.catalog, stopped.clone())?;
-            Some(Arc::new(ClusterStatus::new(config.roles, leadership.leading)))
+    let cluster = match &config.lake {
+        None => None,
+        Some(lake) => {
+            let leading = match config.roles.stitcher {
+                true => Leadership::start(&lake.catalog, stopped.clone())?.leading,
+                false => watch::channel(false).1,
+            };
+            Some(Arc::new(ClusterStatus::new(config.roles, leading)))
         }
-        (Some(_), None) => Some(Arc::new(ClusterStatus::new(config.roles, watch::channel(false).1))),
     };
+    // A single process evaluates its alerts; in a cluster, the active stitcher alone.
+    let alerts_active = cluster.as_ref().map_or_else(|| watch::channel(true).1, |c| c.leading.clone());
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&ingest), flows_state, Arc::clone(&alerts));
     state.cluster = cluster.clone();
     let hosts = web::HostPolicy::new(&config.alerts.external_url, &config.allowed_hosts);
@@ -135,19 +142,28 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             config.retention_sweep_every,
             stopped.clone(),
         )),
-        tokio::spawn(alerts.run(stopped.clone())),
+        tokio::spawn(alerts.run(alerts_active, stopped.clone())),
         export_task,
     ];
-    if let (Some(lake), Some(status)) = (stitches_from_lake, &cluster) {
-        let puller = Puller {
-            store: Arc::clone(&store),
-            writer: Arc::clone(&local_writer),
-            status: Arc::clone(status),
-            interval: config.stitch.interval,
-        };
-        background.push(tokio::spawn(puller.run(stopped.clone())));
-        let upkeep = Upkeep { store: Arc::clone(&store), status: Arc::clone(status), config: lake.upkeep };
-        background.push(tokio::spawn(upkeep.run(stopped.clone())));
+    if let (Some(lake), Some(status)) = (&config.lake, &cluster) {
+        if config.roles.follows_lake() {
+            let puller = Puller {
+                store: Arc::clone(&store),
+                writer: Arc::clone(&local_writer),
+                status: Arc::clone(status),
+                interval: config.stitch.interval,
+            };
+            background.push(tokio::spawn(puller.run(stopped.clone())));
+        }
+        if config.roles.stitcher {
+            let upkeep = Upkeep {
+                store: Arc::clone(&store),
+                status: Arc::clone(status),
+                config: lake.upkeep,
+                catalog: lake.catalog.clone(),
+            };
+            background.push(tokio::spawn(upkeep.run(stopped.clone())));
+        }
     }
 
     Ok(Running {

@@ -125,3 +125,36 @@ fn ingest_overload_query_growth_and_stitch_benchmarks_run_and_report() {
     assert!(steps[0]["committed_spans_per_s"].as_f64().is_some_and(|c| c > 0.0), "{sustained}");
     assert!(sustained["sustained_spans_per_s"].as_u64().is_some(), "{sustained}");
 }
+
+#[test]
+fn cluster_benchmark_runs_and_reports() {
+    let extensions = std::env::var("FLOWSCOPE_TEST_LAKE_EXTENSIONS")
+        .expect("the cluster benchmark needs the lake extensions: run scripts/test, which installs them");
+    let report = bench(&[
+        "cluster",
+        "--receivers",
+        "1,2",
+        "--seconds",
+        "2",
+        "--connections",
+        "4",
+        "--batch",
+        "100",
+        "--upkeep-every",
+        "1s",
+        "--requests",
+        "1",
+        "--lake-extensions",
+        &extensions,
+    ]);
+    for n in ["receivers_1", "receivers_2"] {
+        let one = &report[n];
+        assert!(one["committed_spans_per_s"].as_f64().is_some_and(|c| c > 0.0), "{report}");
+        assert_eq!(one["requests_failed"], 0, "{report}");
+        assert_eq!(one["lake_upkeep_failures"], 0.0, "{report}");
+        assert_eq!(one["query_node_flows_equal_stitcher"], true, "{report}");
+        let (before, after) = (one["lake_files_before_upkeep"].as_u64(), one["lake_files_after_upkeep"].as_u64());
+        assert!(before.zip(after).is_some_and(|(b, a)| b > 0 && a <= b), "{report}");
+        assert!(one["query_node_pages"]["api_flow"]["status"] == 200, "{report}");
+    }
+}

@@ -1,9 +1,11 @@
 //! A cluster on a real PostgreSQL catalog and the real DuckLake extension: receivers
-//! append what they take in to the lake, the elected stitcher copies it into its file and
-//! stitches it there. The recorded traffic, each request's services spread over different
-//! receivers (logs and metrics to a third), must make exactly the flows one process makes
-//! of it, also when the active stitcher stops part-way and the standby takes over, and
-//! when nodes in processes of their own are killed with `kill -9`.
+//! append what they take in to the lake; stitchers and query nodes copy it into their
+//! files and stitch it there. The recorded traffic, each request's services spread over
+//! different receivers (logs and metrics to a third), must make exactly the flows one
+//! process makes of it, on the active stitcher, a standby and a query node, also when the
+//! active stitcher stops part-way and the standby takes over, and when nodes in processes
+//! of their own are killed with `kill -9`. The lake's retention and upkeep complete while
+//! receivers append.
 
 mod common;
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 use common::postgres::{lake_extensions, Postgres};
 use common::process::Node;
 use common::*;
+use flowscope::config::Config;
 use flowscope::lake::upkeep::UpkeepConfig;
 use flowscope::lake::{LakeConfig, Roles};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -33,8 +36,8 @@ struct Lake {
 
 impl Lake {
     fn start() -> Lake {
-        let pg = Postgres::start();
-        pg.create_database("lake");
+        let pg = Postgres::start().expect("PostgreSQL starts");
+        pg.create_database("lake").unwrap();
         Lake { pg, data: tempfile::tempdir().unwrap() }
     }
 
@@ -45,23 +48,30 @@ impl Lake {
 
 /// A node of the cluster on `lake`, with `roles`.
 async fn node(lake: &Lake, roles: Roles) -> TestServer {
-    node_with(lake, roles, UpkeepConfig::default()).await
+    node_with(lake, roles, |_| {}).await
 }
 
-async fn node_with(lake: &Lake, roles: Roles, upkeep: UpkeepConfig) -> TestServer {
+/// A node whose settings `tweak` changes last.
+async fn node_with(lake: &Lake, roles: Roles, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let lake = LakeConfig {
         catalog: lake.catalog(),
         data_path: lake.data.path().display().to_string(),
         extensions: lake_extensions(),
         commit_every: Duration::from_millis(20),
-        upkeep,
+        upkeep: UpkeepConfig::default(),
     };
     TestServer::start_with(move |c| {
         c.lake = Some(lake);
         c.roles = roles;
         c.stitch.quiet_period = Duration::from_millis(200);
+        tweak(c);
     })
     .await
+}
+
+/// Upkeep every `every`, keeping no snapshot older than the last copied.
+fn upkeep_every(c: &mut Config, every: Duration) {
+    c.lake.as_mut().unwrap().upkeep = UpkeepConfig { every, keep: Duration::ZERO };
 }
 
 /// Three receiver nodes: two take the spans, the third logs and metrics.
@@ -69,8 +79,9 @@ async fn three_receivers(lake: &Lake) -> Vec<TestServer> {
     vec![node(lake, RECEIVER).await, node(lake, RECEIVER).await, node(lake, RECEIVER).await]
 }
 
-const RECEIVER: Roles = Roles { receiver: true, stitcher: false };
-const STITCHER: Roles = Roles { receiver: false, stitcher: true };
+const RECEIVER: Roles = Roles { receiver: true, stitcher: false, query: false };
+const STITCHER: Roles = Roles { receiver: false, stitcher: true, query: false };
+const QUERY: Roles = Roles { receiver: false, stitcher: false, query: true };
 
 /// Sends a request to the receivers: a trace request's resources (services) dealt out
 /// over the first two, logs and metrics to the third. Every part must be accepted.
@@ -118,6 +129,20 @@ async fn metric(node: &TestServer, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Waits until the stitcher's upkeep has run twice more (so once wholly after now), and
+/// checks that no run failed.
+async fn upkeep_runs_twice_more(stitcher: &TestServer) {
+    let runs = metric(stitcher, "flowscope_lake_upkeep_runs_total").await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while metric(stitcher, "flowscope_lake_upkeep_runs_total").await < runs + 2.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("upkeep runs");
+    assert_eq!(metric(stitcher, "flowscope_lake_upkeep_failures_total").await, 0.0);
 }
 
 /// What one process makes of the same traffic.
@@ -176,11 +201,24 @@ async fn a_standby_stitcher_takes_over_and_makes_the_same_flows() {
     }
     caught_up(&first).await;
     let standby = node(&lake, STITCHER).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(pulled(&standby).await, -1, "only the elected stitcher pulls");
+    let query = node(&lake, QUERY).await;
+    // The standby and the query node follow the lake: their flows are made before any
+    // takeover, and are the active stitcher's.
+    caught_up(&standby).await;
+    caught_up(&query).await;
+    let active_flows = first.get_json("/api/flows?from=0&to=9000000000000000000&limit=500").await;
+    assert!(active_flows["flows"].as_array().is_some_and(|f| !f.is_empty()), "{active_flows}");
+    assert_eq!(
+        query.get_json("/api/flows?from=0&to=9000000000000000000&limit=500").await,
+        active_flows,
+        "the query node serves the same flows"
+    );
     assert!(metrics(&first).await.contains("\nflowscope_stitcher_leader 1\n"));
     assert!(metrics(&standby).await.contains("\nflowscope_stitcher_leader 0\n"));
+    assert!(metrics(&query).await.contains("\nflowscope_stitcher_leader 0\n"));
+    assert!(metrics(&query).await.contains("\nflowscope_cluster_role{role=\"query\"} 1\n"));
     assert_eq!(get(&standby, "/readyz").await, "ready (stitcher, standby stitcher)\n");
+    assert_eq!(get(&query, "/readyz").await, "ready (query)\n");
     assert_eq!(get(&receivers[0], "/readyz").await, "ready (receiver)\n");
 
     // The leader goes; the standby takes the lock within seconds and pulls everything.
@@ -194,9 +232,13 @@ async fn a_standby_stitcher_takes_over_and_makes_the_same_flows() {
     for r in receivers {
         r.stop().await;
     }
+    caught_up(&query).await;
     let (db, _dir) = standby.stop().await;
     let cluster = flow_tables(&db);
     assert!(cluster == expected, "standby's flows against one process:\n{}", differences(&expected, &cluster));
+    let (db, _dir) = query.stop().await;
+    let queried = flow_tables(&db);
+    assert!(queried == expected, "the query node's flows against one process:\n{}", differences(&expected, &queried));
 }
 
 /// A cluster node in a process of its own.
@@ -253,7 +295,7 @@ async fn metrics_caught_up(node: &Node, latest: i64) {
         }
     })
     .await
-    .expect("the active stitcher copies every snapshot and stitches it");
+    .expect("the node copies every snapshot and stitches it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -267,6 +309,7 @@ async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
     let r1 = spawn_node(&lake, dir, "receiver-1", "receiver");
     let r2 = spawn_node(&lake, dir, "receiver-2", "receiver");
     let doomed = spawn_node(&lake, dir, "receiver-3", "receiver");
+    let query = spawn_node(&lake, dir, "query", "query");
     // In this process: the test's window on the lake.
     let observer = node(&lake, RECEIVER).await;
     let requests = recorded_requests();
@@ -312,12 +355,15 @@ async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
     let took_over = started.elapsed();
     assert_eq!(other.metric("flowscope_lake_pull_failures_total").await, Some(0.0));
     metrics_caught_up(&other, latest).await;
-    let db = other.db.clone();
-    for node in [r1, r2, r3, other] {
+    metrics_caught_up(&query, latest).await;
+    let (db, query_db) = (other.db.clone(), query.db.clone());
+    for node in [r1, r2, r3, other, query] {
         node.stop();
     }
     let cluster = flow_tables(&db);
     assert!(cluster == expected, "after kill -9, against one process:\n{}", differences(&expected, &cluster));
+    let queried = flow_tables(&query_db);
+    assert!(queried == expected, "the query node's flows against one process:\n{}", differences(&expected, &queried));
     assert!(took_over < Duration::from_secs(30));
 }
 
@@ -325,8 +371,7 @@ async fn kill_9_of_the_active_stitcher_and_of_a_receiver_loses_nothing() {
 async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_copies_it_whole() {
     let expected = one_process().await;
     let lake = Lake::start();
-    let upkeep = UpkeepConfig { every: Duration::from_millis(200), keep: Duration::ZERO };
-    let first = node_with(&lake, STITCHER, upkeep).await;
+    let first = node_with(&lake, STITCHER, |c| upkeep_every(c, Duration::from_millis(200))).await;
     let receivers = three_receivers(&lake).await;
     for (signal, body) in &recorded_requests() {
         send_spread(&receivers, signal, body).await;
@@ -338,15 +383,7 @@ async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_c
     }
     // Upkeep ran while the receivers appended; once more after the last copy, and the
     // snapshots before it are gone.
-    let runs = metric(&first, "flowscope_lake_upkeep_runs_total").await;
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while metric(&first, "flowscope_lake_upkeep_runs_total").await < runs + 2.0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("upkeep runs");
-    assert_eq!(metric(&first, "flowscope_lake_upkeep_failures_total").await, 0.0);
+    upkeep_runs_twice_more(&first).await;
     let kept = receivers[0].count("SELECT count(*) FROM lake.snapshots()").await;
     assert!(commits > 100.0 && kept <= 5, "{commits} commits, {kept} snapshots kept");
     assert!(metric(&first, "flowscope_lake_snapshots_expired_total").await >= commits - 5.0);
@@ -377,4 +414,48 @@ fn walk_count(dir: &std::path::Path) -> usize {
         .flatten()
         .map(|e| if e.file_type().unwrap().is_dir() { walk_count(&e.path()) } else { 1 })
         .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lake_retention_deletes_old_rows_while_receivers_append() {
+    let lake = Lake::start();
+    let retention = Duration::from_secs(2);
+    let stitcher = node_with(&lake, STITCHER, |c| {
+        upkeep_every(c, Duration::from_millis(300));
+        c.retention = retention;
+        c.retention_sweep_every = Duration::from_millis(300);
+    })
+    .await;
+    let receivers = three_receivers(&lake).await;
+    let requests = recorded_requests();
+    // Receivers append for a while; every request is accepted although retention deletes
+    // from the same tables meanwhile (without the gate, DuckLake refuses such a DELETE).
+    let appending = std::time::Instant::now();
+    let mut sent = 0;
+    while appending.elapsed() < Duration::from_secs(8) {
+        for (signal, body) in &requests {
+            send_spread(&receivers, signal, body).await;
+        }
+        sent += 1;
+    }
+    assert!(metric(&stitcher, "flowscope_lake_rows_expired_total").await > 0.0, "retention ran while appending");
+    // Once the last rows are older than the retention age, the lake's raw tables empty.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while receivers[0].count("SELECT count(*) FROM lake.spans").await
+            + receivers[0].count("SELECT count(*) FROM lake.logs").await
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("retention empties the lake's raw tables");
+    upkeep_runs_twice_more(&stitcher).await;
+    let mut commits = 0.0;
+    for r in &receivers {
+        assert_eq!(metric(r, "flowscope_failed_commits_total").await, 0.0);
+        commits += metric(r, "flowscope_commit_duration_seconds_count").await;
+    }
+    let parquet = walk_count(lake.data.path());
+    assert!(commits > 100.0 && parquet <= 20, "{sent} rounds, {commits} commits, {parquet} data files left");
 }

@@ -414,12 +414,16 @@ impl Alerts {
         Ok(())
     }
 
-    /// Evaluates every `eval_interval` until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Evaluates every `eval_interval` while `active` (in a cluster, only the active
+    /// stitcher notifies: one webhook per transition) until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, active: watch::Receiver<bool>, mut shutdown: watch::Receiver<bool>) {
         let guard = StageGuard::new("alert evaluator", Arc::clone(&self.stage));
         loop {
-            if let Err(e) = self.evaluate_once().await {
-                tracing::warn!(error = %e, "alert evaluation failed; will retry");
+            let evaluates = *active.borrow();
+            if evaluates {
+                if let Err(e) = self.evaluate_once().await {
+                    tracing::warn!(error = %e, "alert evaluation failed; will retry");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.eval_interval) => {}

@@ -3,7 +3,9 @@
 //! talks only to loopback, prints a table, and with `--out FILE` writes JSON so runs can
 //! be compared. See BENCHMARKS.md for figures and how to read them.
 
+pub mod cluster;
 pub mod growth;
+pub mod postgres;
 pub mod process;
 pub mod sustained;
 pub mod workload;
@@ -49,6 +51,8 @@ pub enum BenchCommand {
     Stitch(StitchArgs),
     /// The highest rate held for minutes with the stitch lag under 10 s and nothing refused
     Sustained(sustained::SustainedArgs),
+    /// A cluster on a real PostgreSQL and DuckLake: receivers, a stitcher and a query node
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -105,6 +109,7 @@ pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
         BenchCommand::Growth(a) => (growth::growth(&a).await?, a.out),
         BenchCommand::Stitch(a) => (stitch(&a).await?, a.out),
         BenchCommand::Sustained(a) => (sustained::sustained(&a).await?, a.out),
+        BenchCommand::Cluster(a) => (cluster::cluster(&a).await?, a.out.clone()),
     };
     print_table(&report);
     if let Some(path) = out {
@@ -163,11 +168,24 @@ async fn drive(
     back_off: bool,
     nonce: &Arc<AtomicU32>,
 ) -> Arc<Load> {
+    drive_all(&[server], templates, connections, duration, back_off, nonce).await
+}
+
+/// As [`drive`], the connections dealt out over `servers` in turn.
+async fn drive_all(
+    servers: &[&ServerProcess],
+    templates: Arc<Vec<Template>>,
+    connections: usize,
+    duration: Duration,
+    back_off: bool,
+    nonce: &Arc<AtomicU32>,
+) -> Arc<Load> {
     let load = Arc::new(Load::default());
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
         let (load, nonce, templates) = (Arc::clone(&load), Arc::clone(nonce), Arc::clone(&templates));
+        let server = servers[c % servers.len()];
         let (grpc_addr, http_addr) = (server.grpc, server.http);
         tasks.push(tokio::spawn(async move {
             let mut exporter = Exporter::connect(grpc_addr, http_addr, c % 2 == 0).await;
@@ -466,11 +484,34 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
 
     let client = reqwest::Client::new();
     let ui = running.ui;
+    let endpoints = page_endpoints(&client, ui, "last=7h").await;
+    let timings = time_pages(&client, ui, &endpoints, args.requests).await?;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut report = json!({
+        "spans": filled,
+        "stitch_spans_per_s": (filled as f64 / stitch_s).round(),
+    });
+    if refill {
+        report["fill_spans_per_s"] = json!((filled as f64 / fill_s).round());
+    }
+    for (k, v) in timings {
+        report[k] = v;
+    }
+    Ok(report)
+}
+
+/// The pages and API calls timed, over the workload's flows in `range`: the slowest
+/// flow's timeline and a search for one of its traces among them.
+async fn page_endpoints(
+    client: &reqwest::Client,
+    ui: std::net::SocketAddr,
+    range: &str,
+) -> Vec<(&'static str, String)> {
     let get_json = |path: String| {
         let client = client.clone();
         async move { client.get(format!("http://{ui}{path}")).send().await.ok()?.json::<Value>().await.ok() }
     };
-    let range = "last=7h";
     let biggest = get_json(format!("/api/flows?{range}&sort=duration&limit=1"))
         .await
         .and_then(|v| v["flows"][0]["flow_id"].as_str().map(String::from))
@@ -479,7 +520,7 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
         .await
         .and_then(|v| v["trace_ids"][0].as_str().map(String::from))
         .unwrap_or_default();
-    let endpoints: Vec<(&str, String)> = vec![
+    vec![
         ("overview_page", format!("/?{range}")),
         ("api_chains", format!("/api/chains?{range}")),
         ("chain_page", format!("/chains/checkout%20POST%20%2Forders?{range}")),
@@ -495,12 +536,22 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
         ("retries_page", format!("/retries?{range}")),
         ("dead_letters_page", format!("/dead-letters?{range}")),
         ("api_search", format!("/api/search?q={some_trace}")),
-    ];
+    ]
+}
+
+/// GETs each of `endpoints` (name, path) `requests` times in turn: per endpoint, p50 and
+/// p95 latency and the last status.
+async fn time_pages(
+    client: &reqwest::Client,
+    ui: std::net::SocketAddr,
+    endpoints: &[(&str, String)],
+    requests: usize,
+) -> Result<serde_json::Map<String, Value>, BenchError> {
     let mut timings = serde_json::Map::new();
     for (name, path) in endpoints {
         let mut ms = Vec::new();
         let mut status = 0;
-        for _ in 0..args.requests.max(1) {
+        for _ in 0..requests.max(1) {
             let started = Instant::now();
             let resp =
                 client.get(format!("http://{ui}{path}")).send().await.map_err(|e| BenchError::Server(e.to_string()))?;
@@ -514,19 +565,7 @@ async fn query(args: &QueryArgs) -> Result<Value, BenchError> {
             json!({"p50_ms": (percentile(&ms, 0.5) * 10.0).round() / 10.0, "p95_ms": (percentile(&ms, 0.95) * 10.0).round() / 10.0, "status": status}),
         );
     }
-    running.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut report = json!({
-        "spans": filled,
-        "stitch_spans_per_s": (filled as f64 / stitch_s).round(),
-    });
-    if refill {
-        report["fill_spans_per_s"] = json!((filled as f64 / fill_s).round());
-    }
-    for (k, v) in timings {
-        report[k] = v;
-    }
-    Ok(report)
+    Ok(timings)
 }
 
 /// CPU seconds of `clock` (`CLOCK_PROCESS_CPUTIME_ID` or `CLOCK_THREAD_CPUTIME_ID`).

@@ -13,10 +13,15 @@ use super::BenchError;
 
 pub struct ServerProcess {
     pub child: Child,
+    /// The OTLP listeners (both unspecified, `0.0.0.0:0`, on a cluster node that takes no
+    /// OTLP).
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub ui: SocketAddr,
 }
+
+/// The unspecified address: what a node that takes no OTLP has for its OTLP listeners.
+const NO_LISTENER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Clock ticks per second in /proc/<pid>/stat: 100 on every Linux this runs on.
 const CLOCK_TICKS: f64 = 100.0;
@@ -25,6 +30,12 @@ impl ServerProcess {
     /// Starts `flowscope serve` (this same binary, or `binary`) on port-0 loopback
     /// listeners and waits for it to log their addresses.
     pub fn spawn(binary: &Path, db: &Path, extra: &[&str]) -> Result<ServerProcess, BenchError> {
+        Self::spawn_node(binary, db, extra, true)
+    }
+
+    /// As [`spawn`](Self::spawn), for a node that takes OTLP only if `takes_otlp` (a
+    /// cluster node without the receiver role).
+    pub fn spawn_node(binary: &Path, db: &Path, extra: &[&str], takes_otlp: bool) -> Result<ServerProcess, BenchError> {
         // FLOWSCOPE_BENCH_WRAPPER runs the server under a profiler (`heaptrack`, say).
         let mut command = match std::env::var_os("FLOWSCOPE_BENCH_WRAPPER") {
             Some(wrapper) => {
@@ -68,7 +79,8 @@ impl ServerProcess {
                 }
             }
         });
-        let (mut grpc, mut http, mut ui) = (None, None, None);
+        let unused = (!takes_otlp).then_some(NO_LISTENER);
+        let (mut grpc, mut http, mut ui) = (unused, unused, None);
         let deadline = Instant::now() + Duration::from_secs(120);
         while grpc.is_none() || http.is_none() || ui.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -7,16 +7,20 @@ use duckdb::Connection;
 use crate::store::tables::TableBatch;
 use crate::store::{append_tables, in_transaction, CommitSink, StoreError};
 
+use super::gate::AppendGate;
 use super::LAKE;
 
-/// Commits to the lake instead of the local file.
-pub struct LakeSink;
+/// Commits to the lake instead of the local file, holding the append gate shared so the
+/// lake's retention does not race the commit (see [`super::gate`]).
+pub struct LakeSink {
+    pub gate: AppendGate,
+}
 
 impl CommitSink for LakeSink {
     /// A failed lake commit (the catalog unreachable, a snapshot race DuckLake's retries
     /// did not win) is answered as retryable: the exporter sends the request again.
     fn commit(&self, conn: &Connection, batches: &[&TableBatch], seq: i64) -> Result<(), StoreError> {
-        append(conn, batches, seq).map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.gate.shared(|| append(conn, batches, seq).map_err(|e| StoreError::Unavailable(e.to_string())))
     }
 
     fn feeds_stitcher(&self) -> bool {

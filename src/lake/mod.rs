@@ -4,10 +4,11 @@
 //! watermark snapshot into its local file ([`pull`]) and stitches it there, as a single
 //! process stitches what it received.
 //!
-//! Public face: [`LakeConfig`], [`Roles`], [`open`], [`append::LakeSink`],
+//! Public face: [`LakeConfig`], [`Roles`], [`open`], [`append::LakeSink`], [`gate`],
 //! [`pull::Puller`], [`leader::Leadership`], [`upkeep::Upkeep`].
 
 pub mod append;
+pub mod gate;
 pub mod leader;
 pub mod pull;
 pub mod upkeep;
@@ -80,35 +81,50 @@ impl LakeConfig {
 pub struct Roles {
     /// Takes OTLP in and appends it to the lake.
     pub receiver: bool,
-    /// Copies the lake's new rows into its file and stitches them, while it is the
-    /// elected stitcher; its pages and API show the flows.
+    /// Stands for election as the active stitcher, which alone evaluates alerts and keeps
+    /// the lake (upkeep, retention). Every stitcher follows the lake (see `query`), so a
+    /// standby takes over with its flows already made.
     pub stitcher: bool,
+    /// Follows the lake: copies its new rows into this node's file and stitches them there
+    /// (stitching is deterministic, so its flows are the active stitcher's), and serves
+    /// the pages and API from that file. Never elected.
+    pub query: bool,
 }
 
 impl Roles {
-    pub const ALL: Roles = Roles { receiver: true, stitcher: true };
+    pub const ALL: Roles = Roles { receiver: true, stitcher: true, query: false };
+    const NONE: Roles = Roles { receiver: false, stitcher: false, query: false };
 
-    /// Parses a comma-separated list of `receiver` and `stitcher`; none means both.
+    /// Parses a comma-separated list of `receiver`, `stitcher` and `query`; none means
+    /// receiver and stitcher.
     pub fn parse(list: &[String]) -> Result<Roles, String> {
-        let mut roles = Roles { receiver: false, stitcher: false };
+        let mut roles = Roles::NONE;
         for name in list.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "receiver" => roles.receiver = true,
                 "stitcher" => roles.stitcher = true,
-                other => return Err(format!("unknown role {other:?} (use receiver, stitcher)")),
+                "query" => roles.query = true,
+                other => return Err(format!("unknown role {other:?} (use receiver, stitcher, query)")),
             }
         }
-        if roles == (Roles { receiver: false, stitcher: false }) {
+        if roles == Roles::NONE {
             return Ok(Roles::ALL);
         }
         Ok(roles)
     }
 
+    /// Whether this node copies the lake into its file and stitches it.
+    pub fn follows_lake(&self) -> bool {
+        self.stitcher || self.query
+    }
+
+    /// Every role's name, and whether this node has it.
+    pub fn each(&self) -> [(&'static str, bool); 3] {
+        [("receiver", self.receiver), ("stitcher", self.stitcher), ("query", self.query)]
+    }
+
     pub fn names(&self) -> Vec<&'static str> {
-        [("receiver", self.receiver), ("stitcher", self.stitcher)]
-            .into_iter()
-            .filter_map(|(n, on)| on.then_some(n))
-            .collect()
+        self.each().into_iter().filter_map(|(n, on)| on.then_some(n)).collect()
     }
 }
 
@@ -255,15 +271,17 @@ mod tests {
     #[test]
     fn roles_parse_from_lists_and_default_to_all() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let cases: &[(&[&str], Option<(bool, bool)>)] = &[
-            (&[], Some((true, true))),
-            (&["receiver"], Some((true, false))),
-            (&["receiver,stitcher"], Some((true, true))),
-            (&[" stitcher "], Some((false, true))),
+        let cases: &[(&[&str], Option<(bool, bool, bool)>)] = &[
+            (&[], Some((true, true, false))),
+            (&["receiver"], Some((true, false, false))),
+            (&["receiver,stitcher"], Some((true, true, false))),
+            (&[" stitcher "], Some((false, true, false))),
+            (&["query"], Some((false, false, true))),
+            (&["receiver", "query"], Some((true, false, true))),
             (&["writer"], None),
         ];
         for (list, want) in cases {
-            let got = Roles::parse(&s(list)).ok().map(|r| (r.receiver, r.stitcher));
+            let got = Roles::parse(&s(list)).ok().map(|r| (r.receiver, r.stitcher, r.query));
             assert_eq!(got, *want, "{list:?}");
         }
     }

@@ -1,9 +1,10 @@
-//! The active stitcher's intake: what receivers appended to the lake since the last
-//! snapshot pulled is copied into the local file as one local commit, through the local
-//! writer (the file's one writer), with the snapshot it reached saved in the same
-//! transaction. The stitcher then reads that commit as a single process reads what it
-//! received: nothing is pulled twice or skipped, whatever stops when. A node with an
-//! empty file starts with a copy of everything the lake holds at its latest snapshot.
+//! A following node's intake (every stitcher, active or standing by, and every query
+//! node): what receivers appended to the lake since the last snapshot pulled is copied
+//! into the local file as one local commit, through the local writer (the file's one
+//! writer), with the snapshot it reached saved in the same transaction. The node's
+//! stitcher then reads that commit as a single process reads what it received: nothing is
+//! pulled twice or skipped, whatever stops when. A node with an empty file starts with a
+//! copy of everything the lake holds at its latest snapshot.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,12 +22,11 @@ use super::{ClusterStatus, LakeError};
 /// `--flush-rows` rows, so a stitcher catching up takes bounded steps.
 const SNAPSHOTS_PER_PULL: i64 = 8;
 
-/// Copies new lake rows into the local file while this node leads.
+/// Copies new lake rows into the local file.
 pub struct Puller {
     pub store: Arc<Store>,
     pub writer: Arc<Writer>,
-    /// Whether this node is the active stitcher (see [`super::leader`]), and where the
-    /// pulls are reported.
+    /// Where the pulls are reported.
     pub status: Arc<ClusterStatus>,
     pub interval: Duration,
 }
@@ -70,11 +70,10 @@ fn next_step(through: i64, oldest: i64, latest: i64) -> Result<Step, LakeError> 
 }
 
 impl Puller {
-    /// Pulls every `interval` while leading, until `stop`.
+    /// Pulls every `interval` (back to back while catching up), until `stop`.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut leading = self.status.leading.clone();
         loop {
-            while *leading.borrow() {
+            loop {
                 match self.pull_once().await {
                     Ok(pulled) => {
                         let status = &self.status;
@@ -93,7 +92,6 @@ impl Puller {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
-                _ = leading.changed() => {}
                 _ = stop.changed() => return,
             }
         }
@@ -156,6 +154,7 @@ fn copy(conn: &Connection, seq: i64, step: Step) -> Result<usize, StoreError> {
             include_str!("../../queries/commit_time_insert.sql"),
             params![seq, received.unwrap_or_else(now_nanos), stitch_rows as i64],
         )?;
+        conn.execute(include_str!("../../queries/lake/pull_record.sql"), params![seq, from, to])?;
         crate::store::execute_statements(conn, include_str!("../../queries/lake/pulled_through_set.sql"), &[&to])?;
         Ok(rows)
     })

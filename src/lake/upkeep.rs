@@ -1,9 +1,14 @@
-//! The lake's upkeep, run by the active stitcher: every receiver commit adds a snapshot
-//! and small files, so it merges the files of adjacent snapshots (rows keep the snapshot
-//! that added them, so copying by snapshot still sees each row once), expires snapshots
+//! The lake's upkeep, run by the active stitcher. Retention first: the lake keeps raw rows
+//! as long as this node's file keeps their copies (its retention deletes by the time they
+//! were received, as a single process does), so the rows of the snapshots whose copies are
+//! gone are deleted (by the snapshot that added them), in one transaction holding the
+//! append gate (see [`super::gate`]). Then, since every receiver commit adds a snapshot
+//! and small files, it merges the files of adjacent snapshots (rows keep the snapshot that
+//! added them, so copying by snapshot still sees each row once), expires snapshots
 //! committed more than `keep` before the last one this node copied, and deletes the files
-//! no kept snapshot uses. A standby whose file is older than the oldest kept snapshot can
-//! no longer follow the lake and says so; one started on an empty file copies it whole.
+//! no kept snapshot uses (files whose rows are all deleted among them). A node whose file
+//! is older than the oldest kept snapshot can no longer follow the lake and says so; one
+//! started on an empty file copies it whole.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,9 +17,9 @@ use std::time::Duration;
 use duckdb::{params, Connection};
 use tokio::sync::watch;
 
-use crate::store::{Store, StoreError};
+use crate::store::{execute_statements, in_transaction, Store, StoreError};
 
-use super::ClusterStatus;
+use super::{gate, ClusterStatus, LakeError};
 
 /// When and how far upkeep goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +40,7 @@ impl Default for UpkeepConfig {
 pub struct UpkeepStats {
     pub runs: AtomicU64,
     pub failures: AtomicU64,
+    pub rows_expired: AtomicU64,
     pub files_merged: AtomicU64,
     pub snapshots_expired: AtomicU64,
     pub files_removed: AtomicU64,
@@ -43,6 +49,7 @@ pub struct UpkeepStats {
 /// One run's work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Done {
+    rows_expired: u64,
     files_merged: u64,
     snapshots_expired: u64,
     files_removed: u64,
@@ -52,6 +59,8 @@ pub struct Upkeep {
     pub store: Arc<Store>,
     pub status: Arc<ClusterStatus>,
     pub config: UpkeepConfig,
+    /// The catalog, for the append gate.
+    pub catalog: String,
 }
 
 impl Upkeep {
@@ -66,11 +75,11 @@ impl Upkeep {
             if !self.status.is_leading() || through < 0 {
                 continue;
             }
-            let keep = self.config.keep;
             let stats = &self.status.upkeep;
-            match self.store.write(move |conn| upkeep(conn, through, keep)).await {
+            match self.run_once(through).await {
                 Ok(done) => {
                     stats.runs.fetch_add(1, Ordering::Relaxed);
+                    stats.rows_expired.fetch_add(done.rows_expired, Ordering::Relaxed);
                     stats.files_merged.fetch_add(done.files_merged, Ordering::Relaxed);
                     stats.snapshots_expired.fetch_add(done.snapshots_expired, Ordering::Relaxed);
                     stats.files_removed.fetch_add(done.files_removed, Ordering::Relaxed);
@@ -82,9 +91,38 @@ impl Upkeep {
             }
         }
     }
+
+    /// One run, for a node that has copied the lake through snapshot `through`.
+    async fn run_once(&self, through: i64) -> Result<Done, LakeError> {
+        let rows_expired = {
+            let _gate = gate::exclusive(&self.catalog).await?;
+            self.store.write(move |conn| expire_rows(conn, through)).await?
+        };
+        let keep = self.config.keep;
+        let done = self.store.write(move |conn| compact(conn, through, keep)).await?;
+        Ok(Done { rows_expired, ..done })
+    }
 }
 
-fn upkeep(conn: &Connection, through: i64, keep: Duration) -> Result<Done, StoreError> {
+/// Deletes from the lake the raw rows this node's file no longer holds (its retention
+/// deleted their copies), none it has not copied yet (past `through`); returns how many.
+fn expire_rows(conn: &Connection, through: i64) -> Result<u64, StoreError> {
+    in_transaction(conn, || {
+        let sql = include_str!("../../queries/lake/retention_through.sql");
+        let last_old: i64 = conn.query_row(sql, params![through], |r| r.get::<_, i64>(0))?.min(through);
+        // Counted first: a lake DELETE does not report the rows it deleted.
+        let old: i64 =
+            conn.query_row(include_str!("../../queries/lake/retention_count.sql"), params![last_old], |r| r.get(0))?;
+        if old > 0 {
+            execute_statements(conn, include_str!("../../queries/lake/retention.sql"), &[&last_old])?;
+        }
+        Ok(old.max(0) as u64)
+    })
+}
+
+/// Merges small files, expires snapshots older than `keep` before snapshot `through`, and
+/// deletes the files no kept snapshot uses.
+fn compact(conn: &Connection, through: i64, keep: Duration) -> Result<Done, StoreError> {
     let mut done = Done::default();
     let mut merged = conn.prepare(include_str!("../../queries/lake/merge_files.sql"))?;
     let mut rows = merged.query([])?;

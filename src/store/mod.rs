@@ -67,6 +67,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (22, "hop_retry", include_str!("../../queries/migrations/022_hop_retry.sql")),
     (23, "stitch_set_aside", include_str!("../../queries/migrations/023_stitch_set_aside.sql")),
     (24, "export_own_labels", include_str!("../../queries/migrations/024_export_own_labels.sql")),
+    (25, "lake_pulls", include_str!("../../queries/migrations/025_lake_pulls.sql")),
 ];
 
 pub struct Store {
@@ -209,13 +210,14 @@ async fn off_runtime<T: Send + 'static>(
 /// `$2` must use `$1` too. Each is planned afresh: these statements join a temp table of
 /// the moment's rows to stored tables whose sizes change by orders of magnitude, and a
 /// cached plan keeps the join order chosen when they were small.
-pub fn execute_statements(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(), StoreError> {
+pub fn execute_statements(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<usize, StoreError> {
+    let mut changed = 0;
     for statement in sql.split_terminator(";\n").filter(|s| !s.trim().is_empty()) {
         let mut stmt = conn.prepare(statement)?;
         let wanted = stmt.parameter_count().min(params.len());
-        stmt.execute(&params[..wanted])?;
+        changed += stmt.execute(&params[..wanted])?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Runs `f` in one transaction on `conn`: committed when it succeeds, rolled back when it

@@ -25,6 +25,7 @@ const DELETES: &[(&str, &str)] = &[
     ("resources", include_str!("../../queries/retention_resources.sql")),
     ("queue_counts", include_str!("../../queries/retention_queue_counts.sql")),
     ("flow_edge_slots", include_str!("../../queries/retention_flow_edge_slots.sql")),
+    ("lake_pulls", include_str!("../../queries/retention_lake_pulls.sql")),
     ("commits", include_str!("../../queries/retention_commits.sql")),
 ];
 

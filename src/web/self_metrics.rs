@@ -60,13 +60,13 @@ pub fn render_cluster(out: &mut String, c: &crate::lake::ClusterStatus) {
         out,
         "# HELP flowscope_cluster_role The roles this cluster node has\n# TYPE flowscope_cluster_role gauge"
     );
-    for (role, on) in [("receiver", c.roles.receiver), ("stitcher", c.roles.stitcher)] {
+    for (role, on) in c.roles.each() {
         let _ = writeln!(out, "flowscope_cluster_role{{role=\"{role}\"}} {}", u8::from(on));
     }
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let snapshot = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed) as f64;
     let u = &c.upkeep;
-    let rows: [(&str, &str, &str, f64); 11] = [
+    let rows: [(&str, &str, &str, f64); 12] = [
         (
             "flowscope_stitcher_leader",
             "gauge",
@@ -93,13 +93,24 @@ pub fn render_cluster(out: &mut String, c: &crate::lake::ClusterStatus) {
             "Copies from the lake that failed (retried)",
             load(&c.pull_failures),
         ),
-        ("flowscope_lake_upkeep_runs_total", "counter", "Lake upkeep runs (merge, expire, clean up)", load(&u.runs)),
+        (
+            "flowscope_lake_upkeep_runs_total",
+            "counter",
+            "Lake upkeep runs (retention, merge, expire, clean up)",
+            load(&u.runs),
+        ),
         ("flowscope_lake_upkeep_failures_total", "counter", "Lake upkeep runs that failed", load(&u.failures)),
         (
             "flowscope_lake_files_merged_total",
             "counter",
             "Lake data files merged into larger ones",
             load(&u.files_merged),
+        ),
+        (
+            "flowscope_lake_rows_expired_total",
+            "counter",
+            "Raw lake rows deleted as older than the retention age",
+            load(&u.rows_expired),
         ),
         ("flowscope_lake_snapshots_expired_total", "counter", "Lake snapshots expired", load(&u.snapshots_expired)),
         (

@@ -91,6 +91,13 @@ impl TestServer {
         post_protobuf_to(&self.http_url(path), body).await
     }
 
+    /// GETs an API path of the UI listener; panics unless it answers 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = reqwest::get(self.ui_url(path)).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.unwrap()
+    }
+
     /// Runs a COUNT(*)-style query against the live store.
     pub async fn count(&self, sql: impl Into<String>) -> i64 {
         let sql = sql.into();

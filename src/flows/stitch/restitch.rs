@@ -37,8 +37,9 @@ pub fn begin(store: &Store, scope: Scope) -> Result<(), StoreError> {
     in_transaction(&conn, || match scope {
         Scope::All => execute_statements(&conn, include_str!("../../../queries/restitch_all.sql"), &[&last]),
         Scope::Since(t) => execute_statements(&conn, include_str!("../../../queries/restitch_since.sql"), &[&last, &t]),
-        Scope::Resume => Ok(()),
-    })
+        Scope::Resume => Ok(0),
+    })?;
+    Ok(())
 }
 
 /// Runs the stitcher on `store` until it has stitched every commit, reporting progress

@@ -1,0 +1,2 @@
+-- Rows received up to commit $1 (see retention_cutoff_seq.sql).
+DELETE FROM lake_pulls WHERE commit_seq <= $1;
