@@ -71,7 +71,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tracing::info!(roles = ?config.roles.names(), data = %lake.data_path, "cluster node: lake attached");
     }
     let local_writer = Arc::new(store.start_writer(config.writer.clone())?);
-    let checkpointer = store.start_checkpointer(config.checkpoints.clone())?;
+    let mut checkpoints = config.checkpoints.clone();
+    if config.lake.is_some() {
+        // DuckDB relaunching its worker threads while a lake scan runs (it queries the
+        // catalog from inside a scan task) deadlocks the two (DuckDB 1.5.5 with DuckLake):
+        // a cluster node checkpoints with the threads it has.
+        checkpoints.threads = 1;
+    }
+    let checkpointer = store.start_checkpointer(checkpoints)?;
     let receives_into_lake = config.lake.as_ref().filter(|_| config.roles.receiver);
     let writer = match receives_into_lake {
         Some(lake) => {

@@ -30,7 +30,7 @@ pub struct CheckpointConfig {
     /// Log size checkpointed once no commit has come for `quiet`.
     pub quiet_wal_bytes: u64,
     pub quiet: Duration,
-    /// DuckDB threads while a checkpoint runs.
+    /// DuckDB threads while a checkpoint runs (no more than the store's: left as they are).
     pub threads: usize,
     /// How often the log's size is looked at.
     pub every: Duration,
@@ -165,9 +165,12 @@ fn checkpoint(
     stop: &mpsc::Receiver<()>,
 ) -> bool {
     let threads = (config.threads as i64).max(at_rest);
+    let raise = threads > at_rest;
     let set_threads = |n: i64| conn.execute(include_str!("../../queries/duckdb_threads_set.sql"), [n]);
-    if let Err(e) = set_threads(threads) {
-        tracing::warn!(error = %e, "could not raise DuckDB's threads for a checkpoint");
+    if raise {
+        if let Err(e) = set_threads(threads) {
+            tracing::warn!(error = %e, "could not raise DuckDB's threads for a checkpoint");
+        }
     }
     let mut done = false;
     for _ in 0..TRIES {
@@ -194,8 +197,10 @@ fn checkpoint(
             }
         }
     }
-    if let Err(e) = set_threads(at_rest) {
-        tracing::warn!(error = %e, "could not set DuckDB's threads back after a checkpoint");
+    if raise {
+        if let Err(e) = set_threads(at_rest) {
+            tracing::warn!(error = %e, "could not set DuckDB's threads back after a checkpoint");
+        }
     }
     done
 }

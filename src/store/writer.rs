@@ -399,6 +399,15 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Com
                 job.finish(Ok(*seq));
             }
         }
+        Err(StoreError::Unavailable(why)) if jobs.len() > 1 => {
+            // The store out of reach is no request's fault: committing them one by one
+            // would only make each wait for it again. All are answered retryably at once.
+            committed.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %why, jobs = jobs.len(), "group commit failed: the store is unavailable");
+            for job in jobs {
+                job.finish(Err(StoreError::Unavailable(why.clone())));
+            }
+        }
         Err(err) if jobs.len() == 1 => {
             committed.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %err, "commit failed");
