@@ -1,11 +1,11 @@
 //! A cluster on a real PostgreSQL catalog and the real DuckLake extension: receivers
 //! append what they take in to the lake; stitchers and query nodes copy it into their
-//! files and stitch it there. The recorded traffic, each request's services spread over
-//! different receivers (logs and metrics to a third), must make exactly the flows one
-//! process makes of it, on the active stitcher, a standby and a query node, also when the
-//! active stitcher stops part-way and the standby takes over, and when nodes in processes
-//! of their own are killed with `kill -9`. The lake's retention and upkeep complete while
-//! receivers append.
+//! files and stitch it there. The recorded traffic and the demo's, each request's
+//! services spread over different receivers (logs and metrics to a third), must make
+//! exactly the flows one process makes of it, on the active stitcher, a standby and a
+//! query node, also when the active stitcher stops part-way and the standby takes over,
+//! and when nodes in processes of their own are killed with `kill -9`. The lake's
+//! retention and upkeep complete while receivers append.
 
 mod common;
 
@@ -23,9 +23,33 @@ use prost::Message;
 const FIXTURES: [&str; 4] =
     ["recorded/kafka-confluent", "recorded/sqs-boto3", "recorded/pika-dlx", "recorded/aio-pika-rpc"];
 
-/// The fixtures' request bodies, in order, as (signal, body).
+/// The traffic every test sends, in order, as (signal, body): the fixtures' request
+/// bodies, then the demo's scenarios.
 fn recorded_requests() -> Vec<(String, Vec<u8>)> {
-    FIXTURES.iter().flat_map(|f| recorded_bodies(f)).map(|(_, signal, body)| (signal.to_string(), body)).collect()
+    let recorded = FIXTURES.iter().flat_map(|f| recorded_bodies(f)).map(|(_, s, body)| (s.to_string(), body));
+    recorded.chain(demo_requests()).collect()
+}
+
+/// The demo's scenarios from a fixed seed and start, so every run sends the same bytes:
+/// HTTP, gRPC, Kafka with a retry topic, RabbitMQ with a dead letter and a redelivery, a
+/// batch consumer, request-reply, correlation-only logs.
+fn demo_requests() -> Vec<(String, Vec<u8>)> {
+    use flowscope::demo::scenarios::{self, Builder, Delivery, MS};
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(34);
+    let mut b = Builder::new(&mut rng);
+    let t0 = 1_796_000_000_000 * 1_000_000; // 2026-11-30
+    for n in 0..4 {
+        scenarios::checkout(&mut b, t0 + n * 20_000 * MS, n == 2);
+    }
+    scenarios::quote(&mut b, t0 + 5_000 * MS);
+    scenarios::shipping(&mut b, t0 + 6_000 * MS);
+    scenarios::analytics_batch(&mut b, t0 + 7_000 * MS, 4);
+    scenarios::refund(&mut b, t0 + 8_000 * MS, Delivery::DeadLettered);
+    scenarios::refund(&mut b, t0 + 9_000 * MS, Delivery::Redelivered(1));
+    scenarios::fulfilment_retry(&mut b, t0 + 10_000 * MS);
+    let (traces, logs) = flowscope::demo::to_requests(std::mem::take(&mut b.out));
+    vec![("traces".into(), traces.encode_to_vec()), ("logs".into(), logs.encode_to_vec())]
 }
 
 /// A lake for one test's nodes: a PostgreSQL catalog and a data directory.

@@ -1,2 +1,2 @@
--- Takes the append gate exclusively: no receiver commits until this session lets go.
+-- Takes the append gate exclusively: no receiver commits until this connection lets go.
 SELECT pg_advisory_lock($1)

@@ -1,2 +1,2 @@
--- How long this session waits for a lock before giving up, in milliseconds.
+-- How long this connection waits for a lock before giving up, in milliseconds.
 SELECT set_config('lock_timeout', $1, false)

@@ -1,8 +1,10 @@
 //! A cluster's shared storage: DuckLake, with its catalog in PostgreSQL and its data files
 //! in a directory every node reaches. Receivers append raw signals to the lake
-//! ([`append`]); the one active stitcher ([`leader`]) copies what was added since its
-//! watermark snapshot into its local file ([`pull`]) and stitches it there, as a single
-//! process stitches what it received.
+//! ([`append`]); stitchers and query nodes copy what was added since their watermark
+//! snapshot into their local files ([`pull`]) and stitch it there, as a single process
+//! stitches what it received. One stitcher is elected ([`leader`]): it alone evaluates
+//! alerts and keeps the lake ([`upkeep`]), its retention taking turns with the receivers'
+//! commits ([`gate`]).
 //!
 //! Public face: [`LakeConfig`], [`Roles`], [`open`], [`append::LakeSink`], [`gate`],
 //! [`pull::Puller`], [`leader::Leadership`], [`upkeep::Upkeep`].
