@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{json, Value};
 
+use super::pages::{page_endpoints, time_pages};
 use super::postgres::Postgres;
 use super::process::{self, ServerProcess};
-use super::{drive_all, page_endpoints, tempfile_dir, templates, time_pages, watch_lag, BenchError};
+use super::{drive_all, tempfile_dir, templates, watch_lag, BenchError};
 use crate::text::now_nanos;
 
 #[derive(Debug, Clone, Args)]
