@@ -438,7 +438,7 @@ impl Config {
         };
         let role_list = if args.roles.is_empty() { file.roles } else { args.roles };
         let roles = Roles::parse(&role_list).map_err(|message| ConfigError::Invalid { setting: "roles", message })?;
-        if lake.is_none() && roles != Roles::ALL {
+        if lake.is_none() && roles != Roles::DEFAULT {
             return Err(ConfigError::Invalid {
                 setting: "roles",
                 message: "a single process has every role; roles need a cluster (--lake and --lake-data)".into(),
@@ -577,7 +577,7 @@ mod tests {
         ] {
             assert!(resolve(bad).is_err());
         }
-        assert_eq!(resolve(args(None, None, None, &[])).unwrap().roles, Roles::ALL);
+        assert_eq!(resolve(args(None, None, None, &[])).unwrap().roles, Roles::DEFAULT);
     }
 
     #[test]

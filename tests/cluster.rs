@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::postgres::{lake_extensions, Postgres};
 use common::process::Node;
 use common::*;
+use flowscope::bench::cluster::files_under;
 use flowscope::config::Config;
 use flowscope::lake::upkeep::UpkeepConfig;
 use flowscope::lake::{LakeConfig, Roles};
@@ -411,7 +412,7 @@ async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_c
     let kept = receivers[0].count("SELECT count(*) FROM lake.snapshots()").await;
     assert!(commits > 100.0 && kept <= 5, "{commits} commits, {kept} snapshots kept");
     assert!(metric(&first, "flowscope_lake_snapshots_expired_total").await >= commits - 5.0);
-    let parquet = walk_count(lake.data.path());
+    let parquet = files_under(lake.data.path());
     let listed = receivers[0].count("SELECT count(*) FROM ducklake_list_files('lake', 'spans')").await;
     assert!(parquet <= 20, "{parquet} data files left ({listed} of spans)");
 
@@ -429,15 +430,6 @@ async fn upkeep_keeps_the_lake_small_while_receivers_append_and_a_new_stitcher_c
         "a stitcher copying the lake whole, against one process:\n{}",
         differences(&expected, &cluster)
     );
-}
-
-/// Files under `dir`, however deep.
-fn walk_count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| if e.file_type().unwrap().is_dir() { walk_count(&e.path()) } else { 1 })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -480,6 +472,6 @@ async fn lake_retention_deletes_old_rows_while_receivers_append() {
         assert_eq!(metric(r, "flowscope_failed_commits_total").await, 0.0);
         commits += metric(r, "flowscope_commit_duration_seconds_count").await;
     }
-    let parquet = walk_count(lake.data.path());
+    let parquet = files_under(lake.data.path());
     assert!(commits > 100.0 && parquet <= 20, "{sent} rounds, {commits} commits, {parquet} data files left");
 }

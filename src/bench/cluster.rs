@@ -158,8 +158,8 @@ async fn caught_up(client: &reqwest::Client, node: &ServerProcess, latest: f64) 
     }
 }
 
-/// Files under `dir`, however deep.
-fn files_under(dir: &Path) -> usize {
+/// Files under `dir`, however deep (0 for one that cannot be read).
+pub fn files_under(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

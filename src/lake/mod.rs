@@ -94,7 +94,8 @@ pub struct Roles {
 }
 
 impl Roles {
-    pub const ALL: Roles = Roles { receiver: true, stitcher: true, query: false };
+    /// A node given no `--role`, and the single process.
+    pub const DEFAULT: Roles = Roles { receiver: true, stitcher: true, query: false };
     const NONE: Roles = Roles { receiver: false, stitcher: false, query: false };
 
     /// Parses a comma-separated list of `receiver`, `stitcher` and `query`; none means
@@ -110,7 +111,7 @@ impl Roles {
             }
         }
         if roles == Roles::NONE {
-            return Ok(Roles::ALL);
+            return Ok(Roles::DEFAULT);
         }
         Ok(roles)
     }
