@@ -133,11 +133,38 @@ fn compact(conn: &Connection, through: i64, keep: Duration) -> Result<Done, Stor
     let copied_at: Option<i64> =
         conn.query_row(include_str!("../../queries/lake/snapshot_time.sql"), params![through, through], |r| r.get(0))?;
     if let Some(at_ns) = copied_at {
-        let horizon = (at_ns - keep.as_nanos() as i64) / 1000;
+        let horizon = expiry_horizon_us(at_ns, keep);
         let mut expire = conn.prepare(include_str!("../../queries/lake/expire_snapshots.sql"))?;
         done.snapshots_expired = expire.query_map(params![horizon], |_| Ok(()))?.count() as u64;
     }
     let mut cleanup = conn.prepare(include_str!("../../queries/lake/cleanup_files.sql"))?;
     done.files_removed = cleanup.query_map([], |_| Ok(()))?.count() as u64;
     Ok(done)
+}
+
+/// The unix microsecond before which snapshots expire: `keep` before `copied_at_ns`,
+/// saturating, so a keep longer than nanoseconds in an i64 hold expires nothing.
+fn expiry_horizon_us(copied_at_ns: i64, keep: Duration) -> i64 {
+    let keep_ns = keep.as_nanos().min(i64::MAX as u128) as i64;
+    copied_at_ns.saturating_sub(keep_ns) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_horizon_saturates_whatever_the_keep() {
+        let at = 1_800_000_000_000_000_000; // unix ns
+        let cases = [
+            (Duration::ZERO, at / 1000),
+            (Duration::from_secs(86_400), (at - 86_400_000_000_000) / 1000),
+            // Past what i64 nanoseconds hold: far in the past, never wrapped into the future.
+            (Duration::from_secs(300 * 365 * 86_400), (at - i64::MAX) / 1000),
+            (Duration::MAX, (at - i64::MAX) / 1000),
+        ];
+        for (keep, want) in cases {
+            assert_eq!(expiry_horizon_us(at, keep), want, "{keep:?}");
+        }
+    }
 }
