@@ -12,6 +12,20 @@
 //!
 //! A quiet store gets a checkpoint of a smaller log too (after a restitch, say), so pages
 //! read compressed rows instead of the log's.
+//!
+//! ## Merging row groups, a little at a time
+//! After each checkpoint, DuckDB starts every table's next append in a new row group, so
+//! each checkpoint leaves a partly filled row group per table; its vacuum then merges
+//! runs of such row groups into fewer at the following checkpoints, up to
+//! `max_vacuum_tasks` runs per table. Under ingest that merging recompressed as many span
+//! rows as were written, and was most of each checkpoint's time (so of every commit's
+//! stall). The store runs with it off (see [`super::default_settings`]): one checkpoint in
+//! [`CheckpointConfig::merge_every`] merges one run per table, and a checkpoint while
+//! quiet merges up to [`CheckpointConfig::merges_when_quiet`]. A table of a few rows per
+//! checkpoint still ends up in few row groups (one run takes in as many small row groups as
+//! fit in three); a table taking whole row groups between checkpoints keeps its partly
+//! filled ones until a quiet moment. Row groups left empty by deletes are dropped at every
+//! checkpoint, as before.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +48,10 @@ pub struct CheckpointConfig {
     pub threads: usize,
     /// How often the log's size is looked at.
     pub every: Duration,
+    /// One checkpoint in this many merges one run of row groups per table (0: none does).
+    pub merge_every: u64,
+    /// Runs of row groups per table a checkpoint of a quiet store merges.
+    pub merges_when_quiet: u64,
 }
 
 impl Default for CheckpointConfig {
@@ -44,6 +62,8 @@ impl Default for CheckpointConfig {
             quiet: Duration::from_secs(2),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             every: Duration::from_millis(200),
+            merge_every: 8,
+            merges_when_quiet: 16,
         }
     }
 }
@@ -85,12 +105,19 @@ impl Drop for Checkpointer {
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     Wait,
-    Checkpoint,
+    /// Checkpoint, merging up to this many runs of row groups per table.
+    Checkpoint {
+        merges: u64,
+    },
 }
 
-fn decide(config: &CheckpointConfig, wal_bytes: u64, quiet: bool) -> Decision {
-    if wal_bytes >= config.wal_bytes || (quiet && wal_bytes >= config.quiet_wal_bytes) {
-        Decision::Checkpoint
+/// `made`: checkpoints made so far.
+fn decide(config: &CheckpointConfig, wal_bytes: u64, quiet: bool, made: u64) -> Decision {
+    if quiet && wal_bytes >= config.quiet_wal_bytes {
+        Decision::Checkpoint { merges: config.merges_when_quiet }
+    } else if wal_bytes >= config.wal_bytes {
+        let merges = u64::from(config.merge_every > 0 && made % config.merge_every == 0);
+        Decision::Checkpoint { merges }
     } else {
         Decision::Wait
     }
@@ -118,10 +145,11 @@ pub(super) fn start(
                 }
                 let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
                 stats.wal_bytes.store(size, Ordering::Relaxed);
-                if log.look(&config, size, Instant::now()) == Decision::Checkpoint
-                    && checkpoint(&conn, &config, at_rest, &stats, &stopped)
-                {
-                    log.checkpointed(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                let made = stats.checkpoints.load(Ordering::Relaxed);
+                if let Decision::Checkpoint { merges } = log.look(&config, size, Instant::now(), made) {
+                    if checkpoint(&conn, &config, at_rest, merges, &stats, &stopped) {
+                        log.checkpointed(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                    }
                 }
             }
         })
@@ -141,13 +169,13 @@ struct LogWatch {
 }
 
 impl LogWatch {
-    fn look(&mut self, config: &CheckpointConfig, size: u64, now: Instant) -> Decision {
+    fn look(&mut self, config: &CheckpointConfig, size: u64, now: Instant, made: u64) -> Decision {
         if size != self.size || self.grew_at.is_none() {
             (self.size, self.grew_at) = (size, Some(now));
         }
         let quiet =
             self.grew_at.is_some_and(|t| now.duration_since(t) >= config.quiet) && self.after_checkpoint != Some(size);
-        decide(config, size, quiet)
+        decide(config, size, quiet, made)
     }
 
     fn checkpointed(&mut self, size: u64) {
@@ -155,21 +183,28 @@ impl LogWatch {
     }
 }
 
-/// Checkpoints with DuckDB's threads raised, trying until no write transaction is open.
-/// Returns whether it did.
+/// Checkpoints with DuckDB's threads raised and up to `merges` runs of row groups merged
+/// per table, trying until no write transaction is open. Returns whether it did.
 fn checkpoint(
     conn: &Connection,
     config: &CheckpointConfig,
     at_rest: i64,
+    merges: u64,
     stats: &CheckpointStats,
     stop: &mpsc::Receiver<()>,
 ) -> bool {
     let threads = (config.threads as i64).max(at_rest);
     let raise = threads > at_rest;
     let set_threads = |n: i64| conn.execute(include_str!("../../queries/duckdb_threads_set.sql"), [n]);
+    let set_merges = |n: u64| conn.execute(include_str!("../../queries/duckdb_vacuum_tasks_set.sql"), [n as i64]);
     if raise {
         if let Err(e) = set_threads(threads) {
             tracing::warn!(error = %e, "could not raise DuckDB's threads for a checkpoint");
+        }
+    }
+    if merges > 0 {
+        if let Err(e) = set_merges(merges) {
+            tracing::warn!(error = %e, "could not let a checkpoint merge row groups");
         }
     }
     let mut done = false;
@@ -180,7 +215,7 @@ fn checkpoint(
                 let took = started.elapsed();
                 stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                 stats.micros_sum.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-                tracing::debug!(seconds = took.as_secs_f64(), "checkpointed");
+                tracing::debug!(seconds = took.as_secs_f64(), merges, "checkpointed");
                 done = true;
                 break;
             }
@@ -195,6 +230,11 @@ fn checkpoint(
                 tracing::warn!(error = %e, "checkpoint failed; DuckDB's own checkpoint stays the backstop");
                 break;
             }
+        }
+    }
+    if merges > 0 {
+        if let Err(e) = set_merges(0) {
+            tracing::warn!(error = %e, "could not turn row-group merging back off after a checkpoint");
         }
     }
     if raise {
@@ -225,33 +265,51 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut log = LogWatch::default();
-        assert_eq!(log.look(&config, 50, at(0)), Decision::Wait);
-        assert_eq!(log.look(&config, 60, at(1)), Decision::Wait, "still growing");
-        assert_eq!(log.look(&config, 60, at(2)), Decision::Wait, "unchanged for 1 s only");
-        assert_eq!(log.look(&config, 60, at(3)), Decision::Checkpoint);
+        let quiet = Decision::Checkpoint { merges: config.merges_when_quiet };
+        assert_eq!(log.look(&config, 50, at(0), 1), Decision::Wait);
+        assert_eq!(log.look(&config, 60, at(1), 1), Decision::Wait, "still growing");
+        assert_eq!(log.look(&config, 60, at(2), 1), Decision::Wait, "unchanged for 1 s only");
+        assert_eq!(log.look(&config, 60, at(3), 1), quiet);
         log.checkpointed(60);
-        assert_eq!(log.look(&config, 60, at(9)), Decision::Wait, "a checkpoint left it as it was");
-        assert_eq!(log.look(&config, 2000, at(10)), Decision::Checkpoint, "past the size, quiet or not");
+        assert_eq!(log.look(&config, 60, at(9), 1), Decision::Wait, "a checkpoint left it as it was");
+        assert_eq!(
+            log.look(&config, 2000, at(10), 1),
+            Decision::Checkpoint { merges: 0 },
+            "past the size, quiet or not"
+        );
         log.checkpointed(0);
-        assert_eq!(log.look(&config, 0, at(20)), Decision::Wait);
+        assert_eq!(log.look(&config, 0, at(20), 1), Decision::Wait);
     }
 
     #[test]
     fn checkpoints_past_the_size_or_a_smaller_log_when_quiet() {
-        let config = CheckpointConfig { wal_bytes: 100, quiet_wal_bytes: 10, ..Default::default() };
-        // (log bytes, quiet, decision)
+        let config = CheckpointConfig {
+            wal_bytes: 100,
+            quiet_wal_bytes: 10,
+            merge_every: 4,
+            merges_when_quiet: 16,
+            ..Default::default()
+        };
+        let merging = |merges| Decision::Checkpoint { merges };
+        // (log bytes, quiet, checkpoints made, decision)
         let cases = [
-            (0, false, Decision::Wait),
-            (0, true, Decision::Wait),
-            (99, false, Decision::Wait),
-            (100, false, Decision::Checkpoint),
-            (9, true, Decision::Wait),
-            (10, true, Decision::Checkpoint),
-            (50, false, Decision::Wait),
+            (0, false, 1, Decision::Wait),
+            (0, true, 1, Decision::Wait),
+            (99, false, 1, Decision::Wait),
+            (100, false, 1, merging(0)),
+            (100, false, 3, merging(0)),
+            (100, false, 4, merging(1)),
+            (100, false, 0, merging(1)),
+            (9, true, 1, Decision::Wait),
+            (10, true, 1, merging(16)),
+            (100, true, 1, merging(16)),
+            (50, false, 4, Decision::Wait),
         ];
-        for (bytes, quiet, want) in cases {
-            assert_eq!(decide(&config, bytes, quiet), want, "{bytes} {quiet}");
+        for (bytes, quiet, made, want) in cases {
+            assert_eq!(decide(&config, bytes, quiet, made), want, "{bytes} {quiet} {made}");
         }
+        let never = CheckpointConfig { merge_every: 0, ..config };
+        assert_eq!(decide(&never, 100, false, 0), merging(0), "merge_every 0: no merging under load");
     }
 
     #[test]
@@ -282,5 +340,40 @@ mod tests {
         assert!(rows >= 10_000);
         let wal = std::fs::metadata(dir.path().join("c.duckdb.wal")).map_or(0, |m| m.len());
         assert!(wal < 256 << 10 << 4, "the log was folded into the file: {wal} bytes left");
+        assert_eq!(vacuum_tasks(&conn), 0, "row-group merging is off again");
+    }
+
+    fn vacuum_tasks(conn: &Connection) -> i64 {
+        conn.query_row("SELECT current_setting('max_vacuum_tasks')::BIGINT", [], |r| r.get(0)).unwrap()
+    }
+
+    fn row_groups(conn: &Connection, table: &str) -> i64 {
+        conn.query_row("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info(?)", [table], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// What the checkpointer relies on: each checkpoint leaves a table's appends since the
+    /// last one in a row group of their own, and merging is off unless a checkpoint asks.
+    #[test]
+    fn checkpoints_leave_a_row_group_each_until_one_merges_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("m.duckdb")).unwrap();
+        let conn = store.connect().unwrap();
+        assert_eq!(vacuum_tasks(&conn), 0, "the store opens with merging off");
+        conn.execute_batch("CREATE TABLE few (x BIGINT)").unwrap();
+        let config = CheckpointConfig { threads: 1, ..Default::default() };
+        let (_keep, never) = mpsc::channel::<()>();
+        let stats = CheckpointStats::default();
+        for i in 0..12 {
+            conn.execute("INSERT INTO few SELECT ? FROM range(10)", [i]).unwrap();
+            assert!(checkpoint(&conn, &config, 1, 0, &stats, &never));
+        }
+        assert_eq!(row_groups(&conn, "few"), 12, "a row group per checkpoint, none merged");
+        conn.execute("INSERT INTO few SELECT 12 FROM range(10)", []).unwrap();
+        assert!(checkpoint(&conn, &config, 1, 1, &stats, &never));
+        assert_eq!(row_groups(&conn, "few"), 1, "one run takes in every small row group");
+        assert_eq!(vacuum_tasks(&conn), 0);
+        let rows: i64 = conn.query_row("SELECT count(*) FROM few", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 130, "merging keeps every row");
     }
 }

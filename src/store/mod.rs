@@ -254,12 +254,16 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 /// later), not 1.0's, DuckDB's default: it compresses strings with a dictionary whose
 /// entries are FSST-compressed, and the file holds 169 bytes a span instead of 275 for
 /// the same CPU (BENCHMARKS.md). A file made before keeps its format.
+///
+/// Checkpoints merge no row groups unless the checkpointer asks (`max_vacuum_tasks=0`):
+/// merging after every checkpoint rewrote as much as was written (see [`checkpoints`]).
 pub fn default_settings() -> Vec<(String, String)> {
     [
         ("checkpoint_threshold", "1GB"),
         ("memory_limit", "512MiB"),
         ("threads", "1"),
         ("storage_compatibility_version", "v1.3.0"),
+        ("max_vacuum_tasks", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

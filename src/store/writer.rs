@@ -388,7 +388,11 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Com
         Ok(()) => {
             let stats = &committed.stats;
             let rows = jobs.iter().map(|j| j.rows).sum();
-            stats.record(rows, started.elapsed());
+            let took = started.elapsed();
+            stats.record(rows, took);
+            if took > Duration::from_millis(250) {
+                tracing::debug!(rows, seconds = took.as_secs_f64(), "slow commit");
+            }
             // Fed before the sequence number is published, so a stitcher that sees the
             // number finds the rows.
             if committed.sink.feeds_stitcher() {
