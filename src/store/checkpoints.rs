@@ -145,8 +145,7 @@ pub(super) fn start(
                 }
                 let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
                 stats.wal_bytes.store(size, Ordering::Relaxed);
-                let made = stats.checkpoints.load(Ordering::Relaxed);
-                if let Decision::Checkpoint { merges } = log.look(&config, size, Instant::now(), made) {
+                if let Decision::Checkpoint { merges } = log.look(&config, size, Instant::now()) {
                     if checkpoint(&conn, &config, at_rest, merges, &stats, &stopped) {
                         log.checkpointed(std::fs::metadata(&wal).map_or(0, |m| m.len()));
                     }
@@ -166,20 +165,23 @@ struct LogWatch {
     /// The size a checkpoint left: a log no checkpoint could shrink is not checkpointed
     /// again and again while quiet.
     after_checkpoint: Option<u64>,
+    /// Checkpoints made so far: which of them merge row groups goes by it.
+    checkpoints: u64,
 }
 
 impl LogWatch {
-    fn look(&mut self, config: &CheckpointConfig, size: u64, now: Instant, made: u64) -> Decision {
+    fn look(&mut self, config: &CheckpointConfig, size: u64, now: Instant) -> Decision {
         if size != self.size || self.grew_at.is_none() {
             (self.size, self.grew_at) = (size, Some(now));
         }
         let quiet =
             self.grew_at.is_some_and(|t| now.duration_since(t) >= config.quiet) && self.after_checkpoint != Some(size);
-        decide(config, size, quiet, made)
+        decide(config, size, quiet, self.checkpoints)
     }
 
     fn checkpointed(&mut self, size: u64) {
         self.after_checkpoint = Some(size);
+        self.checkpoints += 1;
     }
 }
 
@@ -194,18 +196,21 @@ fn checkpoint(
     stop: &mpsc::Receiver<()>,
 ) -> bool {
     let threads = (config.threads as i64).max(at_rest);
-    let raise = threads > at_rest;
-    let set_threads = |n: i64| conn.execute(include_str!("../../queries/duckdb_threads_set.sql"), [n]);
-    let set_merges = |n: u64| conn.execute(include_str!("../../queries/duckdb_vacuum_tasks_set.sql"), [n as i64]);
-    if raise {
-        if let Err(e) = set_threads(threads) {
-            tracing::warn!(error = %e, "could not raise DuckDB's threads for a checkpoint");
-        }
+    // Each setting changed for the checkpoint only: (query, during, after).
+    let mut changed = Vec::new();
+    if threads > at_rest {
+        changed.push((include_str!("../../queries/duckdb_threads_set.sql"), threads, at_rest));
     }
     if merges > 0 {
-        if let Err(e) = set_merges(merges) {
-            tracing::warn!(error = %e, "could not let a checkpoint merge row groups");
+        changed.push((include_str!("../../queries/duckdb_vacuum_tasks_set.sql"), merges as i64, 0));
+    }
+    let set = |sql: &str, value: i64| {
+        if let Err(e) = conn.execute(sql, [value]) {
+            tracing::warn!(error = %e, setting = sql, value, "could not change a DuckDB setting around a checkpoint");
         }
+    };
+    for (sql, during, _) in &changed {
+        set(sql, *during);
     }
     let mut done = false;
     for _ in 0..TRIES {
@@ -232,15 +237,8 @@ fn checkpoint(
             }
         }
     }
-    if merges > 0 {
-        if let Err(e) = set_merges(0) {
-            tracing::warn!(error = %e, "could not turn row-group merging back off after a checkpoint");
-        }
-    }
-    if raise {
-        if let Err(e) = set_threads(at_rest) {
-            tracing::warn!(error = %e, "could not set DuckDB's threads back after a checkpoint");
-        }
+    for (sql, _, after) in &changed {
+        set(sql, *after);
     }
     done
 }
@@ -266,19 +264,15 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut log = LogWatch::default();
         let quiet = Decision::Checkpoint { merges: config.merges_when_quiet };
-        assert_eq!(log.look(&config, 50, at(0), 1), Decision::Wait);
-        assert_eq!(log.look(&config, 60, at(1), 1), Decision::Wait, "still growing");
-        assert_eq!(log.look(&config, 60, at(2), 1), Decision::Wait, "unchanged for 1 s only");
-        assert_eq!(log.look(&config, 60, at(3), 1), quiet);
+        assert_eq!(log.look(&config, 50, at(0)), Decision::Wait);
+        assert_eq!(log.look(&config, 60, at(1)), Decision::Wait, "still growing");
+        assert_eq!(log.look(&config, 60, at(2)), Decision::Wait, "unchanged for 1 s only");
+        assert_eq!(log.look(&config, 60, at(3)), quiet);
         log.checkpointed(60);
-        assert_eq!(log.look(&config, 60, at(9), 1), Decision::Wait, "a checkpoint left it as it was");
-        assert_eq!(
-            log.look(&config, 2000, at(10), 1),
-            Decision::Checkpoint { merges: 0 },
-            "past the size, quiet or not"
-        );
+        assert_eq!(log.look(&config, 60, at(9)), Decision::Wait, "a checkpoint left it as it was");
+        assert_eq!(log.look(&config, 2000, at(10)), Decision::Checkpoint { merges: 0 }, "past the size, quiet or not");
         log.checkpointed(0);
-        assert_eq!(log.look(&config, 0, at(20), 1), Decision::Wait);
+        assert_eq!(log.look(&config, 0, at(20)), Decision::Wait);
     }
 
     #[test]
