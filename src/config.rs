@@ -250,10 +250,10 @@ const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 /// How `--memory-limit` is shared. DuckDB gets seven sixteenths: its buffer pool holds
 /// the column segments that queries and the stitcher's lookups read, and spills beyond
 /// it. The queue of decoded rows waiting for a commit (admitted by bytes) an eighth; the
-/// feed of committed rows the stitcher reads from memory a thirty-second (it only needs
+/// feed of committed rows the stitcher reads from memory (also by bytes) a thirty-second (it only needs
 /// to hold a round or two when the stitcher keeps up; when it lags, rounds read the
 /// file anyway); the stitcher's working set (flows still arriving) an eighth, at the
-/// sizes per row and per span measured in BENCHMARKS.md, and its filter of the join
+/// size per span measured in BENCHMARKS.md, and its filter of the join
 /// window's hashes a sixteenth. The rest (a fifth) is for
 /// requests being decoded, pages being rendered and the allocator's slack. Nothing here
 /// grows with the data stored.
@@ -261,24 +261,22 @@ const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 pub struct MemoryBudget {
     pub duckdb_bytes: u64,
     pub write_queue_bytes: usize,
-    pub feed_rows: usize,
+    pub feed_bytes: usize,
     pub stitcher_spans: usize,
     pub join_filter_bytes: usize,
 }
 
 impl MemoryBudget {
-    /// Bytes one committed row takes in the feed (Arrow buffers of a span without its
-    /// attributes), and one span in the stitcher's working set: its facts and strings,
+    /// Bytes one span takes in the stitcher's working set: its facts and strings,
     /// the trace's entries in the joiner's maps and vector slack (a heap profile under
     /// full-speed ingest put it at about 2.3 KB).
-    const FEED_ROW_BYTES: u64 = 512;
     const STITCHER_SPAN_BYTES: u64 = 2048;
 
     pub fn split(limit: u64) -> MemoryBudget {
         MemoryBudget {
             duckdb_bytes: limit / 16 * 7,
             write_queue_bytes: (limit / 8) as usize,
-            feed_rows: (limit / 32 / Self::FEED_ROW_BYTES) as usize,
+            feed_bytes: (limit / 32) as usize,
             stitcher_spans: (limit / 8 / Self::STITCHER_SPAN_BYTES) as usize,
             join_filter_bytes: (limit / 16) as usize,
         }
@@ -459,7 +457,7 @@ impl Config {
                     .or(duration("flush_interval", file.flush_interval)?)
                     .unwrap_or(writer_default.flush_interval),
                 flush_rows: args.flush_rows.or(file.flush_rows).unwrap_or(writer_default.flush_rows),
-                feed_capacity_rows: budget.feed_rows,
+                feed_capacity_bytes: budget.feed_bytes,
                 max_stitch_lag: match args.max_stitch_lag.or(duration("max_stitch_lag", file.max_stitch_lag)?) {
                     Some(lag) if lag.is_zero() => None,
                     Some(lag) => Some(lag),
@@ -585,7 +583,7 @@ mod tests {
         let b = MemoryBudget::split(1 << 30);
         assert_eq!(b.duckdb_bytes, 448 << 20);
         assert_eq!(b.write_queue_bytes, 128 << 20);
-        assert_eq!(b.feed_rows, 65_536);
+        assert_eq!(b.feed_bytes, 32 << 20);
         assert_eq!(b.stitcher_spans, 65_536);
         assert_eq!(b.join_filter_bytes, 64 << 20);
         for (text, want) in

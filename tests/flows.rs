@@ -77,7 +77,7 @@ async fn stitching_from_the_file_with_a_one_span_cache_gives_the_same_flows() {
     // the sorted runs of join hashes as soon as one job has made them.
     check_demo_scenarios(
         TestServer::start_with(|c| {
-            c.writer.feed_capacity_rows = 0;
+            c.writer.feed_capacity_bytes = 0;
             c.stitch.cache_spans = 1;
             c.stitch.join_run_hashes = 1;
         })

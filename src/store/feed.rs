@@ -2,8 +2,8 @@
 //! memory so it need not read them back from the file.
 //!
 //! The feed is an optimisation, never the source of truth. It keeps only the columns the
-//! stitcher reads (the bulky attribute JSON is dropped) and holds at most `capacity_rows`
-//! rows; a commit that does not fit is left out, and a reader that finds a gap in the
+//! stitcher reads (the bulky attribute JSON is dropped) and holds at most `capacity_bytes`
+//! of their Arrow buffers; a commit that does not fit is left out, and a reader that finds a gap in the
 //! sequence numbers reads that range from DuckDB instead. So a slow stitcher costs
 //! bounded memory, and a restart (an empty feed) simply means reading from the file.
 
@@ -55,11 +55,17 @@ impl Committed {
     fn rows(&self) -> usize {
         self.batches.iter().map(|b| b.batch.num_rows()).sum()
     }
+
+    /// Memory its batches hold. Counted in bytes, not rows: a row's size varies with its
+    /// names and ids, and a guess per row left the feed half used.
+    fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.batch.get_array_memory_size()).sum()
+    }
 }
 
 #[derive(Debug)]
 pub struct CommitFeed {
-    capacity_rows: usize,
+    capacity_bytes: usize,
     inner: Mutex<Inner>,
 }
 
@@ -67,23 +73,25 @@ pub struct CommitFeed {
 struct Inner {
     commits: VecDeque<Committed>,
     rows: usize,
+    bytes: usize,
 }
 
 impl CommitFeed {
-    pub fn new(capacity_rows: usize) -> Self {
-        CommitFeed { capacity_rows, inner: Mutex::new(Inner::default()) }
+    pub fn new(capacity_bytes: usize) -> Self {
+        CommitFeed { capacity_bytes, inner: Mutex::new(Inner::default()) }
     }
 
     /// Offers a commit's batches; left out (the reader will fall back to the file) when
     /// the feed is full.
     pub(super) fn push(&self, seq: i64, batches: &[&TableBatch]) {
         let commit = Committed { seq, batches: batches.iter().filter_map(|b| narrow(b)).collect() };
-        let rows = commit.rows();
+        let (rows, bytes) = (commit.rows(), commit.bytes());
         let mut inner = self.inner.lock();
-        if inner.rows + rows > self.capacity_rows {
+        if inner.bytes + bytes > self.capacity_bytes {
             return;
         }
         inner.rows += rows;
+        inner.bytes += bytes;
         inner.commits.push_back(commit);
     }
 
@@ -96,6 +104,7 @@ impl CommitFeed {
         while inner.commits.front().is_some_and(|c| c.seq <= upto) {
             let c = inner.commits.pop_front().expect("front exists");
             inner.rows -= c.rows();
+            inner.bytes -= c.bytes();
             if c.seq > after {
                 taken.push(c);
             }
@@ -136,7 +145,7 @@ mod tests {
 
     #[test]
     fn keeps_only_the_stitchers_columns_and_tables() {
-        let feed = CommitFeed::new(100);
+        let feed = CommitFeed::new(1 << 20);
         // Metric points are not the stitcher's business, whatever their columns.
         let metrics = TableBatch { table: MetricPointRows::TABLE, batch: spans(1).batch };
         feed.push(1, &[&spans(3), &metrics]);
@@ -151,15 +160,19 @@ mod tests {
 
     #[test]
     fn gaps_and_overflow_send_the_reader_to_the_file() {
+        // One commit of two spans, as the feed keeps it.
+        let commit = Committed { seq: 1, batches: vec![narrow(&spans(2)).expect("spans are kept")] }.bytes();
+        let big = 100 * commit;
         // (pushed seqs, capacity, take after, take upto, complete?)
         let cases: &[(&[i64], usize, i64, i64, bool)] = &[
-            (&[1, 2, 3], 100, 0, 3, true),
-            (&[1, 2, 3], 100, 1, 3, true),
-            (&[1, 3], 100, 0, 3, false),
-            (&[2, 3], 100, 0, 3, false),
-            (&[1, 2], 100, 0, 3, false),
-            (&[1, 2, 3], 5, 0, 3, false), // two commits of 2 rows fit, the third is left out
-            (&[], 100, 0, 0, true),
+            (&[1, 2, 3], big, 0, 3, true),
+            (&[1, 2, 3], big, 1, 3, true),
+            (&[1, 3], big, 0, 3, false),
+            (&[2, 3], big, 0, 3, false),
+            (&[1, 2], big, 0, 3, false),
+            (&[1, 2, 3], 2 * commit + commit / 2, 0, 3, false), // two commits fit, the third is left out
+            (&[1, 2, 3], 3 * commit, 0, 3, true),
+            (&[], big, 0, 0, true),
         ];
         for (pushed, capacity, after, upto, complete) in cases {
             let feed = CommitFeed::new(*capacity);
@@ -168,6 +181,7 @@ mod tests {
             }
             assert_eq!(feed.take(*after, *upto).is_some(), *complete, "{pushed:?} cap {capacity} ({after}, {upto}]");
             assert_eq!(feed.queued_rows(), 0, "taking drops everything up to `upto`");
+            assert_eq!(feed.inner.lock().bytes, 0);
         }
     }
 }

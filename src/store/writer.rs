@@ -31,8 +31,8 @@ pub struct WriterConfig {
     pub flush_rows: usize,
     /// How long the writer waits for another request before committing what it has.
     pub linger: Duration,
-    /// Committed rows held in memory for the stitcher (see [`CommitFeed`]).
-    pub feed_capacity_rows: usize,
+    /// Bytes of committed rows held in memory for the stitcher (see [`CommitFeed`]).
+    pub feed_capacity_bytes: usize,
     /// New writes are refused (retryably) while the flow stitcher reports being further
     /// behind than this, so that a sustained ingest faster than stitching slows the
     /// exporters down instead of growing the backlog without bound. `None`: never.
@@ -46,7 +46,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             flush_rows: 100_000,
             linger: Duration::from_millis(2),
-            feed_capacity_rows: 100_000,
+            feed_capacity_bytes: 32 << 20,
             max_stitch_lag: Some(Duration::from_secs(30)),
         }
     }
@@ -185,7 +185,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         stats.last_commit_seq.store(next_seq as u64, Ordering::Relaxed);
-        let feed = Arc::new(CommitFeed::new(config.feed_capacity_rows));
+        let feed = Arc::new(CommitFeed::new(config.feed_capacity_bytes));
         let committed = Committer { stats: Arc::clone(&stats), feed: Arc::clone(&feed), sink };
         let stage = StageState::new();
         let guard = StageGuard::new("writer", Arc::clone(&stage));

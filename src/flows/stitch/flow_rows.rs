@@ -165,6 +165,9 @@ fn append_flows(
     // Shares in order, so the rows are appended in the flows' order whatever the threads.
     let per_share = flows.len().div_ceil(threads.max(1)).clamp(1, FLOWS_PER_SHARE);
     let shares: Vec<&[AnalysedFlow<'_>]> = flows.chunks(per_share).collect();
+    // One appender a table for the whole write: making one looks the table up in the
+    // catalog, which cost as much as a share's append.
+    let mut appenders: Vec<(&str, duckdb::Appender<'_>)> = Vec::new();
     for built in parallel::map_in_order(&shares, threads, |share| build_rows(joins, share, now)) {
         for hash in built.join_hashes {
             late_joins.written(hash);
@@ -173,10 +176,18 @@ fn append_flows(
             edge_changes.apply(&chain, seq, cells, 1);
         }
         for batch in built.batches {
-            let mut appender = conn.appender(batch.table)?;
-            appender.append_record_batch(batch.batch)?;
-            appender.flush()?;
+            let at = match appenders.iter().position(|(table, _)| *table == batch.table) {
+                Some(at) => at,
+                None => {
+                    appenders.push((batch.table, conn.appender(batch.table)?));
+                    appenders.len() - 1
+                }
+            };
+            appenders[at].1.append_record_batch(batch.batch)?;
         }
+    }
+    for (_, mut appender) in appenders {
+        appender.flush()?;
     }
     Ok(())
 }
