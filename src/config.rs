@@ -250,11 +250,11 @@ const MIN_MEMORY_LIMIT: u64 = 128 << 20;
 /// How `--memory-limit` is shared. DuckDB gets seven sixteenths: its buffer pool holds
 /// the column segments that queries and the stitcher's lookups read, and spills beyond
 /// it. The queue of decoded rows waiting for a commit (admitted by bytes) an eighth; the
-/// feed of committed rows the stitcher reads from memory (also by bytes) a thirty-second (it only needs
-/// to hold a round or two when the stitcher keeps up; when it lags, rounds read the
-/// file anyway); the stitcher's working set (flows still arriving) an eighth, at the
-/// size per span measured in BENCHMARKS.md, and its filter of the join
-/// window's hashes a sixteenth. The rest (a fifth) is for
+/// feed of committed rows the stitcher reads from memory (also by bytes) a
+/// thirty-second (it only needs to hold a round or two when the stitcher keeps up; when
+/// it lags, rounds read the file anyway); the stitcher's working set (flows still
+/// arriving) an eighth, at the size per span given below, and its filter
+/// of the join window's hashes a sixteenth. The rest (a fifth) is for
 /// requests being decoded, pages being rendered and the allocator's slack. Nothing here
 /// grows with the data stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

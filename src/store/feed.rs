@@ -2,9 +2,10 @@
 //! memory so it need not read them back from the file.
 //!
 //! The feed is an optimisation, never the source of truth. It keeps only the columns the
-//! stitcher reads (the bulky attribute JSON is dropped) and holds at most `capacity_bytes`
-//! of their Arrow buffers; a commit that does not fit is left out, and a reader that finds a gap in the
-//! sequence numbers reads that range from DuckDB instead. So a slow stitcher costs
+//! stitcher reads (the bulky attribute JSON is dropped) and holds at most
+//! `capacity_bytes` of their Arrow buffers; a commit that does not fit is left out, and
+//! a reader that finds a gap in the sequence numbers reads that range from DuckDB
+//! instead. So a slow stitcher costs
 //! bounded memory, and a restart (an empty feed) simply means reading from the file.
 
 use std::collections::VecDeque;
@@ -57,7 +58,7 @@ impl Committed {
     }
 
     /// Memory its batches hold. Counted in bytes, not rows: a row's size varies with its
-    /// names and ids, and a guess per row left the feed half used.
+    /// names and ids, so a count of rows bounds memory only through a guess.
     fn bytes(&self) -> usize {
         self.batches.iter().map(|b| b.batch.get_array_memory_size()).sum()
     }
