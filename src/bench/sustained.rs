@@ -74,6 +74,21 @@ impl Step {
         self.max_lag_s < MAX_LAG_S && self.refused == 0 && self.failed == 0 && self.kept_up
     }
 
+    /// One line: the figures a step passes or fails by, and the verdict.
+    fn summary(&self) -> String {
+        format!(
+            "{:.0} committed, lag up to {:.1} s, {} refused, {} failed, {}, export p99 {:.0} ms, {:.2} cores -> {}",
+            self.committed_per_s,
+            self.max_lag_s,
+            self.refused,
+            self.failed,
+            if self.kept_up { "sent on schedule" } else { "answers too slow to send on schedule" },
+            percentile(&self.latencies_ms, 0.99),
+            self.cpu_s / self.seconds,
+            if self.passed() { "passed" } else { "failed" }
+        )
+    }
+
     fn report(&self) -> Value {
         json!({
             "offered_spans_per_s": self.offered,
@@ -103,14 +118,7 @@ pub async fn sustained(args: &SustainedArgs) -> Result<Value, BenchError> {
     let mut rate = args.start.max(1);
     loop {
         let step = offer(&server, &templates, args, rate, step_time, &nonce).await?;
-        println!(
-            "{rate} spans/s offered: {:.0} committed, lag up to {:.1} s, {} refused, export p99 {:.0} ms -> {}",
-            step.committed_per_s,
-            step.max_lag_s,
-            step.refused,
-            percentile(&step.latencies_ms, 0.99),
-            if step.passed() { "passed" } else { "failed" }
-        );
+        println!("{rate} spans/s offered: {}", step.summary());
         let passed = step.passed();
         steps.push(step.report());
         if !passed {
@@ -140,11 +148,7 @@ pub async fn sustained(args: &SustainedArgs) -> Result<Value, BenchError> {
         let peak_rss = peak.take();
         server.stop()?;
         let _ = std::fs::remove_dir_all(&dir);
-        println!(
-            "held {rate} spans/s for {} s: {}",
-            args.hold_seconds,
-            if step.passed() { "passed" } else { "failed" }
-        );
+        println!("held {rate} spans/s for {} s: {}", args.hold_seconds, step.summary());
         let mut report = step.report();
         report["peak_rss_bytes"] = json!(peak_rss);
         report["server_cpu_s_by_thread"] = Value::Object(threads);

@@ -31,6 +31,11 @@ pub struct WriterConfig {
     pub flush_rows: usize,
     /// How long the writer waits for another request before committing what it has.
     pub linger: Duration,
+    /// Least time from one commit's start to the next one's. A commit has a fixed cost
+    /// (planning each table's append, writing and syncing the log) as large as appending
+    /// hundreds of rows, so under load requests wait for the next commit to share it; an
+    /// idle writer still commits at once.
+    pub commit_spacing: Duration,
     /// Bytes of committed rows held in memory for the stitcher (see [`CommitFeed`]).
     pub feed_capacity_bytes: usize,
     /// New writes are refused (retryably) while the flow stitcher reports being further
@@ -46,6 +51,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             flush_rows: 100_000,
             linger: Duration::from_millis(2),
+            commit_spacing: Duration::from_millis(50),
             feed_capacity_bytes: 32 << 20,
             max_stitch_lag: Some(Duration::from_secs(30)),
         }
@@ -319,6 +325,7 @@ impl Committer {
 
 fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, committed: &Committer) {
     let mut stop: Option<oneshot::Sender<()>> = None;
+    let mut last_commit = Instant::now() - config.commit_spacing;
     while stop.is_none() {
         let first = match rx.recv() {
             Ok(Msg::Write(job)) => job,
@@ -332,14 +339,17 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
             }
             Err(_) => break,
         };
-        // Group commit: keep taking requests while they keep coming (each within
-        // `linger` of the last), up to `flush_rows` or `flush_interval`. Under load, requests
-        // that arrive during a commit share the next one; an idle writer commits at once.
-        let deadline = Instant::now() + config.flush_interval;
+        // Group commit: keep taking requests until `commit_spacing` after the last commit
+        // started, then while they keep coming (each within `linger` of the last), up to
+        // `flush_rows` or `flush_interval`. An idle writer commits at once.
+        let started = Instant::now();
+        let (spaced, deadline) = (last_commit + config.commit_spacing, started + config.flush_interval);
         let mut rows = first.rows;
         let mut jobs = vec![first];
         while rows < config.flush_rows {
-            let wait = deadline.saturating_duration_since(Instant::now()).min(config.linger);
+            let now = Instant::now();
+            let wait = if now < spaced { spaced - now } else { config.linger };
+            let wait = wait.min(deadline.saturating_duration_since(now));
             match rx.recv_timeout(wait) {
                 Ok(Msg::Write(job)) => {
                     rows += job.rows;
@@ -358,6 +368,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        last_commit = Instant::now();
         commit_jobs(&conn, jobs, &mut seq, committed);
     }
     // Shutting down: whatever was queued behind the stop request still gets committed.
@@ -504,5 +515,35 @@ mod tests {
             }
             assert_eq!(stats.stitching_behind(limit, now).is_some(), held, "{limit:?} {lag:?} {ago:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_arriving_soon_after_a_commit_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::Store::open(&dir.path().join("x.duckdb")).unwrap();
+        let config = WriterConfig {
+            commit_spacing: Duration::from_secs(1),
+            flush_interval: Duration::from_secs(5),
+            ..WriterConfig::default()
+        };
+        let writer = Arc::new(store.start_writer(config).unwrap());
+        let rows = |n: u32| vec![crate::test_support::span_rows([format!("{n:032x}")])];
+        // An idle writer commits the first request by itself.
+        let first = writer.write(rows(1)).await.unwrap();
+        // Requests sent one at a time, each 20 ms after the last: with only the linger
+        // (2 ms) to wait for company each would be a commit of its own; within the
+        // spacing they are one.
+        let mut waiting = Vec::new();
+        for n in 2..7 {
+            let writer = Arc::clone(&writer);
+            waiting.push(tokio::spawn(async move { writer.write(rows(n)).await.unwrap() }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut seqs = Vec::new();
+        for w in waiting {
+            seqs.push(w.await.unwrap());
+        }
+        assert_eq!(seqs, vec![first + 1; 5]);
+        writer.shutdown().await;
     }
 }

@@ -263,6 +263,11 @@ pub fn render_stitching(out: &mut String, p: &crate::flows::StitchProgress, last
             "Rounds whose traces and keys the join filter showed were never stored, so read nothing",
             p.lookups_skipped,
         ),
+        (
+            "flowscope_stitcher_rounds_read_from_file_total",
+            "Rounds that read their new rows back from the file because the commit feed no longer held them",
+            p.rows_from_file,
+        ),
         ("flowscope_stitcher_join_runs_jobs_total", "Jobs that kept the sorted runs of join hashes", p.join_runs.jobs),
         (
             "flowscope_stitch_commits_set_aside_total",

@@ -168,6 +168,9 @@ pub struct StitchProgress {
     /// the join filter showed were never written, so that read nothing.
     pub file_lookups: u64,
     pub lookups_skipped: u64,
+    /// Rounds that read their new rows back from the file: the commit feed had let some
+    /// of them go (it was full, or the process had just started).
+    pub rows_from_file: u64,
     /// Bytes of the join filter, and how long its last build took.
     pub join_filter_bytes: usize,
     pub join_filter_build_seconds: f64,

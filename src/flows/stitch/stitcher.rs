@@ -343,7 +343,10 @@ impl Stitcher {
     fn take_new(&mut self, from: i64, to: i64) -> Result<usize, StoreError> {
         let NewRows { mut spans, links, log_keys } = match self.feed.take(from, to) {
             Some(commits) => intake::from_feed(&commits),
-            None => intake::from_file(&self.conn, from, to)?,
+            None => {
+                self.progress.send_modify(|p| p.rows_from_file += 1);
+                intake::from_file(&self.conn, from, to)?
+            }
         };
         // Stored flows these rows join are brought into memory first (with every span
         // committed up to `to`, so this round's spans of them are already there).
