@@ -3,6 +3,7 @@
 //! talks only to loopback, prints a table, and with `--out FILE` writes JSON so runs can
 //! be compared. See BENCHMARKS.md for figures and how to read them.
 
+pub mod append;
 pub mod cluster;
 pub mod growth;
 pub mod pages;
@@ -21,7 +22,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::ingest::{CorrelationKeys, Encoding, Signal};
-use crate::store::tables::TableBatch;
 use crate::store::Store;
 use crate::text::now_nanos;
 use pages::{page_endpoints, time_pages};
@@ -55,6 +55,8 @@ pub enum BenchCommand {
     Sustained(sustained::SustainedArgs),
     /// A cluster on a real PostgreSQL and DuckLake: receivers, a stitcher and a query node
     Cluster(cluster::ClusterArgs),
+    /// DuckDB's appender alone, with more or fewer export requests a commit
+    Append(append::AppendArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -112,6 +114,7 @@ pub async fn run(command: BenchCommand) -> Result<Value, BenchError> {
         BenchCommand::Stitch(a) => (stitch(&a).await?, a.out),
         BenchCommand::Sustained(a) => (sustained::sustained(&a).await?, a.out),
         BenchCommand::Cluster(a) => (cluster::cluster(&a).await?, a.out.clone()),
+        BenchCommand::Append(a) => (tokio::task::block_in_place(|| append::run(&a))?, a.out.clone()),
     };
     print_table(&report);
     if let Some(path) = out {
@@ -254,28 +257,8 @@ fn decode_limit(templates: &[Template]) -> f64 {
 /// Single-threaded DuckDB Appender rate into the same schema (span rows/s, links included
 /// in the work), committing every ~100k spans like the writer does under load.
 fn append_limit(templates: &[Template]) -> Result<f64, BenchError> {
-    let dir = tempfile_dir()?;
-    let store = Store::open(&dir.join("append-limit.duckdb"))?;
-    let conn = store.connect()?;
-    let keys = CorrelationKeys::default();
-    let mut batches: Vec<(usize, Vec<TableBatch>)> = Vec::new();
-    for (i, t) in templates.iter().cycle().take(templates.len() * 40).enumerate() {
-        let flat = crate::ingest::flatten(Signal::Traces, Encoding::Protobuf, &t.instance(i as u32 + 1_000_000), &keys)
-            .expect("template flattens");
-        batches.push((flat.accepted as usize, flat.batches));
-    }
-    let started = Instant::now();
-    let mut spans = 0;
-    for (seq, group) in batches.chunks(100).enumerate() {
-        let refs: Vec<&TableBatch> = group.iter().flat_map(|(_, b)| b).collect();
-        crate::store::append_in_transaction(&conn, &refs, seq as i64 + 1)?;
-        spans += group.iter().map(|(n, _)| n).sum::<usize>();
-    }
-    let rate = spans as f64 / started.elapsed().as_secs_f64();
-    drop(conn);
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(rate)
+    let appended = append::append(&append::flattened(templates, templates.len() * 40), 100)?;
+    Ok(appended.spans as f64 / appended.seconds)
 }
 
 fn tempfile_dir() -> Result<PathBuf, BenchError> {

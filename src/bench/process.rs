@@ -103,12 +103,7 @@ impl ServerProcess {
 
     /// User plus system CPU seconds the server has used.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-        let rest = stat.rsplit(')').next().unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / CLOCK_TICKS
+        stat_cpu_seconds(&self.proc_file("stat"))
     }
 
     /// CPU seconds per thread name (writer, stitcher, tokio workers, DuckDB's threads), to
@@ -119,10 +114,7 @@ impl ServerProcess {
         for task in tasks.flatten() {
             let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let rest = stat.rsplit(')').next().unwrap_or("");
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-            *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / CLOCK_TICKS;
+            *out.entry(name).or_insert(0.0) += stat_cpu_seconds(&stat);
         }
         out
     }
@@ -160,6 +152,15 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// User plus system CPU seconds in the text of a /proc/<pid>/stat (or a task's).
+pub fn stat_cpu_seconds(stat: &str) -> f64 {
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / CLOCK_TICKS
 }
 
 /// A field of /proc/<pid>/status in kB (0 once the process is gone).
