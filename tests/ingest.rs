@@ -300,6 +300,9 @@ async fn overload_refuses_with_retryable_errors_and_keeps_every_acknowledged_spa
     }
     assert!(!refused.is_empty(), "a 6-row queue must refuse some of 40 concurrent requests");
     assert!(!acknowledged.is_empty());
+    let metrics = reqwest::get(server.ui_url("/metrics")).await.unwrap().text().await.unwrap();
+    let by_cause = format!("flowscope_refusals_total{{cause=\"write_queue_full\"}} {}\n", refused.len());
+    assert!(metrics.contains(&by_cause), "every refusal was the full queue's: {metrics}");
     let (db, _dir) = server.stop().await;
     let conn = duckdb::Connection::open(&db).unwrap();
     for seed in acknowledged {
@@ -344,7 +347,10 @@ async fn ingest_is_held_back_while_flows_are_too_far_behind() {
     let mut grpc = TraceServiceClient::connect(server.grpc_url()).await.unwrap();
     let status = grpc.export(traces("held", vec![span(3, 0, "x")])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(metrics().await.contains("flowscope_ingest_held_back 1"));
+    let held_back = metrics().await;
+    assert!(held_back.contains("flowscope_ingest_held_back 1"));
+    assert!(held_back.contains("flowscope_refusals_total{cause=\"stitching_behind\"} 2\n"), "{held_back}");
+    assert!(held_back.contains("flowscope_refusals_total{cause=\"write_queue_full\"} 0\n"), "{held_back}");
     // Metric points are not stitched: they are taken meanwhile.
     let mut metrics_client = MetricsServiceClient::connect(server.grpc_url()).await.unwrap();
     metrics_client.export(gauge("broker", "queue.depth", &[3.0])).await.expect("metrics are not held back");

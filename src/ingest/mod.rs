@@ -184,6 +184,8 @@ pub struct IngestStats {
     pub traces: SignalStats,
     pub metrics: SignalStats,
     pub logs: SignalStats,
+    /// Requests turned away, by [`Refusal`] (all signals).
+    refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
 impl IngestStats {
@@ -192,6 +194,60 @@ impl IngestStats {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
             Signal::Logs => &self.logs,
+        }
+    }
+
+    fn refused(&self, signal: Signal, why: Refusal) {
+        self.of(signal).refused_requests.fetch_add(1, Ordering::Relaxed);
+        self.refusals[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests turned away for this reason so far.
+    pub fn refusals(&self, why: Refusal) -> u64 {
+        self.refusals[why as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Why a request was turned away (503 / `UNAVAILABLE`, which exporters retry): what an
+/// operator needs to know to tell an undersized queue from ingest outrunning stitching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Flows were further behind than `--max-stitch-lag`.
+    StitchingBehind,
+    /// The write queue was full: commits did not keep up (a checkpoint, say).
+    WriteQueueFull,
+    /// The requests being decoded already took the decode budget.
+    DecodingFull,
+    /// The store could not take the commit.
+    StoreFailed,
+    ShuttingDown,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 5] = [
+        Refusal::StitchingBehind,
+        Refusal::WriteQueueFull,
+        Refusal::DecodingFull,
+        Refusal::StoreFailed,
+        Refusal::ShuttingDown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::StitchingBehind => "stitching_behind",
+            Refusal::WriteQueueFull => "write_queue_full",
+            Refusal::DecodingFull => "decoding_full",
+            Refusal::StoreFailed => "store_failed",
+            Refusal::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn of(e: &StoreError) -> Refusal {
+        match e {
+            StoreError::StitchingBehind { .. } => Refusal::StitchingBehind,
+            StoreError::Overloaded { .. } => Refusal::WriteQueueFull,
+            StoreError::ShuttingDown => Refusal::ShuttingDown,
+            _ => Refusal::StoreFailed,
         }
     }
 }
@@ -354,7 +410,7 @@ impl Ingest {
             Signal::Traces | Signal::Logs => self.writer.check_stitch_lag().and_then(|()| self.writer.check_room()),
         };
         if let Err(e) = room {
-            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused(signal, Refusal::of(&e));
             return Err(e.into());
         }
         // Admission by bytes, before decoding: many large bodies at once would otherwise
@@ -362,7 +418,7 @@ impl Ingest {
         // whole budget is decoded alone.
         let kib = (body.len().saturating_mul(DECODE_FACTOR) / 1024).clamp(1, self.decode_kib as usize) as u32;
         let Ok(decoding) = Arc::clone(&self.decoding).try_acquire_many_owned(kib) else {
-            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused(signal, Refusal::DecodingFull);
             return Err(IngestError::Overloaded("too many requests are being decoded; retry".into()));
         };
         let flat = if body.len() > DECODE_INLINE_BYTES {
@@ -387,7 +443,7 @@ impl Ingest {
         stats.received.fetch_add(flat.accepted + flat.rejected, Ordering::Relaxed);
         stats.rejected.fetch_add(flat.rejected, Ordering::Relaxed);
         if let Err(e) = self.writer.write(flat.batches).await {
-            stats.refused_requests.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused(signal, Refusal::of(&e));
             return Err(e.into());
         }
         stats.committed.fetch_add(flat.accepted, Ordering::Relaxed);

@@ -39,10 +39,10 @@ use super::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct CheckpointConfig {
-    /// Log size past which a checkpoint is made. Every commit waits while one runs, and
-    /// the log's rows sit uncompressed in memory until then: a smaller log makes shorter
-    /// waits (what exporters see as their p99) and a smaller RSS, for a little more
-    /// checkpointing in all.
+    /// Log size past which a checkpoint is made. A quarter of it (64 MB) halved export
+    /// p99, but under a stitch lag of 15-20 s DuckDB then ran out of its memory and a
+    /// commit failed that way left a column misaligned: the next checkpoint invalidated
+    /// the database (see BENCHMARKS.md, "Checkpoints every 64 MB of log").
     pub wal_bytes: u64,
     /// Log size checkpointed once no commit has come for `quiet`.
     pub quiet_wal_bytes: u64,
@@ -51,8 +51,7 @@ pub struct CheckpointConfig {
     pub threads: usize,
     /// How often the log's size is looked at.
     pub every: Duration,
-    /// One checkpoint in this many merges one run of row groups per table (0: none does):
-    /// about once per 2 GB of log.
+    /// One checkpoint in this many merges one run of row groups per table (0: none does).
     pub merge_every: u64,
     /// Runs of row groups per table a checkpoint of a quiet store merges.
     pub merges_when_quiet: u64,
@@ -61,12 +60,12 @@ pub struct CheckpointConfig {
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
-            wal_bytes: 64 << 20,
+            wal_bytes: 256 << 20,
             quiet_wal_bytes: 16 << 20,
             quiet: Duration::from_secs(2),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             every: Duration::from_millis(200),
-            merge_every: 32,
+            merge_every: 8,
             merges_when_quiet: 16,
         }
     }

@@ -238,7 +238,7 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreE
 
 /// DuckDB checkpoints (folds its write-ahead log into the file) every 16 MB of log by
 /// default, inside the commit that finds the log past it. flowscope's checkpointer does it
-/// off the commit path every 64 MB (see [`checkpoints`]); DuckDB's own threshold is set
+/// off the commit path every 256 MB (see [`checkpoints`]); DuckDB's own threshold is set
 /// far above, a backstop.
 /// DuckDB's buffer pool may otherwise grow to 80% of the machine's memory: it gets half
 /// of the default memory budget (see `config::MemoryBudget`).

@@ -325,7 +325,7 @@ impl Committer {
 
 fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, committed: &Committer) {
     let mut stop: Option<oneshot::Sender<()>> = None;
-    let mut last_commit = Instant::now() - config.commit_spacing;
+    let mut last_commit: Option<Instant> = None;
     while stop.is_none() {
         let first = match rx.recv() {
             Ok(Msg::Write(job)) => job,
@@ -342,13 +342,16 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
         // Group commit: keep taking requests until `commit_spacing` after the last commit
         // started, then while they keep coming (each within `linger` of the last), up to
         // `flush_rows` or `flush_interval`. An idle writer commits at once.
-        let started = Instant::now();
-        let (spaced, deadline) = (last_commit + config.commit_spacing, started + config.flush_interval);
+        let deadline = Instant::now() + config.flush_interval;
+        let spaced = last_commit.map(|at| at + config.commit_spacing);
         let mut rows = first.rows;
         let mut jobs = vec![first];
         while rows < config.flush_rows {
             let now = Instant::now();
-            let wait = if now < spaced { spaced - now } else { config.linger };
+            let wait = match spaced {
+                Some(spaced) if now < spaced => spaced - now,
+                _ => config.linger,
+            };
             let wait = wait.min(deadline.saturating_duration_since(now));
             match rx.recv_timeout(wait) {
                 Ok(Msg::Write(job)) => {
@@ -368,7 +371,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        last_commit = Instant::now();
+        last_commit = Some(Instant::now());
         commit_jobs(&conn, jobs, &mut seq, committed);
     }
     // Shutting down: whatever was queued behind the stop request still gets committed.

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::ingest::{Ingest, Signal};
+use crate::ingest::{Ingest, Refusal, Signal};
 use crate::store::COMMIT_BUCKETS_MS;
 
 /// `flowscope_stage_up{stage}`: 1 while a stage runs, 0 once it died.
@@ -131,9 +131,11 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
         ("flowscope_malformed_requests_total", "Requests refused as undecodable (400 / INVALID_ARGUMENT)", |s| {
             s.malformed_requests.load(Ordering::Relaxed)
         }),
-        ("flowscope_refused_requests_total", "Requests refused by a full queue or shutdown (503 / UNAVAILABLE)", |s| {
-            s.refused_requests.load(Ordering::Relaxed)
-        }),
+        (
+            "flowscope_refused_requests_total",
+            "Requests turned away retryably (503 / UNAVAILABLE); flowscope_refusals_total gives the cause",
+            |s| s.refused_requests.load(Ordering::Relaxed),
+        ),
         ("flowscope_received_items_total", "Spans, data points or log records decoded", |s| {
             s.received.load(Ordering::Relaxed)
         }),
@@ -147,6 +149,10 @@ pub fn render(ingest: &Ingest, duckdb_memory: &[(String, i64)]) -> String {
         for signal in Signal::ALL {
             let _ = writeln!(out, "{name}{{signal=\"{}\"}} {}", signal.name(), get(stats.of(signal)));
         }
+    }
+    let _ = writeln!(out, "# HELP flowscope_refusals_total Requests turned away retryably (503 / UNAVAILABLE), all signals, by cause\n# TYPE flowscope_refusals_total counter");
+    for why in Refusal::ALL {
+        let _ = writeln!(out, "flowscope_refusals_total{{cause=\"{}\"}} {}", why.name(), stats.refusals(why));
     }
     let writer = ingest.writer();
     let commits = writer.stats();
