@@ -58,6 +58,12 @@ impl StageGuard {
     pub fn stopped(mut self) {
         self.stopped = true;
     }
+
+    /// The stage ended because it cannot go on, for this reason.
+    pub fn died(mut self, why: String) {
+        self.stopped = true;
+        self.state.mark_dead(format!("the {} stopped: {why}", self.name));
+    }
 }
 
 impl Drop for StageGuard {

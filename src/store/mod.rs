@@ -42,6 +42,18 @@ pub enum StoreError {
     Task(String),
 }
 
+impl StoreError {
+    /// Whether DuckDB has invalidated the database after a fatal error (such as a
+    /// corrupted in-memory column found by a checkpoint): it refuses every statement
+    /// until the process opens the file again, which replays the write-ahead log.
+    pub fn database_lost(&self) -> bool {
+        self.to_string().contains(DATABASE_INVALIDATED)
+    }
+}
+
+/// What DuckDB says of a database it has invalidated.
+const DATABASE_INVALIDATED: &str = "database has been invalidated";
+
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "signals", include_str!("../../queries/migrations/001_signals.sql")),
     (2, "flows", include_str!("../../queries/migrations/002_flows.sql")),

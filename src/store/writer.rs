@@ -198,9 +198,11 @@ impl Writer {
         let max_stitch_lag = config.max_stitch_lag;
         std::thread::Builder::new()
             .name("flowscope-writer".into())
-            .spawn(move || {
-                run(conn, rx, config, next_seq, &committed);
-                guard.stopped();
+            .spawn(move || match run(conn, rx, config, next_seq, &committed) {
+                Ok(()) => guard.stopped(),
+                // Requests still queued are answered "shutting down" (retryable) as the
+                // queue is dropped; the process exits, and a restart recovers the file.
+                Err(lost) => guard.died(lost),
             })
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Writer {
@@ -323,7 +325,15 @@ impl Committer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq: i64, committed: &Committer) {
+/// Commits until asked to stop; ends early with DuckDB's error if it invalidates the
+/// database (nothing more can be committed until the file is opened again).
+fn run(
+    conn: Connection,
+    rx: mpsc::Receiver<Msg>,
+    config: WriterConfig,
+    mut seq: i64,
+    committed: &Committer,
+) -> Result<(), String> {
     let mut stop: Option<oneshot::Sender<()>> = None;
     let mut last_commit: Option<Instant> = None;
     while stop.is_none() {
@@ -360,7 +370,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
                 }
                 Ok(Msg::Task(task, done)) => {
                     // Queued behind the requests taken so far: those commit first.
-                    commit_jobs(&conn, std::mem::take(&mut jobs), &mut seq, committed);
+                    commit_jobs(&conn, std::mem::take(&mut jobs), &mut seq, committed)?;
                     let _ = done.send(committed.run_task(&conn, task, &mut seq));
                     break;
                 }
@@ -372,7 +382,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
             }
         }
         last_commit = Some(Instant::now());
-        commit_jobs(&conn, jobs, &mut seq, committed);
+        commit_jobs(&conn, jobs, &mut seq, committed)?;
     }
     // Shutting down: whatever was queued behind the stop request still gets committed.
     let rest: Vec<Job> = rx
@@ -382,18 +392,20 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, config: WriterConfig, mut seq:
             Msg::Task(..) | Msg::Stop(_) => None,
         })
         .collect();
-    commit_jobs(&conn, rest, &mut seq, committed);
+    let last = commit_jobs(&conn, rest, &mut seq, committed);
     drop(conn);
     if let Some(ack) = stop {
         let _ = ack.send(());
     }
+    last
 }
 
 /// Commits the jobs in one transaction. Should that fail, each job is tried alone so that
-/// one bad request cannot take the others down with it.
-fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Committer) {
+/// one bad request cannot take the others down with it. Fails only when DuckDB has
+/// invalidated the database.
+fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Committer) -> Result<(), String> {
     if jobs.is_empty() {
-        return;
+        return Ok(());
     }
     *seq += 1;
     let started = Instant::now();
@@ -417,6 +429,14 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Com
                 job.finish(Ok(*seq));
             }
         }
+        Err(err) if err.database_lost() => {
+            committed.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "DuckDB has invalidated the database; the writer stops");
+            for job in jobs {
+                job.finish(Err(StoreError::ShuttingDown));
+            }
+            return Err(err.to_string());
+        }
         Err(StoreError::Unavailable(why)) if jobs.len() > 1 => {
             // The store out of reach is no request's fault: committing them one by one
             // would only make each wait for it again. All are answered retryably at once.
@@ -436,10 +456,11 @@ fn commit_jobs(conn: &Connection, jobs: Vec<Job>, seq: &mut i64, committed: &Com
         Err(err) => {
             tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; committing requests one by one");
             for job in jobs {
-                commit_jobs(conn, vec![job], seq, committed);
+                commit_jobs(conn, vec![job], seq, committed)?;
             }
         }
     }
+    Ok(())
 }
 
 /// Appends the batches and commits, all or nothing. Also the benchmark's measure of what
@@ -548,5 +569,35 @@ mod tests {
         }
         assert_eq!(seqs, vec![first + 1; 5]);
         writer.shutdown().await;
+    }
+
+    /// A sink whose database DuckDB has invalidated, as after a fatal error.
+    struct Invalidated;
+
+    impl CommitSink for Invalidated {
+        fn commit(&self, _: &Connection, _: &[&TableBatch], _: i64) -> Result<(), StoreError> {
+            Err(StoreError::Task(
+                "FATAL Error: Failed: database has been invalidated because of a previous fatal error".into(),
+            ))
+        }
+
+        fn feeds_stitcher(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_duckdb_has_invalidated_stops_the_writer_and_the_stage_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::Store::open(&dir.path().join("x.duckdb")).unwrap();
+        let writer = store.start_writer_to(WriterConfig::default(), Box::new(Invalidated)).unwrap();
+        let rows = |n: u32| vec![crate::test_support::span_rows([format!("{n:032x}")])];
+        // Answered retryably: a restart recovers the file.
+        assert!(matches!(writer.write(rows(1)).await, Err(StoreError::ShuttingDown)));
+        tokio::time::timeout(Duration::from_secs(10), writer.stage().died()).await.expect("the writer's stage dies");
+        let why = writer.stage().dead().unwrap();
+        assert!(why.contains("writer") && why.contains("invalidated"), "{why}");
+        assert!(matches!(writer.write(rows(2)).await, Err(StoreError::ShuttingDown)));
+        assert_eq!(writer.stats().failed_commits.load(Ordering::Relaxed), 1);
     }
 }
