@@ -128,11 +128,9 @@ fn ingest_overload_query_growth_and_stitch_benchmarks_run_and_report() {
     // The appender alone, by requests a commit.
     let append = bench(&["append", "--requests", "4", "--batch", "100", "--per-commit", "1,4"]);
     for run in ["requests_per_commit_1", "requests_per_commit_4"] {
-        for key in ["spans_per_s", "with_checkpoint_spans_per_s"] {
+        for key in ["spans_per_s", "cpu_s_per_million_spans", "with_checkpoint_spans_per_s"] {
             assert!(append[run][key].as_f64().is_some_and(|v| v > 0.0), "{run}.{key} in {append}");
         }
-        // CPU time counts in ticks of 10 ms, which a run this short may not reach.
-        assert!(append[run]["cpu_s_per_million_spans"].as_f64().is_some(), "{run} in {append}");
     }
     let spans_a_commit = |run: &str| append[run]["spans_per_commit"].as_u64().unwrap();
     assert!(spans_a_commit("requests_per_commit_4") > spans_a_commit("requests_per_commit_1"), "{append}");

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::workload::Template;
-use super::{process, tempfile_dir, templates, BenchError};
+use super::{cpu_clock, tempfile_dir, templates, BenchError};
 use crate::ingest::{CorrelationKeys, Encoding, Signal};
 use crate::store::tables::TableBatch;
 use crate::store::Store;
@@ -66,7 +66,7 @@ pub fn append(requests: &[(usize, Vec<TableBatch>)], per_commit: usize) -> Resul
     let dir = tempfile_dir()?;
     let store = Store::open(&dir.join("append.duckdb"))?;
     let conn = store.connect()?;
-    let cpu = || process::stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    let cpu = || cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID);
     let (cpu_before, started) = (cpu(), Instant::now());
     let mut spans = 0;
     for (seq, group) in requests.chunks(per_commit.max(1)).enumerate() {

@@ -155,7 +155,7 @@ impl ServerProcess {
 }
 
 /// User plus system CPU seconds in the text of a /proc/<pid>/stat (or a task's).
-pub fn stat_cpu_seconds(stat: &str) -> f64 {
+fn stat_cpu_seconds(stat: &str) -> f64 {
     // Fields after the parenthesised command name; utime and stime are 14th and 15th.
     let rest = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
